@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"supportbot/bitrix24/b24test"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// buildBinary builds supportbot once per test run, as `go build` would for a user.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "supportbot-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "supportbot")
+		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = err
+			t.Logf("%s", out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("go build: %v", buildErr)
+	}
+	return binPath
+}
+
+// process is the binary running in its own directory.
+type process struct {
+	cmd  *exec.Cmd
+	addr string
+	mu   sync.Mutex
+	log  strings.Builder
+	done chan error
+}
+
+var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
+
+// startBinary runs the binary in dir with env and waits until it listens.
+func startBinary(t *testing.T, dir string, env []string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(buildBinary(t), args...)
+	cmd.Dir = dir
+	// Only what the test gives: no SUPPORTBOT_* from the machine running the tests.
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, done: make(chan error, 1)}
+	addrCh := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.log.WriteString(line + "\n")
+			p.mu.Unlock()
+			if m := listeningRE.FindStringSubmatch(line); m != nil {
+				addrCh <- m[1]
+			}
+		}
+		io.Copy(io.Discard, stderr)
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	select {
+	case p.addr = <-addrCh:
+	case err := <-p.done:
+		t.Fatalf("supportbot exited before listening: %v\n%s", err, p.logs())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("supportbot did not start:\n%s", p.logs())
+	}
+	return p
+}
+
+func (p *process) logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+func (p *process) url() string {
+	return "http://" + strings.Replace(p.addr, "[::]", "127.0.0.1", 1)
+}
+
+// TestRunOnFreshMachine: with no configuration at all, the binary starts in dry-run
+// on ./supportbot.db, handles an event, logs the calls instead of sending them, and
+// stops cleanly on SIGTERM.
+func TestRunOnFreshMachine(t *testing.T) {
+	dir := t.TempDir()
+	p := startBinary(t, dir, []string{"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0", "SUPPORTBOT_ACCESS_ADMINS=27"})
+	if _, err := os.Stat(filepath.Join(dir, "supportbot.db")); err != nil {
+		t.Fatalf("no supportbot.db in the working directory: %v", err)
+	}
+	if !strings.Contains(p.logs(), "dry-run") {
+		t.Errorf("the log does not say dry-run:\n%s", p.logs())
+	}
+	resp, err := http.Get(p.url() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz %d", resp.StatusCode)
+	}
+	status, _, err := b24test.Post(context.Background(), p.url()+"/bitrix/events", privateMessage(27, "en", "How do I export deals?"))
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("event: %d %v", status, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.logs(), "Question #1 is open") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the dry run did not log the answer:\n%s", p.logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Contains(p.logs(), testToken) {
+		t.Error("the application token reached the log")
+	}
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit within 15 s of SIGTERM")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("shutdown took %v", d)
+	}
+}
+
+func TestVersionCommand(t *testing.T) {
+	out, err := exec.Command(buildBinary(t), "version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "supportbot ") {
+		t.Fatalf("version: %q %v", out, err)
+	}
+}

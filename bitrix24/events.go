@@ -1,0 +1,450 @@
+package bitrix24
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Event types supportbot handles. Others decode to Unknown.
+const (
+	EventMessageAdd    = "ONIMBOTMESSAGEADD"
+	EventMessageUpdate = "ONIMBOTMESSAGEUPDATE"
+	EventMessageDelete = "ONIMBOTMESSAGEDELETE"
+	EventCommandAdd    = "ONIMCOMMANDADD"
+	EventJoinChat      = "ONIMBOTJOINCHAT"
+	EventBotDelete     = "ONIMBOTDELETE"
+	EventAppInstall    = "ONAPPINSTALL"
+)
+
+// Command contexts: typed in the text area, or sent by a keyboard button.
+const (
+	ContextTextarea = "TEXTAREA"
+	ContextKeyboard = "KEYBOARD"
+)
+
+// Event is one decoded Bitrix24 event.
+type Event interface {
+	// Head is what every event carries: its type, time and the top-level auth block.
+	Head() *Envelope
+	// DedupKey identifies the event for de-duplication. v1 events carry no event ID,
+	// so the key is built from what makes the event distinct.
+	DedupKey() string
+}
+
+// Envelope is the part common to every event.
+type Envelope struct {
+	Type      string
+	HandlerID int64
+	Time      time.Time
+	Auth      Auth
+}
+
+// Head returns the envelope.
+func (e *Envelope) Head() *Envelope { return e }
+
+// Auth is the top-level auth[…] block. The application token is the event's only
+// proof of origin; tokens must never reach a log (see LogValue).
+type Auth struct {
+	ApplicationToken string
+	AccessToken      string
+	RefreshToken     string
+	ExpiresIn        int64
+	Expires          int64
+	Scope            string
+	Domain           string
+	ServerEndpoint   string
+	ClientEndpoint   string
+	MemberID         string
+	UserID           int64
+	Status           string
+}
+
+// LogValue keeps the secrets out of structured logs.
+func (a Auth) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("domain", a.Domain),
+		slog.String("member_id", a.MemberID),
+		slog.Int64("user_id", a.UserID),
+	)
+}
+
+// User is data[USER]: the author of the message or the one who pressed a button.
+type User struct {
+	ID         int64
+	Name       string
+	FirstName  string
+	LastName   string
+	IsBot      bool
+	IsExtranet bool
+	IsNetwork  bool
+}
+
+// Message is data[PARAMS] of a message event.
+type Message struct {
+	ID             int64
+	DialogID       string // "27" in a private chat, "chat1157" in a group chat
+	ChatID         int64
+	ChatType       string // P private, C group, O open, L open line…
+	FromUserID     int64
+	Text           string
+	Original       string // before Bitrix24 stripped mentions
+	ChatTitle      string
+	ChatEntityType string
+	ChatEntityID   string
+	Language       string
+	System         bool
+	CommandContext string
+}
+
+// Private reports whether the message is in a one-to-one chat with the bot.
+func (m Message) Private() bool {
+	if m.ChatType != "" {
+		return m.ChatType == "P"
+	}
+	return !strings.HasPrefix(m.DialogID, "chat")
+}
+
+// MessageAdd is ONIMBOTMESSAGEADD.
+type MessageAdd struct {
+	Envelope
+	BotID   int64
+	Message Message
+	User    User
+}
+
+// DedupKey implements Event. A typed slash command may also arrive as ONIMCOMMANDADD
+// for the same message; both share this key so the command runs once.
+func (e *MessageAdd) DedupKey() string { return "message:" + itoa(e.Message.ID) }
+
+// MessageUpdate is ONIMBOTMESSAGEUPDATE: the same message ID with new text.
+type MessageUpdate struct {
+	Envelope
+	BotID   int64
+	Message Message
+	User    User
+}
+
+// DedupKey implements Event: one message may be edited many times, so the new text is
+// part of the key.
+func (e *MessageUpdate) DedupKey() string {
+	sum := sha256.Sum256([]byte(e.Message.Text))
+	return "update:" + itoa(e.Message.ID) + ":" + hex.EncodeToString(sum[:8])
+}
+
+// MessageDelete is ONIMBOTMESSAGEDELETE.
+type MessageDelete struct {
+	Envelope
+	BotID   int64
+	Message Message
+	User    User
+}
+
+// DedupKey implements Event.
+func (e *MessageDelete) DedupKey() string { return "delete:" + itoa(e.Message.ID) }
+
+// Command is one entry of data[COMMAND][<id>].
+type Command struct {
+	ID        int64
+	BotID     int64
+	BotCode   string
+	Name      string // COMMAND, without the slash
+	Params    string // COMMAND_PARAMS
+	Context   string // TEXTAREA or KEYBOARD
+	MessageID int64  // the typed message, or the message that carried the keyboard
+}
+
+// CommandAdd is ONIMCOMMANDADD: a registered slash command typed, or a button pressed.
+type CommandAdd struct {
+	Envelope
+	Command Command
+	Message Message
+	User    User
+}
+
+// DedupKey implements Event. A typed command shares its message's key; a button press
+// carries the keyboard message's ID, shared by every button and every user, so the
+// presser, command and parameters make it distinct.
+func (e *CommandAdd) DedupKey() string {
+	if e.Command.Context != ContextKeyboard {
+		return "message:" + itoa(e.Command.MessageID)
+	}
+	sum := sha256.Sum256([]byte(e.Command.Name + "\x00" + e.Command.Params))
+	return "press:" + itoa(e.Command.MessageID) + ":" + itoa(e.User.ID) + ":" + hex.EncodeToString(sum[:8])
+}
+
+// JoinChat is ONIMBOTJOINCHAT: the private chat with the bot opened, or the bot added
+// to a chat.
+type JoinChat struct {
+	Envelope
+	BotID    int64
+	DialogID string
+	ChatID   int64
+	ChatType string
+	UserID   int64
+	Language string
+	User     User
+}
+
+// DedupKey implements Event.
+func (e *JoinChat) DedupKey() string {
+	return "join:" + e.DialogID + ":" + itoa(e.UserID) + ":" + itoa(e.Time.Unix())
+}
+
+// BotDelete is ONIMBOTDELETE.
+type BotDelete struct {
+	Envelope
+	BotID   int64
+	BotCode string
+}
+
+// DedupKey implements Event.
+func (e *BotDelete) DedupKey() string { return "botdelete:" + itoa(e.BotID) }
+
+// AppInstall is ONAPPINSTALL: a local or marketplace application installed; its auth
+// block carries the portal's tokens.
+type AppInstall struct {
+	Envelope
+	Version    string
+	LanguageID string
+	Active     bool
+	Installed  bool
+}
+
+// DedupKey implements Event.
+func (e *AppInstall) DedupKey() string {
+	return "install:" + e.Auth.MemberID + ":" + itoa(e.Time.Unix())
+}
+
+// Unknown is any other event: acknowledged and ignored.
+type Unknown struct {
+	Envelope
+}
+
+// DedupKey implements Event.
+func (e *Unknown) DedupKey() string { return "" }
+
+// Decode parses an event body. Errors wrap ErrMalformed.
+func Decode(body []byte) (Event, error) {
+	f, err := ParseForm(body)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeForm(f)
+}
+
+// DecodeForm turns a parsed form into a typed event, checking the fields each type
+// cannot do without.
+func DecodeForm(f Form) (Event, error) {
+	d := decoder{}
+	env := Envelope{
+		Type:      strings.ToUpper(strings.TrimSpace(f.String("event"))),
+		HandlerID: d.int(f, "event_handler_id"),
+		Auth:      d.auth(f.Group("auth")),
+	}
+	if env.Type == "" {
+		return nil, fmt.Errorf("%w: no event name", ErrMalformed)
+	}
+	if ts := d.int(f, "ts"); ts > 0 {
+		env.Time = time.Unix(ts, 0).UTC()
+	}
+	data := f.Group("data")
+	var ev Event
+	switch env.Type {
+	case EventMessageAdd:
+		msg := d.message(data)
+		e := &MessageAdd{Envelope: env, BotID: d.botID(data), Message: msg, User: d.user(data)}
+		d.need(msg.ID > 0, "data[PARAMS][MESSAGE_ID]")
+		d.need(msg.DialogID != "", "data[PARAMS][DIALOG_ID]")
+		d.need(msg.FromUserID > 0, "data[PARAMS][FROM_USER_ID]")
+		ev = e
+	case EventMessageUpdate:
+		msg := d.message(data)
+		d.need(msg.ID > 0, "data[PARAMS][MESSAGE_ID]")
+		d.need(msg.DialogID != "", "data[PARAMS][DIALOG_ID]")
+		ev = &MessageUpdate{Envelope: env, BotID: d.botID(data), Message: msg, User: d.user(data)}
+	case EventMessageDelete:
+		msg := d.message(data)
+		d.need(msg.ID > 0, "data[PARAMS][MESSAGE_ID]")
+		d.need(msg.DialogID != "", "data[PARAMS][DIALOG_ID]")
+		ev = &MessageDelete{Envelope: env, BotID: d.botID(data), Message: msg, User: d.user(data)}
+	case EventCommandAdd:
+		e := &CommandAdd{Envelope: env, Command: d.command(data), Message: d.message(data), User: d.user(data)}
+		if e.User.ID == 0 {
+			e.User.ID = e.Message.FromUserID
+		}
+		if e.Message.FromUserID == 0 {
+			e.Message.FromUserID = e.User.ID
+		}
+		d.need(e.Command.Name != "", "data[COMMAND][…][COMMAND]")
+		d.need(e.Command.MessageID > 0, "data[COMMAND][…][MESSAGE_ID]")
+		d.need(e.User.ID > 0, "data[PARAMS][FROM_USER_ID]")
+		d.need(e.Message.DialogID != "", "data[PARAMS][DIALOG_ID]")
+		ev = e
+	case EventJoinChat:
+		p := data.Group("PARAMS")
+		e := &JoinChat{
+			Envelope: env,
+			BotID:    d.botID(data),
+			DialogID: p.String("DIALOG_ID"),
+			ChatID:   d.int(p, "CHAT_ID"),
+			ChatType: p.String("CHAT_TYPE"),
+			UserID:   d.int(p, "USER_ID"),
+			Language: p.String("LANGUAGE"),
+			User:     d.user(data),
+		}
+		d.need(e.DialogID != "", "data[PARAMS][DIALOG_ID]")
+		ev = e
+	case EventBotDelete:
+		e := &BotDelete{Envelope: env, BotID: d.int(data, "BOT_ID"), BotCode: data.String("BOT_CODE")}
+		d.need(e.BotID > 0, "data[BOT_ID]")
+		ev = e
+	case EventAppInstall:
+		e := &AppInstall{
+			Envelope:   env,
+			Version:    data.String("VERSION"),
+			LanguageID: data.String("LANGUAGE_ID"),
+			Active:     data.String("ACTIVE") == "Y",
+			Installed:  data.String("INSTALLED") == "Y",
+		}
+		d.need(e.Auth.MemberID != "", "auth[member_id]")
+		ev = e
+	default:
+		ev = &Unknown{Envelope: env}
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("%s: %w", env.Type, d.err)
+	}
+	return ev, nil
+}
+
+// decoder collects the first error so field extraction reads as a list.
+type decoder struct{ err error }
+
+func (d *decoder) fail(err error) {
+	if d.err == nil {
+		d.err = err
+	}
+}
+
+func (d *decoder) need(ok bool, field string) {
+	if !ok {
+		d.fail(fmt.Errorf("%w: %s is missing or invalid", ErrMalformed, field))
+	}
+}
+
+// int reads a decimal field; missing or empty is 0, anything else non-numeric is an error.
+func (d *decoder) int(f Form, key string) int64 {
+	s := strings.TrimSpace(f.String(key))
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		d.fail(fmt.Errorf("%w: %s is not a number", ErrMalformed, key))
+		return 0
+	}
+	return n
+}
+
+func (d *decoder) auth(a Form) Auth {
+	return Auth{
+		ApplicationToken: strings.TrimSpace(a.String("application_token")),
+		AccessToken:      a.String("access_token"),
+		RefreshToken:     a.String("refresh_token"),
+		ExpiresIn:        d.int(a, "expires_in"),
+		Expires:          d.int(a, "expires"),
+		Scope:            a.String("scope"),
+		Domain:           a.String("domain"),
+		ServerEndpoint:   a.String("server_endpoint"),
+		ClientEndpoint:   a.String("client_endpoint"),
+		MemberID:         a.String("member_id"),
+		UserID:           d.int(a, "user_id"),
+		Status:           a.String("status"),
+	}
+}
+
+func (d *decoder) message(data Form) Message {
+	p := data.Group("PARAMS")
+	m := Message{
+		ID:             d.int(p, "MESSAGE_ID"),
+		DialogID:       strings.TrimSpace(p.String("DIALOG_ID")),
+		ChatID:         d.int(p, "CHAT_ID"),
+		ChatType:       p.String("CHAT_TYPE"),
+		FromUserID:     d.int(p, "FROM_USER_ID"),
+		Text:           p.String("MESSAGE"),
+		Original:       p.String("MESSAGE_ORIGINAL"),
+		ChatTitle:      p.String("CHAT_TITLE"),
+		ChatEntityType: p.String("CHAT_ENTITY_TYPE"),
+		ChatEntityID:   p.String("CHAT_ENTITY_ID"),
+		Language:       p.String("LANGUAGE"),
+		System:         p.String("SYSTEM") == "Y",
+		CommandContext: p.String("COMMAND_CONTEXT"),
+	}
+	if m.ID == 0 {
+		m.ID = d.int(p, "ID")
+	}
+	if m.ChatID == 0 {
+		m.ChatID = d.int(p, "TO_CHAT_ID")
+	}
+	if m.FromUserID == 0 {
+		// Edits and deletions name the author only as AUTHOR_ID.
+		m.FromUserID = d.int(p, "AUTHOR_ID")
+	}
+	return m
+}
+
+func (d *decoder) user(data Form) User {
+	u := data.Group("USER")
+	return User{
+		ID:         d.int(u, "ID"),
+		Name:       u.String("NAME"),
+		FirstName:  u.String("FIRST_NAME"),
+		LastName:   u.String("LAST_NAME"),
+		IsBot:      u.String("IS_BOT") == "Y",
+		IsExtranet: u.String("IS_EXTRANET") == "Y",
+		IsNetwork:  u.String("IS_NETWORK") == "Y",
+	}
+}
+
+// botID reads the ID of the bot the event is for: the key of data[BOT][<id>].
+func (d *decoder) botID(data Form) int64 {
+	bots := data.Group("BOT")
+	for _, k := range bots.Keys() {
+		if id, err := strconv.ParseInt(k, 10, 64); err == nil && id > 0 {
+			return id
+		}
+	}
+	return d.int(data.Group("PARAMS"), "BOT_ID")
+}
+
+// command reads the first entry of data[COMMAND][<id>]. Bitrix24 sends one per event.
+func (d *decoder) command(data Form) Command {
+	cmds := data.Group("COMMAND")
+	for _, k := range cmds.Keys() {
+		c := cmds.Group(k)
+		if c == nil {
+			continue
+		}
+		cmd := Command{
+			ID:        d.int(c, "COMMAND_ID"),
+			BotID:     d.int(c, "BOT_ID"),
+			BotCode:   c.String("BOT_CODE"),
+			Name:      strings.TrimPrefix(strings.TrimSpace(c.String("COMMAND")), "/"),
+			Params:    c.String("COMMAND_PARAMS"),
+			Context:   strings.ToUpper(c.String("COMMAND_CONTEXT")),
+			MessageID: d.int(c, "MESSAGE_ID"),
+		}
+		if cmd.ID == 0 {
+			cmd.ID, _ = strconv.ParseInt(k, 10, 64)
+		}
+		return cmd
+	}
+	return Command{}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

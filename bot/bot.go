@@ -1,0 +1,497 @@
+// Package bot is supportbot's brain: who may do what, the limit on open dialogs,
+// unread counts, titles, and what to say. It decides over storage inside the event's
+// transaction and writes the calls it wants made into the outbox; it never does HTTP.
+package bot
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"supportbot/bitrix24"
+	"supportbot/storage"
+)
+
+// Chats the bot creates are marked with this entity type, and ENTITY_ID
+// "question|<dialog id>", so a chat can be traced back to its dialog even before the
+// portal's answer to imbot.chat.add has been recorded.
+const (
+	EntityType     = "SUPPORTBOT_QUESTION"
+	entityIDPrefix = "question|"
+)
+
+// maxTitle is the longest title the bot accepts, in characters.
+const maxTitle = 255
+
+// Config is what the bot needs to know about people and limits.
+type Config struct {
+	Agents      []int64
+	Admins      []int64
+	Integrators []int64
+	FreePlan    bool
+	MaxActive   int
+	Language    string // fallback when the event's language is neither ru nor en
+}
+
+// Bot applies supportbot's rules to events.
+type Bot struct {
+	cfg     Config
+	agents  map[int64]bool
+	clients map[int64]bool
+	log     *slog.Logger
+}
+
+// New builds a Bot.
+func New(cfg Config, log *slog.Logger) *Bot {
+	if cfg.MaxActive <= 0 {
+		cfg.MaxActive = 5
+	}
+	if cfg.Language != "en" {
+		cfg.Language = "ru"
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &Bot{cfg: cfg, agents: map[int64]bool{}, clients: map[int64]bool{}, log: log}
+	for _, id := range cfg.Agents {
+		b.agents[id] = true
+	}
+	for _, id := range append(append([]int64{}, cfg.Admins...), cfg.Integrators...) {
+		b.clients[id] = true
+	}
+	return b
+}
+
+// Outcome says what became of an event.
+type Outcome int
+
+// Outcomes of Process.
+const (
+	Processed Outcome = iota
+	Duplicate
+	Ignored
+)
+
+// Process records the event's key and, unless it was seen before, applies the rules.
+// It runs inside the transaction that also commits the event, so an event is either
+// fully processed and recorded, or not at all.
+func (b *Bot) Process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event) (Outcome, error) {
+	key := ev.DedupKey()
+	if key == "" {
+		return Ignored, nil
+	}
+	fresh, err := tx.MarkProcessed(portal.ID, key, ev.Head().Type)
+	if err != nil {
+		return 0, err
+	}
+	if !fresh {
+		return Duplicate, nil
+	}
+	if err := b.handle(tx, portal, ev); err != nil {
+		return 0, fmt.Errorf("%s %s: %w", ev.Head().Type, key, err)
+	}
+	return Processed, nil
+}
+
+func (b *Bot) handle(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event) error {
+	switch e := ev.(type) {
+	case *bitrix24.MessageAdd:
+		if err := b.learnBot(tx, &portal, e.BotID); err != nil {
+			return err
+		}
+		return b.onMessage(tx, portal, e.Message, e.User, nil)
+	case *bitrix24.CommandAdd:
+		if err := b.learnBot(tx, &portal, e.Command.BotID); err != nil {
+			return err
+		}
+		cmd := fromButton(e.Command.Name, e.Command.Params)
+		if e.Command.Context == bitrix24.ContextKeyboard {
+			return b.onButton(tx, portal, e.Message, e.User, cmd)
+		}
+		return b.onMessage(tx, portal, e.Message, e.User, &cmd)
+	case *bitrix24.MessageUpdate:
+		return b.onEdit(tx, portal, e.Message, false)
+	case *bitrix24.MessageDelete:
+		return b.onEdit(tx, portal, e.Message, true)
+	case *bitrix24.JoinChat:
+		if err := b.learnBot(tx, &portal, e.BotID); err != nil {
+			return err
+		}
+		return b.onJoin(tx, portal, e)
+	case *bitrix24.BotDelete:
+		if portal.BotID != 0 && e.BotID != portal.BotID {
+			return nil // another bot of the same application
+		}
+		b.log.Warn("the portal removed the bot: nothing more will be sent there; the data stays",
+			"portal", portal.ID, "bot_id", e.BotID)
+		return tx.MarkBotDeleted(portal.ID)
+	}
+	return nil
+}
+
+// learnBot records the bot's ID from an event when it is not known yet, so a bot
+// registered by hand needs no bitrix.bot_id.
+func (b *Bot) learnBot(tx *storage.Tx, portal *storage.Portal, botID int64) error {
+	if botID <= 0 || (portal.BotID == botID && !portal.BotDeleted()) {
+		return nil
+	}
+	if portal.BotID != 0 && portal.BotID != botID && !portal.BotDeleted() {
+		return nil // keep the registered bot; events for others share the handler
+	}
+	portal.BotID, portal.BotDeletedAt = botID, time.Time{}
+	return tx.SetBotID(portal.ID, botID)
+}
+
+// who is the person behind an event.
+type who struct {
+	id     int64
+	name   string
+	agent  bool
+	client bool
+}
+
+func (b *Bot) who(u bitrix24.User, fallbackID int64) who {
+	id := u.ID
+	if id == 0 {
+		id = fallbackID
+	}
+	name := strings.TrimSpace(u.Name)
+	if name == "" {
+		name = strings.TrimSpace(u.FirstName + " " + u.LastName)
+	}
+	return who{id: id, name: name, agent: b.agents[id], client: b.clients[id]}
+}
+
+// lang picks the reply language: the event's, else the configured fallback.
+func (b *Bot) lang(eventLang string) string {
+	switch strings.ToLower(eventLang) {
+	case "ru", "en":
+		return strings.ToLower(eventLang)
+	}
+	return b.cfg.Language
+}
+
+// turn is one event being handled: where it came from and how to answer.
+type turn struct {
+	b      *Bot
+	tx     *storage.Tx
+	portal storage.Portal
+	from   who
+	lang   string
+	t      *texts
+	// dialogID is the chat the event came from ("27" or "chat1001"); dialog is set
+	// when that chat is one of our dialogs.
+	dialogID string
+	dialog   *storage.Dialog
+}
+
+func (b *Bot) newTurn(tx *storage.Tx, portal storage.Portal, from who, lang, dialogID string) *turn {
+	l := b.lang(lang)
+	return &turn{b: b, tx: tx, portal: portal, from: from, lang: l, t: textsFor(l), dialogID: dialogID}
+}
+
+// onMessage handles a message (ONIMBOTMESSAGEADD), or a typed command that arrived as
+// ONIMCOMMANDADD (cmd set).
+func (b *Bot) onMessage(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, u bitrix24.User, cmd *command) error {
+	from := b.who(u, m.FromUserID)
+	if u.IsBot || (portal.BotID != 0 && from.id == portal.BotID) || m.System {
+		return nil
+	}
+	t := b.newTurn(tx, portal, from, m.Language, m.DialogID)
+	if cmd == nil {
+		if c, ok := parseCommand(m.Text); ok {
+			cmd = &c
+		}
+	}
+	if m.Private() {
+		return t.inMainChat(m, cmd)
+	}
+	d, err := t.findDialog(m)
+	if err != nil {
+		return err
+	}
+	if d == nil {
+		// A chat that is not ours: only commands get an answer.
+		if cmd != nil {
+			return t.run(*cmd, m)
+		}
+		return nil
+	}
+	t.dialog = d
+	return t.inDialog(m, cmd)
+}
+
+// findDialog finds the dialog held in the message's chat: by chat ID, or by the
+// entity the bot stamped on the chat when the chat's ID is not recorded yet.
+func (t *turn) findDialog(m bitrix24.Message) (*storage.Dialog, error) {
+	if m.ChatID > 0 {
+		d, err := t.tx.DialogByChat(t.portal.ID, m.ChatID)
+		if err == nil {
+			return &d, nil
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
+	}
+	if m.ChatEntityType != EntityType || !strings.HasPrefix(m.ChatEntityID, entityIDPrefix) || m.ChatID <= 0 {
+		return nil, nil
+	}
+	id, err := strconv.ParseInt(strings.TrimPrefix(m.ChatEntityID, entityIDPrefix), 10, 64)
+	if err != nil {
+		return nil, nil
+	}
+	d, err := t.tx.Dialog(id)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && (d.PortalID != t.portal.ID || d.ChatID != 0)) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := t.tx.SetDialogChat(d.ID, m.ChatID); err != nil {
+		return nil, err
+	}
+	d.ChatID = m.ChatID
+	return &d, nil
+}
+
+// inMainChat: commands, or a question that opens a new dialog.
+func (t *turn) inMainChat(m bitrix24.Message, cmd *command) error {
+	if cmd != nil {
+		return t.run(*cmd, m)
+	}
+	if ok, err := t.mayAsk(); !ok {
+		return err
+	}
+	if t.from.client {
+		return t.openDialog(m.Text, m.ID)
+	}
+	// An agent who is not a client writing to the bot gets the agents' help.
+	return t.reply(t.t.AgentHelp, nil)
+}
+
+// inDialog: every message goes into the transcript; the client's moves their mark
+// and may reopen a resolved dialog; a rename in the Bitrix24 UI is picked up.
+func (t *turn) inDialog(m bitrix24.Message, cmd *command) error {
+	d := t.dialog
+	if m.ChatTitle != "" && m.ChatTitle != d.Title && !d.TitlePending {
+		if err := t.tx.RenameDialog(d.ID, m.ChatTitle, false); err != nil {
+			return err
+		}
+		d.Title = m.ChatTitle
+	}
+	role := storage.RoleOther
+	switch {
+	case t.from.id == d.ClientID:
+		role = storage.RoleClient
+	case t.from.agent:
+		role = storage.RoleAgent
+	}
+	seq, _, err := t.tx.AddMessage(storage.Message{
+		DialogID: d.ID, BitrixMessageID: m.ID, AuthorID: t.from.id, AuthorRole: role, Text: m.Text,
+	})
+	if err != nil {
+		return err
+	}
+	if err := t.tx.TouchDialog(d.ID); err != nil {
+		return err
+	}
+	if role == storage.RoleClient {
+		if err := t.tx.SetLastSeen(d.ID, t.from.id, seq); err != nil {
+			return err
+		}
+	}
+	if cmd != nil {
+		return t.run(*cmd, m)
+	}
+	if role == storage.RoleClient && !d.Active() {
+		return t.clientWritesInResolved()
+	}
+	return nil
+}
+
+// clientWritesInResolved reopens the dialog if the limit allows; otherwise says why not,
+// in the dialog.
+func (t *turn) clientWritesInResolved() error {
+	d := t.dialog
+	n, err := t.tx.CountActiveDialogs(t.portal.ID, d.ClientID)
+	if err != nil {
+		return err
+	}
+	if n >= t.b.cfg.MaxActive {
+		return t.reply(t.t.LimitInDialog(t.b.cfg.MaxActive), nil)
+	}
+	if err := t.tx.SetDialogStatus(d.ID, storage.StatusActive); err != nil {
+		return err
+	}
+	d.Status = storage.StatusActive
+	return t.reply(t.t.Reopened, nil)
+}
+
+// onEdit keeps the transcript in step with edits and deletions.
+func (b *Bot) onEdit(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, deleted bool) error {
+	if m.Private() || m.ChatID <= 0 {
+		return nil
+	}
+	d, err := tx.DialogByChat(portal.ID, m.ChatID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if deleted {
+		_, err = tx.DeleteMessage(d.ID, m.ID)
+	} else {
+		_, err = tx.EditMessage(d.ID, m.ID, m.Text)
+	}
+	return err
+}
+
+// onJoin greets a person who opens the private chat with the bot.
+func (b *Bot) onJoin(tx *storage.Tx, portal storage.Portal, e *bitrix24.JoinChat) error {
+	if e.ChatType != "P" && strings.HasPrefix(e.DialogID, "chat") {
+		return nil // added to a group chat: nothing to say
+	}
+	from := b.who(e.User, e.UserID)
+	t := b.newTurn(tx, portal, from, e.Language, e.DialogID)
+	return t.help()
+}
+
+// onButton handles a keyboard press.
+func (b *Bot) onButton(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, u bitrix24.User, cmd command) error {
+	from := b.who(u, m.FromUserID)
+	t := b.newTurn(tx, portal, from, m.Language, m.DialogID)
+	if !m.Private() && m.ChatID > 0 {
+		d, err := tx.DialogByChat(portal.ID, m.ChatID)
+		if err == nil {
+			t.dialog = &d
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+	}
+	return t.run(cmd, m)
+}
+
+// run dispatches a command.
+func (t *turn) run(cmd command, m bitrix24.Message) error {
+	switch cmd.name {
+	case cmdHelp:
+		return t.help()
+	case cmdChats:
+		if ok, err := t.mayAskAsClient(); !ok {
+			return err
+		}
+		return t.listDialogs()
+	case cmdNew:
+		if ok, err := t.mayAskAsClient(); !ok {
+			return err
+		}
+		return t.openDialog(cmd.args, m.ID)
+	case cmdOpen:
+		if ok, err := t.mayAskAsClient(); !ok {
+			return err
+		}
+		return t.openFromList(cmd.args)
+	case cmdRename:
+		return t.rename(cmd.args)
+	}
+	return t.reply(t.t.UnknownCommand, nil)
+}
+
+// mayAsk checks that the author may talk to support at all. When not, it queues the
+// refusal and reports false; nothing else may change.
+func (t *turn) mayAsk() (bool, error) {
+	if t.from.agent {
+		return true, nil
+	}
+	return t.mayAskAsClient()
+}
+
+// mayAskAsClient is mayAsk for the commands only clients have.
+func (t *turn) mayAskAsClient() (bool, error) {
+	switch {
+	case !t.from.client && t.from.agent:
+		return false, t.reply(t.t.AgentHelp, nil)
+	case !t.from.client:
+		return false, t.reply(t.t.NotAllowed, nil)
+	case t.b.cfg.FreePlan:
+		return false, t.reply(t.t.FreePlan, nil)
+	}
+	return true, nil
+}
+
+func (t *turn) help() error {
+	switch {
+	case t.from.client && t.b.cfg.FreePlan && !t.from.agent:
+		return t.reply(t.t.FreePlan, nil)
+	case t.from.client:
+		text := t.t.ClientHelp(t.b.cfg.MaxActive)
+		if t.from.agent {
+			text += "\n\n" + t.t.AgentHelp
+		}
+		return t.reply(text, t.clientKeyboard())
+	case t.from.agent:
+		return t.reply(t.t.AgentHelp, nil)
+	}
+	return t.reply(t.t.NotAllowed, nil)
+}
+
+func (t *turn) clientKeyboard() *bitrix24.Keyboard {
+	return &bitrix24.Keyboard{Buttons: []bitrix24.Button{
+		{Text: t.t.BtnAllChats, Command: cmdChats, Display: "LINE"},
+		{Text: t.t.BtnOpenNew, Command: cmdNew, Display: "LINE", BgColor: "#29619b", TextColor: "#fff"},
+		{Text: t.t.BtnHelp, Command: cmdHelp, Display: "LINE"},
+	}}
+}
+
+// reply sends text (and an optional keyboard) to the chat the event came from.
+func (t *turn) reply(text string, kb *bitrix24.Keyboard) error {
+	lane := t.dialogID
+	if t.dialog != nil {
+		lane = dialogLane(t.dialog.ID)
+	}
+	return t.send(lane, t.dialogID, text, kb, 0)
+}
+
+// send queues imbot.message.add. With needsDialog set, the message waits for that
+// dialog's chat and may use storage.ChatIDPlaceholder in its text, keyboard and
+// dialogID.
+func (t *turn) send(lane, dialogID, text string, kb *bitrix24.Keyboard, needsDialog int64) error {
+	params := map[string]any{"DIALOG_ID": dialogID, "MESSAGE": text}
+	if kb != nil {
+		params["KEYBOARD"] = kb
+	}
+	return t.enqueue(storage.OutboxEntry{ChatKey: lane, Method: "imbot.message.add", NeedsDialog: needsDialog}, params)
+}
+
+// enqueue writes one call into the outbox, naming the bot when its ID is known.
+func (t *turn) enqueue(e storage.OutboxEntry, params map[string]any) error {
+	if t.portal.BotID != 0 {
+		params["BOT_ID"] = t.portal.BotID
+	}
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", e.Method, err)
+	}
+	e.PortalID = t.portal.ID
+	e.Params = raw
+	_, err = t.tx.Enqueue(e)
+	return err
+}
+
+// dialogLane is the ordering lane of everything sent into a dialog's chat, starting
+// with its creation.
+func dialogLane(dialogID int64) string { return "dialog:" + strconv.FormatInt(dialogID, 10) }
+
+// chatLink links to a dialog's chat, or says the chat is still being created. In a
+// message that waits for the chat (needsDialog) the placeholder is used instead.
+func (t *turn) chatLink(d storage.Dialog, text string) string {
+	if d.ChatID == 0 {
+		return "[i]" + t.t.ChatPending + "[/i]"
+	}
+	return bitrix24.ChatLink(d.ChatID, text)
+}

@@ -1,0 +1,439 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"supportbot/bitrix24"
+	"supportbot/storage"
+)
+
+const (
+	admin      = 27
+	integrator = 28
+	agent      = 50
+	stranger   = 99
+	botID      = 567
+)
+
+// harness runs the bot over a real SQLite file, one event per transaction, as the
+// handler does.
+type harness struct {
+	t      *testing.T
+	store  *storage.Store
+	bot    *Bot
+	portal storage.Portal
+	nextID int64
+	seen   int // outbox entries already returned by sent()
+}
+
+func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
+	t.Helper()
+	store, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "bot.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	portal, err := store.EnsurePortal(context.Background(), "test", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Agents: []int64{agent}, Admins: []int64{admin}, Integrators: []int64{integrator}, MaxActive: 5, Language: "ru"}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	return &harness{t: t, store: store, bot: New(cfg, nil), portal: portal, nextID: 1000}
+}
+
+func (h *harness) process(ev bitrix24.Event) Outcome {
+	h.t.Helper()
+	var out Outcome
+	err := h.store.Update(context.Background(), func(tx *storage.Tx) error {
+		p, err := tx.Portal(h.portal.ID)
+		if err != nil {
+			return err
+		}
+		out, err = h.bot.Process(tx, p, ev)
+		return err
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+// private is a message from user in their main chat with the bot.
+func (h *harness) private(user int64, text string) *bitrix24.MessageAdd {
+	h.nextID++
+	return &bitrix24.MessageAdd{
+		Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageAdd},
+		BotID:    botID,
+		Message: bitrix24.Message{ID: h.nextID, DialogID: fmt.Sprint(user), ChatType: "P", FromUserID: user,
+			Text: text, Language: "en"},
+		User: bitrix24.User{ID: user, Name: fmt.Sprintf("User %d", user)},
+	}
+}
+
+// group is a message from user in group chat chatID.
+func (h *harness) group(user, chatID int64, title, text string) *bitrix24.MessageAdd {
+	h.nextID++
+	return &bitrix24.MessageAdd{
+		Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageAdd},
+		BotID:    botID,
+		Message: bitrix24.Message{ID: h.nextID, DialogID: bitrix24.DialogIDForChat(chatID), ChatID: chatID, ChatType: "C",
+			FromUserID: user, Text: text, ChatTitle: title, Language: "en"},
+		User: bitrix24.User{ID: user, Name: fmt.Sprintf("User %d", user)},
+	}
+}
+
+func (h *harness) press(user int64, dialogID string, chatID int64, name, params string) *bitrix24.CommandAdd {
+	h.nextID++
+	chatType := "P"
+	if chatID != 0 {
+		chatType = "C"
+	}
+	return &bitrix24.CommandAdd{
+		Envelope: bitrix24.Envelope{Type: bitrix24.EventCommandAdd},
+		Command:  bitrix24.Command{ID: 1, BotID: botID, Name: name, Params: params, Context: bitrix24.ContextKeyboard, MessageID: 500},
+		Message:  bitrix24.Message{ID: 500, DialogID: dialogID, ChatID: chatID, ChatType: chatType, FromUserID: user, Language: "en"},
+		User:     bitrix24.User{ID: user},
+	}
+}
+
+// sent returns the outbox entries queued since the last call.
+func (h *harness) sent() []storage.OutboxEntry {
+	h.t.Helper()
+	all, err := h.store.Outbox(context.Background(), h.portal.ID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out := all[h.seen:]
+	h.seen = len(all)
+	return out
+}
+
+// createChats plays the portal's side: every pending imbot.chat.add gets a chat.
+func (h *harness) createChats() map[int]int64 {
+	h.t.Helper()
+	chats := map[int]int64{}
+	all, _ := h.store.Outbox(context.Background(), h.portal.ID)
+	err := h.store.Update(context.Background(), func(tx *storage.Tx) error {
+		for _, e := range all {
+			if e.Method != "imbot.chat.add" || e.State != storage.OutboxPending {
+				continue
+			}
+			d, err := tx.Dialog(e.EffectRef)
+			if err != nil {
+				return err
+			}
+			chat := 2000 + int64(d.Number)
+			if err := tx.CompleteOutbox(e.ID, json.RawMessage(fmt.Sprint(chat))); err != nil {
+				return err
+			}
+			if err := tx.SetDialogChat(d.ID, chat); err != nil {
+				return err
+			}
+			chats[d.Number] = chat
+		}
+		return nil
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return chats
+}
+
+func param(t *testing.T, e storage.OutboxEntry, key string) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(e.Params, &m); err != nil {
+		t.Fatal(err)
+	}
+	switch v := m[key].(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	default:
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+}
+
+func methods(list []storage.OutboxEntry) string {
+	var s []string
+	for _, e := range list {
+		s = append(s, e.Method)
+	}
+	return strings.Join(s, ",")
+}
+
+func TestQuestionInMainChatOpensDialog(t *testing.T) {
+	h := newHarness(t)
+	if out := h.process(h.private(admin, "How do I [USER=all] export deals?")); out != Processed {
+		t.Fatalf("outcome %v", out)
+	}
+	sent := h.sent()
+	if methods(sent) != "imbot.chat.add,imbot.message.add,imbot.message.add" {
+		t.Fatalf("queued %s", methods(sent))
+	}
+	add := sent[0]
+	if got := param(t, add, "TITLE"); got != "Support question — #1" {
+		t.Errorf("title %q", got)
+	}
+	if got := param(t, add, "USERS"); got != "[27,50]" {
+		t.Errorf("users %s", got)
+	}
+	if param(t, add, "ENTITY_TYPE") != EntityType || !strings.HasPrefix(param(t, add, "ENTITY_ID"), "question|") {
+		t.Errorf("entity %s %s", param(t, add, "ENTITY_TYPE"), param(t, add, "ENTITY_ID"))
+	}
+	if param(t, add, "BOT_ID") != "567" {
+		t.Errorf("BOT_ID %q: the bot's ID is learnt from the event", param(t, add, "BOT_ID"))
+	}
+	greeting, answer := sent[1], sent[2]
+	if greeting.NeedsDialog == 0 || answer.NeedsDialog == 0 || greeting.ChatKey != add.ChatKey || answer.ChatKey != "27" {
+		t.Errorf("greeting %+v answer %+v", greeting, answer)
+	}
+	// The question is quoted in the greeting with its BB-code neutralised.
+	if msg := param(t, greeting, "MESSAGE"); strings.Contains(msg, "[USER=all]") || !strings.Contains(msg, "export deals?") {
+		t.Errorf("greeting %q", msg)
+	}
+	if got := param(t, answer, "DIALOG_ID"); got != "27" {
+		t.Errorf("answer goes to %q", got)
+	}
+	// The question is the first message of the transcript.
+	h.store.Update(context.Background(), func(tx *storage.Tx) error {
+		d, err := tx.DialogByNumber(h.portal.ID, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, _ := tx.Transcript(d.ID)
+		if len(tr) != 1 || tr[0].Text != "How do I [USER=all] export deals?" || tr[0].AuthorRole != storage.RoleClient {
+			t.Errorf("transcript %+v", tr)
+		}
+		return nil
+	})
+}
+
+func TestLimitAndRefusals(t *testing.T) {
+	h := newHarness(t)
+	for i := 0; i < 5; i++ {
+		h.process(h.private(integrator, "open new"))
+	}
+	if got := strings.Count(methods(h.sent()), "imbot.chat.add"); got != 5 {
+		t.Fatalf("%d chats for five requests", got)
+	}
+	h.process(h.private(integrator, "/new one more"))
+	sent := h.sent()
+	if methods(sent) != "imbot.message.add" {
+		t.Fatalf("sixth request queued %s", methods(sent))
+	}
+	msg := param(t, sent[0], "MESSAGE")
+	for n := 1; n <= 5; n++ {
+		if !strings.Contains(msg, fmt.Sprintf("#%d", n)) {
+			t.Errorf("limit message does not list #%d: %s", n, msg)
+		}
+	}
+	for _, who := range []int64{stranger} {
+		h.process(h.private(who, "open new"))
+		h.process(h.private(who, "I have a question"))
+		sent := h.sent()
+		if methods(sent) != "imbot.message.add,imbot.message.add" || !strings.Contains(param(t, sent[0], "MESSAGE"), "administrators and integrators") {
+			t.Fatalf("stranger got %s: %s", methods(sent), param(t, sent[0], "MESSAGE"))
+		}
+	}
+}
+
+func TestFreePlanRefusesClients(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.FreePlan = true })
+	h.process(h.private(admin, "Question"))
+	h.process(h.private(admin, "all chats"))
+	for _, e := range h.sent() {
+		if e.Method != "imbot.message.add" || !strings.Contains(param(t, e, "MESSAGE"), "commercial") {
+			t.Fatalf("free plan: %s %s", e.Method, e.Params)
+		}
+	}
+}
+
+func TestUnreadRenameAndReopenFlow(t *testing.T) {
+	h := newHarness(t)
+	h.process(h.private(admin, "first"))
+	h.process(h.private(admin, "second"))
+	chats := h.createChats()
+	h.sent()
+
+	// An agent answers in dialog 2: one unread.
+	h.process(h.group(agent, chats[2], "Support question — #2", "Here is how"))
+	h.process(h.private(admin, "all chats"))
+	list := param(t, h.sent()[0], "MESSAGE")
+	if !strings.Contains(list, "unread messages: 1") || !strings.Contains(list, "#2 · Support question — #2 · active · unread: 1") {
+		t.Fatalf("list: %s", list)
+	}
+	// The client answers there: read.
+	h.process(h.group(admin, chats[2], "Support question — #2", "Thanks"))
+	h.process(h.private(admin, "all chats"))
+	if list := param(t, h.sent()[0], "MESSAGE"); !strings.Contains(list, "unread messages: 0") {
+		t.Fatalf("list after answer: %s", list)
+	}
+
+	// Opening from the list marks read too.
+	h.process(h.group(agent, chats[1], "", "Answer 1"))
+	h.process(h.press(admin, "27", 0, cmdOpen, "1"))
+	sent := h.sent()
+	if len(sent) != 1 || !strings.Contains(param(t, sent[0], "KEYBOARD"), `"ACTION_VALUE":"chat2001"`) {
+		t.Fatalf("open: %s", sent[0].Params)
+	}
+	h.process(h.private(admin, "all chats"))
+	if list := param(t, h.sent()[0], "MESSAGE"); !strings.Contains(list, "unread messages: 0") {
+		t.Fatalf("list after open: %s", list)
+	}
+
+	// Rename from the main chat, with BB-code in the title.
+	h.process(h.private(admin, "rename 2 [URL=http://evil]Billing[/URL]"))
+	sent = h.sent()
+	if methods(sent) != "imbot.chat.updateTitle,imbot.message.add" || param(t, sent[0], "TITLE") != "[URL=http://evil]Billing[/URL]" {
+		t.Fatalf("rename queued %s %s", methods(sent), sent[0].Params)
+	}
+	if msg := param(t, sent[1], "MESSAGE"); strings.Contains(msg, "[URL=") {
+		t.Fatalf("title reached a message unescaped: %q", msg)
+	}
+	// While our rename is pending, an event's older title is not taken.
+	h.process(h.group(admin, chats[2], "Support question — #2", "still here"))
+	h.store.Update(context.Background(), func(tx *storage.Tx) error {
+		d, _ := tx.DialogByNumber(h.portal.ID, 2)
+		if d.Title != "[URL=http://evil]Billing[/URL]" {
+			t.Errorf("title reverted to %q", d.Title)
+		}
+		return tx.TitleSent(d.ID)
+	})
+	h.sent()
+	// A rename in the Bitrix24 UI arrives as CHAT_TITLE.
+	h.process(h.group(agent, chats[2], "Renamed in UI", "ok"))
+	h.process(h.private(admin, "all chats"))
+	if list := param(t, h.sent()[0], "MESSAGE"); !strings.Contains(list, "Renamed in UI") {
+		t.Fatalf("UI rename not picked up: %s", list)
+	}
+
+	// Someone else's dialog cannot be renamed by a client.
+	h.process(h.private(integrator, "rename 1 Mine now"))
+	if sent := h.sent(); methods(sent) != "imbot.message.add" || !strings.Contains(param(t, sent[0], "MESSAGE"), "not among yours") {
+		t.Fatalf("foreign rename: %s", methods(sent))
+	}
+}
+
+func TestClientWritingInResolvedDialog(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxActive = 2 })
+	h.process(h.private(admin, "one"))
+	h.process(h.private(admin, "two"))
+	chats := h.createChats()
+	h.store.Update(context.Background(), func(tx *storage.Tx) error {
+		d, _ := tx.DialogByNumber(h.portal.ID, 1)
+		return tx.SetDialogStatus(d.ID, storage.StatusResolved)
+	})
+	h.process(h.private(admin, "three")) // takes the freed place
+	h.createChats()
+	h.sent()
+	h.process(h.group(admin, chats[1], "", "one more thing"))
+	sent := h.sent()
+	if len(sent) != 1 || !strings.Contains(param(t, sent[0], "MESSAGE"), "resolved") || param(t, sent[0], "DIALOG_ID") != "chat2001" {
+		t.Fatalf("at the limit: %s %s", methods(sent), sent[0].Params)
+	}
+	h.store.Update(context.Background(), func(tx *storage.Tx) error {
+		d, _ := tx.DialogByNumber(h.portal.ID, 3)
+		return tx.SetDialogStatus(d.ID, storage.StatusResolved)
+	})
+	h.process(h.group(admin, chats[1], "", "again"))
+	if sent := h.sent(); len(sent) != 1 || !strings.Contains(param(t, sent[0], "MESSAGE"), "active again") {
+		t.Fatalf("under the limit: %s", sent[0].Params)
+	}
+}
+
+func TestDuplicateEventProcessedOnce(t *testing.T) {
+	h := newHarness(t)
+	ev := h.private(admin, "question")
+	if h.process(ev) != Processed || h.process(ev) != Duplicate {
+		t.Fatal("duplicate not detected")
+	}
+	// The same message as a typed command (ONIMCOMMANDADD) shares the key.
+	msg := h.private(admin, "/chats")
+	cmd := &bitrix24.CommandAdd{
+		Envelope: bitrix24.Envelope{Type: bitrix24.EventCommandAdd},
+		Command:  bitrix24.Command{Name: "chats", Context: bitrix24.ContextTextarea, MessageID: msg.Message.ID},
+		Message:  msg.Message, User: msg.User,
+	}
+	if h.process(cmd) != Processed || h.process(msg) != Duplicate {
+		t.Fatal("typed command and its message both processed")
+	}
+	if got := strings.Count(methods(h.sent()), "imbot.chat.add"); got != 1 {
+		t.Fatalf("%d dialogs", got)
+	}
+}
+
+func TestTranscriptEditsAndDeletes(t *testing.T) {
+	h := newHarness(t)
+	h.process(h.private(admin, "q"))
+	chats := h.createChats()
+	ev := h.group(agent, chats[1], "", "first answer")
+	h.process(ev)
+	edit := &bitrix24.MessageUpdate{Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageUpdate}, Message: ev.Message}
+	edit.Message.Text = "edited answer"
+	h.process(edit)
+	del := &bitrix24.MessageDelete{Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageDelete}, Message: ev.Message}
+	h.process(del)
+	h.store.Update(context.Background(), func(tx *storage.Tx) error {
+		d, _ := tx.DialogByNumber(h.portal.ID, 1)
+		tr, _ := tx.Transcript(d.ID)
+		if len(tr) != 2 || tr[1].Text != "edited answer" || tr[1].EditedAt.IsZero() || tr[1].DeletedAt.IsZero() {
+			t.Errorf("transcript %+v", tr)
+		}
+		if n, _ := tx.Unread(d.ID); n != 0 {
+			t.Errorf("a deleted message counts as unread: %d", n)
+		}
+		return nil
+	})
+}
+
+func TestChatFoundByEntityBeforeResult(t *testing.T) {
+	h := newHarness(t)
+	h.process(h.private(admin, "q"))
+	h.sent()
+	ev := h.group(admin, 3001, "Support question — #1", "hello?")
+	ev.Message.ChatEntityType = EntityType
+	h.store.Update(context.Background(), func(tx *storage.Tx) error {
+		d, _ := tx.DialogByNumber(h.portal.ID, 1)
+		ev.Message.ChatEntityID = fmt.Sprintf("question|%d", d.ID)
+		return nil
+	})
+	h.process(ev)
+	h.store.Update(context.Background(), func(tx *storage.Tx) error {
+		d, err := tx.DialogByChat(h.portal.ID, 3001)
+		if err != nil || d.Number != 1 {
+			t.Errorf("chat not linked: %v", err)
+		}
+		return nil
+	})
+}
+
+func TestLanguageFallback(t *testing.T) {
+	h := newHarness(t)
+	ev := h.private(admin, "помощь")
+	ev.Message.Language = "de"
+	h.process(ev)
+	if msg := param(t, h.sent()[0], "MESSAGE"); !strings.Contains(msg, "Поддержка") {
+		t.Fatalf("fallback language not Russian: %s", msg)
+	}
+}
+
+func TestBotDeleteStopsSending(t *testing.T) {
+	h := newHarness(t)
+	h.process(h.private(admin, "q"))
+	h.process(&bitrix24.BotDelete{Envelope: bitrix24.Envelope{Type: bitrix24.EventBotDelete}, BotID: botID})
+	due, err := h.store.DueOutbox(context.Background(), 10)
+	if err != nil || len(due) != 0 {
+		t.Fatalf("due after bot deletion: %d %v", len(due), err)
+	}
+}

@@ -1,0 +1,108 @@
+package bot
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Command names: the slash forms registered with imbot.command.register, which the
+// Russian and English phrases map to. Keyboard buttons send these too.
+const (
+	cmdChats    = "chats"
+	cmdNew      = "new"
+	cmdRename   = "rename"
+	cmdHelp     = "help"
+	cmdClose    = "close"
+	cmdResolve  = "resolve"
+	cmdReopen   = "reopen"
+	cmdEscalate = "escalate"
+	cmdQueue    = "queue"
+	// Hidden commands only keyboard buttons send.
+	cmdOpen   = "open"   // open dialog N from the list, marking it read
+	cmdRate   = "rate"   // rate a resolved dialog: "N up" / "N down"
+	cmdAccess = "access" // answer an access request: "ID grant" / "ID decline"
+)
+
+// command is a parsed command: its name and the rest of the text as typed.
+type command struct {
+	name string
+	args string
+}
+
+// phrases are the plain-text forms, matched as whole leading words.
+var phrases = []struct {
+	text     string
+	name     string
+	takesArg bool
+}{
+	{"все чаты", cmdChats, false},
+	{"all chats", cmdChats, false},
+	{"открыть новый", cmdNew, true},
+	{"open new", cmdNew, true},
+	{"переименовать", cmdRename, true},
+	{"rename", cmdRename, true},
+	{"помощь", cmdHelp, false},
+	{"help", cmdHelp, false},
+}
+
+// knownSlash lists the slash commands; any other "/word" is not ours and is plain text.
+var knownSlash = map[string]bool{
+	cmdChats: true, cmdNew: true, cmdRename: true, cmdHelp: true, cmdClose: true, cmdResolve: true,
+	cmdReopen: true, cmdEscalate: true, cmdQueue: true, cmdOpen: true, cmdRate: true, cmdAccess: true,
+}
+
+// parseCommand recognises a command in message text. Matching ignores case,
+// surrounding spaces and a trailing period; arguments keep their case. Bitrix24 strips
+// mentions of the bot from group messages and leaves the punctuation after them
+// (", all chats"), so leading commas and colons are ignored too.
+func parseCommand(text string) (command, bool) {
+	s := strings.TrimLeftFunc(text, func(r rune) bool { return unicode.IsSpace(r) || r == ',' || r == ':' })
+	s = strings.TrimRightFunc(s, unicode.IsSpace)
+	if s == "" {
+		return command{}, false
+	}
+	if s[0] == '/' {
+		word, rest, _ := strings.Cut(s[1:], " ")
+		if i := strings.IndexAny(word, "\n\t"); i >= 0 {
+			rest = word[i:] + " " + rest
+			word = word[:i]
+		}
+		name := strings.ToLower(strings.TrimSuffix(word, "."))
+		if !knownSlash[name] {
+			return command{}, false
+		}
+		return command{name: name, args: strings.TrimSpace(rest)}, true
+	}
+	for _, p := range phrases {
+		head := runePrefix(s, utf8.RuneCountInString(p.text))
+		if !strings.EqualFold(head, p.text) {
+			continue
+		}
+		rest := s[len(head):]
+		if strings.TrimSpace(rest) == "." || rest == "" {
+			return command{name: p.name}, true
+		}
+		if !p.takesArg || !unicode.IsSpace(rune(rest[0])) {
+			continue
+		}
+		return command{name: p.name, args: strings.TrimSpace(rest)}, true
+	}
+	return command{}, false
+}
+
+// runePrefix returns the first n runes of s (all of s if it is shorter).
+func runePrefix(s string, n int) string {
+	for i := range s {
+		if n == 0 {
+			return s[:i]
+		}
+		n--
+	}
+	return s
+}
+
+// fromButton turns ONIMCOMMANDADD's command into the same shape.
+func fromButton(name, params string) command {
+	return command{name: strings.ToLower(strings.TrimPrefix(strings.TrimSpace(name), "/")), args: strings.TrimSpace(params)}
+}

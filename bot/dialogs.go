@@ -1,0 +1,269 @@
+package bot
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"supportbot/bitrix24"
+	"supportbot/storage"
+)
+
+// maxResolvedListed caps the resolved dialogs one list shows, so the message stays
+// well under Bitrix24's 20,000 characters however long a client's history is.
+const maxResolvedListed = 30
+
+// listDialogs answers "all chats": active dialogs first, then resolved, with unread
+// counts and a button per active dialog.
+func (t *turn) listDialogs() error {
+	list, err := t.tx.ClientDialogs(t.portal.ID, t.from.id)
+	if err != nil {
+		return err
+	}
+	if len(list) == 0 {
+		return t.reply(t.t.ListEmpty, &bitrix24.Keyboard{Buttons: []bitrix24.Button{
+			{Text: t.t.BtnOpenNew, Command: cmdNew, Display: "LINE", BgColor: "#29619b", TextColor: "#fff"},
+			{Text: t.t.BtnHelp, Command: cmdHelp, Display: "LINE"},
+		}})
+	}
+	unread := 0
+	for _, d := range list {
+		unread += d.Unread
+	}
+	var b strings.Builder
+	b.WriteString(t.t.ListHeader(len(list), unread))
+	kb := &bitrix24.Keyboard{}
+	section := ""
+	resolvedShown, resolvedHidden := 0, 0
+	for _, d := range list {
+		if !d.Active() {
+			if resolvedShown == maxResolvedListed {
+				resolvedHidden++
+				continue
+			}
+			resolvedShown++
+		}
+		if s := t.sectionOf(d.Dialog); s != section {
+			section = s
+			b.WriteString("\n\n" + s)
+		}
+		b.WriteString("\n" + t.t.ListLine(d.Number, bitrix24.EscapeLine(d.Title), t.status(d.Dialog), d.Unread,
+			t.chatLink(d.Dialog, t.t.OpenLink)))
+		if d.Active() {
+			kb.Buttons = append(kb.Buttons,
+				bitrix24.Button{Text: t.t.ButtonDialog(d.Number, bitrix24.EscapeLine(d.Title), d.Unread),
+					Command: cmdOpen, CommandParams: strconv.Itoa(d.Number), Display: "LINE"},
+				bitrix24.NewLine())
+		}
+	}
+	if resolvedHidden > 0 {
+		fmt.Fprintf(&b, "\n… +%d", resolvedHidden)
+	}
+	kb.Buttons = append(kb.Buttons,
+		bitrix24.Button{Text: t.t.BtnOpenNew, Command: cmdNew, Display: "LINE", BgColor: "#29619b", TextColor: "#fff"})
+	return t.reply(b.String(), kb)
+}
+
+func (t *turn) sectionOf(d storage.Dialog) string {
+	if d.Active() {
+		return t.t.SectionActive
+	}
+	return t.t.SectionResolved
+}
+
+func (t *turn) status(d storage.Dialog) string {
+	switch {
+	case !d.Active():
+		return t.t.StatusResolved
+	case !d.EscalatedAt.IsZero():
+		return t.t.StatusEscalated
+	}
+	return t.t.StatusActive
+}
+
+// openDialog opens a dialog for the author, within the limit. The count and the
+// insert share the event's transaction, and transactions run one at a time, so
+// concurrent requests cannot both take the last place.
+func (t *turn) openDialog(question string, sourceMessageID int64) error {
+	active, err := t.tx.CountActiveDialogs(t.portal.ID, t.from.id)
+	if err != nil {
+		return err
+	}
+	if active >= t.b.cfg.MaxActive {
+		return t.limitReached()
+	}
+	return t.createDialog(t.from.id, t.from.name, question, sourceMessageID)
+}
+
+// limitReached lists the client's active dialogs and says how to free a place.
+func (t *turn) limitReached() error {
+	list, err := t.tx.ClientDialogs(t.portal.ID, t.from.id)
+	if err != nil {
+		return err
+	}
+	var lines []string
+	kb := &bitrix24.Keyboard{}
+	for _, d := range list {
+		if !d.Active() {
+			continue
+		}
+		lines = append(lines, t.t.ListLine(d.Number, bitrix24.EscapeLine(d.Title), t.status(d.Dialog), d.Unread,
+			t.chatLink(d.Dialog, t.t.OpenLink)))
+		kb.Buttons = append(kb.Buttons,
+			bitrix24.Button{Text: t.t.ButtonDialog(d.Number, bitrix24.EscapeLine(d.Title), d.Unread),
+				Command: cmdOpen, CommandParams: strconv.Itoa(d.Number), Display: "LINE"},
+			bitrix24.NewLine())
+	}
+	return t.reply(t.t.LimitReached(t.b.cfg.MaxActive, lines), kb)
+}
+
+// createDialog creates a dialog for a client and queues, in order: the chat's
+// creation, the greeting inside it, and the answer where the request was made. The
+// last two wait for the chat's ID.
+func (t *turn) createDialog(clientID int64, clientName, question string, sourceMessageID int64) error {
+	d, err := t.tx.CreateDialog(storage.NewDialog{
+		PortalID: t.portal.ID, ClientID: clientID, Language: t.lang, Title: t.t.DefaultTitle,
+	})
+	if err != nil {
+		return err
+	}
+	users := []int64{clientID}
+	for _, a := range t.b.cfg.Agents {
+		if a != clientID {
+			users = append(users, a)
+		}
+	}
+	err = t.enqueue(storage.OutboxEntry{
+		ChatKey: dialogLane(d.ID), Method: "imbot.chat.add", Effect: storage.EffectDialogChat, EffectRef: d.ID,
+	}, map[string]any{
+		"TYPE":        "CHAT",
+		"TITLE":       d.Title,
+		"USERS":       users,
+		"ENTITY_TYPE": EntityType,
+		"ENTITY_ID":   entityIDPrefix + strconv.FormatInt(d.ID, 10),
+	})
+	if err != nil {
+		return err
+	}
+	question = strings.TrimSpace(question)
+	if question != "" && sourceMessageID > 0 {
+		seq, _, err := t.tx.AddMessage(storage.Message{
+			DialogID: d.ID, BitrixMessageID: sourceMessageID, AuthorID: clientID, AuthorRole: storage.RoleClient, Text: question,
+		})
+		if err != nil {
+			return err
+		}
+		if err := t.tx.SetLastSeen(d.ID, clientID, seq); err != nil {
+			return err
+		}
+	}
+	if clientName == "" {
+		clientName = "#" + strconv.FormatInt(clientID, 10)
+	}
+	mention := "[USER=" + strconv.FormatInt(clientID, 10) + "]" + bitrix24.EscapeLine(clientName) + "[/USER]"
+	placeholderDialog := "chat" + storage.ChatIDPlaceholder
+	if err := t.send(dialogLane(d.ID), placeholderDialog, t.t.Greeting(d.Number, mention, bitrix24.Escape(question)), nil, d.ID); err != nil {
+		return err
+	}
+	link := "[chat=" + storage.ChatIDPlaceholder + "]" + bitrix24.EscapeLine(d.Title) + "[/chat]"
+	kb := &bitrix24.Keyboard{Buttons: []bitrix24.Button{
+		{Text: t.t.BtnGoToChat, Action: "DIALOG", ActionValue: placeholderDialog, Display: "LINE", BgColor: "#29619b", TextColor: "#fff"},
+		{Text: t.t.BtnAllChats, Command: cmdChats, Display: "LINE"},
+	}}
+	return t.send(t.replyLane(), t.dialogID, t.t.Opened(d.Number, link), kb, d.ID)
+}
+
+// replyLane is the ordering lane of answers to the chat the event came from.
+func (t *turn) replyLane() string {
+	if t.dialog != nil {
+		return dialogLane(t.dialog.ID)
+	}
+	return t.dialogID
+}
+
+// openFromList handles the list's button for dialog N: the client has seen it all.
+func (t *turn) openFromList(args string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(args))
+	if err != nil || n <= 0 {
+		return t.reply(t.t.UnknownCommand, nil)
+	}
+	d, err := t.tx.DialogByNumber(t.portal.ID, n)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && d.ClientID != t.from.id) {
+		return t.reply(t.t.DialogNotFound(n), nil)
+	}
+	if err != nil {
+		return err
+	}
+	if err := t.tx.MarkAllSeen(d.ID, t.from.id); err != nil {
+		return err
+	}
+	var kb *bitrix24.Keyboard
+	if d.ChatID != 0 {
+		kb = &bitrix24.Keyboard{Buttons: []bitrix24.Button{{
+			Text: t.t.BtnGoToChat, Action: "DIALOG", ActionValue: bitrix24.DialogIDForChat(d.ChatID),
+			Display: "LINE", BgColor: "#29619b", TextColor: "#fff",
+		}}}
+	}
+	return t.reply(t.t.OpenedFor(d.Number, t.chatLink(d, bitrix24.EscapeLine(d.Title))), kb)
+}
+
+// rename handles "rename N title" (clients: their own dialogs; agents: any). Inside a
+// dialog's chat the number may be left out.
+func (t *turn) rename(args string) error {
+	if ok, err := t.mayAsk(); !ok {
+		return err
+	}
+	var d storage.Dialog
+	title := args
+	first, rest, _ := strings.Cut(strings.TrimSpace(args), " ")
+	if n, err := strconv.Atoi(first); err == nil && strings.TrimSpace(rest) != "" {
+		title = rest
+		d, err = t.tx.DialogByNumber(t.portal.ID, n)
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && !t.from.agent && d.ClientID != t.from.id) {
+			return t.reply(t.t.DialogNotFound(n), nil)
+		}
+		if err != nil {
+			return err
+		}
+	} else if t.dialog != nil {
+		d = *t.dialog
+		if !t.from.agent && d.ClientID != t.from.id {
+			return t.reply(t.t.NotAllowed, nil)
+		}
+	} else {
+		return t.reply(t.t.RenameUsage, nil)
+	}
+	title = cleanTitle(title)
+	if title == "" {
+		return t.reply(t.t.RenameUsage, nil)
+	}
+	if utf8.RuneCountInString(title) > maxTitle {
+		return t.reply(t.t.TitleTooLong(maxTitle), nil)
+	}
+	if err := t.tx.RenameDialog(d.ID, title, true); err != nil {
+		return err
+	}
+	err := t.enqueue(storage.OutboxEntry{
+		ChatKey: dialogLane(d.ID), Method: "imbot.chat.updateTitle", NeedsDialog: d.ID,
+		Effect: storage.EffectTitleSent, EffectRef: d.ID,
+	}, map[string]any{"CHAT_ID": storage.ChatIDPlaceholder, "TITLE": title})
+	if err != nil {
+		return err
+	}
+	return t.reply(t.t.Renamed(d.Number, bitrix24.EscapeLine(title)), nil)
+}
+
+// cleanTitle makes a title one line: whitespace runs become one space, control
+// characters go.
+func cleanTitle(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) && !unicode.IsSpace(r) {
+			return -1
+		}
+		return r
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
+}

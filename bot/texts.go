@@ -1,0 +1,64 @@
+package bot
+
+// texts holds every sentence the bot writes, for one language. Each language fills
+// it in its own file (texts_ru.go, texts_en.go), so a translator reads one place.
+//
+// Arguments named title, question or name are user text already escaped by the
+// caller; links are BB-code the caller built.
+type texts struct {
+	DefaultTitle func(number int) string
+
+	// Who may write.
+	NotAllowed string
+	FreePlan   string
+	AgentsOnly string
+
+	// Help.
+	ClientHelp func(maxActive int) string
+	AgentHelp  string
+
+	// Buttons.
+	BtnAllChats string
+	BtnOpenNew  string
+	BtnHelp     string
+	BtnGoToChat string
+
+	// The list of dialogs.
+	ListHeader      func(total, unread int) string
+	ListEmpty       string
+	SectionActive   string
+	SectionResolved string
+	ListLine        func(number int, title, status string, unread int, link string) string
+	StatusActive    string
+	StatusResolved  string
+	StatusEscalated string
+	ChatPending     string // in place of a link while the chat is being created
+	ButtonDialog    func(number int, title string, unread int) string
+	OpenLink        string // text of a [chat=…] link
+
+	// Opening dialogs.
+	LimitReached func(maxActive int, lines []string) string
+	Opened       func(number int, link string) string
+	Greeting     func(number int, client, question string) string
+	OpenedFor    func(number int, link string) string // reply in the chat where /open was pressed
+
+	// Renaming.
+	RenameUsage    string
+	Renamed        func(number int, title string) string
+	DialogNotFound func(number int) string
+	TitleTooLong   func(max int) string
+
+	// A resolved dialog the client writes into.
+	Reopened       string
+	LimitInDialog  func(maxActive int) string
+	UnknownCommand string
+}
+
+// textsFor returns the texts for a language code; anything but "en" is Russian,
+// except that the caller has already mapped unknown codes to the configured fallback.
+func textsFor(lang string) *texts {
+	if lang == "en" {
+		return &textsEN
+	}
+	return &textsRU
+}

@@ -1,0 +1,91 @@
+package bot
+
+import (
+	"fmt"
+	"strings"
+)
+
+var textsEN = texts{
+	DefaultTitle: func(n int) string { return fmt.Sprintf("Support question — #%d", n) },
+
+	NotAllowed: "Only the portal's administrators and integrators can write to support. " +
+		"If you need help, please ask your Bitrix24 administrator.",
+	FreePlan: "Support chat is available on commercial Bitrix24 plans only. " +
+		"Switch to a commercial plan to ask your questions here.",
+	AgentsOnly: "Only support agents can use this command.",
+
+	ClientHelp: func(max int) string {
+		return "[b]Support[/b]\n" +
+			"Write your question here and it gets its own chat with support.\n" +
+			fmt.Sprintf("You can have up to %d questions open at a time.\n\n", max) +
+			"[b]all chats[/b] — your questions, with unread messages\n" +
+			"[b]open new[/b] [i]question[/i] — open a new question\n" +
+			"[b]rename N title[/b] — rename question #N\n" +
+			"[b]help[/b] — this help"
+	},
+	AgentHelp: "[b]Support commands[/b] (inside a question's chat)\n" +
+		"/close — the question is resolved\n" +
+		"/reopen — make it active again\n" +
+		"/escalate — hand it to technical support (the client gets an access request)\n" +
+		"/new [i]question[/i] — open a new question for the client, past the limit\n" +
+		"/rename [i]title[/i] — rename the question\n" +
+		"/queue — questions waiting for an answer",
+
+	BtnAllChats: "All chats",
+	BtnOpenNew:  "Open new",
+	BtnHelp:     "Help",
+	BtnGoToChat: "Go to chat",
+
+	ListHeader: func(total, unread int) string {
+		return fmt.Sprintf("[b]Your questions[/b]: %d, unread messages: %d", total, unread)
+	},
+	ListEmpty:       "You have no questions yet. Write one here or press “Open new”.",
+	SectionActive:   "[b]Active[/b]",
+	SectionResolved: "[b]Resolved[/b]",
+	ListLine: func(n int, title, status string, unread int, link string) string {
+		return fmt.Sprintf("#%d · %s · %s · unread: %d · %s", n, title, status, unread, link)
+	},
+	StatusActive:    "active",
+	StatusResolved:  "resolved",
+	StatusEscalated: "with technical support",
+	ChatPending:     "chat is being created",
+	ButtonDialog: func(n int, title string, unread int) string {
+		if unread > 0 {
+			return fmt.Sprintf("#%d %s (%d)", n, title, unread)
+		}
+		return fmt.Sprintf("#%d %s", n, title)
+	},
+	OpenLink: "open",
+
+	LimitReached: func(max int, lines []string) string {
+		return fmt.Sprintf("You already have the maximum of %d open questions:\n", max) +
+			strings.Join(lines, "\n") +
+			"\n\nTo open a new one, ask support to close the questions that are resolved."
+	},
+	Opened: func(n int, link string) string {
+		return fmt.Sprintf("Question #%d is open: %s\nSupport will answer in that chat.", n, link)
+	},
+	Greeting: func(n int, client, question string) string {
+		s := fmt.Sprintf("[b]Question #%d[/b] from %s.", n, client)
+		if question != "" {
+			s += "\n[b]Question:[/b] " + question
+		} else {
+			s += "\nPlease describe your question."
+		}
+		return s + "\nA support agent will answer here."
+	},
+	OpenedFor: func(n int, link string) string { return fmt.Sprintf("Question #%d: %s", n, link) },
+
+	RenameUsage: "To rename: [b]rename N new title[/b], for example “rename 2 CRM setup”. " +
+		"Inside a question's chat the number may be left out.",
+	Renamed:        func(n int, title string) string { return fmt.Sprintf("Question #%d renamed: “%s”.", n, title) },
+	DialogNotFound: func(n int) string { return fmt.Sprintf("Question #%d is not among yours.", n) },
+	TitleTooLong:   func(max int) string { return fmt.Sprintf("The title is too long: at most %d characters.", max) },
+
+	Reopened: "The question is active again.",
+	LimitInDialog: func(max int) string {
+		return fmt.Sprintf("This question is resolved and you already have %d others open, the maximum. "+
+			"Ask support to close the resolved ones, or write in one of the active questions.", max)
+	},
+	UnknownCommand: "I did not understand that command. Write “help” to see the list.",
+}

@@ -1,0 +1,97 @@
+package bot
+
+import (
+	"fmt"
+	"strings"
+)
+
+var textsRU = texts{
+	DefaultTitle: func(n int) string { return fmt.Sprintf("Вопрос в поддержку — №%d", n) },
+
+	NotAllowed: "Писать в поддержку могут администраторы и интеграторы портала. " +
+		"Если вам нужна помощь, обратитесь к администратору вашего Битрикс24.",
+	FreePlan: "Чат с поддержкой доступен только на коммерческих тарифах Битрикс24. " +
+		"Подключите коммерческий тариф, чтобы задавать вопросы здесь.",
+	AgentsOnly: "Эта команда доступна только сотрудникам поддержки.",
+
+	ClientHelp: func(max int) string {
+		return "[b]Поддержка[/b]\n" +
+			"Напишите вопрос сюда — для него откроется отдельный чат с поддержкой.\n" +
+			fmt.Sprintf("Одновременно может быть открыто до %d обращений.\n\n", max) +
+			"[b]все чаты[/b] — список ваших обращений с непрочитанными сообщениями\n" +
+			"[b]открыть новый[/b] [i]вопрос[/i] — открыть новое обращение\n" +
+			"[b]переименовать N название[/b] — переименовать обращение №N\n" +
+			"[b]помощь[/b] — эта справка"
+	},
+	AgentHelp: "[b]Команды поддержки[/b] (в чате обращения)\n" +
+		"/close — вопрос решён\n" +
+		"/reopen — вернуть обращение в работу\n" +
+		"/escalate — передать в техническую поддержку (клиент получит запрос доступа)\n" +
+		"/new [i]вопрос[/i] — открыть клиенту новое обращение сверх лимита\n" +
+		"/rename [i]название[/i] — переименовать обращение\n" +
+		"/queue — обращения, ожидающие ответа",
+
+	BtnAllChats: "Все чаты",
+	BtnOpenNew:  "Открыть новый",
+	BtnHelp:     "Помощь",
+	BtnGoToChat: "Перейти в чат",
+
+	ListHeader: func(total, unread int) string {
+		return fmt.Sprintf("[b]Ваши обращения[/b]: %d, непрочитанных сообщений: %d", total, unread)
+	},
+	ListEmpty:       "У вас пока нет обращений. Напишите вопрос сюда или нажмите «Открыть новый».",
+	SectionActive:   "[b]Активные[/b]",
+	SectionResolved: "[b]Решённые[/b]",
+	ListLine: func(n int, title, status string, unread int, link string) string {
+		return fmt.Sprintf("№%d · %s · %s · непрочитанных: %d · %s", n, title, status, unread, link)
+	},
+	StatusActive:    "активно",
+	StatusResolved:  "решено",
+	StatusEscalated: "в технической поддержке",
+	ChatPending:     "чат создаётся",
+	ButtonDialog: func(n int, title string, unread int) string {
+		if unread > 0 {
+			return fmt.Sprintf("№%d %s (%d)", n, title, unread)
+		}
+		return fmt.Sprintf("№%d %s", n, title)
+	},
+	OpenLink: "открыть",
+
+	LimitReached: func(max int, lines []string) string {
+		return fmt.Sprintf("Сейчас у вас открыто максимальное число обращений — %d:\n", max) +
+			strings.Join(lines, "\n") +
+			"\n\nЧтобы открыть новое, попросите поддержку закрыть те, вопросы по которым уже решены."
+	},
+	Opened: func(n int, link string) string {
+		return fmt.Sprintf("Открыто обращение №%d: %s\nПоддержка ответит в этом чате.", n, link)
+	},
+	Greeting: func(n int, client, question string) string {
+		s := fmt.Sprintf("[b]Обращение №%d[/b] от %s.", n, client)
+		if question != "" {
+			s += "\n[b]Вопрос:[/b] " + question
+		} else {
+			s += "\nОпишите, пожалуйста, ваш вопрос."
+		}
+		return s + "\nСотрудник поддержки ответит здесь."
+	},
+	OpenedFor: func(n int, link string) string { return fmt.Sprintf("Обращение №%d: %s", n, link) },
+
+	RenameUsage: "Как переименовать: [b]переименовать N новое название[/b], например «переименовать 2 Настройка CRM». " +
+		"В чате обращения номер можно не указывать.",
+	Renamed: func(n int, title string) string {
+		return fmt.Sprintf("Обращение №%d переименовано: «%s».", n, title)
+	},
+	DialogNotFound: func(n int) string {
+		return fmt.Sprintf("Обращение №%d не найдено среди ваших.", n)
+	},
+	TitleTooLong: func(max int) string {
+		return fmt.Sprintf("Название слишком длинное: не больше %d символов.", max)
+	},
+
+	Reopened: "Обращение снова активно.",
+	LimitInDialog: func(max int) string {
+		return fmt.Sprintf("Это обращение закрыто, а открыто уже %d других — больше нельзя. "+
+			"Попросите поддержку закрыть решённые обращения или напишите в одно из активных.", max)
+	},
+	UnknownCommand: "Не понял команду. Напишите «помощь», чтобы увидеть список.",
+}

@@ -1,0 +1,145 @@
+// Package config loads supportbot's settings from defaults, an optional YAML
+// file, SUPPORTBOT_* environment variables and command-line flags (in rising
+// precedence), and validates them once at start-up so that the rest of the
+// program can trust every value.
+//
+// Keys is the single list of settings; everything else here is derived from
+// it, so a new setting needs a field in Config and an entry in Keys, nothing
+// more.
+package config
+
+import (
+	"log/slog"
+	"net/url"
+	"reflect"
+	"strings"
+)
+
+// Config is the whole configuration. The mapstructure tags are the key names
+// ("section.key"); Keys is checked against them when the package starts.
+type Config struct {
+	HTTP    HTTP    `mapstructure:"http"`
+	DB      DB      `mapstructure:"db"`
+	Bitrix  Bitrix  `mapstructure:"bitrix"`
+	Bot     Bot     `mapstructure:"bot"`
+	Support Support `mapstructure:"support"`
+	Access  Access  `mapstructure:"access"`
+	Portal  Portal  `mapstructure:"portal"`
+	Dialogs Dialogs `mapstructure:"dialogs"`
+	Log     Log     `mapstructure:"log"`
+}
+
+// HTTP is the inbound side: where the server listens and how the portal
+// reaches it.
+type HTTP struct {
+	Addr      string `mapstructure:"addr"`       // http.addr
+	PublicURL string `mapstructure:"public_url"` // http.public_url
+}
+
+// DB is the SQLite store.
+type DB struct {
+	Path string `mapstructure:"path"` // db.path
+}
+
+// Bitrix is the portal connection.
+type Bitrix struct {
+	WebhookURL       string  `mapstructure:"webhook_url"`       // bitrix.webhook_url, normalised to end with "/"
+	ApplicationToken string  `mapstructure:"application_token"` // bitrix.application_token
+	BotID            int64   `mapstructure:"bot_id"`            // bitrix.bot_id; 0 = take it from the database
+	ClientID         string  `mapstructure:"client_id"`         // bitrix.client_id
+	RatePerSecond    float64 `mapstructure:"rate_per_second"`   // bitrix.rate_per_second
+	Burst            int     `mapstructure:"burst"`             // bitrix.burst
+}
+
+// Bot is how the bot presents itself.
+type Bot struct {
+	Name     string `mapstructure:"name"`     // bot.name
+	Language string `mapstructure:"language"` // bot.language: "ru" | "en"
+}
+
+// Support lists the people who answer clients.
+type Support struct {
+	Agents []int64 `mapstructure:"agents"` // support.agents
+}
+
+// Access lists the people, besides clients, who may open dialogs.
+type Access struct {
+	Admins      []int64 `mapstructure:"admins"`      // access.admins
+	Integrators []int64 `mapstructure:"integrators"` // access.integrators
+}
+
+// Portal describes the customer's Bitrix24 plan, which limits what the bot
+// may do there.
+type Portal struct {
+	Plan string `mapstructure:"plan"` // portal.plan: "commercial" | "free"
+}
+
+// Dialogs bounds the work one client can create.
+type Dialogs struct {
+	MaxActive int `mapstructure:"max_active"` // dialogs.max_active
+}
+
+// Log configures the process logger.
+type Log struct {
+	Level  string `mapstructure:"level"`  // log.level
+	Format string `mapstructure:"format"` // log.format: "text" | "json"
+}
+
+// DryRun reports that no webhook URL is configured: outbound calls are then
+// logged instead of sent, so `supportbot serve` works without a portal.
+func (c *Config) DryRun() bool { return c.Bitrix.WebhookURL == "" }
+
+// FreePlan reports portal.plan == "free"; free portals lack features the bot
+// would otherwise use, so callers branch on this rather than on the string.
+func (c *Config) FreePlan() bool { return c.Portal.Plan == "free" }
+
+// SlogLevel parses Log.Level. A Config that passed Validate always parses;
+// anything else falls back to Info, so a logger can still be built in order
+// to report the validation error itself.
+func (c *Config) SlogLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// LogValue lets the whole configuration be logged at start-up, which is the
+// quickest way to see which source won, without leaking the two secrets: the
+// webhook URL embeds the REST secret in its path, so only its scheme and
+// host are shown, and the application token is shown as "set" or "".
+//
+// It has a value receiver so that both Config and *Config are redacted.
+func (c Config) LogValue() slog.Value {
+	rv := reflect.ValueOf(c)
+	var groups []slog.Attr
+	var cur []slog.Attr
+	section := ""
+	for _, k := range keys {
+		sec, name, _ := strings.Cut(k.Name, ".")
+		if sec != section && cur != nil {
+			groups = append(groups, slog.Attr{Key: section, Value: slog.GroupValue(cur...)})
+			cur = nil
+		}
+		section = sec
+		v := rv.FieldByIndex(fields[k.Name].index).Interface()
+		if k.Secret {
+			v = redact(v.(string))
+		}
+		cur = append(cur, slog.Any(name, v))
+	}
+	groups = append(groups, slog.Attr{Key: section, Value: slog.GroupValue(cur...)})
+	return slog.GroupValue(groups...)
+}
+
+// redact keeps just enough of a secret to tell which portal is configured,
+// and whether a value is set at all.
+func redact(s string) string {
+	if s == "" {
+		return ""
+	}
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Host != "" {
+		return u.Scheme + "://" + u.Host + "/…"
+	}
+	return "set"
+}

@@ -1,0 +1,116 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// errTokenRequired is spelled out because it is the one mistake every new
+// installation makes: a webhook without the token would make the bot call
+// the portal while accepting forged events from anyone.
+var errTokenRequired = errors.New("bitrix.application_token is required when bitrix.webhook_url is set: events from the portal could not be verified")
+
+// Validate checks every value and returns one error naming every problem,
+// so that a broken configuration can be fixed in one edit rather than one
+// restart per mistake.
+//
+// It also normalises bitrix.webhook_url to end in "/", because the REST
+// client appends method names to it and portals show it both ways; this is
+// why it has a pointer receiver. Error messages never contain the webhook
+// URL or the token.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf(format, args...))
+	}
+
+	if c.HTTP.Addr == "" {
+		add(`http.addr is empty: the server needs a listen address such as ":8080"`)
+	} else if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
+		add(`http.addr %q is not host:port (e.g. ":8080" or "127.0.0.1:8080")`, c.HTTP.Addr)
+	}
+	if c.HTTP.PublicURL != "" {
+		if reason := checkHTTPURL(c.HTTP.PublicURL); reason != "" {
+			add("http.public_url %q %s", c.HTTP.PublicURL, reason)
+		}
+	}
+	if c.DB.Path == "" {
+		add("db.path is empty")
+	}
+
+	if c.Bitrix.WebhookURL != "" {
+		if reason := checkHTTPURL(c.Bitrix.WebhookURL); reason != "" {
+			add("bitrix.webhook_url %s (expected https://PORTAL/rest/USER_ID/SECRET/)", reason)
+		} else if u, _ := url.Parse(c.Bitrix.WebhookURL); u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+			add("bitrix.webhook_url must not have a query or fragment: method names are appended to it")
+		} else if !strings.HasSuffix(c.Bitrix.WebhookURL, "/") {
+			c.Bitrix.WebhookURL += "/"
+		}
+		if c.Bitrix.ApplicationToken == "" {
+			errs = append(errs, errTokenRequired)
+		}
+	}
+	if c.Bitrix.BotID < 0 {
+		add("bitrix.bot_id must be >= 0 (0 = take it from the database), got %d", c.Bitrix.BotID)
+	}
+	if !(c.Bitrix.RatePerSecond > 0) || math.IsInf(c.Bitrix.RatePerSecond, 0) {
+		add("bitrix.rate_per_second must be a number > 0, got %v", c.Bitrix.RatePerSecond)
+	}
+	if c.Bitrix.Burst < 1 {
+		add("bitrix.burst must be >= 1, got %d", c.Bitrix.Burst)
+	}
+
+	if c.Bot.Name == "" {
+		add("bot.name is empty: the portal requires a display name")
+	}
+	if c.Bot.Language != "ru" && c.Bot.Language != "en" {
+		add(`bot.language must be "ru" or "en", got %q`, c.Bot.Language)
+	}
+
+	checkIDs := func(name string, ids []int64) {
+		for _, id := range ids {
+			if id <= 0 {
+				add("%s: %d is not a user ID (must be > 0)", name, id)
+			}
+		}
+	}
+	checkIDs("support.agents", c.Support.Agents)
+	checkIDs("access.admins", c.Access.Admins)
+	checkIDs("access.integrators", c.Access.Integrators)
+
+	if c.Portal.Plan != "commercial" && c.Portal.Plan != "free" {
+		add(`portal.plan must be "commercial" or "free", got %q`, c.Portal.Plan)
+	}
+	if c.Dialogs.MaxActive < 1 {
+		add("dialogs.max_active must be >= 1, got %d", c.Dialogs.MaxActive)
+	}
+
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		add(`log.level must be "debug", "info", "warn" or "error", got %q`, c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		add(`log.format must be "text" or "json", got %q`, c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// checkHTTPURL returns why s is not an absolute http(s) URL, or "". The
+// reason never quotes s, since the webhook URL is a secret.
+func checkHTTPURL(s string) string {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return "is not a valid URL"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "must be an absolute http(s) URL"
+	case u.Host == "":
+		return "must be an absolute http(s) URL with a host"
+	}
+	return ""
+}

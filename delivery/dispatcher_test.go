@@ -1,0 +1,247 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"supportbot/bitrix24"
+	"supportbot/bitrix24/b24test"
+	"supportbot/storage"
+)
+
+type fixture struct {
+	t      *testing.T
+	store  *storage.Store
+	portal storage.Portal
+	fake   *b24test.Portal
+	disp   *Dispatcher
+	now    time.Time
+	mu     sync.Mutex
+}
+
+func newFixture(t *testing.T) *fixture {
+	f := &fixture{t: t, now: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}
+	store, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "d.db"), storage.WithClock(f.clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	f.store = store
+	f.portal, err = store.EnsurePortal(context.Background(), "test", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.fake = b24test.New(t)
+	f.disp = New(store, bitrix24.NewClient(f.fake.WebhookURL()), nil)
+	return f
+}
+
+func (f *fixture) clock() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
+
+func (f *fixture) advance(d time.Duration) { f.mu.Lock(); f.now = f.now.Add(d); f.mu.Unlock() }
+
+// newDialog queues what the bot queues for a new dialog: the chat, a greeting in it
+// and an answer in the main chat that links to it.
+func (f *fixture) newDialog() storage.Dialog {
+	var d storage.Dialog
+	err := f.store.Update(context.Background(), func(tx *storage.Tx) (err error) {
+		d, err = tx.CreateDialog(storage.NewDialog{PortalID: f.portal.ID, ClientID: 27, Language: "en",
+			Title: func(n int) string { return fmt.Sprintf("Question #%d", n) }})
+		if err != nil {
+			return err
+		}
+		lane := "dialog:" + strconv.FormatInt(d.ID, 10)
+		for _, e := range []storage.OutboxEntry{
+			{ChatKey: lane, Method: "imbot.chat.add", Effect: storage.EffectDialogChat, EffectRef: d.ID,
+				Params: json.RawMessage(`{"TYPE":"CHAT","TITLE":"Question","USERS":[27]}`)},
+			{ChatKey: lane, Method: "imbot.message.add", NeedsDialog: d.ID, Params: mustJSON(map[string]string{
+				"DIALOG_ID": "chat" + storage.ChatIDPlaceholder, "MESSAGE": "hello"})},
+			{ChatKey: "27", Method: "imbot.message.add", NeedsDialog: d.ID, Params: mustJSON(map[string]string{
+				"DIALOG_ID": "27", "MESSAGE": "[chat=" + storage.ChatIDPlaceholder + "]open[/chat]"})},
+		} {
+			e.PortalID = f.portal.ID
+			if _, err := tx.Enqueue(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return d
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// drain runs the dispatcher until nothing more is due.
+func (f *fixture) drain() {
+	f.t.Helper()
+	for range 20 {
+		n, err := f.disp.RunOnce(context.Background())
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+	}
+	f.t.Fatal("the outbox did not settle")
+}
+
+func (f *fixture) states() map[string]int {
+	list, err := f.store.Outbox(context.Background(), f.portal.ID)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, e := range list {
+		out[e.State]++
+	}
+	return out
+}
+
+func TestChatThenDependentsWithItsID(t *testing.T) {
+	f := newFixture(t)
+	d := f.newDialog()
+	f.drain()
+	chats := f.fake.Chats()
+	if len(chats) != 1 {
+		t.Fatalf("%d chats", len(chats))
+	}
+	chatID := chats[0].ID
+	greeting := f.fake.Messages(bitrix24.DialogIDForChat(chatID))
+	answer := f.fake.Messages("27")
+	if len(greeting) != 1 || greeting[0].Text != "hello" {
+		t.Fatalf("greeting %+v", greeting)
+	}
+	if len(answer) != 1 || answer[0].Text != fmt.Sprintf("[chat=%d]open[/chat]", chatID) {
+		t.Fatalf("answer %+v", answer)
+	}
+	f.store.Update(context.Background(), func(tx *storage.Tx) error {
+		got, _ := tx.Dialog(d.ID)
+		if got.ChatID != chatID {
+			t.Errorf("dialog chat %d, want %d", got.ChatID, chatID)
+		}
+		return nil
+	})
+	if s := f.states(); s[storage.OutboxDone] != 3 {
+		t.Fatalf("states %v", s)
+	}
+}
+
+func TestPermanentErrorGivesUpDependents(t *testing.T) {
+	f := newFixture(t)
+	f.fake.Handle("imbot.chat.add", func(bitrix24.Form) (any, *bitrix24.Error) {
+		return nil, &bitrix24.Error{Code: "ACCESS_DENIED", Description: "no", HTTPStatus: 403}
+	})
+	d := f.newDialog()
+	f.drain()
+	if s := f.states(); s[storage.OutboxFailed] != 3 {
+		t.Fatalf("states %v", s)
+	}
+	if n := len(f.fake.CallsTo("imbot.chat.add")); n != 1 {
+		t.Fatalf("a permanent error was retried: %d calls", n)
+	}
+	f.store.Update(context.Background(), func(tx *storage.Tx) error {
+		got, _ := tx.Dialog(d.ID)
+		if !got.ChatFailed {
+			t.Error("dialog not marked as without chat")
+		}
+		return nil
+	})
+}
+
+func TestTemporaryErrorRetriedLater(t *testing.T) {
+	f := newFixture(t)
+	var mu sync.Mutex
+	fail := 2
+	f.fake.Handle("imbot.message.add", func(p bitrix24.Form) (any, *bitrix24.Error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail > 0 {
+			fail--
+			return nil, &bitrix24.Error{Code: "QUERY_LIMIT_EXCEEDED", HTTPStatus: 503}
+		}
+		return 7001, nil
+	})
+	f.store.Update(context.Background(), func(tx *storage.Tx) error {
+		for i := range 2 {
+			_, err := tx.Enqueue(storage.OutboxEntry{PortalID: f.portal.ID, ChatKey: "27", Method: "imbot.message.add",
+				Params: mustJSON(map[string]string{"DIALOG_ID": "27", "MESSAGE": fmt.Sprint("m", i)})})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	f.drain()
+	if s := f.states(); s[storage.OutboxPending] != 2 {
+		t.Fatalf("after the first failure: %v", s)
+	}
+	f.advance(time.Second)
+	f.drain()
+	f.advance(2 * time.Second)
+	f.drain()
+	if s := f.states(); s[storage.OutboxDone] != 2 {
+		t.Fatalf("after the retries: %v", s)
+	}
+	// The second message never overtook the first.
+	calls := f.fake.CallsTo("imbot.message.add")
+	var order []string
+	for _, c := range calls {
+		order = append(order, c.Params.String("MESSAGE"))
+	}
+	if fmt.Sprint(order) != "[m0 m0 m0 m1]" {
+		t.Fatalf("call order %v", order)
+	}
+}
+
+func TestBackoffCapped(t *testing.T) {
+	d := New(nil, nil, nil)
+	for attempts, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+		if got := d.backoff(attempts); got != want {
+			t.Errorf("backoff(%d) = %v", attempts, got)
+		}
+	}
+	if got := d.backoff(100); got != d.MaxBackoff {
+		t.Errorf("backoff(100) = %v", got)
+	}
+}
+
+func TestRunStopsWithContext(t *testing.T) {
+	f := newFixture(t)
+	f.newDialog()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.disp.Run(ctx); close(done) }()
+	f.fake.WaitCalls(t, "imbot.message.add", 2, 5*time.Second)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+}
+
+func TestDryRunAnswersLikeAPortal(t *testing.T) {
+	d := NewDryRun(nil)
+	a, _ := d.Call(context.Background(), "imbot.chat.add", map[string]any{"TITLE": "x"})
+	b, _ := d.Call(context.Background(), "imbot.message.add", map[string]any{})
+	c, _ := d.Call(context.Background(), "imbot.chat.updateTitle", map[string]any{})
+	if ida, err := resultID(a); err != nil || ida <= 0 {
+		t.Fatalf("chat.add %s", a)
+	}
+	if string(a) == string(b) || string(c) != "true" {
+		t.Fatalf("results %s %s %s", a, b, c)
+	}
+}

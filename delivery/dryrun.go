@@ -1,0 +1,40 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync/atomic"
+)
+
+// DryRun is the Caller used when no portal is configured: every call is logged and
+// answered as a portal would, with made-up IDs, so the whole flow (a dialog's chat,
+// then the greeting in it) can be watched on a machine with no portal.
+type DryRun struct {
+	log    *slog.Logger
+	nextID atomic.Int64
+}
+
+// NewDryRun builds a DryRun caller that logs to log.
+func NewDryRun(log *slog.Logger) *DryRun {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &DryRun{log: log}
+	d.nextID.Store(1000)
+	return d
+}
+
+// Call implements Caller.
+func (d *DryRun) Call(ctx context.Context, method string, params any) (json.RawMessage, error) {
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return nil, err
+	}
+	d.log.InfoContext(ctx, "dry-run: not sent", "method", method, "params", string(raw))
+	switch method {
+	case "imbot.chat.add", "imbot.message.add", "imbot.command.answer", "imbot.register", "imbot.command.register":
+		return json.Marshal(d.nextID.Add(1))
+	}
+	return json.RawMessage("true"), nil
+}

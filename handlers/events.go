@@ -1,0 +1,151 @@
+// Package handlers holds the HTTP routes: Bitrix24's events, health and readiness.
+// It is the only package that knows Echo.
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"supportbot/bitrix24"
+	"supportbot/bot"
+	"supportbot/storage"
+)
+
+// MaxEventBody is the largest event body accepted. Real events are a few KiB.
+const MaxEventBody = 1 << 20
+
+// ErrUnauthorized is returned by an Authenticator for an event whose token does not
+// match.
+var ErrUnauthorized = errors.New("application token does not match")
+
+// EventStore is what the event route needs from storage.
+type EventStore interface {
+	Update(ctx context.Context, fn func(*storage.Tx) error) error
+}
+
+// Processor applies the bot's rules to an event inside its transaction.
+type Processor interface {
+	Process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event) (bot.Outcome, error)
+}
+
+// Authenticator says which portal an event comes from, and whether it is genuine.
+type Authenticator interface {
+	Authenticate(ev bitrix24.Event) (portalID int64, err error)
+}
+
+// Events is POST /bitrix/events.
+type Events struct {
+	Store EventStore
+	Bot   Processor
+	Auth  Authenticator
+	Log   *slog.Logger
+	// Observe, if set, is told how each event ended ("processed", "duplicate",
+	// "ignored", "unknown", "rejected", "failed").
+	Observe func(eventType, outcome string)
+}
+
+// Handle checks, decodes and stores one event. It answers 200 only once the event and
+// everything it caused are committed: Bitrix24 never resends, so an event answered
+// 200 must already be safe on disk.
+func (h *Events) Handle(c echo.Context) error {
+	req := c.Request()
+	body, err := readBody(req, MaxEventBody)
+	if errors.Is(err, errTooLarge) {
+		h.observe("", "rejected")
+		return jsonError(c, http.StatusRequestEntityTooLarge, "body larger than 1 MiB")
+	}
+	if err != nil {
+		h.observe("", "rejected")
+		return jsonError(c, http.StatusBadRequest, "could not read body")
+	}
+	ev, err := bitrix24.Decode(body)
+	if err != nil {
+		h.observe("", "rejected")
+		h.Log.Warn("malformed event", "err", err, "remote", c.RealIP())
+		return jsonError(c, http.StatusBadRequest, err.Error())
+	}
+	typ := ev.Head().Type
+	portalID, err := h.Auth.Authenticate(ev)
+	if err != nil {
+		h.observe(typ, "rejected")
+		h.Log.Warn("event refused", "event", typ, "err", err, "remote", c.RealIP())
+		return jsonError(c, http.StatusUnauthorized, "unauthorized")
+	}
+	if _, unknown := ev.(*bitrix24.Unknown); unknown {
+		h.observe(typ, "unknown")
+		return c.JSON(http.StatusOK, map[string]string{"result": "ignored"})
+	}
+	var outcome bot.Outcome
+	err = h.Store.Update(req.Context(), func(tx *storage.Tx) error {
+		portal, err := tx.Portal(portalID)
+		if err != nil {
+			return err
+		}
+		outcome, err = h.Bot.Process(tx, portal, ev)
+		return err
+	})
+	if err != nil {
+		h.observe(typ, "failed")
+		h.Log.Error("event not stored", "event", typ, "key", ev.DedupKey(), "err", err)
+		if errors.Is(err, storage.ErrClosed) {
+			return jsonError(c, http.StatusServiceUnavailable, "shutting down")
+		}
+		return jsonError(c, http.StatusInternalServerError, "event not stored")
+	}
+	result := map[bot.Outcome]string{bot.Processed: "processed", bot.Duplicate: "duplicate", bot.Ignored: "ignored"}[outcome]
+	h.observe(typ, result)
+	h.Log.Debug("event", "event", typ, "key", ev.DedupKey(), "outcome", result)
+	return c.JSON(http.StatusOK, map[string]string{"result": result})
+}
+
+func (h *Events) observe(eventType, outcome string) {
+	if h.Observe != nil {
+		h.Observe(eventType, outcome)
+	}
+}
+
+var errTooLarge = errors.New("body too large")
+
+// readBody reads at most limit bytes, telling an over-long body from a broken one.
+func readBody(req *http.Request, limit int64) ([]byte, error) {
+	if req.ContentLength > limit {
+		return nil, errTooLarge
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	if int64(len(body)) > limit {
+		return nil, errTooLarge
+	}
+	return body, nil
+}
+
+func jsonError(c echo.Context, status int, msg string) error {
+	return c.JSON(status, map[string]string{"error": msg})
+}
+
+// WebhookPortal authenticates events in webhook mode: one portal, one configured
+// application token.
+type WebhookPortal struct {
+	PortalID int64
+	Token    string
+	// Open accepts events without a token check: dry-run with no token configured,
+	// for trying the bot on a machine with no portal.
+	Open bool
+}
+
+// Authenticate implements Authenticator. Only the top-level auth[application_token]
+// counts, never the copy under data[BOT], which any bot's event carries.
+func (w WebhookPortal) Authenticate(ev bitrix24.Event) (int64, error) {
+	if w.Open || tokenMatches(ev.Head().Auth.ApplicationToken, w.Token) {
+		return w.PortalID, nil
+	}
+	return 0, ErrUnauthorized
+}

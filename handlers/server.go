@@ -1,0 +1,73 @@
+package handlers
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+)
+
+// Pinger reports whether the database answers.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Routes is everything the server serves.
+type Routes struct {
+	Events *Events
+	DB     Pinger
+	Log    *slog.Logger
+}
+
+// NewServer builds the Echo instance with every route.
+func NewServer(r Routes) *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.Use(middleware.Recover())
+	e.HTTPErrorHandler = func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		code := http.StatusInternalServerError
+		msg := http.StatusText(code)
+		if he, ok := err.(*echo.HTTPError); ok {
+			code = he.Code
+			msg = http.StatusText(code)
+		} else {
+			r.Log.Error("request failed", "path", c.Path(), "err", err)
+		}
+		_ = c.JSON(code, map[string]string{"error": msg})
+	}
+	e.POST("/bitrix/events", r.Events.Handle)
+	e.GET("/healthz", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	})
+	e.GET("/readyz", func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+		defer cancel()
+		if err := r.DB.Ping(ctx); err != nil {
+			r.Log.Warn("not ready", "err", err)
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "database unavailable"})
+		}
+		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	})
+	return e
+}
+
+// HTTPServer wraps the handler with timeouts that keep slow clients from holding
+// connections open.
+func HTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}

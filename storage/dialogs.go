@@ -1,0 +1,246 @@
+package storage
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Dialog statuses.
+const (
+	StatusActive   = "active"
+	StatusResolved = "resolved"
+)
+
+// Dialog is one question of one client, held in its own group chat.
+type Dialog struct {
+	ID             int64
+	PortalID       int64
+	Number         int
+	ClientID       int64
+	ChatID         int64 // 0 until imbot.chat.add has answered
+	ChatFailed     bool  // the chat could not be created
+	Title          string
+	TitlePending   bool // a rename of ours has not reached the portal yet
+	Status         string
+	EscalatedAt    time.Time
+	Language       string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	LastActivityAt time.Time
+	ResolvedAt     time.Time
+}
+
+// Active reports whether the dialog counts against the client's limit.
+func (d Dialog) Active() bool { return d.Status == StatusActive }
+
+// DialogSummary is a dialog as a list shows it.
+type DialogSummary struct {
+	Dialog
+	Unread int // messages by others newer than the client's last-seen mark
+}
+
+const dialogColumns = `d.id, d.portal_id, d.number, d.client_id, d.chat_id, d.chat_failed, d.title, d.title_pending,
+	d.status, d.escalated_at, d.language, d.created_at, d.updated_at, d.last_activity_at, d.resolved_at`
+
+func scanDialog(row interface{ Scan(...any) error }, extra ...any) (Dialog, error) {
+	var d Dialog
+	var chatID sql.NullInt64
+	var escalated, created, updated, activity, resolved sql.NullInt64
+	var titlePending int
+	dest := append([]any{&d.ID, &d.PortalID, &d.Number, &d.ClientID, &chatID, &d.ChatFailed, &d.Title, &titlePending,
+		&d.Status, &escalated, &d.Language, &created, &updated, &activity, &resolved}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return Dialog{}, ErrNotFound
+		}
+		return Dialog{}, err
+	}
+	d.ChatID = chatID.Int64
+	d.TitlePending = titlePending > 0
+	d.EscalatedAt = fromMillis(escalated)
+	d.CreatedAt = fromMillis(created)
+	d.UpdatedAt = fromMillis(updated)
+	d.LastActivityAt = fromMillis(activity)
+	d.ResolvedAt = fromMillis(resolved)
+	return d, nil
+}
+
+// NewDialog describes a dialog to create.
+type NewDialog struct {
+	PortalID int64
+	ClientID int64
+	Language string
+	// Title builds the default title from the number the dialog gets.
+	Title func(number int) string
+}
+
+// CountActiveDialogs counts the client's active dialogs. Callers check the limit and
+// create in the same transaction, so the count cannot go stale in between.
+func (tx *Tx) CountActiveDialogs(portalID, clientID int64) (int, error) {
+	var n int
+	err := tx.queryRow(`SELECT COUNT(*) FROM dialogs WHERE portal_id = ? AND client_id = ? AND status = 'active'`,
+		portalID, clientID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count active dialogs of %d: %w", clientID, err)
+	}
+	return n, nil
+}
+
+// CreateDialog adds an active dialog with the portal's next number.
+func (tx *Tx) CreateDialog(nd NewDialog) (Dialog, error) {
+	var number int
+	if err := tx.queryRow(`SELECT COALESCE(MAX(number), 0) + 1 FROM dialogs WHERE portal_id = ?`, nd.PortalID).Scan(&number); err != nil {
+		return Dialog{}, fmt.Errorf("create dialog: next number: %w", err)
+	}
+	now := millis(tx.now)
+	res, err := tx.exec(`INSERT INTO dialogs (portal_id, number, client_id, title, status, language, created_at, updated_at, last_activity_at)
+		VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?)`,
+		nd.PortalID, number, nd.ClientID, nd.Title(number), nd.Language, now, now, now)
+	if err != nil {
+		return Dialog{}, fmt.Errorf("create dialog №%d: %w", number, err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return Dialog{}, fmt.Errorf("create dialog №%d: %w", number, err)
+	}
+	return tx.Dialog(id)
+}
+
+// Dialog reads a dialog by its ID.
+func (tx *Tx) Dialog(id int64) (Dialog, error) {
+	d, err := scanDialog(tx.queryRow(`SELECT `+dialogColumns+` FROM dialogs d WHERE d.id = ?`, id))
+	if err != nil {
+		return Dialog{}, fmt.Errorf("dialog %d: %w", id, err)
+	}
+	return d, nil
+}
+
+// DialogByNumber reads the portal's dialog №number.
+func (tx *Tx) DialogByNumber(portalID int64, number int) (Dialog, error) {
+	d, err := scanDialog(tx.queryRow(`SELECT `+dialogColumns+` FROM dialogs d WHERE d.portal_id = ? AND d.number = ?`,
+		portalID, number))
+	if err != nil {
+		return Dialog{}, fmt.Errorf("dialog №%d: %w", number, err)
+	}
+	return d, nil
+}
+
+// DialogByChat reads the dialog held in a Bitrix24 chat.
+func (tx *Tx) DialogByChat(portalID, chatID int64) (Dialog, error) {
+	d, err := scanDialog(tx.queryRow(`SELECT `+dialogColumns+` FROM dialogs d WHERE d.portal_id = ? AND d.chat_id = ?`,
+		portalID, chatID))
+	if err != nil {
+		return Dialog{}, fmt.Errorf("dialog in chat %d: %w", chatID, err)
+	}
+	return d, nil
+}
+
+// ClientDialogs lists a client's dialogs as the list shows them: active first, then
+// resolved, each newest activity first, with unread counts.
+func (tx *Tx) ClientDialogs(portalID, clientID int64) ([]DialogSummary, error) {
+	rows, err := tx.query(`SELECT `+dialogColumns+`, (`+unreadSQL+`) FROM dialogs d
+		WHERE d.portal_id = ? AND d.client_id = ?
+		ORDER BY d.status = 'active' DESC, d.last_activity_at DESC, d.id DESC`, portalID, clientID)
+	if err != nil {
+		return nil, fmt.Errorf("list dialogs of %d: %w", clientID, err)
+	}
+	defer rows.Close()
+	var list []DialogSummary
+	for rows.Next() {
+		var s DialogSummary
+		s.Dialog, err = scanDialog(rows, &s.Unread)
+		if err != nil {
+			return nil, fmt.Errorf("list dialogs of %d: %w", clientID, err)
+		}
+		list = append(list, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list dialogs of %d: %w", clientID, err)
+	}
+	return list, nil
+}
+
+// unreadSQL counts, for the dialog d, messages by others than the client (bot notices
+// excluded) after the client's last-seen mark.
+const unreadSQL = `SELECT COUNT(*) FROM messages m
+	WHERE m.dialog_id = d.id AND m.deleted_at IS NULL AND m.author_role IN ('agent', 'other')
+	AND m.id > COALESCE((SELECT l.message_seq FROM last_seen l WHERE l.dialog_id = d.id AND l.user_id = d.client_id), 0)`
+
+// Unread is the client's unread count for one dialog.
+func (tx *Tx) Unread(dialogID int64) (int, error) {
+	var n int
+	if err := tx.queryRow(`SELECT (`+unreadSQL+`) FROM dialogs d WHERE d.id = ?`, dialogID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("unread of dialog %d: %w", dialogID, err)
+	}
+	return n, nil
+}
+
+// SetDialogChat records the chat the portal created for the dialog.
+func (tx *Tx) SetDialogChat(dialogID, chatID int64) error {
+	_, err := tx.exec(`UPDATE dialogs SET chat_id = ?, chat_failed = 0, updated_at = ? WHERE id = ?`,
+		chatID, millis(tx.now), dialogID)
+	if err != nil {
+		return fmt.Errorf("set chat %d of dialog %d: %w", chatID, dialogID, err)
+	}
+	return nil
+}
+
+// MarkDialogChatFailed records that the dialog's chat could not be created.
+func (tx *Tx) MarkDialogChatFailed(dialogID int64) error {
+	_, err := tx.exec(`UPDATE dialogs SET chat_failed = 1, updated_at = ? WHERE id = ?`, millis(tx.now), dialogID)
+	if err != nil {
+		return fmt.Errorf("mark chat of dialog %d failed: %w", dialogID, err)
+	}
+	return nil
+}
+
+// RenameDialog stores a new title. byBot means the bot will push it to the portal
+// (imbot.chat.updateTitle); until that call has finished, titles reported by events
+// are older than ours and are not taken (see TitleSent).
+func (tx *Tx) RenameDialog(dialogID int64, title string, byBot bool) error {
+	pending := 0
+	if byBot {
+		pending = 1
+	}
+	_, err := tx.exec(`UPDATE dialogs SET title = ?, title_pending = title_pending + ?, updated_at = ? WHERE id = ?`,
+		title, pending, millis(tx.now), dialogID)
+	if err != nil {
+		return fmt.Errorf("rename dialog %d: %w", dialogID, err)
+	}
+	return nil
+}
+
+// TitleSent records that one of the bot's renames has finished (sent or given up).
+func (tx *Tx) TitleSent(dialogID int64) error {
+	_, err := tx.exec(`UPDATE dialogs SET title_pending = MAX(title_pending - 1, 0) WHERE id = ?`, dialogID)
+	if err != nil {
+		return fmt.Errorf("title of dialog %d sent: %w", dialogID, err)
+	}
+	return nil
+}
+
+// SetDialogStatus makes a dialog active or resolved.
+func (tx *Tx) SetDialogStatus(dialogID int64, status string) error {
+	now := millis(tx.now)
+	var resolved any
+	if status == StatusResolved {
+		resolved = now
+	}
+	_, err := tx.exec(`UPDATE dialogs SET status = ?, resolved_at = ?, updated_at = ?, last_activity_at = ? WHERE id = ?`,
+		status, resolved, now, now, dialogID)
+	if err != nil {
+		return fmt.Errorf("set dialog %d %s: %w", dialogID, status, err)
+	}
+	return nil
+}
+
+// TouchDialog moves the dialog's last activity to now.
+func (tx *Tx) TouchDialog(dialogID int64) error {
+	_, err := tx.exec(`UPDATE dialogs SET last_activity_at = ? WHERE id = ?`, millis(tx.now), dialogID)
+	if err != nil {
+		return fmt.Errorf("touch dialog %d: %w", dialogID, err)
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+package storage
+
+import (
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Author roles in a transcript.
+const (
+	RoleClient = "client"
+	RoleAgent  = "agent"
+	RoleOther  = "other" // another member of the chat
+	RoleBot    = "bot"
+)
+
+// Message is one message of a dialog's transcript.
+type Message struct {
+	Seq             int64 // our order; last-seen marks compare against it
+	DialogID        int64
+	BitrixMessageID int64
+	AuthorID        int64
+	AuthorRole      string
+	Text            string
+	CreatedAt       time.Time
+	EditedAt        time.Time
+	DeletedAt       time.Time
+}
+
+// AddMessage appends a message to the transcript. A message already there (same
+// Bitrix24 ID) is left alone and added is false.
+func (tx *Tx) AddMessage(m Message) (seq int64, added bool, err error) {
+	res, err := tx.exec(`INSERT INTO messages (dialog_id, bitrix_message_id, author_id, author_role, text, created_at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dialog_id, bitrix_message_id) DO NOTHING`,
+		m.DialogID, m.BitrixMessageID, m.AuthorID, m.AuthorRole, m.Text, millis(tx.now))
+	if err != nil {
+		return 0, false, fmt.Errorf("add message %d to dialog %d: %w", m.BitrixMessageID, m.DialogID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		seq, err = res.LastInsertId()
+		return seq, true, err
+	}
+	err = tx.queryRow(`SELECT id FROM messages WHERE dialog_id = ? AND bitrix_message_id = ?`,
+		m.DialogID, m.BitrixMessageID).Scan(&seq)
+	return seq, false, err
+}
+
+// EditMessage replaces the text of a transcript message. It reports whether the
+// message was found.
+func (tx *Tx) EditMessage(dialogID, bitrixMessageID int64, text string) (bool, error) {
+	res, err := tx.exec(`UPDATE messages SET text = ?, edited_at = ? WHERE dialog_id = ? AND bitrix_message_id = ?`,
+		text, millis(tx.now), dialogID, bitrixMessageID)
+	if err != nil {
+		return false, fmt.Errorf("edit message %d: %w", bitrixMessageID, err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+// DeleteMessage marks a transcript message deleted; the row stays as a record.
+func (tx *Tx) DeleteMessage(dialogID, bitrixMessageID int64) (bool, error) {
+	res, err := tx.exec(`UPDATE messages SET deleted_at = ? WHERE dialog_id = ? AND bitrix_message_id = ? AND deleted_at IS NULL`,
+		millis(tx.now), dialogID, bitrixMessageID)
+	if err != nil {
+		return false, fmt.Errorf("delete message %d: %w", bitrixMessageID, err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+// Transcript returns a dialog's messages in order.
+func (tx *Tx) Transcript(dialogID int64) ([]Message, error) {
+	rows, err := tx.query(`SELECT id, dialog_id, bitrix_message_id, author_id, author_role, text, created_at, edited_at, deleted_at
+		FROM messages WHERE dialog_id = ? ORDER BY id`, dialogID)
+	if err != nil {
+		return nil, fmt.Errorf("transcript of dialog %d: %w", dialogID, err)
+	}
+	defer rows.Close()
+	var list []Message
+	for rows.Next() {
+		var m Message
+		var created, edited, deleted sql.NullInt64
+		if err := rows.Scan(&m.Seq, &m.DialogID, &m.BitrixMessageID, &m.AuthorID, &m.AuthorRole, &m.Text, &created, &edited, &deleted); err != nil {
+			return nil, fmt.Errorf("transcript of dialog %d: %w", dialogID, err)
+		}
+		m.CreatedAt, m.EditedAt, m.DeletedAt = fromMillis(created), fromMillis(edited), fromMillis(deleted)
+		list = append(list, m)
+	}
+	return list, rows.Err()
+}
+
+// SetLastSeen moves a user's mark in a dialog forward to seq (never back).
+func (tx *Tx) SetLastSeen(dialogID, userID, seq int64) error {
+	_, err := tx.exec(`INSERT INTO last_seen (dialog_id, user_id, message_seq, seen_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (dialog_id, user_id) DO UPDATE SET message_seq = MAX(message_seq, excluded.message_seq), seen_at = excluded.seen_at`,
+		dialogID, userID, seq, millis(tx.now))
+	if err != nil {
+		return fmt.Errorf("set last seen of %d in dialog %d: %w", userID, dialogID, err)
+	}
+	return nil
+}
+
+// MarkAllSeen moves a user's mark past every message of the dialog.
+func (tx *Tx) MarkAllSeen(dialogID, userID int64) error {
+	var seq int64
+	if err := tx.queryRow(`SELECT COALESCE(MAX(id), 0) FROM messages WHERE dialog_id = ?`, dialogID).Scan(&seq); err != nil {
+		return fmt.Errorf("mark dialog %d seen: %w", dialogID, err)
+	}
+	return tx.SetLastSeen(dialogID, userID, seq)
+}
+
+// LastSeen returns a user's mark in a dialog (0: nothing seen).
+func (tx *Tx) LastSeen(dialogID, userID int64) (int64, error) {
+	var seq int64
+	err := tx.queryRow(`SELECT message_seq FROM last_seen WHERE dialog_id = ? AND user_id = ?`, dialogID, userID).Scan(&seq)
+	if err == sql.ErrNoRows {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("last seen of %d in dialog %d: %w", userID, dialogID, err)
+	}
+	return seq, nil
+}

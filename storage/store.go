@@ -1,0 +1,324 @@
+// Package storage keeps supportbot's state in SQLite: portals, dialogs, their
+// transcripts and last-seen marks, processed event keys and the outbox of calls to
+// make. One concrete Store with a method per query, plain SQL.
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver, registered as "sqlite"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// ErrClosed is returned by Update after Close.
+var ErrClosed = errors.New("storage closed")
+
+// ErrNotFound is returned by lookups that find no row.
+var ErrNotFound = errors.New("not found")
+
+// Store is the database. Writes go through one connection and one goroutine that
+// groups concurrent transactions into a single commit (see Update); reads use a
+// separate pool, which WAL lets run beside the writer.
+type Store struct {
+	write *sql.DB
+	read  *sql.DB
+	clock func() time.Time
+
+	requests chan *writeRequest
+	outbox   chan struct{}
+	stop     chan struct{}
+	stopped  chan struct{}
+	closeMu  sync.Once
+}
+
+// Option configures Open.
+type Option func(*Store)
+
+// WithClock replaces time.Now, for tests that need to control time.
+func WithClock(clock func() time.Time) Option { return func(s *Store) { s.clock = clock } }
+
+// maxGroup bounds how many transactions share one commit, so one slow batch cannot
+// hold many callers for long.
+const maxGroup = 128
+
+// Open opens (creating if needed) the database file at path and applies migrations.
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("open database: invalid path %q", path)
+	}
+	// Pragmas go in the DSN so every connection the pool opens gets them.
+	// synchronous=FULL: an event answered 200 survives a power cut, not only a crash;
+	// group commit keeps that affordable.
+	pragmas := url.Values{}
+	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(ON)"} {
+		pragmas.Add("_pragma", p)
+	}
+	writeDSN := path + "?" + pragmas.Encode() + "&_txlock=immediate"
+	pragmas.Add("_pragma", "query_only(ON)")
+	readDSN := path + "?" + pragmas.Encode()
+
+	w, err := sql.Open("sqlite", writeDSN)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", readDSN)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(4)
+	r.SetMaxIdleConns(4)
+
+	s := &Store{
+		write:    w,
+		read:     r,
+		clock:    time.Now,
+		requests: make(chan *writeRequest),
+		outbox:   make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	go s.writer()
+	return s, nil
+}
+
+// Close stops the writer after the transactions already handed to it and closes the
+// database.
+func (s *Store) Close() error {
+	var err error
+	s.closeMu.Do(func() {
+		close(s.stop)
+		<-s.stopped
+		err = errors.Join(s.read.Close(), s.write.Close())
+	})
+	return err
+}
+
+// Ping checks that the database answers a query (readiness).
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.read.QueryRowContext(ctx, "SELECT 1 FROM portals LIMIT 1").Scan(&one); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("ping database: %w", err)
+	}
+	return nil
+}
+
+// OutboxSignal receives a value after a commit that added outbox entries, so the
+// dispatcher need not poll to notice new work.
+func (s *Store) OutboxSignal() <-chan struct{} { return s.outbox }
+
+// Now is the store's clock.
+func (s *Store) Now() time.Time { return s.clock() }
+
+// Tx is one transaction's view of the store. It is only valid inside the function
+// given to Update.
+type Tx struct {
+	tx       *sql.Tx
+	now      time.Time
+	enqueued bool
+}
+
+// Now is the time the transaction runs at; every row it writes carries it.
+func (tx *Tx) Now() time.Time { return tx.now }
+
+// exec, query and queryRow run a statement in the transaction, without a caller's
+// context (see runInSavepoint).
+func (tx *Tx) exec(q string, args ...any) (sql.Result, error) {
+	return tx.tx.ExecContext(context.Background(), q, args...)
+}
+
+func (tx *Tx) query(q string, args ...any) (*sql.Rows, error) {
+	return tx.tx.QueryContext(context.Background(), q, args...)
+}
+
+func (tx *Tx) queryRow(q string, args ...any) *sql.Row {
+	return tx.tx.QueryRowContext(context.Background(), q, args...)
+}
+
+type writeRequest struct {
+	ctx  context.Context
+	fn   func(*Tx) error
+	done chan error
+}
+
+// Update runs fn in a write transaction and returns once it is committed (nil) or
+// rolled back (fn's error, or the commit's). Concurrent calls are grouped: each fn runs
+// inside its own savepoint of one shared transaction, so a failing fn undoes only its
+// own work, and the group pays for one commit. fn must not keep tx after returning.
+func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
+	req := &writeRequest{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.requests <- req:
+	case <-s.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once handed over, wait for the outcome even if ctx ends: the caller must learn
+	// whether its work was committed.
+	return <-req.done
+}
+
+func (s *Store) writer() {
+	defer close(s.stopped)
+	for {
+		var first *writeRequest
+		select {
+		case first = <-s.requests:
+		case <-s.stop:
+			return
+		}
+		group := []*writeRequest{first}
+	gather:
+		for len(group) < maxGroup {
+			select {
+			case r := <-s.requests:
+				group = append(group, r)
+			default:
+				break gather
+			}
+		}
+		s.commitGroup(group)
+	}
+}
+
+func (s *Store) commitGroup(group []*writeRequest) {
+	errs := make([]error, len(group))
+	fail := func(err error) {
+		for _, r := range group {
+			r.done <- err
+		}
+	}
+	sqlTx, err := s.write.BeginTx(context.Background(), nil)
+	if err != nil {
+		fail(fmt.Errorf("begin: %w", err))
+		return
+	}
+	enqueued := false
+	for i, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		tx := &Tx{tx: sqlTx, now: s.clock()}
+		errs[i] = s.runInSavepoint(tx, r.fn)
+		if errs[i] == nil && tx.enqueued {
+			enqueued = true
+		}
+	}
+	if err := sqlTx.Commit(); err != nil {
+		fail(fmt.Errorf("commit: %w", err))
+		return
+	}
+	for i, r := range group {
+		r.done <- errs[i]
+	}
+	if enqueued {
+		select {
+		case s.outbox <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// runInSavepoint runs fn so that its failure (an error or a panic) rolls back only
+// its own changes.
+//
+// Statements in the shared transaction never get the caller's context: SQLite answers
+// an interrupted statement by rolling back the whole transaction, which would undo the
+// other callers' work too. The context is checked before fn starts instead.
+func (s *Store) runInSavepoint(tx *Tx, fn func(*Tx) error) (err error) {
+	if _, err := tx.exec("SAVEPOINT fn"); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in transaction: %v\n%s", p, debug.Stack())
+		}
+		if err != nil {
+			if _, rbErr := tx.exec("ROLLBACK TO fn; RELEASE fn"); rbErr != nil {
+				err = errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rbErr))
+			}
+			tx.enqueued = false
+			return
+		}
+		if _, relErr := tx.exec("RELEASE fn"); relErr != nil {
+			err = fmt.Errorf("release savepoint: %w", relErr)
+		}
+	}()
+	return fn(tx)
+}
+
+// migrate applies the embedded migrations not yet applied, in file-name order, each
+// in its own transaction, recording progress in PRAGMA user_version.
+func migrate(ctx context.Context, db *sql.DB) error {
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	var version int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if version > len(names) {
+		return fmt.Errorf("database schema version %d is newer than this binary knows (%d): refusing to run an old binary on it", version, len(names))
+	}
+	for i := version; i < len(names); i++ {
+		body, err := migrationFiles.ReadFile(names[i])
+		if err != nil {
+			return err
+		}
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migration %s: %w", names[i], err)
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %s: %w", names[i], err)
+		}
+		// PRAGMA takes no bind parameters; the value is our own integer.
+		if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(i+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %s: %w", names[i], err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %s: %w", names[i], err)
+		}
+	}
+	return nil
+}
+
+// millis and fromMillis convert times to the stored Unix milliseconds.
+func millis(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMillis(ms sql.NullInt64) time.Time {
+	if !ms.Valid || ms.Int64 == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms.Int64).UTC()
+}

@@ -1,0 +1,286 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+func openTest(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "test.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+func mustUpdate(t *testing.T, s *Store, fn func(*Tx) error) {
+	t.Helper()
+	if err := s.Update(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func title(n int) string { return fmt.Sprintf("Question #%d", n) }
+
+func TestOpenSetsPragmas(t *testing.T) {
+	s, _ := openTest(t)
+	for pragma, want := range map[string]string{"journal_mode": "wal", "synchronous": "2", "foreign_keys": "1", "busy_timeout": "10000"} {
+		var got string
+		if err := s.write.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("writer %s = %s, want %s", pragma, got, want)
+		}
+		if err := s.read.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("reader %s = %s, want %s", pragma, got, want)
+		}
+	}
+	if _, err := s.read.Exec("INSERT INTO portals (member_id, created_at, updated_at) VALUES ('x', 1, 1)"); err == nil {
+		t.Error("the read pool accepted a write")
+	}
+}
+
+// Concurrent updates share commits, but a failing or panicking one undoes only its own
+// work.
+func TestUpdateIsolatesFailures(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 60)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Update(ctx, func(tx *Tx) error {
+				if _, err := tx.EnsurePortal(fmt.Sprintf("m%d", i), ""); err != nil {
+					return err
+				}
+				switch i % 3 {
+				case 1:
+					return errors.New("refused")
+				case 2:
+					panic("boom")
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (i%3 == 0) != (err == nil) {
+			t.Fatalf("update %d: err = %v", i, err)
+		}
+	}
+	var n int
+	if err := s.read.QueryRow("SELECT COUNT(*) FROM portals").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 20 {
+		t.Fatalf("%d portals committed, want 20", n)
+	}
+}
+
+func TestUpdateAfterClose(t *testing.T) {
+	s, _ := openTest(t)
+	s.Close()
+	if err := s.Update(context.Background(), func(*Tx) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestMarkProcessed(t *testing.T) {
+	s, _ := openTest(t)
+	p, err := s.EnsurePortal(context.Background(), "webhook", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, s, func(tx *Tx) error {
+		for i, want := range []bool{true, false} {
+			fresh, err := tx.MarkProcessed(p.ID, "message:1", "ONIMBOTMESSAGEADD")
+			if err != nil || fresh != want {
+				t.Errorf("attempt %d: fresh=%v err=%v", i, fresh, err)
+			}
+		}
+		return nil
+	})
+}
+
+func TestDialogsUnreadAndReopen(t *testing.T) {
+	s, path := openTest(t)
+	ctx := context.Background()
+	p, _ := s.EnsurePortal(ctx, "webhook", "")
+	var d1, d2 Dialog
+	mustUpdate(t, s, func(tx *Tx) (err error) {
+		if d1, err = tx.CreateDialog(NewDialog{PortalID: p.ID, ClientID: 27, Language: "en", Title: title}); err != nil {
+			return err
+		}
+		if d2, err = tx.CreateDialog(NewDialog{PortalID: p.ID, ClientID: 27, Language: "en", Title: title}); err != nil {
+			return err
+		}
+		if err := tx.SetDialogChat(d1.ID, 1001); err != nil {
+			return err
+		}
+		seq, _, err := tx.AddMessage(Message{DialogID: d1.ID, BitrixMessageID: 1, AuthorID: 27, AuthorRole: RoleClient, Text: "q"})
+		if err != nil {
+			return err
+		}
+		if err := tx.SetLastSeen(d1.ID, 27, seq); err != nil {
+			return err
+		}
+		for i, role := range []string{RoleAgent, RoleBot, RoleOther} {
+			if _, _, err := tx.AddMessage(Message{DialogID: d1.ID, BitrixMessageID: int64(10 + i), AuthorID: 5, AuthorRole: role, Text: "a"}); err != nil {
+				return err
+			}
+		}
+		// The same Bitrix24 message again is not a second message.
+		if _, added, err := tx.AddMessage(Message{DialogID: d1.ID, BitrixMessageID: 10, AuthorID: 5, AuthorRole: RoleAgent}); err != nil || added {
+			return fmt.Errorf("re-add: added=%v err=%v", added, err)
+		}
+		return tx.SetDialogStatus(d2.ID, StatusResolved)
+	})
+	if d1.Number != 1 || d2.Number != 2 || d2.Title != "Question #2" {
+		t.Fatalf("numbers %d %d title %q", d1.Number, d2.Number, d2.Title)
+	}
+	check := func(s *Store) {
+		t.Helper()
+		mustUpdate(t, s, func(tx *Tx) error {
+			list, err := tx.ClientDialogs(p.ID, 27)
+			if err != nil {
+				return err
+			}
+			if len(list) != 2 || list[0].ID != d1.ID || list[0].Unread != 2 || list[1].Status != StatusResolved {
+				t.Errorf("list = %+v", list)
+			}
+			if n, _ := tx.CountActiveDialogs(p.ID, 27); n != 1 {
+				t.Errorf("active = %d", n)
+			}
+			if d, err := tx.DialogByChat(p.ID, 1001); err != nil || d.ID != d1.ID {
+				t.Errorf("by chat: %+v %v", d, err)
+			}
+			return nil
+		})
+	}
+	check(s)
+	// Everything survives a restart on the same file.
+	s.Close()
+	s2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	check(s2)
+	mustUpdate(t, s2, func(tx *Tx) error {
+		if err := tx.MarkAllSeen(d1.ID, 27); err != nil {
+			return err
+		}
+		if n, _ := tx.Unread(d1.ID); n != 0 {
+			t.Errorf("unread after mark = %d", n)
+		}
+		if _, err := tx.DialogByNumber(p.ID, 9); !errors.Is(err, ErrNotFound) {
+			t.Errorf("missing dialog: %v", err)
+		}
+		return nil
+	})
+}
+
+func TestOutboxLanes(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "o.db"), WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	p, _ := s.EnsurePortal(ctx, "webhook", "")
+	var d Dialog
+	var ids []int64
+	mustUpdate(t, s, func(tx *Tx) (err error) {
+		d, err = tx.CreateDialog(NewDialog{PortalID: p.ID, ClientID: 27, Language: "ru", Title: title})
+		if err != nil {
+			return err
+		}
+		for _, e := range []OutboxEntry{
+			{ChatKey: "dialog:1", Method: "imbot.chat.add", Effect: "dialog_chat", EffectRef: d.ID},
+			{ChatKey: "dialog:1", Method: "imbot.message.add", NeedsDialog: d.ID},
+			{ChatKey: "27", Method: "imbot.message.add", NeedsDialog: d.ID},
+			{ChatKey: "27", Method: "imbot.message.add"},
+			{ChatKey: "28", Method: "imbot.message.add", Params: json.RawMessage(`{"MESSAGE":"x"}`)},
+		} {
+			e.PortalID = p.ID
+			id, err := tx.Enqueue(e)
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	select {
+	case <-s.OutboxSignal():
+	case <-time.After(time.Second):
+		t.Fatal("no outbox signal after commit")
+	}
+	due := func() []int64 {
+		list, err := s.DueOutbox(ctx, 50)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int64
+		for _, e := range list {
+			out = append(out, e.ID)
+		}
+		return out
+	}
+	// Only the chat creation and the unrelated lane: the rest waits for the chat.
+	if got := due(); fmt.Sprint(got) != fmt.Sprint([]int64{ids[0], ids[4]}) {
+		t.Fatalf("due = %v", got)
+	}
+	mustUpdate(t, s, func(tx *Tx) error {
+		if err := tx.CompleteOutbox(ids[0], json.RawMessage("1001")); err != nil {
+			return err
+		}
+		if err := tx.RetryOutbox(ids[4], now.Add(time.Minute), "later"); err != nil {
+			return err
+		}
+		return tx.SetDialogChat(d.ID, 1001)
+	})
+	list, _ := s.DueOutbox(ctx, 50)
+	if len(list) != 2 || list[0].ID != ids[1] || list[0].DialogChatID != 1001 || list[1].ID != ids[2] {
+		t.Fatalf("due after chat = %+v", list)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	if got := due(); len(got) != 3 || got[2] != ids[4] {
+		t.Fatalf("due after retry time = %v", got)
+	}
+	pending, oldest, err := s.OutboxStats(ctx)
+	if err != nil || pending != 4 || !oldest.Equal(now.Add(-2*time.Minute)) {
+		t.Fatalf("stats %d %v %v", pending, oldest, err)
+	}
+	mustUpdate(t, s, func(tx *Tx) error {
+		n, err := tx.FailDependents(d.ID, "no chat")
+		if n != 2 {
+			t.Errorf("failed %d dependents", n)
+		}
+		return err
+	})
+	if got := due(); fmt.Sprint(got) != fmt.Sprint([]int64{ids[3], ids[4]}) {
+		t.Fatalf("due after giving up = %v", got)
+	}
+}
