@@ -151,7 +151,7 @@ func (b *runningBot) groupMessage(user, chatID int64, text string) []byte {
 		"data[PARAMS][CHAT_TITLE]":       chat.Title,
 		"data[PARAMS][CHAT_ENTITY_TYPE]": chat.EntityType,
 		"data[PARAMS][CHAT_ENTITY_ID]":   chat.EntityID,
-		"data[PARAMS][LANGUAGE]":         "ru",
+		"data[PARAMS][LANGUAGE]":         "en",
 		"data[USER][ID]":                 u,
 		"auth[application_token]":        testToken,
 	})

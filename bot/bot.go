@@ -110,7 +110,7 @@ func (b *Bot) handle(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event) e
 		}
 		cmd := fromButton(e.Command.Name, e.Command.Params)
 		if e.Command.Context == bitrix24.ContextKeyboard {
-			return b.onButton(tx, portal, e.Message, e.User, cmd)
+			return b.onButton(tx, portal, e.Message, e.User, cmd, e.Command.MessageID)
 		}
 		return b.onMessage(tx, portal, e.Message, e.User, &cmd)
 	case *bitrix24.MessageUpdate:
@@ -134,12 +134,14 @@ func (b *Bot) handle(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event) e
 }
 
 // learnBot records the bot's ID from an event when it is not known yet, so a bot
-// registered by hand needs no bitrix.bot_id.
+// registered by hand needs no bitrix.bot_id. After ONIMBOTDELETE only a different bot
+// ID (the bot registered anew) revives the portal: late events of the deleted bot
+// do not.
 func (b *Bot) learnBot(tx *storage.Tx, portal *storage.Portal, botID int64) error {
-	if botID <= 0 || (portal.BotID == botID && !portal.BotDeleted()) {
+	switch {
+	case botID <= 0 || botID == portal.BotID:
 		return nil
-	}
-	if portal.BotID != 0 && portal.BotID != botID && !portal.BotDeleted() {
+	case portal.BotID != 0 && !portal.BotDeleted():
 		return nil // keep the registered bot; events for others share the handler
 	}
 	portal.BotID, portal.BotDeletedAt = botID, time.Time{}
@@ -187,6 +189,8 @@ type turn struct {
 	// when that chat is one of our dialogs.
 	dialogID string
 	dialog   *storage.Dialog
+	// keyboardMessageID is the message whose button was pressed (0 for typed text).
+	keyboardMessageID int64
 }
 
 func (b *Bot) newTurn(tx *storage.Tx, portal storage.Portal, from who, lang, dialogID string) *turn {
@@ -362,7 +366,7 @@ func (b *Bot) onJoin(tx *storage.Tx, portal storage.Portal, e *bitrix24.JoinChat
 }
 
 // onButton handles a keyboard press.
-func (b *Bot) onButton(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, u bitrix24.User, cmd command) error {
+func (b *Bot) onButton(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, u bitrix24.User, cmd command, keyboardMessageID int64) error {
 	from := b.who(u, m.FromUserID)
 	t := b.newTurn(tx, portal, from, m.Language, m.DialogID)
 	if !m.Private() && m.ChatID > 0 {
@@ -373,6 +377,7 @@ func (b *Bot) onButton(tx *storage.Tx, portal storage.Portal, m bitrix24.Message
 			return err
 		}
 	}
+	t.keyboardMessageID = keyboardMessageID
 	return t.run(cmd, m)
 }
 
@@ -387,6 +392,15 @@ func (t *turn) run(cmd command, m bitrix24.Message) error {
 		}
 		return t.listDialogs()
 	case cmdNew:
+		// An agent's /new inside someone's dialog is for that dialog's client.
+		// Inside a dialog, /new is for that dialog's client: its client asks within
+		// the limit, an agent past it, and nobody else may.
+		if t.dialog != nil && t.dialog.ClientID != t.from.id {
+			if !t.from.agent {
+				return t.reply(t.t.AgentsOnly, nil)
+			}
+			return t.agentNew(cmd.args, m.ID)
+		}
 		if ok, err := t.mayAskAsClient(); !ok {
 			return err
 		}
@@ -398,6 +412,18 @@ func (t *turn) run(cmd command, m bitrix24.Message) error {
 		return t.openFromList(cmd.args)
 	case cmdRename:
 		return t.rename(cmd.args)
+	case cmdClose, cmdResolve:
+		return t.closeDialog()
+	case cmdReopen:
+		return t.reopenDialog()
+	case cmdEscalate:
+		return t.escalate()
+	case cmdQueue:
+		return t.queue()
+	case cmdAccess:
+		return t.answerAccess(cmd.args, t.keyboardMessageID)
+	case cmdRate:
+		return t.rate(cmd.args, t.keyboardMessageID)
 	}
 	return t.reply(t.t.UnknownCommand, nil)
 }

@@ -95,7 +95,15 @@ func (t *turn) openDialog(question string, sourceMessageID int64) error {
 	if active >= t.b.cfg.MaxActive {
 		return t.limitReached()
 	}
-	return t.createDialog(t.from.id, t.from.name, question, sourceMessageID)
+	d, err := t.createDialog(newDialog{
+		clientID: t.from.id, clientName: t.from.name, lang: t.lang,
+		question: question, questionMsgID: sourceMessageID, questionBy: t.from.id, questionRole: storage.RoleClient,
+	})
+	if err != nil {
+		return err
+	}
+	return t.send(t.replyLane(), t.dialogID, t.t.Opened(d.Number, pendingChatLink(d)),
+		t.goToChat("chat"+storage.ChatIDPlaceholder), d.ID)
 }
 
 // limitReached lists the client's active dialogs and says how to free a place.
@@ -120,19 +128,32 @@ func (t *turn) limitReached() error {
 	return t.reply(t.t.LimitReached(t.b.cfg.MaxActive, lines), kb)
 }
 
-// createDialog creates a dialog for a client and queues, in order: the chat's
-// creation, the greeting inside it, and the answer where the request was made. The
-// last two wait for the chat's ID.
-func (t *turn) createDialog(clientID int64, clientName, question string, sourceMessageID int64) error {
+// newDialog describes a dialog to open: for whom, in which language, and the
+// question it starts with (if any) and who wrote it.
+type newDialog struct {
+	clientID      int64
+	clientName    string
+	lang          string
+	question      string
+	questionMsgID int64 // the Bitrix24 message that carried the question
+	questionBy    int64
+	questionRole  string
+}
+
+// createDialog creates a dialog and queues, in its lane: the chat's creation, then
+// the greeting inside it, which waits for the chat's ID. The caller answers the
+// request; answers that link to the chat must wait for it too (NeedsDialog).
+func (t *turn) createDialog(nd newDialog) (storage.Dialog, error) {
+	tx := textsFor(nd.lang)
 	d, err := t.tx.CreateDialog(storage.NewDialog{
-		PortalID: t.portal.ID, ClientID: clientID, Language: t.lang, Title: t.t.DefaultTitle,
+		PortalID: t.portal.ID, ClientID: nd.clientID, ClientName: nd.clientName, Language: nd.lang, Title: tx.DefaultTitle,
 	})
 	if err != nil {
-		return err
+		return d, err
 	}
-	users := []int64{clientID}
+	users := []int64{nd.clientID}
 	for _, a := range t.b.cfg.Agents {
-		if a != clientID {
+		if a != nd.clientID {
 			users = append(users, a)
 		}
 	}
@@ -146,34 +167,44 @@ func (t *turn) createDialog(clientID int64, clientName, question string, sourceM
 		"ENTITY_ID":   entityIDPrefix + strconv.FormatInt(d.ID, 10),
 	})
 	if err != nil {
-		return err
+		return d, err
 	}
-	question = strings.TrimSpace(question)
-	if question != "" && sourceMessageID > 0 {
+	question := strings.TrimSpace(nd.question)
+	if question != "" && nd.questionMsgID > 0 {
 		seq, _, err := t.tx.AddMessage(storage.Message{
-			DialogID: d.ID, BitrixMessageID: sourceMessageID, AuthorID: clientID, AuthorRole: storage.RoleClient, Text: question,
+			DialogID: d.ID, BitrixMessageID: nd.questionMsgID, AuthorID: nd.questionBy, AuthorRole: nd.questionRole, Text: question,
 		})
 		if err != nil {
-			return err
+			return d, err
 		}
-		if err := t.tx.SetLastSeen(d.ID, clientID, seq); err != nil {
-			return err
+		if nd.questionRole == storage.RoleClient {
+			if err := t.tx.SetLastSeen(d.ID, nd.clientID, seq); err != nil {
+				return d, err
+			}
 		}
 	}
-	if clientName == "" {
-		clientName = "#" + strconv.FormatInt(clientID, 10)
-	}
-	mention := "[USER=" + strconv.FormatInt(clientID, 10) + "]" + bitrix24.EscapeLine(clientName) + "[/USER]"
-	placeholderDialog := "chat" + storage.ChatIDPlaceholder
-	if err := t.send(dialogLane(d.ID), placeholderDialog, t.t.Greeting(d.Number, mention, bitrix24.Escape(question)), nil, d.ID); err != nil {
-		return err
-	}
-	link := "[chat=" + storage.ChatIDPlaceholder + "]" + bitrix24.EscapeLine(d.Title) + "[/chat]"
-	kb := &bitrix24.Keyboard{Buttons: []bitrix24.Button{
-		{Text: t.t.BtnGoToChat, Action: "DIALOG", ActionValue: placeholderDialog, Display: "LINE", BgColor: "#29619b", TextColor: "#fff"},
+	greeting := tx.Greeting(d.Number, mention(nd.clientID, nd.clientName), bitrix24.Escape(question))
+	err = t.send(dialogLane(d.ID), "chat"+storage.ChatIDPlaceholder, greeting, nil, d.ID)
+	return d, err
+}
+
+// pendingChatLink links to a dialog's chat whose ID is not known yet: the message
+// carrying it must wait for the chat (NeedsDialog).
+func pendingChatLink(d storage.Dialog) string {
+	return "[chat=" + storage.ChatIDPlaceholder + "]" + bitrix24.EscapeLine(d.Title) + "[/chat]"
+}
+
+// goToChat is a keyboard with a button that opens a dialog's chat.
+func (t *turn) goToChat(dialogID string) *bitrix24.Keyboard {
+	return &bitrix24.Keyboard{Buttons: []bitrix24.Button{
+		{Text: t.t.BtnGoToChat, Action: "DIALOG", ActionValue: dialogID, Display: "LINE", BgColor: "#29619b", TextColor: "#fff"},
 		{Text: t.t.BtnAllChats, Command: cmdChats, Display: "LINE"},
 	}}
-	return t.send(t.replyLane(), t.dialogID, t.t.Opened(d.Number, link), kb, d.ID)
+}
+
+// mention is a [USER=…] mention with the name escaped.
+func mention(userID int64, name string) string {
+	return "[USER=" + strconv.FormatInt(userID, 10) + "]" + displayName(userID, name) + "[/USER]"
 }
 
 // replyLane is the ordering lane of answers to the chat the event came from.

@@ -1,5 +1,7 @@
 package bot
 
+import "time"
+
 // texts holds every sentence the bot writes, for one language. Each language fills
 // it in its own file (texts_ru.go, texts_en.go), so a translator reads one place.
 //
@@ -52,6 +54,33 @@ type texts struct {
 	Reopened       string
 	LimitInDialog  func(maxActive int) string
 	UnknownCommand string
+
+	// Agents' commands.
+	NotInDialog     string
+	AlreadyResolved string
+	AlreadyActive   string
+	Resolved        func(number int) string              // in the dialog
+	ResolvedNotice  func(number int, link string) string // to the client's main chat
+	BtnHelped       string
+	BtnNotHelped    string
+	RatedThanks     func(helped bool) string
+	ReopenedByAgent func(number int) string
+	OpenedByAgent   func(number int, link string) string // where the agent typed /new
+	OpenedForClient func(number int, link string) string // to the client's main chat
+
+	// Escalation.
+	AccessRequest   func(number int, title, link string) string
+	BtnGrant        string
+	BtnDecline      string
+	AccessAnswered  func(granted bool, when string) string                            // appended to the request
+	AccessAnnounced func(number int, client string, granted bool, when string) string // in the dialog
+	AccessPending   string
+
+	// The agents' queue.
+	QueueEmpty  string
+	QueueHeader func(n int) string
+	QueueLine   func(number int, title, client, waited string, unread int, link string) string
+	Duration    func(d time.Duration) string
 }
 
 // textsFor returns the texts for a language code; anything but "en" is Russian,

@@ -3,6 +3,7 @@ package bot
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 var textsEN = texts{
@@ -88,4 +89,65 @@ var textsEN = texts{
 			"Ask support to close the resolved ones, or write in one of the active questions.", max)
 	},
 	UnknownCommand: "I did not understand that command. Write “help” to see the list.",
+
+	NotInDialog:     "This command works inside a question's chat.",
+	AlreadyResolved: "The question is already resolved.",
+	AlreadyActive:   "The question is already active.",
+	Resolved: func(n int) string {
+		return fmt.Sprintf("Question #%d is resolved. If something is left, write here and it opens again.", n)
+	},
+	ResolvedNotice: func(n int, link string) string {
+		return fmt.Sprintf("Support marked your question #%d as resolved: %s\nDid the answer help?", n, link)
+	},
+	BtnHelped:    "👍 Helped",
+	BtnNotHelped: "👎 Didn't help",
+	RatedThanks: func(helped bool) string {
+		if helped {
+			return "Your rating: 👍 helped. Thank you!"
+		}
+		return "Your rating: 👎 didn't help. Thank you for telling us — we will look into it."
+	},
+	ReopenedByAgent: func(n int) string { return fmt.Sprintf("Question #%d is active again.", n) },
+	OpenedByAgent: func(n int, link string) string {
+		return fmt.Sprintf("Opened question #%d for the client: %s", n, link)
+	},
+	OpenedForClient: func(n int, link string) string {
+		return fmt.Sprintf("Support opened question #%d for you: %s", n, link)
+	},
+
+	AccessRequest: func(n int, title, link string) string {
+		return fmt.Sprintf("[b]Access request[/b]\nTo resolve question #%d “%s” (%s), "+
+			"technical support needs access to your Bitrix24. Grant access?", n, title, link)
+	},
+	BtnGrant:   "Grant access",
+	BtnDecline: "Decline",
+	AccessAnswered: func(granted bool, when string) string {
+		if granted {
+			return "Answer: access granted (" + when + ")."
+		}
+		return "Answer: access declined (" + when + ")."
+	},
+	AccessAnnounced: func(n int, client string, granted bool, when string) string {
+		if granted {
+			return fmt.Sprintf("%s granted technical support access for question #%d (%s).", client, n, when)
+		}
+		return fmt.Sprintf("%s declined the access request for question #%d (%s).", client, n, when)
+	},
+	AccessPending: "An access request for this question is already waiting for the client's answer.",
+
+	QueueEmpty:  "The queue is empty: every client has an answer.",
+	QueueHeader: func(n int) string { return fmt.Sprintf("[b]Waiting for an answer[/b]: %d", n) },
+	QueueLine: func(n int, title, client, waited string, unread int, link string) string {
+		return fmt.Sprintf("#%d · %s · %s · waiting %s · new messages: %d · %s", n, title, client, waited, unread, link)
+	},
+	Duration: func(d time.Duration) string {
+		h, m := int(d.Hours()), int(d.Minutes())%60
+		switch {
+		case h >= 24:
+			return fmt.Sprintf("%d d %d h", h/24, h%24)
+		case h > 0:
+			return fmt.Sprintf("%d h %d min", h, m)
+		}
+		return fmt.Sprintf("%d min", m)
+	},
 }

@@ -3,6 +3,7 @@ package bot
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 var textsRU = texts{
@@ -94,4 +95,65 @@ var textsRU = texts{
 			"Попросите поддержку закрыть решённые обращения или напишите в одно из активных.", max)
 	},
 	UnknownCommand: "Не понял команду. Напишите «помощь», чтобы увидеть список.",
+
+	NotInDialog:     "Эта команда работает в чате обращения.",
+	AlreadyResolved: "Обращение уже решено.",
+	AlreadyActive:   "Обращение и так активно.",
+	Resolved: func(n int) string {
+		return fmt.Sprintf("Обращение №%d решено. Если вопрос остался, напишите сюда — обращение откроется снова.", n)
+	},
+	ResolvedNotice: func(n int, link string) string {
+		return fmt.Sprintf("Поддержка отметила обращение №%d как решённое: %s\nПомог ли ответ?", n, link)
+	},
+	BtnHelped:    "👍 Помогло",
+	BtnNotHelped: "👎 Не помогло",
+	RatedThanks: func(helped bool) string {
+		if helped {
+			return "Ваша оценка: 👍 помогло. Спасибо!"
+		}
+		return "Ваша оценка: 👎 не помогло. Спасибо, что сказали — мы разберёмся."
+	},
+	ReopenedByAgent: func(n int) string { return fmt.Sprintf("Обращение №%d снова в работе.", n) },
+	OpenedByAgent: func(n int, link string) string {
+		return fmt.Sprintf("Для клиента открыто обращение №%d: %s", n, link)
+	},
+	OpenedForClient: func(n int, link string) string {
+		return fmt.Sprintf("Поддержка открыла для вас обращение №%d: %s", n, link)
+	},
+
+	AccessRequest: func(n int, title, link string) string {
+		return fmt.Sprintf("[b]Запрос доступа[/b]\nЧтобы решить вопрос по обращению №%d «%s» (%s), "+
+			"технической поддержке нужен доступ к вашему Битрикс24. Предоставить доступ?", n, title, link)
+	},
+	BtnGrant:   "Предоставить доступ",
+	BtnDecline: "Отклонить",
+	AccessAnswered: func(granted bool, when string) string {
+		if granted {
+			return "Ответ: доступ предоставлен (" + when + ")."
+		}
+		return "Ответ: в доступе отказано (" + when + ")."
+	},
+	AccessAnnounced: func(n int, client string, granted bool, when string) string {
+		if granted {
+			return fmt.Sprintf("%s предоставил(а) доступ технической поддержке по обращению №%d (%s).", client, n, when)
+		}
+		return fmt.Sprintf("%s отклонил(а) запрос доступа по обращению №%d (%s).", client, n, when)
+	},
+	AccessPending: "Запрос доступа по этому обращению уже отправлен и ждёт ответа клиента.",
+
+	QueueEmpty:  "Очередь пуста: все клиенты получили ответ.",
+	QueueHeader: func(n int) string { return fmt.Sprintf("[b]Ждут ответа[/b]: %d", n) },
+	QueueLine: func(n int, title, client, waited string, unread int, link string) string {
+		return fmt.Sprintf("№%d · %s · %s · ждёт %s · новых сообщений: %d · %s", n, title, client, waited, unread, link)
+	},
+	Duration: func(d time.Duration) string {
+		h, m := int(d.Hours()), int(d.Minutes())%60
+		switch {
+		case h >= 24:
+			return fmt.Sprintf("%d д %d ч", h/24, h%24)
+		case h > 0:
+			return fmt.Sprintf("%d ч %d мин", h, m)
+		}
+		return fmt.Sprintf("%d мин", m)
+	},
 }

@@ -181,6 +181,10 @@ func applySuccess(tx *storage.Tx, e storage.OutboxEntry, result json.RawMessage)
 		return tx.SetDialogChat(e.EffectRef, chatID)
 	case storage.EffectTitleSent:
 		return tx.TitleSent(e.EffectRef)
+	case storage.EffectAccessRequestMessage:
+		if id, err := resultID(result); err == nil {
+			return tx.SetAccessRequestMessage(e.EffectRef, id)
+		}
 	}
 	return nil
 }

@@ -19,12 +19,14 @@ type Dialog struct {
 	PortalID       int64
 	Number         int
 	ClientID       int64
+	ClientName     string
 	ChatID         int64 // 0 until imbot.chat.add has answered
 	ChatFailed     bool  // the chat could not be created
 	Title          string
 	TitlePending   bool // a rename of ours has not reached the portal yet
 	Status         string
 	EscalatedAt    time.Time
+	EscalatedBy    int64
 	Language       string
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
@@ -42,7 +44,8 @@ type DialogSummary struct {
 }
 
 const dialogColumns = `d.id, d.portal_id, d.number, d.client_id, d.chat_id, d.chat_failed, d.title, d.title_pending,
-	d.status, d.escalated_at, d.language, d.created_at, d.updated_at, d.last_activity_at, d.resolved_at`
+	d.status, d.escalated_at, d.language, d.created_at, d.updated_at, d.last_activity_at, d.resolved_at,
+	d.client_name, COALESCE(d.escalated_by, 0)`
 
 func scanDialog(row interface{ Scan(...any) error }, extra ...any) (Dialog, error) {
 	var d Dialog
@@ -50,7 +53,7 @@ func scanDialog(row interface{ Scan(...any) error }, extra ...any) (Dialog, erro
 	var escalated, created, updated, activity, resolved sql.NullInt64
 	var titlePending int
 	dest := append([]any{&d.ID, &d.PortalID, &d.Number, &d.ClientID, &chatID, &d.ChatFailed, &d.Title, &titlePending,
-		&d.Status, &escalated, &d.Language, &created, &updated, &activity, &resolved}, extra...)
+		&d.Status, &escalated, &d.Language, &created, &updated, &activity, &resolved, &d.ClientName, &d.EscalatedBy}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Dialog{}, ErrNotFound
@@ -69,9 +72,10 @@ func scanDialog(row interface{ Scan(...any) error }, extra ...any) (Dialog, erro
 
 // NewDialog describes a dialog to create.
 type NewDialog struct {
-	PortalID int64
-	ClientID int64
-	Language string
+	PortalID   int64
+	ClientID   int64
+	ClientName string
+	Language   string
 	// Title builds the default title from the number the dialog gets.
 	Title func(number int) string
 }
@@ -95,9 +99,9 @@ func (tx *Tx) CreateDialog(nd NewDialog) (Dialog, error) {
 		return Dialog{}, fmt.Errorf("create dialog: next number: %w", err)
 	}
 	now := millis(tx.now)
-	res, err := tx.exec(`INSERT INTO dialogs (portal_id, number, client_id, title, status, language, created_at, updated_at, last_activity_at)
-		VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?)`,
-		nd.PortalID, number, nd.ClientID, nd.Title(number), nd.Language, now, now, now)
+	res, err := tx.exec(`INSERT INTO dialogs (portal_id, number, client_id, client_name, title, status, language, created_at, updated_at, last_activity_at)
+		VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)`,
+		nd.PortalID, number, nd.ClientID, nd.ClientName, nd.Title(number), nd.Language, now, now, now)
 	if err != nil {
 		return Dialog{}, fmt.Errorf("create dialog №%d: %w", number, err)
 	}
@@ -224,12 +228,11 @@ func (tx *Tx) TitleSent(dialogID int64) error {
 // SetDialogStatus makes a dialog active or resolved.
 func (tx *Tx) SetDialogStatus(dialogID int64, status string) error {
 	now := millis(tx.now)
-	var resolved any
-	if status == StatusResolved {
-		resolved = now
-	}
-	_, err := tx.exec(`UPDATE dialogs SET status = ?, resolved_at = ?, updated_at = ?, last_activity_at = ? WHERE id = ?`,
-		status, resolved, now, now, dialogID)
+	// resolved_at keeps the last resolution after a reopen: a rating pressed later
+	// still knows which resolution it judges.
+	_, err := tx.exec(`UPDATE dialogs SET status = ?, resolved_at = CASE WHEN ? = 'resolved' THEN ? ELSE resolved_at END,
+		updated_at = ?, last_activity_at = ? WHERE id = ?`,
+		status, status, now, now, now, dialogID)
 	if err != nil {
 		return fmt.Errorf("set dialog %d %s: %w", dialogID, status, err)
 	}
@@ -243,4 +246,51 @@ func (tx *Tx) TouchDialog(dialogID int64) error {
 		return fmt.Errorf("touch dialog %d: %w", dialogID, err)
 	}
 	return nil
+}
+
+// EscalateDialog marks a dialog as handed to technical support.
+func (tx *Tx) EscalateDialog(dialogID, agentID int64) error {
+	now := millis(tx.now)
+	_, err := tx.exec(`UPDATE dialogs SET escalated_at = COALESCE(escalated_at, ?), escalated_by = COALESCE(escalated_by, ?),
+		updated_at = ? WHERE id = ?`, now, agentID, now, dialogID)
+	if err != nil {
+		return fmt.Errorf("escalate dialog %d: %w", dialogID, err)
+	}
+	return nil
+}
+
+// WaitingDialog is an active dialog whose client waits for an answer.
+type WaitingDialog struct {
+	Dialog
+	Waiting      int       // the client's messages since the last agent message
+	WaitingSince time.Time // the first of them
+}
+
+// WaitingDialogs lists the portal's active dialogs where the client has written since
+// the last agent message, longest waiting first: the agents' queue.
+func (tx *Tx) WaitingDialogs(portalID int64) ([]WaitingDialog, error) {
+	rows, err := tx.query(`WITH pending AS (
+			SELECT m.dialog_id, COUNT(*) AS n, MIN(m.created_at) AS since FROM messages m
+			JOIN dialogs d ON d.id = m.dialog_id AND d.portal_id = ? AND d.status = 'active'
+			WHERE m.author_role = 'client' AND m.deleted_at IS NULL
+			AND m.id > COALESCE((SELECT MAX(a.id) FROM messages a WHERE a.dialog_id = m.dialog_id AND a.author_role = 'agent'), 0)
+			GROUP BY m.dialog_id)
+		SELECT `+dialogColumns+`, p.n, p.since FROM pending p JOIN dialogs d ON d.id = p.dialog_id
+		ORDER BY p.since, d.number`, portalID)
+	if err != nil {
+		return nil, fmt.Errorf("waiting dialogs: %w", err)
+	}
+	defer rows.Close()
+	var list []WaitingDialog
+	for rows.Next() {
+		var w WaitingDialog
+		var since sql.NullInt64
+		w.Dialog, err = scanDialog(rows, &w.Waiting, &since)
+		if err != nil {
+			return nil, fmt.Errorf("waiting dialogs: %w", err)
+		}
+		w.WaitingSince = fromMillis(since)
+		list = append(list, w)
+	}
+	return list, rows.Err()
 }

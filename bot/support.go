@@ -1,0 +1,265 @@
+package bot
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"supportbot/bitrix24"
+	"supportbot/storage"
+)
+
+// agentInDialog checks that an agent command comes from an agent, inside a dialog.
+// When not, it queues the refusal and reports false; nothing else changes.
+func (t *turn) agentInDialog() (bool, error) {
+	if !t.from.agent {
+		return false, t.reply(t.t.AgentsOnly, nil)
+	}
+	if t.dialog == nil {
+		return false, t.reply(t.t.NotInDialog, nil)
+	}
+	return true, nil
+}
+
+// clientTexts are the texts in the dialog's client's language, for what the bot
+// tells the client on an agent's behalf.
+func clientTexts(d *storage.Dialog) *texts { return textsFor(d.Language) }
+
+// clientLane is the ordering lane of the client's main chat.
+func clientLane(clientID int64) string { return strconv.FormatInt(clientID, 10) }
+
+// closeDialog: /close, /resolve.
+func (t *turn) closeDialog() error {
+	if ok, err := t.agentInDialog(); !ok {
+		return err
+	}
+	d := t.dialog
+	if !d.Active() {
+		return t.reply(t.t.AlreadyResolved, nil)
+	}
+	if err := t.tx.SetDialogStatus(d.ID, storage.StatusResolved); err != nil {
+		return err
+	}
+	d.Status = storage.StatusResolved
+	if err := t.reply(t.t.Resolved(d.Number), nil); err != nil {
+		return err
+	}
+	ct := clientTexts(d)
+	n := strconv.Itoa(d.Number)
+	kb := &bitrix24.Keyboard{Buttons: []bitrix24.Button{
+		{Text: ct.BtnHelped, Command: cmdRate, CommandParams: n + " up", Display: "LINE", BgColor: "#2fc26e", TextColor: "#fff", Block: "Y"},
+		{Text: ct.BtnNotHelped, Command: cmdRate, CommandParams: n + " down", Display: "LINE", Block: "Y"},
+	}}
+	return t.send(clientLane(d.ClientID), clientLane(d.ClientID), ct.ResolvedNotice(d.Number, t.chatLink(*d, bitrix24.EscapeLine(d.Title))), kb, 0)
+}
+
+// reopenDialog: /reopen. An agent may reopen past the client's limit, as with /new.
+func (t *turn) reopenDialog() error {
+	if ok, err := t.agentInDialog(); !ok {
+		return err
+	}
+	d := t.dialog
+	if d.Active() {
+		return t.reply(t.t.AlreadyActive, nil)
+	}
+	if err := t.tx.SetDialogStatus(d.ID, storage.StatusActive); err != nil {
+		return err
+	}
+	d.Status = storage.StatusActive
+	return t.reply(t.t.ReopenedByAgent(d.Number), nil)
+}
+
+// agentNew: /new typed by an agent in a dialog opens a dialog for that dialog's
+// client, past the limit.
+func (t *turn) agentNew(question string, sourceMessageID int64) error {
+	src := t.dialog
+	d, err := t.createDialog(newDialog{
+		clientID: src.ClientID, clientName: src.ClientName, lang: src.Language,
+		question: question, questionMsgID: sourceMessageID, questionBy: t.from.id, questionRole: storage.RoleAgent,
+	})
+	if err != nil {
+		return err
+	}
+	link := pendingChatLink(d)
+	if err := t.send(t.replyLane(), t.dialogID, t.t.OpenedByAgent(d.Number, link), nil, d.ID); err != nil {
+		return err
+	}
+	ct := clientTexts(src)
+	lane := clientLane(src.ClientID)
+	return t.send(lane, lane, ct.OpenedForClient(d.Number, link), t.goToChatIn(ct, "chat"+storage.ChatIDPlaceholder), d.ID)
+}
+
+// goToChatIn is goToChat in another language.
+func (t *turn) goToChatIn(ct *texts, dialogID string) *bitrix24.Keyboard {
+	return &bitrix24.Keyboard{Buttons: []bitrix24.Button{
+		{Text: ct.BtnGoToChat, Action: "DIALOG", ActionValue: dialogID, Display: "LINE", BgColor: "#29619b", TextColor: "#fff"},
+		{Text: ct.BtnAllChats, Command: cmdChats, Display: "LINE"},
+	}}
+}
+
+// escalate: /escalate marks the dialog escalated and asks the client, in their main
+// chat and nowhere else, to grant technical support access.
+func (t *turn) escalate() error {
+	if ok, err := t.agentInDialog(); !ok {
+		return err
+	}
+	d := t.dialog
+	_, err := t.tx.PendingAccessRequest(d.ID)
+	if err == nil {
+		return t.reply(t.t.AccessPending, nil)
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	if err := t.tx.EscalateDialog(d.ID, t.from.id); err != nil {
+		return err
+	}
+	req, err := t.tx.CreateAccessRequest(d.ID, d.ClientID, t.from.id)
+	if err != nil {
+		return err
+	}
+	ct := clientTexts(d)
+	id := strconv.FormatInt(req.ID, 10)
+	lane := clientLane(d.ClientID)
+	return t.enqueue(storage.OutboxEntry{
+		ChatKey: lane, Method: "imbot.message.add", Effect: storage.EffectAccessRequestMessage, EffectRef: req.ID,
+	}, map[string]any{
+		"DIALOG_ID": lane,
+		"MESSAGE":   t.accessRequestText(ct, d),
+		"KEYBOARD": &bitrix24.Keyboard{Buttons: []bitrix24.Button{
+			{Text: ct.BtnGrant, Command: cmdAccess, CommandParams: id + " grant", Display: "LINE", BgColor: "#2fc26e", TextColor: "#fff", Block: "Y"},
+			{Text: ct.BtnDecline, Command: cmdAccess, CommandParams: id + " decline", Display: "LINE", Block: "Y"},
+		}},
+	})
+}
+
+func (t *turn) accessRequestText(ct *texts, d *storage.Dialog) string {
+	return ct.AccessRequest(d.Number, bitrix24.EscapeLine(d.Title), t.chatLink(*d, ct.OpenLink))
+}
+
+// answerAccess handles Grant access / Decline. Only the dialog's client may answer,
+// and only once: anything else changes nothing and says nothing, since the press came
+// from a message only the client can see.
+func (t *turn) answerAccess(args string, keyboardMessageID int64) error {
+	idText, verb, _ := strings.Cut(strings.TrimSpace(args), " ")
+	id, err := strconv.ParseInt(idText, 10, 64)
+	granted := verb == "grant"
+	if err != nil || (verb != "grant" && verb != "decline") {
+		return t.reply(t.t.UnknownCommand, nil)
+	}
+	req, err := t.tx.AccessRequest(id)
+	if errors.Is(err, storage.ErrNotFound) {
+		t.b.log.Warn("press for an unknown access request", "request", id, "user", t.from.id)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if req.ClientID != t.from.id {
+		t.b.log.Warn("access request answered by someone other than its client: ignored",
+			"request", id, "user", t.from.id, "client", req.ClientID)
+		return nil
+	}
+	d, err := t.tx.Dialog(req.DialogID)
+	if err != nil {
+		return err
+	}
+	if d.PortalID != t.portal.ID {
+		return nil
+	}
+	status := storage.AccessDeclined
+	if granted {
+		status = storage.AccessGranted
+	}
+	changed, err := t.tx.DecideAccessRequest(req.ID, status, t.from.id)
+	if err != nil || !changed {
+		return err
+	}
+	ct := clientTexts(&d)
+	when := t.tx.Now().UTC().Format("2006-01-02 15:04 UTC")
+	// Replace the request's buttons by the answer, so they cannot be pressed again.
+	msgID := req.MessageID
+	if msgID == 0 {
+		msgID = keyboardMessageID
+	}
+	if msgID > 0 {
+		err := t.enqueue(storage.OutboxEntry{ChatKey: clientLane(d.ClientID), Method: "imbot.message.update"}, map[string]any{
+			"MESSAGE_ID": msgID,
+			"MESSAGE":    t.accessRequestText(ct, &d) + "\n\n" + ct.AccessAnswered(granted, when),
+			"KEYBOARD":   "N",
+		})
+		if err != nil {
+			return err
+		}
+	}
+	announce := ct.AccessAnnounced(d.Number, mention(d.ClientID, d.ClientName), granted, when)
+	return t.send(dialogLane(d.ID), bitrix24.DialogIDForChat(d.ChatID), announce, nil, d.ID)
+}
+
+// rate records the client's 👍/👎 for a resolved dialog and turns the buttons into
+// the answer.
+func (t *turn) rate(args string, keyboardMessageID int64) error {
+	numText, verb, _ := strings.Cut(strings.TrimSpace(args), " ")
+	n, err := strconv.Atoi(numText)
+	if err != nil || (verb != "up" && verb != "down") {
+		return t.reply(t.t.UnknownCommand, nil)
+	}
+	d, err := t.tx.DialogByNumber(t.portal.ID, n)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && (d.ClientID != t.from.id || d.ResolvedAt.IsZero())) {
+		t.b.log.Warn("rating ignored", "dialog", n, "user", t.from.id)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	helped := verb == "up"
+	if err := t.tx.RateDialog(d, t.from.id, helped); err != nil {
+		return err
+	}
+	if keyboardMessageID <= 0 {
+		return nil
+	}
+	ct := clientTexts(&d)
+	return t.enqueue(storage.OutboxEntry{ChatKey: clientLane(d.ClientID), Method: "imbot.message.update"}, map[string]any{
+		"MESSAGE_ID": keyboardMessageID,
+		"MESSAGE":    ct.ResolvedNotice(d.Number, t.chatLink(d, bitrix24.EscapeLine(d.Title))) + "\n\n" + ct.RatedThanks(helped),
+		"KEYBOARD":   "N",
+	})
+}
+
+func displayName(userID int64, name string) string {
+	if strings.TrimSpace(name) == "" {
+		return "#" + strconv.FormatInt(userID, 10)
+	}
+	return bitrix24.EscapeLine(name)
+}
+
+// queue: /queue lists, for agents, the active dialogs waiting for an answer, longest
+// waiting first.
+func (t *turn) queue() error {
+	if !t.from.agent {
+		return t.reply(t.t.AgentsOnly, nil)
+	}
+	list, err := t.tx.WaitingDialogs(t.portal.ID)
+	if err != nil {
+		return err
+	}
+	if len(list) == 0 {
+		return t.reply(t.t.QueueEmpty, nil)
+	}
+	var b strings.Builder
+	b.WriteString(t.t.QueueHeader(len(list)))
+	now := t.tx.Now()
+	for i, w := range list {
+		if i == 50 {
+			b.WriteString("\n…")
+			break
+		}
+		waited := max(now.Sub(w.WaitingSince), time.Duration(0))
+		// The client's name as text, not a mention: a mention would notify the client.
+		b.WriteString("\n" + t.t.QueueLine(w.Number, bitrix24.EscapeLine(w.Title), displayName(w.ClientID, w.ClientName),
+			t.t.Duration(waited), w.Waiting, t.chatLink(w.Dialog, t.t.OpenLink)))
+	}
+	return t.reply(b.String(), nil)
+}
