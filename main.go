@@ -35,7 +35,15 @@ var version = "dev"
 // shutdownGrace bounds how long a stop by signal may take.
 const shutdownGrace = 10 * time.Second
 
+// gcPercent is the garbage collector's target when GOGC is not set. The live heap
+// is small (tens of MiB) and every event allocates its decoded form, so trading a
+// little memory for fewer collections buys intake throughput.
+const gcPercent = 400
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCmd(ctx, os.Stdout, os.Stderr).Execute(); err != nil {

@@ -18,6 +18,14 @@ const token = "831c76b092f9f135d9b6b36c3a720757"
 
 func newServer(t *testing.T) (*httptest.Server, *storage.Store) {
 	t.Helper()
+	h, store := newServerTB(t)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv, store
+}
+
+func newServerTB(t testing.TB) (http.Handler, *storage.Store) {
+	t.Helper()
 	store, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "h.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -33,9 +41,7 @@ func newServer(t *testing.T) (*httptest.Server, *storage.Store) {
 		DB:     store,
 		Log:    log,
 	})
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	return srv, store
+	return e, store
 }
 
 func event() []byte {

@@ -50,6 +50,7 @@ func (s *Store) EnsurePortal(ctx context.Context, memberID, domain string) (Port
 
 // EnsurePortal returns the portal with memberID, creating it if it does not exist.
 func (tx *Tx) EnsurePortal(memberID, domain string) (Portal, error) {
+	clear(tx.portals)
 	now := millis(tx.now)
 	_, err := tx.exec(`INSERT INTO portals (member_id, domain, created_at, updated_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (member_id) DO NOTHING`, memberID, domain, now, now)
@@ -63,12 +64,17 @@ func (tx *Tx) EnsurePortal(memberID, domain string) (Portal, error) {
 	return p, nil
 }
 
-// Portal reads a portal by ID.
+// Portal reads a portal by ID. Every event reads its portal, so the writer keeps
+// them cached; every write to portals drops the cache.
 func (tx *Tx) Portal(id int64) (Portal, error) {
+	if p, ok := tx.portals[id]; ok {
+		return p, nil
+	}
 	p, err := scanPortal(tx.queryRow("SELECT "+portalColumns+" FROM portals WHERE id = ?", id))
 	if err != nil {
 		return Portal{}, fmt.Errorf("portal %d: %w", id, err)
 	}
+	tx.portals[id] = p
 	return p, nil
 }
 
@@ -84,6 +90,7 @@ func (s *Store) Portal(ctx context.Context, id int64) (Portal, error) {
 // SetBotID records the portal's bot (learnt from registration or from an event) and
 // clears a previous deletion: a bot that writes to us again is alive.
 func (tx *Tx) SetBotID(portalID, botID int64) error {
+	clear(tx.portals)
 	_, err := tx.exec(`UPDATE portals SET bot_id = ?, bot_deleted_at = NULL, updated_at = ? WHERE id = ?`,
 		botID, millis(tx.now), portalID)
 	if err != nil {
@@ -94,6 +101,7 @@ func (tx *Tx) SetBotID(portalID, botID int64) error {
 
 // MarkBotDeleted records that the portal removed the bot: nothing more is sent there.
 func (tx *Tx) MarkBotDeleted(portalID int64) error {
+	clear(tx.portals)
 	_, err := tx.exec(`UPDATE portals SET bot_deleted_at = ?, updated_at = ? WHERE id = ?`,
 		millis(tx.now), millis(tx.now), portalID)
 	if err != nil {
