@@ -45,7 +45,8 @@ func init() { nextMessageID.Store(90000) }
 // startBot runs serve as main does, with the configuration given as environment.
 func startBot(t *testing.T, portal *b24test.Portal, dbPath string, env ...string) *runningBot {
 	t.Helper()
-	environ := append([]string{
+	// The test's own settings come first: the first of two equal names wins.
+	environ := append(env, []string{
 		"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0",
 		"SUPPORTBOT_DB_PATH=" + dbPath,
 		"SUPPORTBOT_BITRIX_WEBHOOK_URL=" + portal.WebhookURL(),
@@ -53,7 +54,7 @@ func startBot(t *testing.T, portal *b24test.Portal, dbPath string, env ...string
 		"SUPPORTBOT_SUPPORT_AGENTS=" + strconv.Itoa(agentID),
 		"SUPPORTBOT_ACCESS_ADMINS=" + strconv.Itoa(client),
 		"SUPPORTBOT_ACCESS_INTEGRATORS=28,29",
-	}, env...)
+	}...)
 	cfg, err := config.LoadFrom(nil, environ)
 	if err != nil {
 		t.Fatal(err)
@@ -287,6 +288,7 @@ func TestStory(t *testing.T) {
 	}
 
 	// Someone who is neither admin nor integrator is refused and nothing is created.
+	waitIdle(t, b.dbPath)
 	before := fingerprint(t, b.dbPath, "dialogs", "messages", "last_seen")
 	b.mustPost(privateMessage(strangerID, "ru", "открыть новый"))
 	b.mustPost(privateMessage(strangerID, "ru", "У меня вопрос"))

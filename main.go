@@ -26,6 +26,7 @@ import (
 	"supportbot/config"
 	"supportbot/delivery"
 	"supportbot/handlers"
+	"supportbot/metrics"
 	"supportbot/storage"
 )
 
@@ -138,12 +139,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 		}
 	}
 
+	m := metrics.New(store)
 	var caller delivery.Caller
 	if cfg.DryRun() {
 		log.Warn("dry-run: bitrix.webhook_url is not set, so calls to Bitrix24 are logged, not sent")
 		caller = delivery.NewDryRun(log)
 	} else {
-		opts := []bitrix24.Option{bitrix24.WithLogger(log)}
+		opts := []bitrix24.Option{
+			bitrix24.WithLogger(log),
+			bitrix24.WithLimiter(bitrix24.NewLimiter(cfg.Bitrix.RatePerSecond, cfg.Bitrix.Burst)),
+			bitrix24.WithObserver(m),
+		}
 		if cfg.Bitrix.ClientID != "" {
 			opts = append(opts, bitrix24.WithClientID(cfg.Bitrix.ClientID))
 		}
@@ -163,11 +169,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 		MaxActive:   cfg.Dialogs.MaxActive,
 		Language:    cfg.Bot.Language,
 	}, log)
-	dispatcher := delivery.New(store, caller, log)
+	dispatcher := delivery.New(store, delivery.Single(caller), log, m)
 	e := handlers.NewServer(handlers.Routes{
-		Events: &handlers.Events{Store: store, Bot: brain, Auth: auth, Log: log},
-		DB:     store,
-		Log:    log,
+		Events:      &handlers.Events{Store: store, Bot: brain, Auth: auth, Log: log, Observe: m.ObserveEvent},
+		DB:          store,
+		Log:         log,
+		Metrics:     m.Handler(),
+		ObserveHTTP: m.ObserveHTTP,
 	})
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
@@ -183,8 +191,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 	}
 
 	dispatchCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
+	callsCtx, abortCalls := context.WithCancel(context.WithoutCancel(ctx))
+	defer abortCalls()
 	var wg sync.WaitGroup
-	wg.Go(func() { dispatcher.Run(dispatchCtx) })
+	wg.Go(func() { dispatcher.Run(dispatchCtx, callsCtx) })
 
 	var runErr error
 	select {
@@ -198,8 +208,19 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("http shutdown", "err", err)
 	}
+	// The dispatcher takes no new work but finishes the calls under way, within the
+	// grace period; calls still running then are abandoned and their entries stay
+	// pending for the next start.
 	stopDispatch()
-	wg.Wait()
+	dispatched := make(chan struct{})
+	go func() { wg.Wait(); close(dispatched) }()
+	select {
+	case <-dispatched:
+	case <-shutdownCtx.Done():
+		log.Warn("calls to Bitrix24 still under way at the deadline: abandoned; they are sent again on the next start")
+		abortCalls()
+		<-dispatched
+	}
 	log.Info("stopped")
 	return runErr
 }

@@ -42,7 +42,25 @@ type Client struct {
 	http     *http.Client
 	clientID string
 	log      *slog.Logger
+	limiter  *Limiter
+	observer Observer
 }
+
+// Observer is told about every request, for metrics.
+type Observer interface {
+	// ObserveCall: one HTTP request to method ("batch" for a batch) ended with outcome:
+	// "ok", the portal's error code, or "transport" when no envelope came back.
+	ObserveCall(method, outcome string, d time.Duration)
+	// ObserveRateLimitWait: a request waited d for room in the portal's bucket.
+	ObserveRateLimitWait(d time.Duration)
+}
+
+// WithLimiter paces every request through l, which every client of the same portal
+// must share.
+func WithLimiter(l *Limiter) Option { return func(c *Client) { c.limiter = l } }
+
+// WithObserver reports every request to o.
+func WithObserver(o Observer) Option { return func(c *Client) { c.observer = o } }
 
 // Option configures a Client.
 type Option func(*Client)
@@ -235,6 +253,7 @@ func (c *Client) Batch(ctx context.Context, cmds []BatchCommand, halt bool) ([]B
 	var env struct {
 		Result      json.RawMessage `json:"result"`
 		ResultError json.RawMessage `json:"result_error"`
+		ResultTime  json.RawMessage `json:"result_time"`
 	}
 	if err := json.Unmarshal(raw, &env); err != nil {
 		return nil, fmt.Errorf("bitrix24 batch: unexpected answer: %w", err)
@@ -247,11 +266,14 @@ func (c *Client) Batch(ctx context.Context, cmds []BatchCommand, halt bool) ([]B
 	if err != nil {
 		return nil, fmt.Errorf("bitrix24 batch: unexpected result_error: %w", err)
 	}
+	times, _ := phpArray(env.ResultTime) // only for operating_reset_at; optional
 	out := make([]BatchResult, len(cmds))
 	for i, bc := range cmds {
 		out[i].Key = bc.Key
 		if fe, ok := failures[bc.Key]; ok {
-			out[i].Err = batchError(bc.Method, fe)
+			be := batchError(bc.Method, fe)
+			be.ResetAt = operatingResetAt(times[bc.Key])
+			out[i].Err = be
 			continue
 		}
 		if r, ok := results[bc.Key]; ok {
@@ -269,10 +291,19 @@ func (c *Client) do(ctx context.Context, method string, body []byte) (json.RawMe
 	if c.baseErr != nil {
 		return nil, c.baseErr
 	}
-	start := time.Now()
 	if err := ctx.Err(); err != nil {
 		return nil, &TransportError{Method: method, Host: c.host, Err: err}
 	}
+	if c.limiter != nil {
+		waited, err := c.limiter.Wait(ctx)
+		if err != nil {
+			return nil, &TransportError{Method: method, Host: c.host, Err: err}
+		}
+		if waited > 0 && c.observer != nil {
+			c.observer.ObserveRateLimitWait(waited)
+		}
+	}
+	start := time.Now()
 	// WroteRequest tells "surely not run" (never written: dial, DNS, refused, cancelled
 	// while connecting) from "may have run" (written, then the answer was lost).
 	var wrote atomic.Bool
@@ -312,6 +343,9 @@ func (c *Client) do(ctx context.Context, method string, body []byte) (json.RawMe
 		return nil, te
 	}
 	result, err := c.decodeEnvelope(method, resp, data)
+	if c.limiter != nil && errors.Is(err, ErrQueryLimitExceeded) {
+		c.limiter.Fill()
+	}
 	c.logCall(ctx, method, start, resp.StatusCode, err)
 	return result, err
 }
@@ -335,6 +369,7 @@ func (c *Client) decodeEnvelope(method string, resp *http.Response, data []byte)
 			Code:        code,
 			Description: jsonText(env["error_description"]),
 			HTTPStatus:  resp.StatusCode,
+			ResetAt:     operatingResetAt(env["time"]),
 		}
 	}
 	result, ok := env["result"]
@@ -345,7 +380,34 @@ func (c *Client) decodeEnvelope(method string, resp *http.Response, data []byte)
 	return result, nil
 }
 
+// operatingResetAt reads time.operating_reset_at: when a method blocked for using too
+// much processing time (OPERATION_TIME_LIMIT) may be called again.
+func operatingResetAt(raw json.RawMessage) time.Time {
+	var t struct {
+		ResetAt json.Number `json:"operating_reset_at"`
+	}
+	if len(raw) == 0 || json.Unmarshal(raw, &t) != nil {
+		return time.Time{}
+	}
+	sec, err := t.ResetAt.Float64()
+	if err != nil || sec <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(sec*float64(time.Second)))
+}
+
 func (c *Client) logCall(ctx context.Context, method string, start time.Time, status int, err error) {
+	if c.observer != nil {
+		outcome := "ok"
+		var be *Error
+		switch {
+		case errors.As(err, &be):
+			outcome = be.Code
+		case err != nil:
+			outcome = "transport"
+		}
+		c.observer.ObserveCall(method, outcome, time.Since(start))
+	}
 	attrs := []slog.Attr{
 		slog.String("method", method),
 		slog.String("host", c.host),

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Error is an error the portal reported in its envelope:
@@ -14,6 +15,9 @@ type Error struct {
 	Code        string // "QUERY_LIMIT_EXCEEDED", "expired_token", "ACCESS_DENIED", …
 	Description string // error_description; not meant for end users
 	HTTPStatus  int    // 0 when unknown (a batch sub-command, a sentinel)
+	// ResetAt is time.operating_reset_at of the answer, when given: the moment a
+	// method blocked by OPERATION_TIME_LIMIT may be called again.
+	ResetAt time.Time
 }
 
 // Error renders "bitrix24 imbot.message.add: QUERY_LIMIT_EXCEEDED: Too many requests (HTTP 503)".

@@ -38,7 +38,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f.fake = b24test.New(t)
-	f.disp = New(store, bitrix24.NewClient(f.fake.WebhookURL()), nil)
+	f.disp = New(store, Single(bitrix24.NewClient(f.fake.WebhookURL())), nil, nil)
 	return f
 }
 
@@ -59,7 +59,8 @@ func (f *fixture) newDialog() storage.Dialog {
 		lane := "dialog:" + strconv.FormatInt(d.ID, 10)
 		for _, e := range []storage.OutboxEntry{
 			{ChatKey: lane, Method: "imbot.chat.add", Effect: storage.EffectDialogChat, EffectRef: d.ID,
-				Params: json.RawMessage(`{"TYPE":"CHAT","TITLE":"Question","USERS":[27]}`)},
+				Params: mustJSON(map[string]any{"TYPE": "CHAT", "TITLE": "Question", "USERS": []int{27},
+					"ENTITY_TYPE": "SUPPORTBOT_QUESTION", "ENTITY_ID": fmt.Sprintf("question|%d", d.ID)})},
 			{ChatKey: lane, Method: "imbot.message.add", NeedsDialog: d.ID, Params: mustJSON(map[string]string{
 				"DIALOG_ID": "chat" + storage.ChatIDPlaceholder, "MESSAGE": "hello"})},
 			{ChatKey: "27", Method: "imbot.message.add", NeedsDialog: d.ID, Params: mustJSON(map[string]string{
@@ -206,15 +207,33 @@ func TestTemporaryErrorRetriedLater(t *testing.T) {
 	}
 }
 
-func TestBackoffCapped(t *testing.T) {
-	d := New(nil, nil, nil)
-	for attempts, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
-		if got := d.backoff(attempts); got != want {
-			t.Errorf("backoff(%d) = %v", attempts, got)
+func TestRetryAt(t *testing.T) {
+	d := New(nil, nil, nil, nil)
+	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	transport := &bitrix24.TransportError{Method: "imbot.message.add", Err: context.DeadlineExceeded}
+	for attempts, full := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second} {
+		for range 20 {
+			at, reason := d.retryAt(now, attempts, transport)
+			if w := at.Sub(now); w < full/2 || w > full || reason != "transport" {
+				t.Fatalf("attempt %d: wait %v (%s), want %v..%v", attempts, w, reason, full/2, full)
+			}
 		}
 	}
-	if got := d.backoff(100); got != d.MaxBackoff {
-		t.Errorf("backoff(100) = %v", got)
+	if at, _ := d.retryAt(now, 100, transport); at.Sub(now) > d.MaxBackoff {
+		t.Errorf("wait beyond MaxBackoff: %v", at.Sub(now))
+	}
+	limit := &bitrix24.Error{Code: "QUERY_LIMIT_EXCEEDED", HTTPStatus: 503}
+	if at, _ := d.retryAt(now, 10, limit); at.Sub(now) > 2*time.Second {
+		t.Errorf("QUERY_LIMIT_EXCEEDED waits %v; the limiter paces, the retry needs no long wait", at.Sub(now))
+	}
+	overload := &bitrix24.Error{Code: "OVERLOAD_LIMIT", HTTPStatus: 503}
+	if at, _ := d.retryAt(now, 0, overload); at.Sub(now) < 15*time.Second {
+		t.Errorf("OVERLOAD_LIMIT (a manual block) retried after only %v", at.Sub(now))
+	}
+	reset := now.Add(7 * time.Minute)
+	blocked := &bitrix24.Error{Code: "OPERATION_TIME_LIMIT", HTTPStatus: 429, ResetAt: reset}
+	if at, reason := d.retryAt(now, 0, blocked); at.Before(reset) || at.After(reset.Add(time.Second)) || reason != "OPERATION_TIME_LIMIT" {
+		t.Errorf("OPERATION_TIME_LIMIT retried at %v, reset at %v", at, reset)
 	}
 }
 
@@ -223,7 +242,7 @@ func TestRunStopsWithContext(t *testing.T) {
 	f.newDialog()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { f.disp.Run(ctx); close(done) }()
+	go func() { f.disp.Run(ctx, context.Background()); close(done) }()
 	f.fake.WaitCalls(t, "imbot.message.add", 2, 5*time.Second)
 	cancel()
 	select {
@@ -243,5 +262,69 @@ func TestDryRunAnswersLikeAPortal(t *testing.T) {
 	}
 	if string(a) == string(b) || string(c) != "true" {
 		t.Fatalf("results %s %s %s", a, b, c)
+	}
+}
+
+// An imbot.chat.add whose answer was lost may have created the chat: the retry finds
+// it by its entity instead of creating a second one.
+func TestChatAddThatMayHaveRunIsFoundNotRepeated(t *testing.T) {
+	f := newFixture(t)
+	f.fake.InjectFaults(b24test.FaultPlan{Share: 1, Kinds: []b24test.Fault{b24test.FaultDropAfter}, Methods: []string{"imbot.chat.add"}})
+	d := f.newDialog()
+	f.drain()
+	if n := len(f.fake.Chats()); n != 1 {
+		t.Fatalf("%d chats after the first attempt", n)
+	}
+	f.fake.InjectFaults(b24test.FaultPlan{})
+	f.advance(2 * time.Second)
+	f.drain()
+	chats := f.fake.Chats()
+	if len(chats) != 1 {
+		t.Fatalf("%d chats: the retry created another one", len(chats))
+	}
+	if n := len(f.fake.CallsTo("imbot.chat.get")); n != 1 {
+		t.Fatalf("%d imbot.chat.get calls", n)
+	}
+	f.store.Update(context.Background(), func(tx *storage.Tx) error {
+		got, _ := tx.Dialog(d.ID)
+		if got.ChatID != chats[0].ID {
+			t.Errorf("dialog chat %d, portal chat %d", got.ChatID, chats[0].ID)
+		}
+		return nil
+	})
+	if msgs := f.fake.Messages(bitrix24.DialogIDForChat(chats[0].ID)); len(msgs) != 1 {
+		t.Fatalf("greeting: %+v", msgs)
+	}
+}
+
+// A message whose answer was lost is sent again and counted: the portal may show it
+// twice, and that is the only way it may.
+type countingObserver struct {
+	nopObserver
+	mu   sync.Mutex
+	dups int
+}
+
+func (c *countingObserver) ObserveMaybeDuplicate(string) { c.mu.Lock(); c.dups++; c.mu.Unlock() }
+
+func TestMaybeSentMessageCounted(t *testing.T) {
+	f := newFixture(t)
+	obs := &countingObserver{}
+	f.disp = New(f.store, Single(bitrix24.NewClient(f.fake.WebhookURL())), nil, obs)
+	f.fake.InjectFaults(b24test.FaultPlan{Share: 1, Kinds: []b24test.Fault{b24test.FaultDropAfter}})
+	f.store.Update(context.Background(), func(tx *storage.Tx) error {
+		_, err := tx.Enqueue(storage.OutboxEntry{PortalID: f.portal.ID, ChatKey: "27", Method: "imbot.message.add",
+			Params: mustJSON(map[string]string{"DIALOG_ID": "27", "MESSAGE": "once"})})
+		return err
+	})
+	f.drain()
+	f.fake.InjectFaults(b24test.FaultPlan{})
+	f.advance(2 * time.Second)
+	f.drain()
+	if n := len(f.fake.Messages("27")); n != 2 || obs.dups != 1 {
+		t.Fatalf("%d messages, %d counted", n, obs.dups)
+	}
+	if s := f.states(); s[storage.OutboxDone] != 1 {
+		t.Fatalf("states %v", s)
 	}
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
+
+	"supportbot/bitrix24"
 )
 
 // DryRun is the Caller used when no portal is configured: every call is logged and
@@ -34,7 +37,19 @@ func (d *DryRun) Call(ctx context.Context, method string, params any) (json.RawM
 	d.log.InfoContext(ctx, "dry-run: not sent", "method", method, "params", string(raw))
 	switch method {
 	case "imbot.chat.add", "imbot.message.add", "imbot.command.answer", "imbot.register", "imbot.command.register":
-		return json.Marshal(d.nextID.Add(1))
+		return json.RawMessage(strconv.FormatInt(d.nextID.Add(1), 10)), nil
+	case "imbot.chat.get":
+		return json.RawMessage("null"), nil
 	}
 	return json.RawMessage("true"), nil
+}
+
+// Batch implements Caller: each command is logged and answered as by Call.
+func (d *DryRun) Batch(ctx context.Context, cmds []bitrix24.BatchCommand, _ bool) ([]bitrix24.BatchResult, error) {
+	out := make([]bitrix24.BatchResult, len(cmds))
+	for i, c := range cmds {
+		out[i].Key = c.Key
+		out[i].Result, out[i].Err = d.Call(ctx, c.Method, c.Params)
+	}
+	return out, nil
 }

@@ -20,6 +20,10 @@ type Routes struct {
 	Events *Events
 	DB     Pinger
 	Log    *slog.Logger
+	// Metrics, if set, is served on GET /metrics.
+	Metrics http.Handler
+	// ObserveHTTP, if set, is told every request's route, status and duration.
+	ObserveHTTP func(route string, status int, d time.Duration)
 }
 
 // NewServer builds the Echo instance with every route.
@@ -28,6 +32,24 @@ func NewServer(r Routes) *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.Use(middleware.Recover())
+	if r.ObserveHTTP != nil {
+		e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
+			return func(c echo.Context) error {
+				start := time.Now()
+				err := next(c)
+				status := c.Response().Status
+				if he, ok := err.(*echo.HTTPError); ok && !c.Response().Committed {
+					status = he.Code
+				}
+				route := c.Path() // the route pattern, not the raw URL: bounded
+				if route == "" {
+					route = "unmatched"
+				}
+				r.ObserveHTTP(route, status, time.Since(start))
+				return err
+			}
+		})
+	}
 	e.HTTPErrorHandler = func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
@@ -55,6 +77,9 @@ func NewServer(r Routes) *echo.Echo {
 		}
 		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 	})
+	if r.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(r.Metrics))
+	}
 	return e
 }
 

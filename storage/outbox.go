@@ -8,6 +8,18 @@ import (
 	"time"
 )
 
+// NextOutboxAttempt is when the earliest pending entry that waits for a retry is due
+// (zero when none waits), so the dispatcher can sleep until then.
+func (s *Store) NextOutboxAttempt(ctx context.Context) (time.Time, error) {
+	var next sql.NullInt64
+	err := s.read.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending' AND next_attempt_at > ?`,
+		millis(s.clock())).Scan(&next)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("next outbox attempt: %w", err)
+	}
+	return fromMillis(next), nil
+}
+
 // Outbox entry states.
 const (
 	OutboxPending = "pending"
@@ -45,6 +57,7 @@ type OutboxEntry struct {
 	EffectRef     int64
 	State         string
 	Attempts      int
+	MaybeSent     bool // an earlier attempt may have run on the portal
 	NextAttemptAt time.Time
 	LastError     string
 	Result        json.RawMessage
@@ -76,7 +89,7 @@ func (tx *Tx) Enqueue(e OutboxEntry) (int64, error) {
 }
 
 const outboxColumns = `o.id, o.portal_id, o.chat_key, o.method, o.params, o.needs_dialog, o.effect, o.effect_ref,
-	o.state, o.attempts, o.next_attempt_at, o.last_error, o.result, o.created_at, o.done_at`
+	o.state, o.attempts, o.next_attempt_at, o.last_error, o.result, o.created_at, o.done_at, o.maybe_sent OR o.in_flight`
 
 func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxEntry, error) {
 	var e OutboxEntry
@@ -84,7 +97,7 @@ func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxEntry,
 	var needs, next, created, done sql.NullInt64
 	var result sql.NullString
 	dest := append([]any{&e.ID, &e.PortalID, &e.ChatKey, &e.Method, &params, &needs, &e.Effect, &e.EffectRef,
-		&e.State, &e.Attempts, &next, &e.LastError, &result, &created, &done}, extra...)
+		&e.State, &e.Attempts, &next, &e.LastError, &result, &created, &done, &e.MaybeSent}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return OutboxEntry{}, err
 	}
@@ -162,8 +175,8 @@ func (tx *Tx) CompleteOutbox(id int64, result json.RawMessage) error {
 	if len(result) > 0 {
 		res = string(result)
 	}
-	_, err := tx.exec(`UPDATE outbox SET state = 'done', attempts = attempts + 1, result = ?, last_error = '', done_at = ?
-		WHERE id = ? AND state = 'pending'`, res, millis(tx.now), id)
+	_, err := tx.exec(`UPDATE outbox SET state = 'done', attempts = attempts + 1, result = ?, last_error = '', done_at = ?,
+		in_flight = 0 WHERE id = ? AND state = 'pending'`, res, millis(tx.now), id)
 	if err != nil {
 		return fmt.Errorf("complete outbox %d: %w", id, err)
 	}
@@ -172,8 +185,8 @@ func (tx *Tx) CompleteOutbox(id int64, result json.RawMessage) error {
 
 // FailOutbox gives an entry up for good: the error is permanent.
 func (tx *Tx) FailOutbox(id int64, reason string) error {
-	_, err := tx.exec(`UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?, done_at = ?
-		WHERE id = ? AND state = 'pending'`, reason, millis(tx.now), id)
+	_, err := tx.exec(`UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?, done_at = ?,
+		in_flight = 0 WHERE id = ? AND state = 'pending'`, reason, millis(tx.now), id)
 	if err != nil {
 		return fmt.Errorf("fail outbox %d: %w", id, err)
 	}
@@ -181,11 +194,24 @@ func (tx *Tx) FailOutbox(id int64, reason string) error {
 }
 
 // RetryOutbox schedules another attempt; the entry keeps its place in its lane.
-func (tx *Tx) RetryOutbox(id int64, at time.Time, reason string) error {
-	_, err := tx.exec(`UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?
-		WHERE id = ? AND state = 'pending'`, millis(at), reason, id)
+// maybeSent records that this attempt may have run on the portal.
+func (tx *Tx) RetryOutbox(id int64, at time.Time, reason string, maybeSent bool) error {
+	_, err := tx.exec(`UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,
+		maybe_sent = maybe_sent OR ?, in_flight = 0 WHERE id = ? AND state = 'pending'`, millis(at), reason, maybeSent, id)
 	if err != nil {
 		return fmt.Errorf("retry outbox %d: %w", id, err)
+	}
+	return nil
+}
+
+// MarkInFlight records that attempts of these entries are about to be made. Until
+// their outcome is recorded, the entries count as maybe sent: if the process dies
+// meanwhile, the next one cannot know whether the portal ran them.
+func (tx *Tx) MarkInFlight(ids []int64) error {
+	for _, id := range ids {
+		if _, err := tx.exec(`UPDATE outbox SET in_flight = 1 WHERE id = ? AND state = 'pending'`, id); err != nil {
+			return fmt.Errorf("mark outbox %d in flight: %w", id, err)
+		}
 	}
 	return nil
 }

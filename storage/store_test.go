@@ -254,7 +254,7 @@ func TestOutboxLanes(t *testing.T) {
 		if err := tx.CompleteOutbox(ids[0], json.RawMessage("1001")); err != nil {
 			return err
 		}
-		if err := tx.RetryOutbox(ids[4], now.Add(time.Minute), "later"); err != nil {
+		if err := tx.RetryOutbox(ids[4], now.Add(time.Minute), "later", false); err != nil {
 			return err
 		}
 		return tx.SetDialogChat(d.ID, 1001)

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"supportbot/bitrix24"
 )
@@ -312,6 +313,7 @@ func (p *Portal) learn(ev bitrix24.Event) {
 		}
 		c = &Chat{ID: id, Title: msg.ChatTitle, Type: typ, EntityType: msg.ChatEntityType, EntityID: msg.ChatEntityID}
 		p.chats[id] = c
+		p.created[id] = time.Now()
 	}
 	if u := msg.FromUserID; u > 0 && !containsID(c.Users, u) {
 		c.Users = append(c.Users, u)

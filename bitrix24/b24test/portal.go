@@ -7,6 +7,11 @@
 // (github.com/bitrix24/b24restdocs, api-reference/chat-bots/outdated/… and
 // settings/how-to-call-rest-api/batch.md) and, where the documentation is silent, the
 // im module's REST service source.
+//
+// Like a cloud portal it throttles requests with a leaky bucket (SetRateLimit), and a
+// test can make it fail the way portals and their proxies fail (InjectFaults) or
+// refuse a method for using up its time (BlockMethod). Calls, AllMessages and
+// Requests tell what ran and what merely arrived.
 package b24test
 
 import (
@@ -113,9 +118,22 @@ type Portal struct {
 	nextMsg  int64
 	handlers map[string]Handler
 	raw      map[string]http.HandlerFunc
+	owners   map[int64]int64     // chat ID → owner (the bot, or OWNER_ID), for imbot.chat.get
+	created  map[int64]time.Time // chat ID → when the portal got it
+
+	bucket      bucket
+	requests    int // authenticated HTTP requests, run or refused
+	rejections  int // refused by the bucket
+	faults      *faults
+	faultCounts map[Fault]int
+	blocked     map[string]time.Time // lower-case method → blocked until
+
+	done      chan struct{} // closed when the test ends, to release held answers
+	closeOnce sync.Once
 }
 
-// New starts a fake portal; it stops when the test ends.
+// New starts a fake portal; it stops when the test ends. It throttles requests like
+// a cloud portal (2 a second, 50 at once: see SetRateLimit).
 func New(t testing.TB) *Portal {
 	t.Helper()
 	secret := make([]byte, 8)
@@ -133,9 +151,20 @@ func New(t testing.TB) *Portal {
 		nextMsg:  5001,
 		handlers: map[string]Handler{},
 		raw:      map[string]http.HandlerFunc{},
+		owners:   map[int64]int64{},
+		created:  map[int64]time.Time{},
+
+		bucket:      bucket{rate: defaultRate, burst: defaultBurst},
+		faultCounts: map[Fault]int{},
+		blocked:     map[string]time.Time{},
+		done:        make(chan struct{}),
 	}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serveHTTP))
-	t.Cleanup(p.srv.Close)
+	t.Cleanup(func() {
+		// Release answers FaultSlow holds first: Close waits for running handlers.
+		p.closeOnce.Do(func() { close(p.done) })
+		p.srv.Close()
+	})
 	return p
 }
 
@@ -163,7 +192,8 @@ func (p *Portal) Handle(method string, h func(params bitrix24.Form) (result any,
 
 // HandleHTTP takes over the whole HTTP answer for direct calls to method — to send an
 // HTML error page, hang, or drop the connection. The call is still recorded first.
-// Batch sub-commands are not affected. A nil handler removes it.
+// Batch sub-commands are not affected. A nil handler removes it. A handler that hangs
+// must return when r.Context() is done, or the test's end waits for it.
 func (p *Portal) HandleHTTP(method string, h http.HandlerFunc) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -271,6 +301,18 @@ func (p *Portal) Messages(dialogID string) []Message {
 	return p.messagesLocked(dialogID)
 }
 
+// AllMessages returns every message the bot posted, in any dialog, in the order the
+// portal created them — a message sent twice shows up twice.
+func (p *Portal) AllMessages() []Message {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Message, len(p.messages))
+	for i, m := range p.messages {
+		out[i] = *m
+	}
+	return out
+}
+
 func (p *Portal) messagesLocked(dialogID string) []Message {
 	var out []Message
 	for _, m := range p.messages {
@@ -292,6 +334,7 @@ func (p *Portal) AddChat(c Chat) int64 {
 	c.Users = append([]int64(nil), c.Users...)
 	c.Messages = nil
 	p.chats[c.ID] = &c
+	p.created[c.ID] = time.Now()
 	return c.ID
 }
 
@@ -312,7 +355,8 @@ func (p *Portal) record(c Call) {
 	p.changed = make(chan struct{})
 }
 
-// serveHTTP routes /rest/<user>/<secret>/<method>[.json] and answers like Bitrix24.
+// serveHTTP routes /rest/<user>/<secret>/<method>[.json] and answers like Bitrix24:
+// authentication, then the leaky bucket, then any injected fault, then the call.
 func (p *Portal) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rest, ok := strings.CutPrefix(r.URL.Path, "/rest/")
@@ -329,6 +373,19 @@ func (p *Portal) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	method := strings.TrimSuffix(parts[2], ".json")
+	fault, slow, admitted := p.admit(method)
+	switch {
+	case !admitted:
+		writeError(w, errQueryLimit())
+	case fault != noFault:
+		p.serveFaulted(w, r, method, start, fault, slow)
+	default:
+		p.execute(w, r, method, start)
+	}
+}
+
+// execute reads, records and runs a call that got past the limits.
+func (p *Portal) execute(w http.ResponseWriter, r *http.Request, method string, start time.Time) {
 	if method == "" {
 		writeError(w, errMethodNotFound())
 		return
@@ -345,6 +402,10 @@ func (p *Portal) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p.record(Call{Method: method, Params: params, JSON: jsonBody, At: start})
 
+	if until, blocked := p.blockedUntil(method); blocked {
+		writeBlocked(w, start, until)
+		return
+	}
 	p.mu.Lock()
 	raw := p.raw[strings.ToLower(method)]
 	p.mu.Unlock()
@@ -385,6 +446,8 @@ func (p *Portal) dispatch(method string, params bitrix24.Form) (any, *bitrix24.E
 		return p.chatUpdateTitle(params)
 	case "imbot.command.answer":
 		return p.commandAnswer(params)
+	case "imbot.chat.get":
+		return p.chatGet(params)
 	}
 	return nil, errMethodNotFound()
 }
@@ -431,6 +494,12 @@ func (p *Portal) chatAdd(f bitrix24.Form) (any, *bitrix24.Error) {
 		EntityID:   f.String("ENTITY_ID"),
 	}
 	p.chats[c.ID] = c
+	p.created[c.ID] = time.Now()
+	if owner := intParam(f, "OWNER_ID"); owner > 0 {
+		p.owners[c.ID] = owner
+	} else {
+		p.owners[c.ID] = intParam(f, "BOT_ID")
+	}
 	if msg := strings.TrimSpace(f.String("MESSAGE")); msg != "" {
 		p.addMessageLocked(bitrix24.DialogIDForChat(c.ID), msg, nil)
 	}
@@ -515,6 +584,99 @@ func (p *Portal) chatUpdateTitle(f bitrix24.Form) (any, *bitrix24.Error) {
 	}
 	c.Title = title
 	return true, nil
+}
+
+// imbot.chat.get answers as the im module's CIMRestService::chatGet does:
+//   - DIALOG_ID ("chat1001"): the chat's description — imbot.dialog.get's fields in
+//     its order (those the fake can fill), dialog_id last; an unknown chat is
+//     ACCESS_ERROR. The fake keeps no private chats, so a user's dialog ID is
+//     ACCESS_ERROR too;
+//   - else ENTITY_TYPE and ENTITY_ID, both non-empty in PHP's sense: {"ID": n} of the
+//     chat made with them (the lowest ID if several), or null when there is none;
+//   - anything else is null — Bitrix24 reads no CHAT_ID here.
+func (p *Portal) chatGet(f bitrix24.Form) (any, *bitrix24.Error) {
+	if present(f, "DIALOG_ID") {
+		return p.dialogChat(f.String("DIALOG_ID"))
+	}
+	if !hasValue(f, "ENTITY_TYPE") || !hasValue(f, "ENTITY_ID") {
+		return nil, nil
+	}
+	typ, id := f.String("ENTITY_TYPE"), f.String("ENTITY_ID")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var found int64
+	for cid, c := range p.chats {
+		if c.EntityType == typ && c.EntityID == id && (found == 0 || cid < found) {
+			found = cid
+		}
+	}
+	if found == 0 {
+		return nil, nil
+	}
+	out := &phpArray{}
+	out.set("ID", found)
+	return out, nil
+}
+
+func (p *Portal) dialogChat(dialog string) (any, *bitrix24.Error) {
+	digits, isChat := strings.CutPrefix(dialog, "chat")
+	id, err := strconv.ParseInt(digits, 10, 64)
+	if digits == "" || strings.TrimLeft(digits, "0123456789") != "" || err != nil || id <= 0 {
+		return nil, wrongRequest("DIALOG_ID_EMPTY", "Dialog ID can't be empty")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.chats[id]
+	if !isChat || c == nil {
+		return nil, &bitrix24.Error{Code: "ACCESS_ERROR", Description: "You do not have access to the specified dialog", HTTPStatus: http.StatusForbidden}
+	}
+	dialogID := bitrix24.DialogIDForChat(c.ID)
+	msgs := p.messagesLocked(dialogID)
+	var last int64
+	if len(msgs) > 0 {
+		last = msgs[len(msgs)-1].ID
+	}
+	typ, msgType := "chat", "C"
+	if c.Type == "OPEN" {
+		typ, msgType = "open", "O"
+	}
+	owner := p.owners[c.ID]
+	managers := []int64{}
+	if owner > 0 {
+		managers = append(managers, owner)
+	}
+	out := &phpArray{}
+	out.set("id", c.ID)
+	out.set("parent_chat_id", 0)
+	out.set("parent_message_id", 0)
+	out.set("name", c.Title)
+	out.set("description", "")
+	out.set("owner", owner)
+	out.set("extranet", false)
+	out.set("avatar", "")
+	out.set("color", "#29619b")
+	out.set("type", typ)
+	out.set("counter", 0)
+	out.set("user_counter", len(c.Users))
+	out.set("message_count", len(msgs))
+	out.set("unread_id", 0)
+	out.set("last_message_id", last)
+	out.set("last_id", last)
+	out.set("marked_id", 0)
+	out.set("disk_folder_id", 0)
+	out.set("entity_type", c.EntityType)
+	out.set("entity_id", c.EntityID)
+	out.set("entity_data_1", "")
+	out.set("entity_data_2", "")
+	out.set("entity_data_3", "")
+	out.set("mute_list", []any{})
+	out.set("date_create", p.created[c.ID].Format(dateLayout))
+	out.set("message_type", msgType)
+	out.set("public", "")
+	out.set("role", "member")
+	out.set("manager_list", managers)
+	out.set("dialog_id", dialogID)
+	return out, nil
 }
 
 // imbot.command.answer: COMMAND_ID (or COMMAND), MESSAGE_ID, MESSAGE, KEYBOARD → new
@@ -775,7 +937,11 @@ func (p *Portal) runBatch(params bitrix24.Form, order []string) any {
 			berr = &bitrix24.Error{Code: "ERROR_BATCH_METHOD_NOT_ALLOWED", Description: "Method is not allowed for batch usage"}
 		default:
 			p.record(Call{Method: method, Params: sub, At: cmdStart, Batched: true})
-			res, berr = p.dispatch(method, sub)
+			if _, blocked := p.blockedUntil(method); blocked {
+				berr = errOperationTimeLimit()
+			} else {
+				res, berr = p.dispatch(method, sub)
+			}
 		}
 		if berr != nil {
 			failures.set(k, errorBody(berr))
@@ -924,18 +1090,27 @@ func errorBody(e *bitrix24.Error) map[string]string {
 	return map[string]string{"error": e.Code, "error_description": e.Description}
 }
 
+// dateLayout is how Bitrix24 writes dates: ISO 8601 with the offset.
+const dateLayout = "2006-01-02T15:04:05-07:00"
+
 // timing is the "time" block Bitrix24 adds to every answer, keys in its order.
+// operating_reset_at is ten minutes after the start: the method's oldest one-minute
+// basket of processing time would be dropped then (b24restdocs limits.md).
 func timing(start time.Time) *phpArray {
+	return timingReset(start, start.Add(10*time.Minute))
+}
+
+// timingReset is timing with operating_reset_at set to resetAt.
+func timingReset(start, resetAt time.Time) *phpArray {
 	finish := time.Now()
-	const layout = "2006-01-02T15:04:05-07:00"
 	t := &phpArray{}
 	t.set("start", float64(start.UnixMicro())/1e6)
 	t.set("finish", float64(finish.UnixMicro())/1e6)
 	t.set("duration", finish.Sub(start).Seconds())
 	t.set("processing", finish.Sub(start).Seconds())
-	t.set("date_start", start.Format(layout))
-	t.set("date_finish", finish.Format(layout))
-	t.set("operating_reset_at", start.Add(10*time.Minute).Unix())
+	t.set("date_start", start.Format(dateLayout))
+	t.set("date_finish", finish.Format(dateLayout))
+	t.set("operating_reset_at", resetAt.Unix())
 	t.set("operating", 0)
 	return t
 }
