@@ -342,3 +342,42 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownFinishesCallsInFlight: SIGTERM during a slow call to the portal stops
+// taking events, lets the call finish and records it, and exits within 10 s.
+func TestShutdownFinishesCallsInFlight(t *testing.T) {
+	portal := b24test.New(t)
+	dir := t.TempDir()
+	p := startBinary(t, dir, []string{
+		"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0",
+		"SUPPORTBOT_BITRIX_WEBHOOK_URL=" + portal.WebhookURL(),
+		"SUPPORTBOT_BITRIX_APPLICATION_TOKEN=" + testToken,
+		"SUPPORTBOT_ACCESS_ADMINS=27",
+	})
+	portal.InjectFaults(b24test.FaultPlan{Share: 1, Kinds: []b24test.Fault{b24test.FaultSlow}, SlowDelay: 2 * time.Second})
+	if s, _, err := b24test.Post(context.Background(), p.url()+"/bitrix/events", privateMessage(27, "en", "help")); err != nil || s != 200 {
+		t.Fatalf("event: %d %v", s, err)
+	}
+	portal.WaitCalls(t, "imbot.message.add", 1, 5*time.Second) // it ran; the answer is held
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(200 * time.Millisecond)
+	if _, _, err := b24test.Post(context.Background(), p.url()+"/bitrix/events", privateMessage(27, "en", "help")); err == nil {
+		t.Error("an event was taken after SIGTERM")
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, p.logs())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit")
+	}
+	if d := time.Since(start); d > 10*time.Second || d < 1500*time.Millisecond {
+		t.Fatalf("exit after %v: want the held call (2 s) finished, and under 10 s", d)
+	}
+	dbPath := filepath.Join(dir, "supportbot.db")
+	if n := count(t, dbPath, "SELECT COUNT(*) FROM outbox WHERE state = 'done' AND in_flight = 0"); n != 1 {
+		t.Fatalf("the call under way was not recorded as done (%d)\n%s", n, p.logs())
+	}
+}
