@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
@@ -27,6 +27,8 @@ import (
 	"supportbot/delivery"
 	"supportbot/handlers"
 	"supportbot/metrics"
+	"supportbot/portals"
+	"supportbot/setup"
 	"supportbot/storage"
 )
 
@@ -78,15 +80,188 @@ func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	root.RunE = serveCmd.RunE
-	root.AddCommand(serveCmd, &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), versionString())
+	setupCmd := func(use, short string, run func(context.Context, *setup.Setup) error) *cobra.Command {
+		return &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				cfg, err := config.Load(cmd.Flags())
+				if err != nil {
+					return err
+				}
+				s, closeStore, err := newSetup(ctx, cfg, cmd.OutOrStdout(), newLogger(cfg, stderr))
+				if err != nil {
+					return err
+				}
+				defer closeStore()
+				if err := run(ctx, s); err != nil {
+					return fmt.Errorf("%s: %s", use, setup.Explain(err))
+				}
+				return nil
+			},
+		}
+	}
+	root.AddCommand(serveCmd,
+		setupCmd("register", "Register the bot and its commands on the portal (again: update them)",
+			func(ctx context.Context, s *setup.Setup) error { return s.Register(ctx) }),
+		setupCmd("unregister", "Remove the bot and its commands from the portal",
+			func(ctx context.Context, s *setup.Setup) error { return s.Unregister(ctx) }),
+		&cobra.Command{
+			Use:   "doctor",
+			Short: "Check the configuration, the database, the webhook and the bot, and say what to fix",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				cfg, cfgErr := config.Load(cmd.Flags())
+				d := &setup.Doctor{Config: cfg, ConfigErr: cfgErr, Out: cmd.OutOrStdout()}
+				if cfg != nil && cfg.Bitrix.WebhookURL != "" {
+					d.Client = bitrix24.NewClient(cfg.Bitrix.WebhookURL, bitrix24.WithHTTPClient(&http.Client{Timeout: 15 * time.Second}))
+				}
+				if !d.Run(ctx) {
+					return setup.ErrFailed
+				}
+				return nil
+			},
 		},
-	})
+		&cobra.Command{
+			Use:   "token",
+			Short: "Wait for the first event on http.addr and print its application token (webhook set-up)",
+			Long: "After `supportbot register`, Bitrix24 signs every event with an application token that it never shows.\n" +
+				"Stop the server, run this, and write to the bot in Bitrix24: the token of the first event is printed here\n" +
+				"(not logged), to put into bitrix.application_token.",
+			Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				cfg, err := config.Load(cmd.Flags())
+				if cfg == nil {
+					return err
+				}
+				return captureToken(ctx, cfg.HTTP.Addr, cmd.OutOrStdout())
+			},
+		},
+		&cobra.Command{
+			Use:   "healthcheck",
+			Short: "Exit 0 if the server on http.addr answers /healthz (for container health checks)",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				cfg, err := config.Load(cmd.Flags())
+				if err != nil {
+					return err
+				}
+				return healthcheck(ctx, cfg.HTTP.Addr)
+			},
+		},
+		&cobra.Command{
+			Use:   "version",
+			Short: "Print the version",
+			Args:  cobra.NoArgs,
+			Run: func(cmd *cobra.Command, _ []string) {
+				fmt.Fprintln(cmd.OutOrStdout(), versionString())
+			},
+		})
 	return root
+}
+
+// newSetup prepares register/unregister: webhook mode only, with a public URL.
+func newSetup(ctx context.Context, cfg *config.Config, out io.Writer, log *slog.Logger) (*setup.Setup, func(), error) {
+	switch {
+	case cfg.AppMode():
+		return nil, nil, errors.New("in app mode the bot is registered when a portal installs the application; nothing to do here")
+	case cfg.DryRun():
+		return nil, nil, errors.New("bitrix.webhook_url is not set: create an inbound webhook with the imbot scope in Bitrix24 and configure it")
+	case cfg.HTTP.PublicURL == "":
+		return nil, nil, errors.New("http.public_url is not set: Bitrix24 needs the address to post events to")
+	}
+	store, err := storage.Open(ctx, cfg.DB.Path)
+	if err != nil {
+		return nil, nil, err
+	}
+	portal, err := store.EnsurePortal(ctx, setup.WebhookMemberID(cfg), "")
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	if cfg.Bitrix.BotID != 0 {
+		portal.BotID = cfg.Bitrix.BotID
+	}
+	client := bitrix24.NewClient(cfg.Bitrix.WebhookURL, bitrix24.WithLogger(log),
+		bitrix24.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}),
+		bitrix24.WithLimiter(bitrix24.NewLimiter(cfg.Bitrix.RatePerSecond, cfg.Bitrix.Burst)))
+	s := &setup.Setup{
+		Store:  store,
+		Portal: portal,
+		Client: client,
+		Profile: bot.Profile{
+			Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color,
+			HandlerURL: setup.HandlerURL(cfg), ClientID: cfg.Bitrix.ClientID,
+		},
+		Out: out,
+	}
+	return s, func() { store.Close() }, nil
+}
+
+// captureToken serves /bitrix/events until one event arrives, and prints the portal
+// and the application token it carries. The operator watches it happen, which is what
+// makes trusting that first event reasonable.
+func captureToken(ctx context.Context, addr string, out io.Writer) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (is the server still running?): %w", addr, err)
+	}
+	fmt.Fprintf(out, "waiting on %s for an event: write to the bot in Bitrix24…\n", ln.Addr())
+	found := make(chan bitrix24.Auth, 1)
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, handlers.MaxEventBody))
+		if r.Method != http.MethodPost || err != nil {
+			http.Error(w, "not an event", http.StatusBadRequest)
+			return
+		}
+		ev, err := bitrix24.Decode(body)
+		if err != nil || ev.Head().Auth.ApplicationToken == "" {
+			http.Error(w, "not an event", http.StatusBadRequest)
+			return
+		}
+		select {
+		case found <- ev.Head().Auth:
+		default:
+		}
+		w.WriteHeader(http.StatusOK)
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	select {
+	case a := <-found:
+		fmt.Fprintf(out, "event from %s (member_id %s)\napplication token: %s\n", a.Domain, a.MemberID, a.ApplicationToken)
+		fmt.Fprintln(out, "set bitrix.application_token to it (SUPPORTBOT_BITRIX_APPLICATION_TOKEN) and start the server")
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// healthcheck asks the local server for /healthz.
+func healthcheck(ctx context.Context, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("not healthy: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("not healthy: HTTP %d", resp.StatusCode)
+	}
+	return nil
 }
 
 func versionString() string {
@@ -105,19 +280,6 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// portalMemberID names the webhook-mode portal by the webhook's host, so pointing
-// the bot at another portal never mixes the two portals' dialogs.
-func portalMemberID(cfg *config.Config) string {
-	if cfg.DryRun() {
-		return "dry-run"
-	}
-	u, err := url.Parse(cfg.Bitrix.WebhookURL)
-	if err != nil {
-		return "webhook"
-	}
-	return "webhook:" + u.Host
-}
-
 // serve runs the bot until ctx ends, then shuts down gracefully: it stops taking
 // events, lets requests in flight finish, stops the dispatcher and closes the
 // database. If started is not nil, it receives the listening address.
@@ -129,49 +291,69 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 	}
 	defer store.Close()
 
-	portal, err := store.EnsurePortal(ctx, portalMemberID(cfg), "")
-	if err != nil {
-		return err
-	}
-	if cfg.Bitrix.BotID != 0 && cfg.Bitrix.BotID != portal.BotID {
-		if err := store.Update(ctx, func(tx *storage.Tx) error { return tx.SetBotID(portal.ID, cfg.Bitrix.BotID) }); err != nil {
-			return err
-		}
-	}
-
 	m := metrics.New(store)
-	var caller delivery.Caller
-	if cfg.DryRun() {
-		log.Warn("dry-run: bitrix.webhook_url is not set, so calls to Bitrix24 are logged, not sent")
-		caller = delivery.NewDryRun(log)
-	} else {
-		opts := []bitrix24.Option{
-			bitrix24.WithLogger(log),
-			bitrix24.WithLimiter(bitrix24.NewLimiter(cfg.Bitrix.RatePerSecond, cfg.Bitrix.Burst)),
-			bitrix24.WithObserver(m),
-		}
-		if cfg.Bitrix.ClientID != "" {
-			opts = append(opts, bitrix24.WithClientID(cfg.Bitrix.ClientID))
-		}
-		caller = bitrix24.NewClient(cfg.Bitrix.WebhookURL, opts...)
-	}
-	auth := handlers.WebhookPortal{PortalID: portal.ID, Token: cfg.Bitrix.ApplicationToken}
-	if cfg.Bitrix.ApplicationToken == "" {
-		log.Warn("dry-run without bitrix.application_token: events are accepted without a token check")
-		auth.Open = true
-	}
-
-	brain := bot.New(bot.Config{
+	botCfg := bot.Config{
 		Agents:      cfg.Support.Agents,
 		Admins:      cfg.Access.Admins,
 		Integrators: cfg.Access.Integrators,
 		FreePlan:    cfg.FreePlan(),
 		MaxActive:   cfg.Dialogs.MaxActive,
 		Language:    cfg.Bot.Language,
-	}, log)
-	dispatcher := delivery.New(store, delivery.Single(caller), log, m)
+		Profile:     bot.Profile{Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color, HandlerURL: setup.HandlerURL(cfg)},
+	}
+	var callers func(int64) (delivery.Caller, error)
+	var auth handlers.Authenticator
+	var prepare func(context.Context, int64, bitrix24.Event)
+	if cfg.AppMode() {
+		// Every portal that installs the application gets its own tokens, rate
+		// limit and bot; events are told apart by their member_id.
+		conns := portals.NewConnections(store, portals.App{ClientID: cfg.App.ClientID, ClientSecret: cfg.App.ClientSecret,
+			OAuthURL: cfg.App.OAuthURL}, cfg.Bitrix.RatePerSecond, cfg.Bitrix.Burst, log, m)
+		callers = func(portalID int64) (delivery.Caller, error) { return conns.Client(context.Background(), portalID) }
+		auth = &portals.AppAuth{Store: store, App: portals.App{ClientID: cfg.App.ClientID, ClientSecret: cfg.App.ClientSecret,
+			OAuthURL: cfg.App.OAuthURL}, Connections: conns, Log: log}
+		admins := &portals.Admins{Connections: conns, Log: log}
+		prepare, botCfg.IsAdmin = admins.Resolve, admins.IsAdmin
+		log.Info("app mode: portals install the application", "client_id", cfg.App.ClientID)
+	} else {
+		portal, err := store.EnsurePortal(ctx, setup.WebhookMemberID(cfg), "")
+		if err != nil {
+			return err
+		}
+		if cfg.Bitrix.BotID != 0 && cfg.Bitrix.BotID != portal.BotID {
+			if err := store.Update(ctx, func(tx *storage.Tx) error { return tx.SetBotID(portal.ID, cfg.Bitrix.BotID) }); err != nil {
+				return err
+			}
+		}
+		var caller delivery.Caller
+		if cfg.DryRun() {
+			log.Warn("dry-run: bitrix.webhook_url is not set, so calls to Bitrix24 are logged, not sent")
+			caller = delivery.NewDryRun(log)
+		} else {
+			opts := []bitrix24.Option{
+				bitrix24.WithLogger(log),
+				bitrix24.WithLimiter(bitrix24.NewLimiter(cfg.Bitrix.RatePerSecond, cfg.Bitrix.Burst)),
+				bitrix24.WithObserver(m),
+			}
+			// The CLIENT_ID the bot was registered with: configured, or made by register.
+			if clientID := cmp.Or(cfg.Bitrix.ClientID, portal.ClientID); clientID != "" {
+				opts = append(opts, bitrix24.WithClientID(clientID))
+			}
+			caller = bitrix24.NewClient(cfg.Bitrix.WebhookURL, opts...)
+		}
+		callers = delivery.Single(caller)
+		webhook := handlers.WebhookPortal{PortalID: portal.ID, Token: cfg.Bitrix.ApplicationToken}
+		if cfg.Bitrix.ApplicationToken == "" {
+			log.Warn("dry-run without bitrix.application_token: events are accepted without a token check")
+			webhook.Open = true
+		}
+		auth = webhook
+	}
+
+	brain := bot.New(botCfg, log)
+	dispatcher := delivery.New(store, callers, log, m)
 	e := handlers.NewServer(handlers.Routes{
-		Events:      &handlers.Events{Store: store, Bot: brain, Auth: auth, Log: log, Observe: m.ObserveEvent},
+		Events:      &handlers.Events{Store: store, Bot: brain, Auth: auth, Log: log, Observe: m.ObserveEvent, Prepare: prepare},
 		DB:          store,
 		Log:         log,
 		Metrics:     m.Handler(),

@@ -44,6 +44,7 @@ type Client struct {
 	log      *slog.Logger
 	limiter  *Limiter
 	observer Observer
+	tokens   TokenSource // set: an application's client, authenticated by access token
 }
 
 // Observer is told about every request, for metrics.
@@ -285,9 +286,29 @@ func (c *Client) Batch(ctx context.Context, cmds []BatchCommand, halt bool) ([]B
 	return out, nil
 }
 
-// do sends one request. It is the single place requests go through, so rate limiting
-// and retries can be added here later.
+// do sends one request, with the application's access token if there is one; an
+// expired token is refreshed once and the request sent again.
 func (c *Client) do(ctx context.Context, method string, body []byte) (json.RawMessage, error) {
+	if c.tokens == nil {
+		return c.send(ctx, method, body, "")
+	}
+	token, err := c.tokens.Token(ctx)
+	if err != nil {
+		return nil, err
+	}
+	result, err := c.send(ctx, method, body, token)
+	if !errors.Is(err, ErrExpiredToken) {
+		return result, err
+	}
+	if token, err = c.tokens.Refresh(ctx, token); err != nil {
+		return nil, fmt.Errorf("bitrix24 %s: refresh the access token: %w", method, err)
+	}
+	return c.send(ctx, method, body, token)
+}
+
+// send sends one request. It is the single place requests go through: the rate
+// limiter and the metrics see every one.
+func (c *Client) send(ctx context.Context, method string, body []byte, token string) (json.RawMessage, error) {
 	if c.baseErr != nil {
 		return nil, c.baseErr
 	}
@@ -315,8 +336,12 @@ func (c *Client) do(ctx context.Context, method string, body []byte) (json.RawMe
 			}
 		},
 	}
+	target := c.base + method + ".json"
+	if token != "" {
+		target += "?auth=" + url.QueryEscape(token)
+	}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace),
-		http.MethodPost, c.base+method+".json", bytes.NewReader(body))
+		http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return nil, &TransportError{Method: method, Host: c.host, Err: c.sanitize(err)}
 	}

@@ -2,6 +2,7 @@ package bitrix24
 
 import (
 	"crypto/sha256"
+	"errors"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ const (
 	EventJoinChat      = "ONIMBOTJOINCHAT"
 	EventBotDelete     = "ONIMBOTDELETE"
 	EventAppInstall    = "ONAPPINSTALL"
+	EventAppUninstall  = "ONAPPUNINSTALL"
 )
 
 // Command contexts: typed in the text area, or sent by a keyboard button.
@@ -26,6 +28,10 @@ const (
 	ContextTextarea = "TEXTAREA"
 	ContextKeyboard = "KEYBOARD"
 )
+
+// ErrNotGenuine: an event's application token does not match the one its portal was
+// given, or the portal is unknown. Events carry no signature; the token is the proof.
+var ErrNotGenuine = errors.New("application token does not match")
 
 // Event is one decoded Bitrix24 event.
 type Event interface {
@@ -220,6 +226,17 @@ func (e *AppInstall) DedupKey() string {
 	return "install:" + e.Auth.MemberID + ":" + itoa(e.Time.Unix())
 }
 
+// AppUninstall is ONAPPUNINSTALL: the application was removed from the portal.
+type AppUninstall struct {
+	Envelope
+	Clean bool // the portal asked to delete the application's data too
+}
+
+// DedupKey implements Event.
+func (e *AppUninstall) DedupKey() string {
+	return "uninstall:" + e.Auth.MemberID + ":" + itoa(e.Time.Unix())
+}
+
 // Unknown is any other event: acknowledged and ignored.
 type Unknown struct {
 	Envelope
@@ -311,6 +328,10 @@ func DecodeForm(f Form) (Event, error) {
 			Active:     data.String("ACTIVE") == "Y",
 			Installed:  data.String("INSTALLED") == "Y",
 		}
+		d.need(e.Auth.MemberID != "", "auth[member_id]")
+		ev = e
+	case EventAppUninstall:
+		e := &AppUninstall{Envelope: env, Clean: data.String("CLEAN") == "1" || data.String("CLEAN") == "Y"}
 		d.need(e.Auth.MemberID != "", "auth[member_id]")
 		ev = e
 	default:

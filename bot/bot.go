@@ -35,6 +35,11 @@ type Config struct {
 	FreePlan    bool
 	MaxActive   int
 	Language    string // fallback when the event's language is neither ru nor en
+	// Profile is how the bot registers itself when an application is installed.
+	Profile Profile
+	// IsAdmin, if set, tells whether a user is an administrator of the portal
+	// (app mode: user.admin, asked before the event's transaction and cached).
+	IsAdmin func(portalID, userID int64) bool
 }
 
 // Bot applies supportbot's rules to events.
@@ -122,6 +127,12 @@ func (b *Bot) handle(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event) e
 			return err
 		}
 		return b.onJoin(tx, portal, e)
+	case *bitrix24.AppInstall:
+		return b.onInstall(tx, portal)
+	case *bitrix24.AppUninstall:
+		b.log.Warn("the portal removed the application: nothing more will be sent there; the data stays",
+			"portal", portal.ID, "domain", portal.Domain)
+		return tx.MarkUninstalled(portal.ID)
 	case *bitrix24.BotDelete:
 		if portal.BotID != 0 && e.BotID != portal.BotID {
 			return nil // another bot of the same application
@@ -156,7 +167,7 @@ type who struct {
 	client bool
 }
 
-func (b *Bot) who(u bitrix24.User, fallbackID int64) who {
+func (b *Bot) who(portal storage.Portal, u bitrix24.User, fallbackID int64) who {
 	id := u.ID
 	if id == 0 {
 		id = fallbackID
@@ -165,7 +176,8 @@ func (b *Bot) who(u bitrix24.User, fallbackID int64) who {
 	if name == "" {
 		name = strings.TrimSpace(u.FirstName + " " + u.LastName)
 	}
-	return who{id: id, name: name, agent: b.agents[id], client: b.clients[id]}
+	client := b.clients[id] || (b.cfg.IsAdmin != nil && b.cfg.IsAdmin(portal.ID, id))
+	return who{id: id, name: name, agent: b.agents[id], client: client}
 }
 
 // lang picks the reply language: the event's, else the configured fallback.
@@ -201,7 +213,7 @@ func (b *Bot) newTurn(tx *storage.Tx, portal storage.Portal, from who, lang, dia
 // onMessage handles a message (ONIMBOTMESSAGEADD), or a typed command that arrived as
 // ONIMCOMMANDADD (cmd set).
 func (b *Bot) onMessage(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, u bitrix24.User, cmd *command) error {
-	from := b.who(u, m.FromUserID)
+	from := b.who(portal, u, m.FromUserID)
 	if u.IsBot || (portal.BotID != 0 && from.id == portal.BotID) || m.System {
 		return nil
 	}
@@ -360,14 +372,14 @@ func (b *Bot) onJoin(tx *storage.Tx, portal storage.Portal, e *bitrix24.JoinChat
 	if e.ChatType != "P" && strings.HasPrefix(e.DialogID, "chat") {
 		return nil // added to a group chat: nothing to say
 	}
-	from := b.who(e.User, e.UserID)
+	from := b.who(portal, e.User, e.UserID)
 	t := b.newTurn(tx, portal, from, e.Language, e.DialogID)
 	return t.help()
 }
 
 // onButton handles a keyboard press.
 func (b *Bot) onButton(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, u bitrix24.User, cmd command, keyboardMessageID int64) error {
-	from := b.who(u, m.FromUserID)
+	from := b.who(portal, u, m.FromUserID)
 	t := b.newTurn(tx, portal, from, m.Language, m.DialogID)
 	if !m.Private() && m.ChatID > 0 {
 		d, err := tx.DialogByChat(portal.ID, m.ChatID)

@@ -26,6 +26,7 @@ type Config struct {
 	Access  Access  `mapstructure:"access"`
 	Portal  Portal  `mapstructure:"portal"`
 	Dialogs Dialogs `mapstructure:"dialogs"`
+	App     App     `mapstructure:"app"`
 	Log     Log     `mapstructure:"log"`
 }
 
@@ -55,6 +56,8 @@ type Bitrix struct {
 type Bot struct {
 	Name     string `mapstructure:"name"`     // bot.name
 	Language string `mapstructure:"language"` // bot.language: "ru" | "en"
+	Code     string `mapstructure:"code"`     // bot.code
+	Color    string `mapstructure:"color"`    // bot.color
 }
 
 // Support lists the people who answer clients.
@@ -79,15 +82,28 @@ type Dialogs struct {
 	MaxActive int `mapstructure:"max_active"` // dialogs.max_active
 }
 
+// App is the OAuth application, for app mode: portals install it, and every call
+// to a portal uses that portal's tokens.
+type App struct {
+	ClientID     string `mapstructure:"client_id"`     // app.client_id
+	ClientSecret string `mapstructure:"client_secret"` // app.client_secret
+	OAuthURL     string `mapstructure:"oauth_url"`     // app.oauth_url, normalised to end with "/"
+}
+
 // Log configures the process logger.
 type Log struct {
 	Level  string `mapstructure:"level"`  // log.level
 	Format string `mapstructure:"format"` // log.format: "text" | "json"
 }
 
-// DryRun reports that no webhook URL is configured: outbound calls are then
-// logged instead of sent, so `supportbot serve` works without a portal.
-func (c *Config) DryRun() bool { return c.Bitrix.WebhookURL == "" }
+// DryRun reports that no portal is configured (no webhook URL, no application):
+// outbound calls are then logged instead of sent, so `supportbot serve` works
+// without a portal.
+func (c *Config) DryRun() bool { return c.Bitrix.WebhookURL == "" && !c.AppMode() }
+
+// AppMode reports that the bot runs as an OAuth application installed on portals,
+// rather than on one portal's inbound webhook.
+func (c *Config) AppMode() bool { return c.App.ClientID != "" }
 
 // FreePlan reports portal.plan == "free"; free portals lack features the bot
 // would otherwise use, so callers branch on this rather than on the string.

@@ -44,6 +44,11 @@ var samples = map[string]sample{
 	"bitrix.burst":             {"250", `250`, 250},
 	"bot.name":                 {"Helpdesk", `Helpdesk`, "Helpdesk"},
 	"bot.language":             {"en", `en`, "en"},
+	"bot.code":                 {"helpdesk_bot", `helpdesk_bot`, "helpdesk_bot"},
+	"bot.color":                {"GREEN", `GREEN`, "GREEN"},
+	"app.client_id":            {"local.64f0", `local.64f0`, "local.64f0"},
+	"app.client_secret":        {"appS3cretValue", `appS3cretValue`, "appS3cretValue"},
+	"app.oauth_url":            {"https://oauth.example.com/", `https://oauth.example.com/`, "https://oauth.example.com/"},
 	"support.agents":           {"7, 8,9", `[7, 8, 9]`, []int64{7, 8, 9}},
 	"access.admins":            {"1", `[1]`, []int64{1}},
 	"access.integrators":       {"3,4", `["3", 4]`, []int64{3, 4}},
@@ -74,11 +79,13 @@ func fieldOf(t *testing.T, c *Config, name string) reflect.Value {
 	return reflect.Value{}
 }
 
-func sampleConfig(t *testing.T) Config {
+func sampleConfig(t *testing.T, omit ...string) Config {
 	t.Helper()
-	var c Config
+	c := defaultConfig()
 	for name, s := range samples {
-		fieldOf(t, &c, name).Set(reflect.ValueOf(s.want))
+		if !slices.Contains(omit, name) {
+			fieldOf(t, &c, name).Set(reflect.ValueOf(s.want))
+		}
 	}
 	return c
 }
@@ -88,9 +95,10 @@ func defaultConfig() Config {
 		HTTP:    HTTP{Addr: ":8080"},
 		DB:      DB{Path: "supportbot.db"},
 		Bitrix:  Bitrix{RatePerSecond: 2, Burst: 50},
-		Bot:     Bot{Name: "Поддержка", Language: "ru"},
+		Bot:     Bot{Name: "Поддержка", Language: "ru", Code: "supportbot", Color: "AQUA"},
 		Portal:  Portal{Plan: "commercial"},
 		Dialogs: Dialogs{MaxActive: 5},
+		App:     App{OAuthURL: "https://oauth.bitrix.info/"},
 		Log:     Log{Level: "info", Format: "text"},
 	}
 }
@@ -154,26 +162,39 @@ func yamlOf(values map[string]string) string {
 	return b.String()
 }
 
-func sampleYAML() string {
+// Webhook mode and app mode exclude each other, so a configuration that sets every
+// key at once is invalid: whole-sample loads leave out one of the two.
+var (
+	webhookMode = []string{"app.client_id"}      // every sample but app mode's switch
+	appMode     = []string{"bitrix.webhook_url"} // every sample but the webhook
+)
+
+func sampleYAML(omit ...string) string {
 	m := map[string]string{}
 	for name, s := range samples {
-		m[name] = s.yaml
+		if !slices.Contains(omit, name) {
+			m[name] = s.yaml
+		}
 	}
 	return yamlOf(m)
 }
 
-func sampleEnv() []string {
+func sampleEnv(omit ...string) []string {
 	var env []string
 	for _, k := range Keys() {
-		env = append(env, k.Env+"="+samples[k.Name].str)
+		if !slices.Contains(omit, k.Name) {
+			env = append(env, k.Env+"="+samples[k.Name].str)
+		}
 	}
 	return env
 }
 
-func sampleFlags() []string {
+func sampleFlags(omit ...string) []string {
 	var args []string
 	for _, k := range Keys() {
-		args = append(args, "--"+k.Flag+"="+samples[k.Name].str)
+		if !slices.Contains(omit, k.Name) {
+			args = append(args, "--"+k.Flag+"="+samples[k.Name].str)
+		}
 	}
 	return args
 }
@@ -204,7 +225,7 @@ func TestKeys(t *testing.T) {
 		if k.List != (f.Kind() == reflect.Slice) {
 			t.Errorf("%s: List = %v for a %s field", k.Name, k.List, f.Type())
 		}
-		wantSecret := k.Name == "bitrix.webhook_url" || k.Name == "bitrix.application_token"
+		wantSecret := k.Name == "bitrix.webhook_url" || k.Name == "bitrix.application_token" || k.Name == "app.client_secret"
 		if k.Secret != wantSecret {
 			t.Errorf("%s: Secret = %v", k.Name, k.Secret)
 		}
@@ -332,29 +353,37 @@ func TestLoadDefaults(t *testing.T) {
 // environment.
 func TestEverySource(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
+	for _, mode := range []struct {
 		name string
-		file string
-		env  []string
-		args []string
-	}{
-		{name: "file", file: sampleYAML()},
-		{name: "env", env: sampleEnv()},
-		{name: "flags", args: sampleFlags()},
-		// --log.level is set to its sample value; every other flag is unset.
-		{name: "file with one flag set", file: sampleYAML(), args: []string{"--log.level=debug"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			c := mustLoad(t, tc.file, tc.env, tc.args...)
-			want := sampleConfig(t)
-			if !reflect.DeepEqual(*c, want) {
-				t.Errorf("got  %+v\nwant %+v", *c, want)
-			}
-			if c.DryRun() || !c.FreePlan() || c.SlogLevel() != slog.LevelDebug {
-				t.Errorf("DryRun %v FreePlan %v SlogLevel %v", c.DryRun(), c.FreePlan(), c.SlogLevel())
-			}
-		})
+		omit []string
+	}{{"webhook mode", webhookMode}, {"app mode", appMode}} {
+		for _, tc := range []struct {
+			name string
+			file string
+			env  []string
+			args []string
+		}{
+			{name: "file", file: sampleYAML(mode.omit...)},
+			{name: "env", env: sampleEnv(mode.omit...)},
+			{name: "flags", args: sampleFlags(mode.omit...)},
+			// --log.level is set to its sample value; every other flag is unset.
+			{name: "file with one flag set", file: sampleYAML(mode.omit...), args: []string{"--log.level=debug"}},
+		} {
+			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				c := mustLoad(t, tc.file, tc.env, tc.args...)
+				want := sampleConfig(t, mode.omit...)
+				if !reflect.DeepEqual(*c, want) {
+					t.Errorf("got  %+v\nwant %+v", *c, want)
+				}
+				if c.DryRun() || !c.FreePlan() || c.SlogLevel() != slog.LevelDebug {
+					t.Errorf("DryRun %v FreePlan %v SlogLevel %v", c.DryRun(), c.FreePlan(), c.SlogLevel())
+				}
+				if c.AppMode() != (mode.name == "app mode") {
+					t.Errorf("AppMode %v", c.AppMode())
+				}
+			})
+		}
 	}
 }
 
@@ -702,7 +731,7 @@ func validConfig() Config {
 
 func TestValidate(t *testing.T) {
 	t.Parallel()
-	sample := sampleConfig(t)
+	sample := sampleConfig(t, webhookMode...)
 	for _, tc := range []struct {
 		name    string
 		mutate  func(*Config)
@@ -738,6 +767,21 @@ func TestValidate(t *testing.T) {
 		{name: "infinite rate", mutate: func(c *Config) { c.Bitrix.RatePerSecond = math.Inf(1) }, wantErr: []string{"bitrix.rate_per_second"}},
 		{name: "zero burst", mutate: func(c *Config) { c.Bitrix.Burst = 0 }, wantErr: []string{"bitrix.burst must be >= 1"}},
 		{name: "empty bot name", mutate: func(c *Config) { c.Bot.Name = "" }, wantErr: []string{"bot.name is empty"}},
+		{name: "bot code with spaces", mutate: func(c *Config) { c.Bot.Code = "support bot" }, wantErr: []string{`bot.code "support bot"`}},
+		{name: "unknown colour", mutate: func(c *Config) { c.Bot.Color = "ORANGE" }, wantErr: []string{`bot.color "ORANGE" is not a Bitrix24 colour`}},
+		{name: "app mode is valid", mutate: func(c *Config) {
+			c.Bitrix.WebhookURL, c.App.ClientID, c.App.ClientSecret, c.HTTP.PublicURL = "", "local.1", "s", "https://bot.example.com"
+		}},
+		{name: "app without secret", mutate: func(c *Config) {
+			c.Bitrix.WebhookURL, c.App.ClientID, c.HTTP.PublicURL = "", "local.1", "https://bot.example.com"
+		}, wantErr: []string{"app.client_secret is required when app.client_id is set"}},
+		{name: "app and webhook", mutate: func(c *Config) {
+			c.App.ClientID, c.App.ClientSecret, c.HTTP.PublicURL = "local.1", "s", "https://bot.example.com"
+		}, wantErr: []string{"app.client_id and bitrix.webhook_url are both set"}},
+		{name: "app without public url", mutate: func(c *Config) {
+			c.Bitrix.WebhookURL, c.App.ClientID, c.App.ClientSecret = "", "local.1", "s"
+		}, wantErr: []string{"http.public_url is required in app mode"}},
+		{name: "bad oauth url", mutate: func(c *Config) { c.App.OAuthURL = "oauth.bitrix.info" }, wantErr: []string{"app.oauth_url"}},
 		{name: "unknown language", mutate: func(c *Config) { c.Bot.Language = "de" }, wantErr: []string{`bot.language must be "ru" or "en", got "de"`}},
 		{name: "zero agent", mutate: func(c *Config) { c.Support.Agents = []int64{1, 0} }, wantErr: []string{"support.agents: 0 is not a user ID"}},
 		{name: "negative admin", mutate: func(c *Config) { c.Access.Admins = []int64{-1} }, wantErr: []string{"access.admins: -1 is not a user ID"}},
@@ -834,7 +878,7 @@ func TestLogValueRedactsSecrets(t *testing.T) {
 			var buf bytes.Buffer
 			slog.New(tc.handler(&buf)).Info("loaded", "config", tc.value)
 			out := buf.String()
-			for _, secret := range []string{webhookSecret, tokenSecret, "/rest/1"} {
+			for _, secret := range []string{webhookSecret, tokenSecret, "/rest/1", "appS3cretValue"} {
 				if strings.Contains(out, secret) {
 					t.Errorf("log contains %q: %s", secret, out)
 				}

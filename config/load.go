@@ -174,7 +174,9 @@ func LoadFrom(fs *pflag.FlagSet, environ []string) (*Config, error) {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		// The configuration comes back too, as far as it could be read, so that
+		// `doctor` can go on checking the pieces that do work.
+		return &c, errors.Join(errs...)
 	}
 	return &c, nil
 }

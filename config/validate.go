@@ -65,6 +65,30 @@ func (c *Config) Validate() error {
 		add("bitrix.burst must be >= 1, got %d", c.Bitrix.Burst)
 	}
 
+	if c.Bot.Code == "" || strings.IndexFunc(c.Bot.Code, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+	}) >= 0 {
+		add("bot.code %q: use latin letters, digits, _ and -", c.Bot.Code)
+	}
+	if !botColors[c.Bot.Color] {
+		add("bot.color %q is not a Bitrix24 colour (RED, GREEN, MINT, LIGHT_BLUE, DARK_BLUE, PURPLE, AQUA, PINK, LIME, BROWN, AZURE, KHAKI, SAND, MARENGO, GRAY, GRAPHITE)", c.Bot.Color)
+	}
+	if c.App.ClientID != "" {
+		if c.App.ClientSecret == "" {
+			add("app.client_secret is required when app.client_id is set: tokens could not be refreshed")
+		}
+		if c.Bitrix.WebhookURL != "" {
+			add("app.client_id and bitrix.webhook_url are both set: run either as an application (app.*) or on one portal's webhook (bitrix.webhook_url)")
+		}
+		if c.HTTP.PublicURL == "" {
+			add("http.public_url is required in app mode: the bot is registered with its event URL when a portal installs the app")
+		}
+	}
+	if reason := checkHTTPURL(c.App.OAuthURL); reason != "" {
+		add("app.oauth_url %q %s", c.App.OAuthURL, reason)
+	} else if !strings.HasSuffix(c.App.OAuthURL, "/") {
+		c.App.OAuthURL += "/"
+	}
 	if c.Bot.Name == "" {
 		add("bot.name is empty: the portal requires a display name")
 	}
@@ -98,6 +122,13 @@ func (c *Config) Validate() error {
 		add(`log.format must be "text" or "json", got %q`, c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+// botColors are the avatar colours Bitrix24 knows.
+var botColors = map[string]bool{
+	"RED": true, "GREEN": true, "MINT": true, "LIGHT_BLUE": true, "DARK_BLUE": true, "PURPLE": true, "AQUA": true,
+	"PINK": true, "LIME": true, "BROWN": true, "AZURE": true, "KHAKI": true, "SAND": true, "MARENGO": true,
+	"GRAY": true, "GRAPHITE": true,
 }
 
 // checkHTTPURL returns why s is not an absolute http(s) URL, or "". The

@@ -230,12 +230,13 @@ func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []storage
 	return outcomes
 }
 
-// paramsOf is an entry's params with the dialog's chat ID filled in.
+// paramsOf is an entry's params with the dialog's chat ID and the bot's ID filled in.
 func paramsOf(e storage.OutboxEntry) json.RawMessage {
+	params := e.Params
 	if e.NeedsDialog != 0 {
-		return fillChatID(e.Params, e.DialogChatID)
+		params = fillChatID(params, e.DialogChatID)
 	}
-	return e.Params
+	return bytes.ReplaceAll(params, botPlaceholderJSON, []byte(strconv.FormatInt(e.PortalBotID, 10)))
 }
 
 func (d *Dispatcher) outcomeOf(e storage.OutboxEntry, result json.RawMessage, err error) outcome {
@@ -371,12 +372,17 @@ func (d *Dispatcher) retryAt(now time.Time, attempts int, err error) (time.Time,
 	return at, reason
 }
 
-// placeholderJSON is storage.ChatIDPlaceholder as encoding/json writes it inside a
-// JSON string.
-var placeholderJSON = func() []byte {
-	b, _ := json.Marshal(storage.ChatIDPlaceholder)
+// placeholderJSON and botPlaceholderJSON are the placeholders as encoding/json writes
+// them inside a JSON string.
+var (
+	placeholderJSON    = jsonInner(storage.ChatIDPlaceholder)
+	botPlaceholderJSON = jsonInner(storage.BotIDPlaceholder)
+)
+
+func jsonInner(s string) []byte {
+	b, _ := json.Marshal(s)
 	return b[1 : len(b)-1]
-}()
+}
 
 // fillChatID puts the dialog's chat ID where the bot left the placeholder.
 func fillChatID(params json.RawMessage, chatID int64) json.RawMessage {
@@ -414,6 +420,21 @@ func applySuccess(tx *storage.Tx, e storage.OutboxEntry, result json.RawMessage)
 		if id, err := resultID(result); err == nil {
 			return tx.SetAccessRequestMessage(e.EffectRef, id)
 		}
+	case storage.EffectBotRegistered:
+		id, err := resultID(result)
+		if err != nil {
+			return tx.FailLane(e.PortalID, e.ChatKey, "imbot.register answered without a bot ID")
+		}
+		return tx.SetBotID(e.PortalID, id)
+	case storage.EffectCommandRegistered:
+		var p struct {
+			Command string `json:"COMMAND"`
+		}
+		id, err := resultID(result)
+		if err != nil || json.Unmarshal(e.Params, &p) != nil || p.Command == "" {
+			return nil
+		}
+		return tx.SetCommand(e.PortalID, p.Command, id)
 	}
 	return nil
 }
@@ -429,6 +450,8 @@ func applyFailure(tx *storage.Tx, e storage.OutboxEntry) error {
 		return err
 	case storage.EffectTitleSent:
 		return tx.TitleSent(e.EffectRef)
+	case storage.EffectBotRegistered:
+		return tx.FailLane(e.PortalID, e.ChatKey, "the bot could not be registered")
 	}
 	return nil
 }

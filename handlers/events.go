@@ -20,10 +20,6 @@ import (
 // MaxEventBody is the largest event body accepted. Real events are a few KiB.
 const MaxEventBody = 1 << 20
 
-// ErrUnauthorized is returned by an Authenticator for an event whose token does not
-// match.
-var ErrUnauthorized = errors.New("application token does not match")
-
 // EventStore is what the event route needs from storage.
 type EventStore interface {
 	Update(ctx context.Context, fn func(*storage.Tx) error) error
@@ -34,9 +30,10 @@ type Processor interface {
 	Process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event) (bot.Outcome, error)
 }
 
-// Authenticator says which portal an event comes from, and whether it is genuine.
+// Authenticator says which portal an event comes from, and whether it is genuine:
+// bitrix24.ErrNotGenuine when it is not, another error when it cannot tell now.
 type Authenticator interface {
-	Authenticate(ev bitrix24.Event) (portalID int64, err error)
+	Authenticate(ctx context.Context, ev bitrix24.Event) (portalID int64, err error)
 }
 
 // Events is POST /bitrix/events.
@@ -48,6 +45,9 @@ type Events struct {
 	// Observe, if set, is told how each event ended ("processed", "duplicate",
 	// "ignored", "unknown", "rejected", "failed").
 	Observe func(eventType, outcome string)
+	// Prepare, if set, runs after authentication and before the transaction: the
+	// place for a bounded network lookup the rules need (app mode: user.admin).
+	Prepare func(ctx context.Context, portalID int64, ev bitrix24.Event)
 }
 
 // Handle checks, decodes and stores one event. It answers 200 only once the event and
@@ -71,15 +71,23 @@ func (h *Events) Handle(c echo.Context) error {
 		return jsonError(c, http.StatusBadRequest, err.Error())
 	}
 	typ := ev.Head().Type
-	portalID, err := h.Auth.Authenticate(ev)
-	if err != nil {
+	portalID, err := h.Auth.Authenticate(req.Context(), ev)
+	if errors.Is(err, bitrix24.ErrNotGenuine) {
 		h.observe(typ, "rejected")
 		h.Log.Warn("event refused", "event", typ, "err", err, "remote", c.RealIP())
 		return jsonError(c, http.StatusUnauthorized, "unauthorized")
 	}
+	if err != nil {
+		h.observe(typ, "failed")
+		h.Log.Error("cannot verify the event now", "event", typ, "err", err)
+		return jsonError(c, http.StatusServiceUnavailable, "cannot verify the event now")
+	}
 	if _, unknown := ev.(*bitrix24.Unknown); unknown {
 		h.observe(typ, "unknown")
 		return c.JSON(http.StatusOK, map[string]string{"result": "ignored"})
+	}
+	if h.Prepare != nil {
+		h.Prepare(req.Context(), portalID, ev)
 	}
 	var outcome bot.Outcome
 	err = h.Store.Update(req.Context(), func(tx *storage.Tx) error {
@@ -143,9 +151,9 @@ type WebhookPortal struct {
 
 // Authenticate implements Authenticator. Only the top-level auth[application_token]
 // counts, never the copy under data[BOT], which any bot's event carries.
-func (w WebhookPortal) Authenticate(ev bitrix24.Event) (int64, error) {
+func (w WebhookPortal) Authenticate(_ context.Context, ev bitrix24.Event) (int64, error) {
 	if w.Open || tokenMatches(ev.Head().Auth.ApplicationToken, w.Token) {
 		return w.PortalID, nil
 	}
-	return 0, ErrUnauthorized
+	return 0, bitrix24.ErrNotGenuine
 }

@@ -30,9 +30,16 @@ const (
 // Effects: what an outbox call's result means to the bot, applied by the dispatcher
 // when the call succeeds or fails for good.
 const (
-	EffectDialogChat = "dialog_chat" // the result is the chat of dialog EffectRef
-	EffectTitleSent  = "title_sent"  // a rename of dialog EffectRef has finished
+	EffectDialogChat        = "dialog_chat"        // the result is the chat of dialog EffectRef
+	EffectTitleSent         = "title_sent"         // a rename of dialog EffectRef has finished
+	EffectBotRegistered     = "bot_registered"     // the result is the portal's bot ID
+	EffectCommandRegistered = "command_registered" // the result is the ID of the params' COMMAND
 )
+
+// BotIDPlaceholder stands for the portal's bot ID in an entry's params, filled in
+// when the entry is sent: commands registered on install name a bot whose ID is only
+// known once the registration before them in the lane has answered.
+const BotIDPlaceholder = "\x00BOT_ID\x00"
 
 // ChatIDPlaceholder stands for the chat ID of an entry's NeedsDialog in its params,
 // replaced when the entry is sent. It holds NUL bytes, which escaped user text never
@@ -67,6 +74,8 @@ type OutboxEntry struct {
 	// Filled by DueOutbox for entries with NeedsDialog.
 	DialogChatID     int64
 	DialogChatFailed bool
+	// Filled by DueOutbox: the portal's bot ID when the entry is due.
+	PortalBotID int64
 }
 
 // Enqueue adds a call to the outbox; it is sent after the transaction commits.
@@ -116,10 +125,10 @@ func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxEntry,
 // lane, if it is due, its portal still has the bot, and the dialog chat it needs exists
 // (or has failed, so the dispatcher can give the entry up). Oldest first.
 func (s *Store) DueOutbox(ctx context.Context, limit int) ([]OutboxEntry, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+outboxColumns+`, COALESCE(d.chat_id, 0), COALESCE(d.chat_failed, 0)
+	rows, err := s.read.QueryContext(ctx, `SELECT `+outboxColumns+`, COALESCE(d.chat_id, 0), COALESCE(d.chat_failed, 0), p.bot_id
 		FROM (SELECT MIN(id) AS id FROM outbox WHERE state = 'pending' GROUP BY portal_id, chat_key) h
 		JOIN outbox o ON o.id = h.id
-		JOIN portals p ON p.id = o.portal_id AND p.bot_deleted_at IS NULL
+		JOIN portals p ON p.id = o.portal_id AND p.bot_deleted_at IS NULL AND p.uninstalled_at IS NULL
 		LEFT JOIN dialogs d ON d.id = o.needs_dialog
 		WHERE o.next_attempt_at <= ? AND (o.needs_dialog IS NULL OR d.chat_id IS NOT NULL OR d.chat_failed = 1)
 		ORDER BY o.id LIMIT ?`, millis(s.clock()), limit)
@@ -129,13 +138,13 @@ func (s *Store) DueOutbox(ctx context.Context, limit int) ([]OutboxEntry, error)
 	defer rows.Close()
 	var list []OutboxEntry
 	for rows.Next() {
-		var chatID int64
+		var chatID, botID int64
 		var failed bool
-		e, err := scanOutbox(rows, &chatID, &failed)
+		e, err := scanOutbox(rows, &chatID, &failed, &botID)
 		if err != nil {
 			return nil, fmt.Errorf("due outbox: %w", err)
 		}
-		e.DialogChatID, e.DialogChatFailed = chatID, failed
+		e.DialogChatID, e.DialogChatFailed, e.PortalBotID = chatID, failed, botID
 		list = append(list, e)
 	}
 	return list, rows.Err()
@@ -212,6 +221,17 @@ func (tx *Tx) MarkInFlight(ids []int64) error {
 		if _, err := tx.exec(`UPDATE outbox SET in_flight = 1 WHERE id = ? AND state = 'pending'`, id); err != nil {
 			return fmt.Errorf("mark outbox %d in flight: %w", id, err)
 		}
+	}
+	return nil
+}
+
+// FailLane gives up every pending entry of a lane: what follows a failed
+// registration cannot succeed.
+func (tx *Tx) FailLane(portalID int64, lane, reason string) error {
+	_, err := tx.exec(`UPDATE outbox SET state = 'failed', last_error = ?, done_at = ?, in_flight = 0
+		WHERE portal_id = ? AND chat_key = ? AND state = 'pending'`, reason, millis(tx.now), portalID, lane)
+	if err != nil {
+		return fmt.Errorf("fail lane %s: %w", lane, err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -16,17 +17,34 @@ type Portal struct {
 	BotID        int64
 	BotDeletedAt time.Time // the bot was removed from the portal: send nothing more
 	CreatedAt    time.Time
+
+	ClientID         string // webhook mode: the CLIENT_ID the bot was registered with
+	ClientEndpoint   string // app mode: "https://PORTAL/rest/"
+	ApplicationToken string // app mode: what the portal's events carry
+	AccessToken      string
+	RefreshToken     string
+	TokenExpiresAt   time.Time
+	InstalledAt      time.Time
+	UninstalledAt    time.Time // the application was removed: send nothing more
 }
 
 // BotDeleted reports whether the portal removed the bot.
 func (p Portal) BotDeleted() bool { return !p.BotDeletedAt.IsZero() }
 
-const portalColumns = "id, member_id, domain, bot_id, bot_deleted_at, created_at"
+// LogValue keeps the tokens out of logs.
+func (p Portal) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int64("id", p.ID), slog.String("member_id", p.MemberID),
+		slog.String("domain", p.Domain), slog.Int64("bot_id", p.BotID))
+}
+
+const portalColumns = `id, member_id, domain, bot_id, bot_deleted_at, created_at, client_id, client_endpoint,
+	application_token, access_token, refresh_token, token_expires_at, installed_at, uninstalled_at`
 
 func scanPortal(row interface{ Scan(...any) error }) (Portal, error) {
 	var p Portal
-	var deleted, created sql.NullInt64
-	if err := row.Scan(&p.ID, &p.MemberID, &p.Domain, &p.BotID, &deleted, &created); err != nil {
+	var deleted, created, expires, installed, uninstalled sql.NullInt64
+	if err := row.Scan(&p.ID, &p.MemberID, &p.Domain, &p.BotID, &deleted, &created, &p.ClientID, &p.ClientEndpoint,
+		&p.ApplicationToken, &p.AccessToken, &p.RefreshToken, &expires, &installed, &uninstalled); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Portal{}, ErrNotFound
 		}
@@ -34,7 +52,128 @@ func scanPortal(row interface{ Scan(...any) error }) (Portal, error) {
 	}
 	p.BotDeletedAt = fromMillis(deleted)
 	p.CreatedAt = fromMillis(created)
+	p.TokenExpiresAt = fromMillis(expires)
+	p.InstalledAt = fromMillis(installed)
+	p.UninstalledAt = fromMillis(uninstalled)
 	return p, nil
+}
+
+// PortalByMemberID reads a portal by Bitrix24's member_id, outside a transaction.
+func (s *Store) PortalByMemberID(ctx context.Context, memberID string) (Portal, error) {
+	p, err := scanPortal(s.read.QueryRowContext(ctx, "SELECT "+portalColumns+" FROM portals WHERE member_id = ?", memberID))
+	if err != nil {
+		return Portal{}, fmt.Errorf("portal %s: %w", memberID, err)
+	}
+	return p, nil
+}
+
+// Installation is what a verified ONAPPINSTALL tells about a portal.
+type Installation struct {
+	MemberID         string
+	Domain           string
+	ClientEndpoint   string
+	ApplicationToken string
+	AccessToken      string
+	RefreshToken     string
+	TokenExpiresAt   time.Time
+}
+
+// InstallPortal records an installation of the application, creating the portal or
+// renewing its endpoint and tokens (a reinstall).
+func (tx *Tx) InstallPortal(in Installation) (Portal, error) {
+	clear(tx.portals)
+	now := millis(tx.now)
+	_, err := tx.exec(`INSERT INTO portals (member_id, domain, client_endpoint, application_token, access_token, refresh_token,
+			token_expires_at, installed_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (member_id) DO UPDATE SET domain = excluded.domain, client_endpoint = excluded.client_endpoint,
+			application_token = excluded.application_token, access_token = excluded.access_token,
+			refresh_token = excluded.refresh_token, token_expires_at = excluded.token_expires_at,
+			installed_at = excluded.installed_at, uninstalled_at = NULL, updated_at = excluded.updated_at`,
+		in.MemberID, in.Domain, in.ClientEndpoint, in.ApplicationToken, in.AccessToken, in.RefreshToken,
+		millis(in.TokenExpiresAt), now, now, now)
+	if err != nil {
+		return Portal{}, fmt.Errorf("install portal %s: %w", in.MemberID, err)
+	}
+	p, err := scanPortal(tx.queryRow("SELECT "+portalColumns+" FROM portals WHERE member_id = ?", in.MemberID))
+	if err != nil {
+		return Portal{}, fmt.Errorf("install portal %s: %w", in.MemberID, err)
+	}
+	return p, nil
+}
+
+// MarkUninstalled records that the portal removed the application: nothing more is
+// sent there; the data stays.
+func (tx *Tx) MarkUninstalled(portalID int64) error {
+	clear(tx.portals)
+	_, err := tx.exec(`UPDATE portals SET uninstalled_at = ?, bot_id = 0, updated_at = ? WHERE id = ?`,
+		millis(tx.now), millis(tx.now), portalID)
+	if err != nil {
+		return fmt.Errorf("uninstall portal %d: %w", portalID, err)
+	}
+	_, err = tx.exec(`DELETE FROM bot_commands WHERE portal_id = ?`, portalID)
+	return err
+}
+
+// SaveTokens stores a portal's new OAuth tokens. It is called as soon as a refresh
+// succeeds: the old refresh token no longer works.
+func (s *Store) SaveTokens(ctx context.Context, portalID int64, access, refresh string, expires time.Time) error {
+	return s.Update(ctx, func(tx *Tx) error {
+		clear(tx.portals)
+		_, err := tx.exec(`UPDATE portals SET access_token = ?, refresh_token = ?, token_expires_at = ?, updated_at = ? WHERE id = ?`,
+			access, refresh, millis(expires), millis(tx.now), portalID)
+		if err != nil {
+			return fmt.Errorf("save tokens of portal %d: %w", portalID, err)
+		}
+		return nil
+	})
+}
+
+// SetClientID records the CLIENT_ID the bot is registered with (webhook mode).
+func (tx *Tx) SetClientID(portalID int64, clientID string) error {
+	clear(tx.portals)
+	_, err := tx.exec(`UPDATE portals SET client_id = ?, updated_at = ? WHERE id = ?`, clientID, millis(tx.now), portalID)
+	if err != nil {
+		return fmt.Errorf("set client ID of portal %d: %w", portalID, err)
+	}
+	return nil
+}
+
+// SetCommand records a registered command's ID.
+func (tx *Tx) SetCommand(portalID int64, command string, commandID int64) error {
+	_, err := tx.exec(`INSERT INTO bot_commands (portal_id, command, command_id) VALUES (?, ?, ?)
+		ON CONFLICT (portal_id, command) DO UPDATE SET command_id = excluded.command_id`, portalID, command, commandID)
+	if err != nil {
+		return fmt.Errorf("record command %s: %w", command, err)
+	}
+	return nil
+}
+
+// DeleteCommands forgets the portal's registered commands.
+func (tx *Tx) DeleteCommands(portalID int64) error {
+	_, err := tx.exec(`DELETE FROM bot_commands WHERE portal_id = ?`, portalID)
+	if err != nil {
+		return fmt.Errorf("forget commands of portal %d: %w", portalID, err)
+	}
+	return nil
+}
+
+// Commands returns the portal's registered commands: name → command ID.
+func (s *Store) Commands(ctx context.Context, portalID int64) (map[string]int64, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT command, command_id FROM bot_commands WHERE portal_id = ?`, portalID)
+	if err != nil {
+		return nil, fmt.Errorf("commands of portal %d: %w", portalID, err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var name string
+		var id int64
+		if err := rows.Scan(&name, &id); err != nil {
+			return nil, err
+		}
+		out[name] = id
+	}
+	return out, rows.Err()
 }
 
 // EnsurePortal returns the portal with memberID, creating it if it does not exist.
@@ -123,4 +262,23 @@ func (tx *Tx) MarkProcessed(portalID int64, key, eventType string) (bool, error)
 		return false, fmt.Errorf("record event %s: %w", key, err)
 	}
 	return n == 1, nil
+}
+
+// Commands returns the portal's registered commands inside a transaction.
+func (tx *Tx) Commands(portalID int64) (map[string]int64, error) {
+	rows, err := tx.query(`SELECT command, command_id FROM bot_commands WHERE portal_id = ?`, portalID)
+	if err != nil {
+		return nil, fmt.Errorf("commands of portal %d: %w", portalID, err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var name string
+		var id int64
+		if err := rows.Scan(&name, &id); err != nil {
+			return nil, err
+		}
+		out[name] = id
+	}
+	return out, rows.Err()
 }

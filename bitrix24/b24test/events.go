@@ -60,7 +60,11 @@ type field struct {
 // The output is form-urlencoded with percent-encoded brackets, fields in the fixture's
 // order, with no trailing newline.
 func Event(fixture string, set map[string]string) []byte {
-	fields := parseFields(Fixture(fixture))
+	return encodeFields(applySet(parseFields(Fixture(fixture)), set))
+}
+
+// applySet applies Event's set to a fixture's fields.
+func applySet(fields []field, set map[string]string) []field {
 	keys := make([]string, 0, len(set))
 	for k := range set {
 		keys = append(keys, k)
@@ -77,6 +81,11 @@ func Event(fixture string, set map[string]string) []byte {
 			fields = setField(fields, pattern, set[k], k)
 		}
 	}
+	return fields
+}
+
+// encodeFields writes fields form-urlencoded, brackets percent-encoded, in order.
+func encodeFields(fields []field) []byte {
 	var b strings.Builder
 	for i, f := range fields {
 		if i > 0 {

@@ -56,8 +56,9 @@ func (b *bucket) allow(now time.Time) bool {
 // and holds burst (at least 1). perSecond <= 0 turns the limit off. The bucket
 // starts empty. Every portal starts with the cloud limits, 2 a second and 50 deep.
 //
-// Every HTTP request to the webhook counts once — a batch too, whatever it holds;
-// requests with wrong credentials (401) do not. A request that does not fit is
+// Every HTTP request with good credentials — the webhook's or an application's token
+// — counts once, a batch too, whatever it holds; requests with wrong, missing or
+// expired credentials (401) do not. A request that does not fit is
 // answered 503 QUERY_LIMIT_EXCEEDED and not run: it is not in Calls and changes
 // nothing.
 func (p *Portal) SetRateLimit(perSecond float64, burst int) {
@@ -250,7 +251,7 @@ func drop(w http.ResponseWriter) {
 }
 
 // serveFaulted answers a request that drew a fault.
-func (p *Portal) serveFaulted(w http.ResponseWriter, r *http.Request, method string, start time.Time, fault Fault, slow time.Duration) {
+func (p *Portal) serveFaulted(w http.ResponseWriter, r *http.Request, c caller, method string, start time.Time, fault Fault, slow time.Duration) {
 	switch fault {
 	case FaultServerError:
 		writeHTML(w, http.StatusInternalServerError, serverErrorPage)
@@ -261,11 +262,11 @@ func (p *Portal) serveFaulted(w http.ResponseWriter, r *http.Request, method str
 	case FaultDropBefore:
 		drop(w)
 	case FaultDropAfter:
-		p.execute(httptest.NewRecorder(), r, method, start)
+		p.execute(httptest.NewRecorder(), r, c, method, start)
 		drop(w)
 	case FaultSlow:
 		rec := httptest.NewRecorder()
-		p.execute(rec, r, method, start)
+		p.execute(rec, r, c, method, start)
 		timer := time.NewTimer(slow)
 		defer timer.Stop()
 		select {

@@ -12,6 +12,13 @@
 // test can make it fail the way portals and their proxies fail (InjectFaults) or
 // refuse a method for using up its time (BlockMethod). Calls, AllMessages and
 // Requests tell what ran and what merely arrived.
+//
+// It keeps the bots and commands registered through it (Bots, Commands), grants the
+// webhook and the application scopes (SetScopes), and speaks OAuth: NewOAuth starts an
+// application's authorisation server, NewAppPortal a portal the application is
+// installed on, which answers {client_endpoint}METHOD?auth=TOKEN, sends ONAPPINSTALL
+// (InstallEvent) and events carrying its tokens (AppEvent), and lets tokens expire
+// (ExpireTokens) so that a client must renew them.
 package b24test
 
 import (
@@ -50,6 +57,11 @@ type Call struct {
 	JSON    map[string]any
 	At      time.Time
 	Batched bool // a sub-command of a batch call
+	// Auth is how the call authenticated: "webhook", or the OAuth access token it
+	// carried (which is left out of Params).
+	Auth string
+	// UserID is the user the call acted as: the webhook's user (1), or the token's.
+	UserID int64
 }
 
 // Chat is a chat the portal knows: created through imbot.chat.add, added with AddChat,
@@ -130,11 +142,35 @@ type Portal struct {
 
 	done      chan struct{} // closed when the test ends, to release held answers
 	closeOnce sync.Once
+
+	// Application identity and authorisation (auth.go).
+	oauth    *OAuth // nil for a webhook portal (New)
+	clientID string // the application's client_id; OAuth calls act for it
+	memberID string
+	appToken string
+	scopes   []string
+	admins   map[int64]bool
+	tokens   map[string]*accessToken
+	grants   map[string]*grant // refresh tokens
+
+	// Bots and commands (bots.go).
+	bots      map[int64]*botRecord
+	commands  map[int64]*commandRecord
+	appEvents map[string]map[string]string // application (APP_ID) → event name → bound handler URL
+	nextBot   int64
+	nextCmd   int64
 }
 
 // New starts a fake portal; it stops when the test ends. It throttles requests like
 // a cloud portal (2 a second, 50 at once: see SetRateLimit).
 func New(t testing.TB) *Portal {
+	t.Helper()
+	return newPortal(t, nil)
+}
+
+// newPortal starts a portal; o is the OAuth server of the application installed on
+// it, or nil for a webhook portal.
+func newPortal(t testing.TB, o *OAuth) *Portal {
 	t.Helper()
 	secret := make([]byte, 8)
 	if _, err := rand.Read(secret); err != nil {
@@ -158,6 +194,23 @@ func New(t testing.TB) *Portal {
 		faultCounts: map[Fault]int{},
 		blocked:     map[string]time.Time{},
 		done:        make(chan struct{}),
+
+		oauth:     o,
+		clientID:  defaultClientID,
+		memberID:  randomHex(16),
+		appToken:  randomHex(16),
+		scopes:    append([]string(nil), defaultScopes...),
+		admins:    map[int64]bool{webhookUser: true},
+		tokens:    map[string]*accessToken{},
+		grants:    map[string]*grant{},
+		bots:      map[int64]*botRecord{},
+		commands:  map[int64]*commandRecord{},
+		appEvents: map[string]map[string]string{},
+		nextBot:   firstBotID,
+		nextCmd:   firstCommandID,
+	}
+	if o != nil {
+		p.clientID = o.clientID
 	}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serveHTTP))
 	t.Cleanup(func() {
@@ -368,24 +421,37 @@ func (p *Portal) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	parts := strings.Split(rest, "/")
-	if len(parts) != 3 || parts[0] != p.userID || parts[1] != p.secret {
-		writeError(w, &bitrix24.Error{Code: "NO_AUTH_FOUND", Description: "Wrong authorization data", HTTPStatus: http.StatusUnauthorized})
-		return
+	switch {
+	case len(parts) == 1:
+		// {client_endpoint}METHOD: an application's call, authorised by its token.
+		p.serveOAuth(w, r, strings.TrimSuffix(parts[0], ".json"), start)
+	case len(parts) == 3 && parts[0] == p.userID && parts[1] == p.secret:
+		p.serveAuthed(w, r, webhookCaller(), strings.TrimSuffix(parts[2], ".json"), start)
+	default:
+		writeError(w, errNoAuth())
 	}
-	method := strings.TrimSuffix(parts[2], ".json")
+}
+
+// serveAuthed answers a call whose credentials are good: the leaky bucket, then any
+// injected fault, then the call.
+func (p *Portal) serveAuthed(w http.ResponseWriter, r *http.Request, c caller, method string, start time.Time) {
 	fault, slow, admitted := p.admit(method)
 	switch {
 	case !admitted:
 		writeError(w, errQueryLimit())
 	case fault != noFault:
-		p.serveFaulted(w, r, method, start, fault, slow)
+		p.serveFaulted(w, r, c, method, start, fault, slow)
 	default:
-		p.execute(w, r, method, start)
+		p.execute(w, r, c, method, start)
 	}
 }
 
+func errNoAuth() *bitrix24.Error {
+	return &bitrix24.Error{Code: "NO_AUTH_FOUND", Description: "Wrong authorization data", HTTPStatus: http.StatusUnauthorized}
+}
+
 // execute reads, records and runs a call that got past the limits.
-func (p *Portal) execute(w http.ResponseWriter, r *http.Request, method string, start time.Time) {
+func (p *Portal) execute(w http.ResponseWriter, r *http.Request, c caller, method string, start time.Time) {
 	if method == "" {
 		writeError(w, errMethodNotFound())
 		return
@@ -400,8 +466,13 @@ func (p *Portal) execute(w http.ResponseWriter, r *http.Request, method string, 
 		writeError(w, perr)
 		return
 	}
-	p.record(Call{Method: method, Params: params, JSON: jsonBody, At: start})
+	c.strip(params)
+	p.record(Call{Method: method, Params: params, JSON: jsonBody, At: start, Auth: c.name(), UserID: c.userID})
 
+	if serr := p.checkScope(c, method); serr != nil {
+		writeError(w, serr)
+		return
+	}
 	if until, blocked := p.blockedUntil(method); blocked {
 		writeBlocked(w, start, until)
 		return
@@ -415,10 +486,10 @@ func (p *Portal) execute(w http.ResponseWriter, r *http.Request, method string, 
 		return
 	}
 	if strings.EqualFold(method, "batch") {
-		writeResult(w, p.runBatch(params, cmdOrder(r, body)), start)
+		writeResult(w, p.runBatch(c, params, cmdOrder(r, body)), start)
 		return
 	}
-	result, berr := p.dispatch(method, params)
+	result, berr := p.dispatch(c, method, params)
 	if berr != nil {
 		writeError(w, berr)
 		return
@@ -426,8 +497,9 @@ func (p *Portal) execute(w http.ResponseWriter, r *http.Request, method string, 
 	writeResult(w, result, start)
 }
 
-// dispatch runs one method: an override from Handle, else the built-in one.
-func (p *Portal) dispatch(method string, params bitrix24.Form) (any, *bitrix24.Error) {
+// dispatch runs one method for caller c: an override from Handle, else the built-in
+// one.
+func (p *Portal) dispatch(c caller, method string, params bitrix24.Form) (any, *bitrix24.Error) {
 	key := strings.ToLower(method)
 	p.mu.Lock()
 	h := p.handlers[key]
@@ -448,8 +520,49 @@ func (p *Portal) dispatch(method string, params bitrix24.Form) (any, *bitrix24.E
 		return p.commandAnswer(params)
 	case "imbot.chat.get":
 		return p.chatGet(params)
+	case "imbot.register":
+		return p.botRegister(c, params)
+	case "imbot.update":
+		return p.botUpdate(c, params)
+	case "imbot.unregister":
+		return p.botUnregister(c, params)
+	case "imbot.bot.list":
+		return p.botList(), nil
+	case "imbot.command.register":
+		return p.commandRegister(c, params)
+	case "imbot.command.update":
+		return p.commandUpdate(c, params)
+	case "imbot.command.unregister":
+		return p.commandUnregister(c, params)
+	case "scope":
+		return p.scopeList(params), nil
+	case "user.admin":
+		return p.isAdmin(c.userID), nil
+	case "app.info":
+		return p.appInfo(c)
 	}
 	return nil, errMethodNotFound()
+}
+
+// builtin lists the methods dispatch answers by itself (lower case).
+var builtin = map[string]bool{
+	"imbot.chat.add": true, "imbot.message.add": true, "imbot.message.update": true,
+	"imbot.chat.updatetitle": true, "imbot.command.answer": true, "imbot.chat.get": true,
+	"imbot.register": true, "imbot.update": true, "imbot.unregister": true, "imbot.bot.list": true,
+	"imbot.command.register": true, "imbot.command.update": true, "imbot.command.unregister": true,
+	"scope": true, "user.admin": true, "app.info": true, "batch": true,
+}
+
+// hasMethod reports whether the portal has method: built in, or added with Handle or
+// HandleHTTP. Unknown methods are ERROR_METHOD_NOT_FOUND whatever the scopes.
+func (p *Portal) hasMethod(method string) bool {
+	key := strings.ToLower(method)
+	if builtin[key] {
+		return true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.handlers[key] != nil || p.raw[key] != nil
 }
 
 func errMethodNotFound() *bitrix24.Error {
@@ -896,7 +1009,7 @@ func flatten(v any) any {
 
 // runBatch runs the commands in order, as Bitrix24 does, and builds its answer:
 // {"result":{…},"result_error":{…},"result_total":[],"result_next":[],"result_time":{…}}.
-func (p *Portal) runBatch(params bitrix24.Form, order []string) any {
+func (p *Portal) runBatch(c caller, params bitrix24.Form, order []string) any {
 	halt := false
 	switch strings.ToLower(strings.TrimSpace(params.String("halt"))) {
 	case "1", "true", "y":
@@ -936,11 +1049,15 @@ func (p *Portal) runBatch(params bitrix24.Form, order []string) any {
 		case strings.EqualFold(method, "batch"):
 			berr = &bitrix24.Error{Code: "ERROR_BATCH_METHOD_NOT_ALLOWED", Description: "Method is not allowed for batch usage"}
 		default:
-			p.record(Call{Method: method, Params: sub, At: cmdStart, Batched: true})
-			if _, blocked := p.blockedUntil(method); blocked {
+			c.strip(sub)
+			p.record(Call{Method: method, Params: sub, At: cmdStart, Batched: true, Auth: c.name(), UserID: c.userID})
+			if serr := p.checkScope(c, method); serr != nil {
+				// Inside a batch Bitrix24 leaves the description empty (batch.md).
+				berr = &bitrix24.Error{Code: serr.Code}
+			} else if _, blocked := p.blockedUntil(method); blocked {
 				berr = errOperationTimeLimit()
 			} else {
-				res, berr = p.dispatch(method, sub)
+				res, berr = p.dispatch(c, method, sub)
 			}
 		}
 		if berr != nil {

@@ -1,0 +1,158 @@
+package bitrix24
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// TokenSet is what Bitrix24's OAuth server answers to a refresh.
+type TokenSet struct {
+	AccessToken    string
+	RefreshToken   string
+	ExpiresAt      time.Time
+	MemberID       string
+	Domain         string
+	ClientEndpoint string
+	ServerEndpoint string
+	UserID         int64
+}
+
+// TokenSource gives an application's access token for one portal and renews it.
+type TokenSource interface {
+	// Token is the current access token.
+	Token(ctx context.Context) (string, error)
+	// Refresh renews the access token after the portal said stale expired. Callers
+	// that saw the same stale token get the one new token: one refresh at a time.
+	Refresh(ctx context.Context, stale string) (string, error)
+}
+
+// WithTokens makes the client an application's: it calls base (the portal's
+// client_endpoint, "https://PORTAL/rest/") with the access token, and refreshes the
+// token once when the portal answers expired_token.
+func WithTokens(ts TokenSource) Option { return func(c *Client) { c.tokens = ts } }
+
+// OAuthTokens is a TokenSource for one portal: it refreshes at Bitrix24's OAuth
+// server and hands every new pair to save before using it, since the old refresh
+// token stops working the moment the new one is issued.
+type OAuthTokens struct {
+	clientID, clientSecret, tokenURL string
+	http                             *http.Client
+	save                             func(context.Context, TokenSet) error
+
+	mu  sync.Mutex
+	cur TokenSet
+}
+
+// NewOAuthTokens returns the token source of one portal. oauthURL is the OAuth server
+// ("https://oauth.bitrix.info/"); save must store the new tokens durably.
+func NewOAuthTokens(clientID, clientSecret, oauthURL string, cur TokenSet, hc *http.Client, save func(context.Context, TokenSet) error) *OAuthTokens {
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	return &OAuthTokens{clientID: clientID, clientSecret: clientSecret, tokenURL: TokenURL(oauthURL), http: hc, save: save, cur: cur}
+}
+
+// TokenURL is the OAuth server's token endpoint.
+func TokenURL(oauthURL string) string { return strings.TrimRight(oauthURL, "/") + "/oauth/token/" }
+
+// Token implements TokenSource.
+func (o *OAuthTokens) Token(context.Context) (string, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.cur.AccessToken, nil
+}
+
+// Refresh implements TokenSource. Holding the lock through the request is the point:
+// twenty calls that met expired_token together wait for one refresh and all use its
+// token; a second refresh would spend the refresh token the first one just rotated.
+func (o *OAuthTokens) Refresh(ctx context.Context, stale string) (string, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.cur.AccessToken != stale {
+		return o.cur.AccessToken, nil // refreshed meanwhile by another caller
+	}
+	ts, err := RefreshToken(ctx, o.http, o.tokenURL, o.clientID, o.clientSecret, o.cur.RefreshToken)
+	if err != nil {
+		return "", err
+	}
+	o.cur = ts
+	if o.save != nil {
+		if err := o.save(ctx, ts); err != nil {
+			return "", fmt.Errorf("store the refreshed tokens: %w", err)
+		}
+	}
+	return ts.AccessToken, nil
+}
+
+// RefreshToken exchanges a refresh token for a new token pair at the OAuth server.
+// The answer comes from Bitrix24 itself, so what it says about the portal (member_id,
+// client_endpoint) can be trusted, unlike what an event claims.
+func RefreshToken(ctx context.Context, hc *http.Client, tokenURL, clientID, clientSecret, refreshToken string) (TokenSet, error) {
+	q := url.Values{
+		"grant_type":    {"refresh_token"},
+		"client_id":     {clientID},
+		"client_secret": {clientSecret},
+		"refresh_token": {refreshToken},
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tokenURL+"?"+q.Encode(), nil)
+	if err != nil {
+		return TokenSet{}, errors.New("bitrix24 oauth: invalid OAuth server URL")
+	}
+	host := req.URL.Host
+	resp, err := hc.Do(req)
+	if err != nil {
+		// The URL carries the client secret and the refresh token: report neither.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return TokenSet{}, &TransportError{Method: "oauth/token", Host: host, Err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return TokenSet{}, &TransportError{Method: "oauth/token", Host: host, HTTPStatus: resp.StatusCode, MaybeSent: true, Err: err}
+	}
+	var ans struct {
+		Error            string      `json:"error"`
+		ErrorDescription string      `json:"error_description"`
+		AccessToken      string      `json:"access_token"`
+		RefreshToken     string      `json:"refresh_token"`
+		Expires          json.Number `json:"expires"`
+		ExpiresIn        json.Number `json:"expires_in"`
+		MemberID         string      `json:"member_id"`
+		Domain           string      `json:"domain"`
+		ClientEndpoint   string      `json:"client_endpoint"`
+		ServerEndpoint   string      `json:"server_endpoint"`
+		UserID           json.Number `json:"user_id"`
+	}
+	if err := json.Unmarshal(body, &ans); err != nil {
+		return TokenSet{}, &TransportError{Method: "oauth/token", Host: host, HTTPStatus: resp.StatusCode, MaybeSent: true,
+			Err: errors.New("answer is not OAuth JSON")}
+	}
+	if ans.Error != "" {
+		return TokenSet{}, &Error{Method: "oauth/token", Code: ans.Error, Description: ans.ErrorDescription, HTTPStatus: resp.StatusCode}
+	}
+	if ans.AccessToken == "" || ans.RefreshToken == "" {
+		return TokenSet{}, &Error{Method: "oauth/token", Code: "invalid_grant", Description: "no tokens in the answer", HTTPStatus: resp.StatusCode}
+	}
+	ts := TokenSet{
+		AccessToken: ans.AccessToken, RefreshToken: ans.RefreshToken, MemberID: ans.MemberID, Domain: ans.Domain,
+		ClientEndpoint: ans.ClientEndpoint, ServerEndpoint: ans.ServerEndpoint,
+	}
+	ts.UserID, _ = ans.UserID.Int64()
+	if exp, err := ans.Expires.Int64(); err == nil && exp > 0 {
+		ts.ExpiresAt = time.Unix(exp, 0)
+	} else if in, err := ans.ExpiresIn.Int64(); err == nil && in > 0 {
+		ts.ExpiresAt = time.Now().Add(time.Duration(in) * time.Second)
+	}
+	return ts, nil
+}

@@ -1,0 +1,166 @@
+package portals
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"supportbot/bitrix24"
+	"supportbot/storage"
+)
+
+// AppAuth authenticates events in app mode: each portal's events carry the
+// application token it got at installation. An installation itself is verified with
+// Bitrix24's OAuth server before it is believed.
+type AppAuth struct {
+	Store       *storage.Store
+	App         App
+	Connections *Connections
+	HTTP        *http.Client
+	Log         *slog.Logger
+}
+
+// Authenticate returns the portal an event comes from.
+func (a *AppAuth) Authenticate(ctx context.Context, ev bitrix24.Event) (int64, error) {
+	head := ev.Head()
+	if install, ok := ev.(*bitrix24.AppInstall); ok {
+		return a.install(ctx, install)
+	}
+	if head.Auth.MemberID == "" || head.Auth.ApplicationToken == "" {
+		return 0, bitrix24.ErrNotGenuine
+	}
+	p, err := a.Store.PortalByMemberID(ctx, head.Auth.MemberID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return 0, bitrix24.ErrNotGenuine
+	}
+	if err != nil {
+		return 0, err
+	}
+	if p.ApplicationToken == "" ||
+		subtle.ConstantTimeCompare([]byte(head.Auth.ApplicationToken), []byte(p.ApplicationToken)) != 1 {
+		return 0, bitrix24.ErrNotGenuine
+	}
+	return p.ID, nil
+}
+
+// install verifies an ONAPPINSTALL and records the portal. The event is only a
+// claim — anyone can post one — so its refresh token is exchanged at the OAuth server
+// with the application's secret: only a genuine installation has one that works, and
+// the server's answer, not the event, says which portal it is and where it lives.
+func (a *AppAuth) install(ctx context.Context, ev *bitrix24.AppInstall) (int64, error) {
+	if ev.Auth.RefreshToken == "" || ev.Auth.ApplicationToken == "" || ev.Auth.MemberID == "" {
+		return 0, bitrix24.ErrNotGenuine
+	}
+	hc := a.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 15 * time.Second}
+	}
+	ts, err := bitrix24.RefreshToken(ctx, hc, bitrix24.TokenURL(a.App.OAuthURL), a.App.ClientID, a.App.ClientSecret, ev.Auth.RefreshToken)
+	if err != nil {
+		var be *bitrix24.Error
+		if errors.As(err, &be) {
+			a.log().Warn("installation refused by the OAuth server", "code", be.Code, "member_id", ev.Auth.MemberID)
+			return 0, bitrix24.ErrNotGenuine
+		}
+		return 0, fmt.Errorf("verify the installation: %w", err)
+	}
+	if ts.MemberID != ev.Auth.MemberID || ts.ClientEndpoint == "" {
+		a.log().Warn("installation claims another portal than its token belongs to", "claimed", ev.Auth.MemberID, "actual", ts.MemberID)
+		return 0, bitrix24.ErrNotGenuine
+	}
+	var portal storage.Portal
+	err = a.Store.Update(ctx, func(tx *storage.Tx) (err error) {
+		portal, err = tx.InstallPortal(storage.Installation{
+			MemberID: ts.MemberID, Domain: ts.Domain, ClientEndpoint: ts.ClientEndpoint,
+			ApplicationToken: ev.Auth.ApplicationToken, AccessToken: ts.AccessToken, RefreshToken: ts.RefreshToken,
+			TokenExpiresAt: ts.ExpiresAt,
+		})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if a.Connections != nil {
+		a.Connections.Forget(portal.ID)
+	}
+	a.log().Info("application installed", "portal", portal)
+	return portal.ID, nil
+}
+
+func (a *AppAuth) log() *slog.Logger {
+	if a.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.Log
+}
+
+// Admins answers "is this user a portal administrator?" in app mode, with user.admin
+// called with the user's own token (which their events carry), and caches the answer.
+type Admins struct {
+	Connections *Connections
+	Log         *slog.Logger
+	TTL         time.Duration // how long an answer is trusted; 0 = 10 minutes
+
+	mu    sync.Mutex
+	cache map[[2]int64]adminEntry
+}
+
+type adminEntry struct {
+	admin bool
+	until time.Time
+}
+
+// IsAdmin reads the cache only: it runs inside the event's transaction, where nothing
+// may wait on the network.
+func (a *Admins) IsAdmin(portalID, userID int64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.cache[[2]int64{portalID, userID}]
+	return ok && e.admin && time.Now().Before(e.until)
+}
+
+// Resolve asks the portal about the event's author unless the answer is cached. It
+// runs before the event's transaction, bounded in time: a portal that does not
+// answer leaves the user without the admin role for this event.
+func (a *Admins) Resolve(ctx context.Context, portalID int64, ev bitrix24.Event) {
+	head := ev.Head()
+	user, token := head.Auth.UserID, head.Auth.AccessToken
+	if user <= 0 || token == "" {
+		return
+	}
+	key := [2]int64{portalID, user}
+	a.mu.Lock()
+	e, ok := a.cache[key]
+	a.mu.Unlock()
+	if ok && time.Now().Before(e.until) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	client, err := a.Connections.UserClient(ctx, portalID, token)
+	if err != nil {
+		return
+	}
+	raw, err := client.Call(ctx, "user.admin", nil)
+	if err != nil {
+		if a.Log != nil {
+			a.Log.Warn("user.admin failed", "portal", portalID, "user", user, "err", err)
+		}
+		return
+	}
+	ttl := a.TTL
+	if ttl == 0 {
+		ttl = 10 * time.Minute
+	}
+	a.mu.Lock()
+	if a.cache == nil {
+		a.cache = map[[2]int64]adminEntry{}
+	}
+	a.cache[key] = adminEntry{admin: string(raw) == "true", until: time.Now().Add(ttl)}
+	a.mu.Unlock()
+}

@@ -1,0 +1,125 @@
+// Package portals knows how to reach each portal the bot serves and how to tell a
+// genuine event from a forged one: one webhook in webhook mode; in app mode, every
+// portal that installed the application, with its own OAuth tokens, rate limit and
+// application token.
+package portals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"supportbot/bitrix24"
+	"supportbot/storage"
+)
+
+// App is the OAuth application, in app mode.
+type App struct {
+	ClientID     string
+	ClientSecret string
+	OAuthURL     string // "https://oauth.bitrix.info/"
+}
+
+// Connections hands out each portal's REST client. Every caller of one portal shares
+// one client, and so one rate limiter and one token source.
+type Connections struct {
+	store    *storage.Store
+	app      App
+	perSec   float64
+	burst    int
+	http     *http.Client
+	log      *slog.Logger
+	observer bitrix24.Observer
+
+	mu       sync.Mutex
+	clients  map[int64]*bitrix24.Client
+	limiters map[int64]*bitrix24.Limiter
+}
+
+// NewConnections serves app mode: clients are built from the portals table.
+func NewConnections(store *storage.Store, app App, perSecond float64, burst int, log *slog.Logger, obs bitrix24.Observer) *Connections {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Connections{
+		store: store, app: app, perSec: perSecond, burst: burst, log: log, observer: obs,
+		http:     &http.Client{Timeout: 60 * time.Second},
+		clients:  map[int64]*bitrix24.Client{},
+		limiters: map[int64]*bitrix24.Limiter{},
+	}
+}
+
+// Client returns the portal's client.
+func (c *Connections) Client(ctx context.Context, portalID int64) (*bitrix24.Client, error) {
+	c.mu.Lock()
+	cl, ok := c.clients[portalID]
+	c.mu.Unlock()
+	if ok {
+		return cl, nil
+	}
+	p, err := c.store.Portal(ctx, portalID)
+	if err != nil {
+		return nil, err
+	}
+	if p.ClientEndpoint == "" || p.RefreshToken == "" {
+		return nil, fmt.Errorf("portal %d (%s) has no application tokens: was the application installed?", p.ID, p.Domain)
+	}
+	tokens := bitrix24.NewOAuthTokens(c.app.ClientID, c.app.ClientSecret, c.app.OAuthURL,
+		bitrix24.TokenSet{AccessToken: p.AccessToken, RefreshToken: p.RefreshToken, ExpiresAt: p.TokenExpiresAt},
+		c.http, func(ctx context.Context, ts bitrix24.TokenSet) error {
+			// Stored at once: the refresh token just used no longer works.
+			return c.store.SaveTokens(context.WithoutCancel(ctx), portalID, ts.AccessToken, ts.RefreshToken, ts.ExpiresAt)
+		})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl, ok := c.clients[portalID]; ok {
+		return cl, nil // built meanwhile by another caller
+	}
+	cl = bitrix24.NewClient(p.ClientEndpoint, bitrix24.WithTokens(tokens), bitrix24.WithHTTPClient(c.http),
+		bitrix24.WithLimiter(c.limiterLocked(portalID)), bitrix24.WithObserver(c.observer), bitrix24.WithLogger(c.log))
+	c.clients[portalID] = cl
+	return cl, nil
+}
+
+// UserClient is a client acting as a user, with the access token an event carried
+// for them; it shares the portal's rate limiter. It never refreshes: the token is
+// the user's, not the application's.
+func (c *Connections) UserClient(ctx context.Context, portalID int64, accessToken string) (*bitrix24.Client, error) {
+	p, err := c.store.Portal(ctx, portalID)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	l := c.limiterLocked(portalID)
+	c.mu.Unlock()
+	return bitrix24.NewClient(p.ClientEndpoint, bitrix24.WithTokens(staticToken(accessToken)), bitrix24.WithHTTPClient(c.http),
+		bitrix24.WithLimiter(l), bitrix24.WithObserver(c.observer), bitrix24.WithLogger(c.log)), nil
+}
+
+func (c *Connections) limiterLocked(portalID int64) *bitrix24.Limiter {
+	l, ok := c.limiters[portalID]
+	if !ok {
+		l = bitrix24.NewLimiter(c.perSec, c.burst)
+		c.limiters[portalID] = l
+	}
+	return l
+}
+
+// Forget drops a portal's client: after a reinstall its tokens are new.
+func (c *Connections) Forget(portalID int64) {
+	c.mu.Lock()
+	delete(c.clients, portalID)
+	c.mu.Unlock()
+}
+
+type staticToken string
+
+func (s staticToken) Token(context.Context) (string, error) { return string(s), nil }
+
+func (s staticToken) Refresh(context.Context, string) (string, error) {
+	return "", errors.New("the user's access token has expired")
+}

@@ -1,0 +1,206 @@
+package setup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+
+	"supportbot/bot"
+	"supportbot/config"
+	"supportbot/storage"
+)
+
+// WebhookMemberID names the webhook-mode portal by the webhook's host, so pointing the
+// bot at another portal never mixes the two portals' dialogs.
+func WebhookMemberID(cfg *config.Config) string {
+	if cfg.DryRun() {
+		return "dry-run"
+	}
+	u, err := url.Parse(cfg.Bitrix.WebhookURL)
+	if err != nil || u.Host == "" {
+		return "webhook"
+	}
+	return "webhook:" + u.Host
+}
+
+// HandlerURL is where Bitrix24 posts events: http.public_url + /bitrix/events.
+func HandlerURL(cfg *config.Config) string {
+	return strings.TrimRight(cfg.HTTP.PublicURL, "/") + "/bitrix/events"
+}
+
+// Doctor checks an installation piece by piece and says what to fix.
+type Doctor struct {
+	Config    *config.Config // as far as it could be read
+	ConfigErr error          // what is wrong with it
+	// Client calls the portal's webhook; nil when none is configured.
+	Client Caller
+	Out    io.Writer
+
+	failed bool
+}
+
+func (d *Doctor) ok(name, detail string) { fmt.Fprintf(d.Out, "✓ %s: %s\n", name, detail) }
+
+func (d *Doctor) warn(name, detail, fix string) {
+	fmt.Fprintf(d.Out, "! %s: %s\n", name, detail)
+	if fix != "" {
+		fmt.Fprintf(d.Out, "    fix: %s\n", fix)
+	}
+}
+
+func (d *Doctor) fail(name, detail, fix string) {
+	d.failed = true
+	fmt.Fprintf(d.Out, "✗ %s: %s\n", name, detail)
+	if fix != "" {
+		fmt.Fprintf(d.Out, "    fix: %s\n", fix)
+	}
+}
+
+// Run checks everything and reports whether all is well (warnings allowed).
+func (d *Doctor) Run(ctx context.Context) bool {
+	cfg := d.Config
+	if cfg == nil {
+		d.fail("configuration", d.ConfigErr.Error(), "see the configuration table in README.md")
+		return false
+	}
+	switch {
+	case d.ConfigErr != nil:
+		for _, line := range strings.Split(d.ConfigErr.Error(), "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				d.fail("configuration", line, "")
+			}
+		}
+	case cfg.AppMode():
+		d.ok("configuration", "valid; app mode (client_id "+cfg.App.ClientID+")")
+	case cfg.DryRun():
+		d.warn("configuration", "valid, but no portal is configured: dry-run, calls are logged, not sent",
+			"set bitrix.webhook_url and bitrix.application_token")
+	default:
+		d.ok("configuration", "valid; webhook mode on "+strings.TrimPrefix(WebhookMemberID(cfg), "webhook:"))
+	}
+
+	store := d.checkDatabase(ctx, cfg)
+	if store != nil {
+		defer store.Close()
+	}
+	d.checkPublicURL(cfg)
+	d.checkPeople(cfg)
+	if d.Client != nil && !cfg.AppMode() {
+		d.checkPortal(ctx, cfg, store)
+	}
+	if d.failed {
+		fmt.Fprintln(d.Out, "\nsome checks failed: fix them and run `supportbot doctor` again")
+	} else {
+		fmt.Fprintln(d.Out, "\nall checks passed")
+	}
+	return !d.failed
+}
+
+func (d *Doctor) checkDatabase(ctx context.Context, cfg *config.Config) *storage.Store {
+	if cfg.DB.Path == "" {
+		return nil // reported with the configuration
+	}
+	store, err := storage.Open(ctx, cfg.DB.Path)
+	if err != nil {
+		d.fail("database", err.Error(), "check db.path and that its directory exists and is writable by this user")
+		return nil
+	}
+	if err := store.Ping(ctx); err != nil {
+		d.fail("database", err.Error(), "check db.path")
+		store.Close()
+		return nil
+	}
+	d.ok("database", cfg.DB.Path+" opens and answers")
+	return store
+}
+
+func (d *Doctor) checkPublicURL(cfg *config.Config) {
+	switch {
+	case cfg.HTTP.PublicURL == "" && cfg.DryRun():
+		d.warn("public URL", "http.public_url is not set", "set it before `supportbot register`: the address Bitrix24 posts events to")
+	case cfg.HTTP.PublicURL == "":
+		d.fail("public URL", "http.public_url is not set: Bitrix24 would not know where to post events",
+			"set http.public_url to the address the portal can reach, e.g. https://support.example.com")
+	case strings.HasPrefix(cfg.HTTP.PublicURL, "http://"):
+		d.warn("public URL", HandlerURL(cfg)+" is plain http: events (and their token) cross the network unencrypted",
+			"serve the bot behind https")
+	default:
+		d.ok("public URL", "events are expected at "+HandlerURL(cfg))
+	}
+}
+
+func (d *Doctor) checkPeople(cfg *config.Config) {
+	if len(cfg.Support.Agents) == 0 {
+		d.warn("people", "support.agents is empty: nobody answers in the dialogs", "list the support agents' user IDs")
+	}
+	if len(cfg.Access.Admins)+len(cfg.Access.Integrators) == 0 && !cfg.AppMode() {
+		d.warn("people", "access.admins and access.integrators are empty: nobody may open dialogs",
+			"list the portal administrators' and integrators' user IDs")
+	}
+}
+
+// checkPortal asks the portal, through the webhook, about the scope and the bot.
+func (d *Doctor) checkPortal(ctx context.Context, cfg *config.Config, store *storage.Store) {
+	if err := CheckScope(ctx, d.Client); err != nil {
+		d.fail("webhook", err.Error(), Explain(err))
+		return
+	}
+	d.ok("webhook", "reachable, with the imbot scope")
+	bots, err := ListBots(ctx, d.Client)
+	if err != nil {
+		d.fail("bot", err.Error(), Explain(err))
+		return
+	}
+	var portal storage.Portal
+	if store != nil {
+		portal, err = store.EnsurePortal(ctx, WebhookMemberID(cfg), "")
+		if err != nil {
+			d.fail("bot", err.Error(), "")
+			return
+		}
+	}
+	botID := cfg.Bitrix.BotID
+	if botID == 0 {
+		botID = portal.BotID
+	}
+	var found *RegisteredBot
+	for i, b := range bots {
+		if (botID != 0 && b.ID == botID) || (botID == 0 && b.Code == cfg.Bot.Code) {
+			found = &bots[i]
+		}
+	}
+	switch {
+	case found == nil && botID == 0:
+		d.fail("bot", "no bot is registered", "run `supportbot register`")
+		return
+	case found == nil:
+		d.fail("bot", fmt.Sprintf("bot ID %d is not on the portal (removed in Bitrix24?)", botID), "run `supportbot register` again")
+		return
+	}
+	d.ok("bot", fmt.Sprintf("%q (ID %d, code %s) is registered", found.Name, found.ID, found.Code))
+	if store == nil {
+		return
+	}
+	stored, err := store.Commands(ctx, portal.ID)
+	if err != nil {
+		d.fail("commands", err.Error(), "")
+		return
+	}
+	var missing []string
+	for _, c := range bot.Commands() {
+		if _, ok := stored[c.Command]; !ok {
+			missing = append(missing, "/"+c.Command)
+		}
+	}
+	if len(missing) > 0 {
+		d.fail("commands", "not registered: "+strings.Join(missing, " "), "run `supportbot register`")
+		return
+	}
+	d.ok("commands", fmt.Sprintf("all %d registered", len(stored)))
+}
+
+// ErrFailed is what the doctor command returns when a check failed.
+var ErrFailed = errors.New("doctor found problems")

@@ -1,0 +1,298 @@
+// Package setup is what an operator runs once: registering the bot and its commands
+// on a portal through the inbound webhook, removing them, and checking that every
+// piece of an installation works (doctor).
+package setup
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+
+	"supportbot/bitrix24"
+	"supportbot/bot"
+	"supportbot/storage"
+)
+
+// Caller is the REST client of the portal.
+type Caller interface {
+	Call(ctx context.Context, method string, params any) (json.RawMessage, error)
+}
+
+// Setup registers and unregisters the bot of one portal (webhook mode).
+type Setup struct {
+	Store   *storage.Store
+	Portal  storage.Portal
+	Client  Caller
+	Profile bot.Profile // ClientID may be empty: then the stored one, or a new one, is used
+	Out     io.Writer
+}
+
+// ErrNoImbotScope: the webhook was created without the imbot scope.
+var ErrNoImbotScope = errors.New("the webhook lacks the imbot scope")
+
+func (s *Setup) printf(format string, args ...any) { fmt.Fprintf(s.Out, format+"\n", args...) }
+
+// Register registers the bot and its commands, or updates them when they are
+// registered already, so running it twice leaves one bot and one set of commands.
+func (s *Setup) Register(ctx context.Context) error {
+	if err := CheckScope(ctx, s.Client); err != nil {
+		return err
+	}
+	if s.Profile.ClientID == "" {
+		s.Profile.ClientID = s.Portal.ClientID
+	}
+	if s.Profile.ClientID == "" {
+		s.Profile.ClientID = newClientID()
+		if err := s.Store.Update(ctx, func(tx *storage.Tx) error { return tx.SetClientID(s.Portal.ID, s.Profile.ClientID) }); err != nil {
+			return err
+		}
+		s.printf("generated CLIENT_ID %s (stored in the database)", s.Profile.ClientID)
+	}
+
+	botID, err := s.existingBot(ctx)
+	if err != nil {
+		return err
+	}
+	if botID != 0 {
+		if _, err := s.Client.Call(ctx, "imbot.update", bot.UpdateParams(botID, s.Profile)); err != nil {
+			return fmt.Errorf("update bot %d: %w", botID, err)
+		}
+		s.printf("updated bot %q (ID %d): events go to %s", s.Profile.Code, botID, s.Profile.HandlerURL)
+	} else {
+		raw, err := s.Client.Call(ctx, "imbot.register", bot.RegisterParams(s.Profile))
+		if err != nil {
+			return fmt.Errorf("register bot: %w", err)
+		}
+		if botID, err = resultID(raw); err != nil {
+			return fmt.Errorf("register bot: %w", err)
+		}
+		s.printf("registered bot %q (ID %d): events go to %s", s.Profile.Code, botID, s.Profile.HandlerURL)
+	}
+	if err := s.Store.Update(ctx, func(tx *storage.Tx) error { return tx.SetBotID(s.Portal.ID, botID) }); err != nil {
+		return err
+	}
+	s.Portal.BotID = botID
+
+	stored, err := s.Store.Commands(ctx, s.Portal.ID)
+	if err != nil {
+		return err
+	}
+	for _, c := range bot.Commands() {
+		if id, ok := stored[c.Command]; ok {
+			_, err := s.Client.Call(ctx, "imbot.command.update", bot.CommandUpdateParams(id, c, s.Profile.HandlerURL, s.Profile.ClientID))
+			if err == nil {
+				s.printf("updated command /%s (ID %d)", c.Command, id)
+				continue
+			}
+			var be *bitrix24.Error
+			if !errors.As(err, &be) || be.Temporary() {
+				return fmt.Errorf("update command /%s: %w", c.Command, err)
+			}
+			// Gone from the portal (removed by hand, or with a former bot): register anew.
+		}
+		raw, err := s.Client.Call(ctx, "imbot.command.register", bot.CommandParams(botID, c, s.Profile.HandlerURL, s.Profile.ClientID))
+		if err != nil {
+			return fmt.Errorf("register command /%s: %w", c.Command, err)
+		}
+		id, err := resultID(raw)
+		if err != nil {
+			return fmt.Errorf("register command /%s: %w", c.Command, err)
+		}
+		if err := s.Store.Update(ctx, func(tx *storage.Tx) error { return tx.SetCommand(s.Portal.ID, c.Command, id) }); err != nil {
+			return err
+		}
+		s.printf("registered command /%s (ID %d)", c.Command, id)
+	}
+	s.printf("done: write to the bot in Bitrix24; if the bot does not answer, run `supportbot doctor`")
+	return nil
+}
+
+// existingBot finds the bot registered before: the one the database knows, if the
+// portal still has it, else one with our CODE.
+func (s *Setup) existingBot(ctx context.Context) (int64, error) {
+	bots, err := ListBots(ctx, s.Client)
+	if err != nil {
+		return 0, err
+	}
+	if s.Portal.BotID != 0 && !s.Portal.BotDeleted() {
+		for _, b := range bots {
+			if b.ID == s.Portal.BotID {
+				return b.ID, nil
+			}
+		}
+	}
+	for _, b := range bots {
+		if b.Code == s.Profile.Code {
+			return b.ID, nil
+		}
+	}
+	return 0, nil
+}
+
+// Unregister removes the bot's commands and the bot.
+func (s *Setup) Unregister(ctx context.Context) error {
+	if err := CheckScope(ctx, s.Client); err != nil {
+		return err
+	}
+	clientID := s.Profile.ClientID
+	if clientID == "" {
+		clientID = s.Portal.ClientID
+	}
+	botID, err := s.existingBot(ctx)
+	if err != nil {
+		return err
+	}
+	stored, err := s.Store.Commands(ctx, s.Portal.ID)
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(stored))
+	for name := range stored {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		params := map[string]any{"COMMAND_ID": stored[name]}
+		if clientID != "" {
+			params["CLIENT_ID"] = clientID
+		}
+		if _, err := s.Client.Call(ctx, "imbot.command.unregister", params); err != nil && !gone(err) {
+			return fmt.Errorf("unregister command /%s: %w", name, err)
+		}
+		s.printf("removed command /%s", name)
+	}
+	if botID == 0 {
+		s.printf("no bot %q is registered on the portal", s.Profile.Code)
+	} else {
+		params := map[string]any{"BOT_ID": botID}
+		if clientID != "" {
+			params["CLIENT_ID"] = clientID
+		}
+		if _, err := s.Client.Call(ctx, "imbot.unregister", params); err != nil && !gone(err) {
+			return fmt.Errorf("unregister bot %d: %w", botID, err)
+		}
+		s.printf("removed bot %q (ID %d); its dialogs stay in the database", s.Profile.Code, botID)
+	}
+	return s.Store.Update(ctx, func(tx *storage.Tx) error {
+		if err := tx.DeleteCommands(s.Portal.ID); err != nil {
+			return err
+		}
+		return tx.SetBotID(s.Portal.ID, 0)
+	})
+}
+
+// gone reports an error that means the thing to remove is not there any more.
+func gone(err error) bool {
+	var be *bitrix24.Error
+	return errors.As(err, &be) && !be.Temporary() &&
+		!errors.Is(err, bitrix24.ErrInsufficientScope) && !errors.Is(err, bitrix24.ErrNoAuthFound) &&
+		!errors.Is(err, bitrix24.ErrAccessDenied)
+}
+
+// CheckScope makes sure the webhook may manage bots.
+func CheckScope(ctx context.Context, c Caller) error {
+	raw, err := c.Call(ctx, "scope", nil)
+	if err != nil {
+		return fmt.Errorf("check the webhook's scope: %w", err)
+	}
+	var scopes []string
+	if err := json.Unmarshal(raw, &scopes); err != nil {
+		return fmt.Errorf("check the webhook's scope: unexpected answer %s", raw)
+	}
+	if !slices.Contains(scopes, "imbot") {
+		return fmt.Errorf("%w (it has: %v)", ErrNoImbotScope, scopes)
+	}
+	return nil
+}
+
+// RegisteredBot is one entry of imbot.bot.list.
+type RegisteredBot struct {
+	ID   int64
+	Code string
+	Name string
+}
+
+// ListBots lists the application's bots on the portal.
+func ListBots(ctx context.Context, c Caller) ([]RegisteredBot, error) {
+	raw, err := c.Call(ctx, "imbot.bot.list", nil)
+	if err != nil {
+		return nil, fmt.Errorf("list bots: %w", err)
+	}
+	var byID map[string]struct {
+		ID   json.Number `json:"ID"`
+		Code string      `json:"CODE"`
+		Name string      `json:"NAME"`
+	}
+	// An empty PHP array arrives as [] rather than {}.
+	if string(raw) == "[]" || string(raw) == "null" {
+		return nil, nil
+	}
+	if err := json.Unmarshal(raw, &byID); err != nil {
+		return nil, fmt.Errorf("list bots: unexpected answer: %w", err)
+	}
+	var out []RegisteredBot
+	for key, b := range byID {
+		id, err := b.ID.Int64()
+		if err != nil {
+			id, _ = strconv.ParseInt(key, 10, 64)
+		}
+		out = append(out, RegisteredBot{ID: id, Code: b.Code, Name: b.Name})
+	}
+	slices.SortFunc(out, func(a, b RegisteredBot) int { return int(a.ID - b.ID) })
+	return out, nil
+}
+
+func resultID(raw json.RawMessage) (int64, error) {
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err != nil {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return 0, fmt.Errorf("unexpected answer %s", raw)
+		}
+		n = json.Number(s)
+	}
+	id, err := n.Int64()
+	if err != nil || id <= 0 {
+		return 0, fmt.Errorf("unexpected answer %s", raw)
+	}
+	return id, nil
+}
+
+// newClientID makes a CLIENT_ID for a bot registered through a webhook: 32 random hex
+// digits, like an application's client ID.
+func newClientID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Explain turns an error from the portal into what an administrator should do.
+func Explain(err error) string {
+	var be *bitrix24.Error
+	var te *bitrix24.TransportError
+	switch {
+	case errors.Is(err, ErrNoImbotScope), errors.Is(err, bitrix24.ErrInsufficientScope):
+		return "the webhook lacks the imbot scope. In Bitrix24 open Developer resources → Other → Inbound webhook, " +
+			"tick \"Chat bots (imbot)\", save, and run the command again"
+	case errors.Is(err, bitrix24.ErrNoAuthFound), errors.Is(err, bitrix24.ErrInvalidToken):
+		return "the portal did not accept the webhook: check bitrix.webhook_url (https://PORTAL/rest/USER_ID/SECRET/, " +
+			"as shown on the webhook's page in Bitrix24)"
+	case errors.Is(err, bitrix24.ErrAccessDenied):
+		return "the webhook's user may not manage bots: create the webhook as a portal administrator"
+	case errors.Is(err, bitrix24.ErrMethodNotFound):
+		return "the portal does not know the imbot methods: check that bitrix.webhook_url points at a Bitrix24 portal's REST API"
+	case errors.As(err, &te) && te.HTTPStatus == 0:
+		return fmt.Sprintf("cannot reach the portal at %s (%v): check bitrix.webhook_url and the network", te.Host, te.Err)
+	case errors.As(err, &te):
+		return fmt.Sprintf("%s answered HTTP %d, not like a Bitrix24 REST API: check bitrix.webhook_url", te.Host, te.HTTPStatus)
+	case errors.As(err, &be):
+		return fmt.Sprintf("the portal refused: %s (%s)", be.Code, be.Description)
+	}
+	return err.Error()
+}
