@@ -55,6 +55,12 @@ func startBot(t *testing.T, portal *b24test.Portal, dbPath string, env ...string
 		"SUPPORTBOT_ACCESS_ADMINS=" + strconv.Itoa(client),
 		"SUPPORTBOT_ACCESS_INTEGRATORS=28,29",
 	}...)
+	return startServe(t, portal, dbPath, environ)
+}
+
+// startServe runs serve with exactly environ as the environment.
+func startServe(t *testing.T, portal *b24test.Portal, dbPath string, environ []string) *runningBot {
+	t.Helper()
 	cfg, err := config.LoadFrom(nil, environ)
 	if err != nil {
 		t.Fatal(err)

@@ -87,7 +87,7 @@ func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				cfg, err := config.Load(cmd.Flags())
-				if err != nil {
+				if err = config.ExceptMissingToken(err); err != nil {
 					return err
 				}
 				s, closeStore, err := newSetup(ctx, cfg, cmd.OutOrStdout(), newLogger(cfg, stderr))
@@ -115,7 +115,7 @@ func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 				cfg, cfgErr := config.Load(cmd.Flags())
 				d := &setup.Doctor{Config: cfg, ConfigErr: cfgErr, Out: cmd.OutOrStdout()}
 				if cfg != nil && cfg.Bitrix.WebhookURL != "" {
-					d.Client = bitrix24.NewClient(cfg.Bitrix.WebhookURL, bitrix24.WithHTTPClient(&http.Client{Timeout: 15 * time.Second}))
+					d.Client = setup.Patient(bitrix24.NewClient(cfg.Bitrix.WebhookURL, bitrix24.WithHTTPClient(&http.Client{Timeout: 15 * time.Second})))
 				}
 				if !d.Run(ctx) {
 					return setup.ErrFailed
@@ -189,7 +189,7 @@ func newSetup(ctx context.Context, cfg *config.Config, out io.Writer, log *slog.
 	s := &setup.Setup{
 		Store:  store,
 		Portal: portal,
-		Client: client,
+		Client: setup.Patient(client),
 		Profile: bot.Profile{
 			Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color,
 			HandlerURL: setup.HandlerURL(cfg), ClientID: cfg.Bitrix.ClientID,

@@ -2,8 +2,8 @@ package bitrix24
 
 import (
 	"crypto/sha256"
-	"errors"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -31,7 +31,7 @@ const (
 
 // ErrNotGenuine: an event's application token does not match the one its portal was
 // given, or the portal is unknown. Events carry no signature; the token is the proof.
-var ErrNotGenuine = errors.New("application token does not match")
+var ErrNotGenuine = errors.New("not a genuine event from the portal")
 
 // Event is one decoded Bitrix24 event.
 type Event interface {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -825,6 +826,27 @@ func TestWebhookWithoutTokenMessage(t *testing.T) {
 	_, err := load(t, "", []string{"SUPPORTBOT_BITRIX_WEBHOOK_URL=" + webhookURL})
 	if err == nil || err.Error() != tokenMessage {
 		t.Fatalf("error = %v, want exactly %q", err, tokenMessage)
+	}
+}
+
+func TestExceptMissingToken(t *testing.T) {
+	t.Parallel()
+	// Only the token is missing: the set-up commands may go on, with the configuration read.
+	c, err := load(t, "", []string{"SUPPORTBOT_BITRIX_WEBHOOK_URL=" + webhookURL})
+	if err := ExceptMissingToken(err); err != nil {
+		t.Fatalf("only the token is missing, got %v", err)
+	}
+	if c == nil || c.Bitrix.WebhookURL != webhookURL+"/" {
+		t.Fatalf("configuration not read: %+v", c)
+	}
+	// Another problem besides: it stays, the token's does not.
+	_, err = load(t, "", []string{"SUPPORTBOT_BITRIX_WEBHOOK_URL=" + webhookURL, "SUPPORTBOT_DIALOGS_MAX_ACTIVE=0"})
+	err = ExceptMissingToken(err)
+	if err == nil || !strings.Contains(err.Error(), "dialogs.max_active") || errors.Is(err, ErrTokenRequired) {
+		t.Fatalf("got %v, want only the max_active problem", err)
+	}
+	if ExceptMissingToken(nil) != nil {
+		t.Fatal("nil in, error out")
 	}
 }
 

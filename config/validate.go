@@ -10,10 +10,10 @@ import (
 	"strings"
 )
 
-// errTokenRequired is spelled out because it is the one mistake every new
+// ErrTokenRequired is spelled out because it is the one mistake every new
 // installation makes: a webhook without the token would make the bot call
 // the portal while accepting forged events from anyone.
-var errTokenRequired = errors.New("bitrix.application_token is required when bitrix.webhook_url is set: events from the portal could not be verified")
+var ErrTokenRequired = errors.New("bitrix.application_token is required when bitrix.webhook_url is set: events from the portal could not be verified")
 
 // Validate checks every value and returns one error naming every problem,
 // so that a broken configuration can be fixed in one edit rather than one
@@ -52,7 +52,7 @@ func (c *Config) Validate() error {
 			c.Bitrix.WebhookURL += "/"
 		}
 		if c.Bitrix.ApplicationToken == "" {
-			errs = append(errs, errTokenRequired)
+			errs = append(errs, ErrTokenRequired)
 		}
 	}
 	if c.Bitrix.BotID < 0 {
@@ -144,4 +144,28 @@ func checkHTTPURL(s string) string {
 		return "must be an absolute http(s) URL with a host"
 	}
 	return ""
+}
+
+// ExceptMissingToken returns err without ErrTokenRequired, or nil when that was the
+// only problem. The set-up commands need it: the portal reveals the application token
+// only in the events it sends after the bot is registered, so `register` must run
+// before the token can be configured.
+func ExceptMissingToken(err error) error {
+	var rest []error
+	var walk func(error)
+	walk = func(e error) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, inner := range j.Unwrap() {
+				walk(inner)
+			}
+			return
+		}
+		if e != ErrTokenRequired {
+			rest = append(rest, e)
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return errors.Join(rest...)
 }

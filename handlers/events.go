@@ -155,5 +155,5 @@ func (w WebhookPortal) Authenticate(_ context.Context, ev bitrix24.Event) (int64
 	if w.Open || tokenMatches(ev.Head().Auth.ApplicationToken, w.Token) {
 		return w.PortalID, nil
 	}
-	return 0, bitrix24.ErrNotGenuine
+	return 0, fmt.Errorf("application token does not match: %w", bitrix24.ErrNotGenuine)
 }

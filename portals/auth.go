@@ -32,18 +32,23 @@ func (a *AppAuth) Authenticate(ctx context.Context, ev bitrix24.Event) (int64, e
 		return a.install(ctx, install)
 	}
 	if head.Auth.MemberID == "" || head.Auth.ApplicationToken == "" {
-		return 0, bitrix24.ErrNotGenuine
+		return 0, fmt.Errorf("no member_id or application token: %w", bitrix24.ErrNotGenuine)
 	}
 	p, err := a.Store.PortalByMemberID(ctx, head.Auth.MemberID)
 	if errors.Is(err, storage.ErrNotFound) {
-		return 0, bitrix24.ErrNotGenuine
+		return 0, fmt.Errorf("member_id of no portal that installed the application: %w", bitrix24.ErrNotGenuine)
 	}
 	if err != nil {
 		return 0, err
 	}
 	if p.ApplicationToken == "" ||
 		subtle.ConstantTimeCompare([]byte(head.Auth.ApplicationToken), []byte(p.ApplicationToken)) != 1 {
-		return 0, bitrix24.ErrNotGenuine
+		return 0, fmt.Errorf("application token does not match the portal's: %w", bitrix24.ErrNotGenuine)
+	}
+	if _, uninstall := ev.(*bitrix24.AppUninstall); !uninstall && p.UninstalledAt.After(p.InstalledAt) {
+		// A removed application gets no more events; one that still comes is
+		// someone replaying the token.
+		return 0, fmt.Errorf("the application was uninstalled from portal %s: %w", p.Domain, bitrix24.ErrNotGenuine)
 	}
 	return p.ID, nil
 }
@@ -54,7 +59,7 @@ func (a *AppAuth) Authenticate(ctx context.Context, ev bitrix24.Event) (int64, e
 // the server's answer, not the event, says which portal it is and where it lives.
 func (a *AppAuth) install(ctx context.Context, ev *bitrix24.AppInstall) (int64, error) {
 	if ev.Auth.RefreshToken == "" || ev.Auth.ApplicationToken == "" || ev.Auth.MemberID == "" {
-		return 0, bitrix24.ErrNotGenuine
+		return 0, fmt.Errorf("installation without tokens: %w", bitrix24.ErrNotGenuine)
 	}
 	hc := a.HTTP
 	if hc == nil {
@@ -64,14 +69,12 @@ func (a *AppAuth) install(ctx context.Context, ev *bitrix24.AppInstall) (int64, 
 	if err != nil {
 		var be *bitrix24.Error
 		if errors.As(err, &be) {
-			a.log().Warn("installation refused by the OAuth server", "code", be.Code, "member_id", ev.Auth.MemberID)
-			return 0, bitrix24.ErrNotGenuine
+			return 0, fmt.Errorf("installation refused by the OAuth server (%s): %w", be.Code, bitrix24.ErrNotGenuine)
 		}
 		return 0, fmt.Errorf("verify the installation: %w", err)
 	}
 	if ts.MemberID != ev.Auth.MemberID || ts.ClientEndpoint == "" {
-		a.log().Warn("installation claims another portal than its token belongs to", "claimed", ev.Auth.MemberID, "actual", ts.MemberID)
-		return 0, bitrix24.ErrNotGenuine
+		return 0, fmt.Errorf("installation claims member_id %s, its token belongs to %s: %w", ev.Auth.MemberID, ts.MemberID, bitrix24.ErrNotGenuine)
 	}
 	var portal storage.Portal
 	err = a.Store.Update(ctx, func(tx *storage.Tx) (err error) {

@@ -69,8 +69,12 @@ func (d *Doctor) Run(ctx context.Context) bool {
 	switch {
 	case d.ConfigErr != nil:
 		for _, line := range strings.Split(d.ConfigErr.Error(), "\n") {
+			fix := ""
+			if line == config.ErrTokenRequired.Error() {
+				fix = "run `supportbot register`, then `supportbot token` and write to the bot: it prints the token to set"
+			}
 			if line = strings.TrimSpace(line); line != "" {
-				d.fail("configuration", line, "")
+				d.fail("configuration", line, fix)
 			}
 		}
 	case cfg.AppMode():

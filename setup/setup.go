@@ -13,6 +13,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"time"
 
 	"supportbot/bitrix24"
 	"supportbot/bot"
@@ -295,4 +296,40 @@ func Explain(err error) string {
 		return fmt.Sprintf("the portal refused: %s (%s)", be.Code, be.Description)
 	}
 	return err.Error()
+}
+
+// Patient retries the calls a busy portal refuses for now (QUERY_LIMIT_EXCEEDED,
+// OPERATION_TIME_LIMIT, a 5xx): a set-up command starts with a fresh rate limiter
+// that cannot know the portal's bucket is already full from the server or a run a
+// moment ago. Every set-up call is safe to repeat — imbot.register and
+// imbot.command.register answer the existing bot or command — so repeating them
+// costs nothing. Transport errors are not retried: an unreachable portal should be
+// reported at once.
+func Patient(c Caller) Caller { return patient{c} }
+
+type patient struct{ Caller }
+
+// patientTries bounds the waiting to about half a minute with the backoff below.
+const patientTries = 6
+
+func (p patient) Call(ctx context.Context, method string, params any) (json.RawMessage, error) {
+	wait := time.Second
+	for try := 1; ; try++ {
+		raw, err := p.Caller.Call(ctx, method, params)
+		var be *bitrix24.Error
+		if err == nil || try == patientTries || !errors.As(err, &be) || !be.Temporary() ||
+			errors.Is(err, bitrix24.ErrOverloadLimit) { // a manual block: waiting minutes is not for a CLI
+			return raw, err
+		}
+		until := time.Now().Add(wait)
+		if be.ResetAt.After(until) {
+			until = be.ResetAt
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Until(until)):
+		}
+		wait *= 2
+	}
 }

@@ -70,8 +70,8 @@ func TestRegisterTwiceKeepsOneBotAndCommands(t *testing.T) {
 		t.Fatalf("commands %+v", cmds)
 	}
 	wantCmd := b24test.Command{ID: 103, BotID: 567, Command: "chats", ClientID: "cid1",
-		EventHandler: "https://bot.example/bitrix/events?CLIENT_ID=cid1",
-		Lang: map[string]b24test.CommandLang{"en": {Title: "All chats"}, "ru": {Title: "Все чаты", Params: "номер"}},
+		EventHandler:  "https://bot.example/bitrix/events?CLIENT_ID=cid1",
+		Lang:          map[string]b24test.CommandLang{"en": {Title: "All chats"}, "ru": {Title: "Все чаты", Params: "номер"}},
 		Registrations: 2}
 	if !reflect.DeepEqual(cmds[0], wantCmd) {
 		t.Fatalf("command\n %+v\nwant\n %+v", cmds[0], wantCmd)

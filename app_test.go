@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"supportbot/bitrix24/b24test"
+	"supportbot/bot"
+)
+
+const (
+	appClientID     = "local.6741a1b2c3d4e5.12345678"
+	appClientSecret = "Xy7secretOfTheApplication0123456789abcdefGHIJ"
+)
+
+// startApp runs serve in app mode for the application whose OAuth server is o.
+func startApp(t *testing.T, o *b24test.OAuth, any *b24test.Portal, dbPath string) *runningBot {
+	t.Helper()
+	return startServe(t, any, dbPath, []string{
+		"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0",
+		"SUPPORTBOT_HTTP_PUBLIC_URL=https://support.example.com",
+		"SUPPORTBOT_DB_PATH=" + dbPath,
+		"SUPPORTBOT_APP_CLIENT_ID=" + appClientID,
+		"SUPPORTBOT_APP_CLIENT_SECRET=" + appClientSecret,
+		"SUPPORTBOT_APP_OAUTH_URL=" + o.URL() + "/",
+		"SUPPORTBOT_SUPPORT_AGENTS=" + strconv.Itoa(agentID),
+		"SUPPORTBOT_ACCESS_ADMINS=" + strconv.Itoa(client),
+	})
+}
+
+// appMessage is ONIMBOTMESSAGEADD in user's chat with the bot, as portal p sends it to
+// the application (its member_id, application token, the user's access token).
+func appMessage(p *b24test.Portal, user int64, text string, set ...string) []byte {
+	id := nextMessageID.Add(1)
+	u := strconv.FormatInt(user, 10)
+	fields := map[string]string{
+		"data[PARAMS][MESSAGE]":      text,
+		"data[PARAMS][MESSAGE_ID]":   strconv.FormatInt(id, 10),
+		"data[PARAMS][FROM_USER_ID]": u,
+		"data[PARAMS][AUTHOR_ID]":    u,
+		"data[PARAMS][DIALOG_ID]":    u,
+		"data[PARAMS][LANGUAGE]":     "en",
+		"data[USER][ID]":             u,
+		"data[USER][NAME]":           "User " + u,
+	}
+	for i := 0; i+1 < len(set); i += 2 {
+		fields[set[i]] = set[i+1]
+	}
+	return p.AppEvent("v1/onimbotmessageadd-private.form", user, fields)
+}
+
+func postTo(t *testing.T, b *runningBot, from *b24test.Portal, body []byte) int {
+	t.Helper()
+	status, resp, err := from.Post(context.Background(), b.url+"/bitrix/events", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != http.StatusOK {
+		t.Logf("status %d: %s", status, resp)
+	}
+	return status
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func questionTitles(p *b24test.Portal) []string {
+	var titles []string
+	for _, c := range p.Chats() {
+		if c.EntityType == "SUPPORTBOT_QUESTION" {
+			titles = append(titles, c.Title)
+		}
+	}
+	slices.Sort(titles)
+	return titles
+}
+
+// TestAppModeTwoPortals: two portals install the application; each gets its own bot
+// and commands, registered with its own OAuth tokens; events signed with the other
+// portal's application token are refused; dialogs are numbered per portal; an
+// administrator known only to user.admin may open dialogs; a forged installation is
+// refused; and after the portal expires the tokens, replies still arrive, through one
+// refresh whose new refresh token is stored.
+func TestAppModeTwoPortals(t *testing.T) {
+	o := b24test.NewOAuth(t, appClientID, appClientSecret)
+	pa, pb := b24test.NewAppPortal(t, o), b24test.NewAppPortal(t, o)
+	pb.SetAdmins(1, 7) // user 7 is in no access list: only user.admin says they are an admin
+	dbPath := filepath.Join(t.TempDir(), "app.db")
+	b := startApp(t, o, pa, dbPath)
+
+	// A stranger's installation claim with a made-up refresh token is not believed.
+	forged := b24test.Event("app/onappinstall.form", map[string]string{
+		"auth[member_id]": "0123456789abcdef0123456789abcdef", "auth[refresh_token]": "made-up",
+		"auth[application_token]": "made-up", "auth[client_endpoint]": "https://evil.example/rest/",
+	})
+	if status := postTo(t, b, pa, forged); status != http.StatusUnauthorized {
+		t.Fatalf("forged installation answered %d, want 401", status)
+	}
+	// Portal A's refresh token presented as portal B's installation: the OAuth server
+	// says whose it is.
+	claim := strings.Replace(string(pa.InstallEvent()), "member_id%5D="+pa.MemberID(), "member_id%5D="+pb.MemberID(), 1)
+	claim = strings.Replace(claim, "member_id]="+pa.MemberID(), "member_id]="+pb.MemberID(), 1)
+	if status := postTo(t, b, pa, []byte(claim)); status != http.StatusUnauthorized {
+		t.Fatalf("installation claiming another portal answered %d, want 401", status)
+	}
+	if n := count(t, dbPath, "SELECT count(*) FROM portals WHERE installed_at IS NOT NULL"); n != 0 {
+		t.Fatalf("%d portals stored from forged installations", n)
+	}
+
+	for _, p := range []*b24test.Portal{pa, pb} {
+		if status := postTo(t, b, p, p.InstallEvent()); status != http.StatusOK {
+			t.Fatalf("ONAPPINSTALL answered %d", status)
+		}
+	}
+	wantCommands := len(bot.Commands())
+	for name, p := range map[string]*b24test.Portal{"A": pa, "B": pb} {
+		waitFor(t, "portal "+name+"'s registration", func() bool {
+			return len(p.Bots()) == 1 && len(p.Commands()) == wantCommands
+		})
+		bots := p.Bots()
+		if bots[0].ClientID != appClientID || bots[0].Code != "supportbot" || bots[0].Type != "S" ||
+			bots[0].Events["ONIMBOTMESSAGEADD"] != "https://support.example.com/bitrix/events" {
+			t.Errorf("portal %s: bot registered as %+v", name, bots[0])
+		}
+		for _, c := range p.CallsTo("imbot.register") {
+			if c.Auth == "webhook" || c.Auth == "" {
+				t.Errorf("portal %s: registered through the webhook, not the app's token: %+v", name, c)
+			}
+		}
+	}
+	if n := count(t, dbPath, "SELECT count(*) FROM portals WHERE installed_at IS NOT NULL AND bot_id > 0"); n != 2 {
+		t.Fatalf("%d installed portals with a bot in the database, want 2", n)
+	}
+
+	// The other portal's application token: 401, and nothing is created.
+	if status := postTo(t, b, pa, appMessage(pa, client, "question from A", "auth[application_token]", pb.ApplicationToken())); status != http.StatusUnauthorized {
+		t.Fatalf("event with portal B's token for portal A answered %d, want 401", status)
+	}
+	// A member_id nobody installed: 401.
+	if status := postTo(t, b, pa, appMessage(pa, client, "q", "auth[member_id]", "ffffffffffffffffffffffffffffffff")); status != http.StatusUnauthorized {
+		t.Fatalf("event from an unknown portal answered %d, want 401", status)
+	}
+	if n := count(t, dbPath, "SELECT count(*) FROM dialogs"); n != 0 {
+		t.Fatalf("%d dialogs created by refused events", n)
+	}
+
+	// The same user ID on both portals: two dialogs on A, one on B, numbered apart.
+	for i, p := range []*b24test.Portal{pa, pa, pb} {
+		if status := postTo(t, b, p, appMessage(p, client, "question "+strconv.Itoa(i))); status != http.StatusOK {
+			t.Fatalf("message %d answered %d", i, status)
+		}
+	}
+	// On B, user 7 is an administrator by user.admin alone.
+	if status := postTo(t, b, pb, appMessage(pb, 7, "admin's question")); status != http.StatusOK {
+		t.Fatal("admin's message refused")
+	}
+	waitFor(t, "the dialog chats", func() bool { return len(questionTitles(pa)) == 2 && len(questionTitles(pb)) == 2 })
+	if got := questionTitles(pa); !slices.Equal(got, []string{"Support question — #1", "Support question — #2"}) {
+		t.Errorf("portal A's dialogs: %q", got)
+	}
+	if got := questionTitles(pb); !slices.Equal(got, []string{"Support question — #1", "Support question — #2"}) {
+		t.Errorf("portal B's dialogs: %q", got)
+	}
+	for _, p := range []*b24test.Portal{pa, pb} {
+		for _, c := range p.CallsTo("imbot.chat.add") {
+			if c.Auth == "webhook" || c.Auth == "" {
+				t.Errorf("imbot.chat.add without the app's token: %+v", c)
+			}
+		}
+	}
+	if n := len(pb.CallsTo("user.admin")); n == 0 {
+		t.Error("user.admin was never asked")
+	}
+	if n := count(t, dbPath, `SELECT count(*) FROM dialogs d JOIN portals p ON p.id = d.portal_id
+		WHERE p.member_id = '`+pa.MemberID()+`'`); n != 2 {
+		t.Errorf("portal A has %d dialogs in the database, want 2", n)
+	}
+
+	// The portal expires every token: the next reply still arrives, after one refresh,
+	// and the new refresh token is on disk at once.
+	before, beforeB := o.RefreshesFor(pa.MemberID()), o.RefreshesFor(pb.MemberID())
+	oldRefresh := queryString(t, dbPath, "SELECT refresh_token FROM portals WHERE member_id = '"+pa.MemberID()+"'")
+	pa.ExpireTokens()
+	sent := len(pa.Messages(strconv.Itoa(client)))
+	if status := postTo(t, b, pa, appMessage(pa, client, "all chats")); status != http.StatusOK {
+		t.Fatal("message after expiry refused")
+	}
+	waitFor(t, "the list after the tokens expired", func() bool { return len(pa.Messages(strconv.Itoa(client))) > sent })
+	if got := o.RefreshesFor(pa.MemberID()) - before; got != 1 {
+		t.Errorf("%d refreshes after expiry, want 1", got)
+	}
+	newRefresh := queryString(t, dbPath, "SELECT refresh_token FROM portals WHERE member_id = '"+pa.MemberID()+"'")
+	if newRefresh == "" || newRefresh == oldRefresh {
+		t.Errorf("refresh token on disk not replaced: %q → %q", oldRefresh, newRefresh)
+	}
+	if got := o.RefreshesFor(pb.MemberID()) - beforeB; got != 0 {
+		t.Errorf("portal B's tokens were refreshed %d times; only A's expired", got)
+	}
+
+	// Portal A removes the application: its events are refused from then on, B's not.
+	uninstall := pa.AppEvent("app/onappinstall.form", 1, map[string]string{"event": "ONAPPUNINSTALL", "data[CLEAN]": "0"})
+	if status := postTo(t, b, pa, uninstall); status != http.StatusOK {
+		t.Fatalf("ONAPPUNINSTALL answered %d", status)
+	}
+	if status := postTo(t, b, pa, appMessage(pa, client, "all chats")); status != http.StatusUnauthorized {
+		t.Errorf("event after uninstall answered %d, want 401", status)
+	}
+	if status := postTo(t, b, pb, appMessage(pb, client, "all chats")); status != http.StatusOK {
+		t.Errorf("portal B's event after A's uninstall answered %d", status)
+	}
+	// Installing again brings A back.
+	if status := postTo(t, b, pa, pa.InstallEvent()); status != http.StatusOK {
+		t.Fatalf("reinstall answered %d", status)
+	}
+	if status := postTo(t, b, pa, appMessage(pa, client, "all chats")); status != http.StatusOK {
+		t.Errorf("event after reinstall answered %d", status)
+	}
+}
+
+func queryString(t *testing.T, path, query string) string {
+	t.Helper()
+	db := openRead(t, path)
+	var s string
+	if err := db.QueryRow(query).Scan(&s); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return s
+}

@@ -1,0 +1,191 @@
+package portals_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"supportbot/bitrix24"
+	"supportbot/bitrix24/b24test"
+	"supportbot/portals"
+	"supportbot/storage"
+)
+
+const (
+	clientID     = "local.6741a1b2c3d4e5.12345678"
+	clientSecret = "Xy7secretOfTheApplication0123456789abcdefGHIJ"
+)
+
+func openStore(t *testing.T) *storage.Store {
+	t.Helper()
+	s, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "portals.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// install posts the portal's ONAPPINSTALL through AppAuth, as the events route does.
+func install(t *testing.T, auth *portals.AppAuth, p *b24test.Portal) int64 {
+	t.Helper()
+	ev, err := bitrix24.Decode(p.InstallEvent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := auth.Authenticate(context.Background(), ev)
+	if err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	return id
+}
+
+// TestOneRefreshUnderConcurrentCalls: when every token has expired, 20 calls at once
+// through the portal's client cause exactly one refresh at the OAuth server, all 20
+// succeed, and the new refresh token is in the database by the time they return.
+func TestOneRefreshUnderConcurrentCalls(t *testing.T) {
+	o := b24test.NewOAuth(t, clientID, clientSecret)
+	pa, pb := b24test.NewAppPortal(t, o), b24test.NewAppPortal(t, o)
+	store := openStore(t)
+	app := portals.App{ClientID: clientID, ClientSecret: clientSecret, OAuthURL: o.URL() + "/"}
+	conns := portals.NewConnections(store, app, 50, 250, nil, nil)
+	auth := &portals.AppAuth{Store: store, App: app, Connections: conns}
+	idA, idB := install(t, auth, pa), install(t, auth, pb)
+	if idA == idB {
+		t.Fatalf("two portals stored as one (%d)", idA)
+	}
+
+	client, err := conns.Client(context.Background(), idA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Call(context.Background(), "app.info", nil); err != nil {
+		t.Fatalf("call with the installation's token: %v", err)
+	}
+	before := o.RefreshesFor(pa.MemberID())
+	stored, _ := store.Portal(context.Background(), idA)
+
+	pa.ExpireTokens()
+	o.SetRefreshDelay(200 * time.Millisecond) // the others pile up behind the one refresh
+	const calls = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, calls)
+	start := make(chan struct{})
+	for range calls {
+		wg.Go(func() {
+			<-start
+			_, err := client.Call(context.Background(), "app.info", nil)
+			errs <- err
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("call after expiry: %v", err)
+		}
+	}
+	if got := o.RefreshesFor(pa.MemberID()) - before; got != 1 {
+		t.Fatalf("%d refreshes for %d concurrent calls, want exactly 1", got, calls)
+	}
+	after, err := store.Portal(context.Background(), idA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.RefreshToken == stored.RefreshToken || after.AccessToken == stored.AccessToken || !after.TokenExpiresAt.After(time.Now()) {
+		t.Fatalf("new tokens not stored: before %q/%q, after %q/%q expiring %v",
+			stored.AccessToken, stored.RefreshToken, after.AccessToken, after.RefreshToken, after.TokenExpiresAt)
+	}
+
+	// A new process (new Connections) starts from the stored tokens and needs no refresh.
+	fresh := portals.NewConnections(store, app, 50, 250, nil, nil)
+	c2, err := fresh.Client(context.Background(), idA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Call(context.Background(), "app.info", nil); err != nil {
+		t.Fatalf("call from the stored tokens: %v", err)
+	}
+	if got := o.RefreshesFor(pa.MemberID()) - before; got != 1 {
+		t.Fatalf("restart refreshed again: %d refreshes", got)
+	}
+	// Portal B's tokens were not touched.
+	if o.RefreshesFor(pb.MemberID()) != 1 { // the one that verified its installation
+		t.Fatalf("portal B refreshed %d times", o.RefreshesFor(pb.MemberID()))
+	}
+}
+
+// TestForgedInstallations: an ONAPPINSTALL is believed only when the OAuth server
+// accepts its refresh token for the member_id it claims.
+func TestForgedInstallations(t *testing.T) {
+	o := b24test.NewOAuth(t, clientID, clientSecret)
+	pa, pb := b24test.NewAppPortal(t, o), b24test.NewAppPortal(t, o)
+	store := openStore(t)
+	app := portals.App{ClientID: clientID, ClientSecret: clientSecret, OAuthURL: o.URL() + "/"}
+	auth := &portals.AppAuth{Store: store, App: app}
+
+	decode := func(body []byte) bitrix24.Event {
+		ev, err := bitrix24.Decode(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	cases := map[string]bitrix24.Event{
+		"made-up refresh token": decode(b24test.Event("app/onappinstall.form", map[string]string{
+			"auth[member_id]": pa.MemberID(), "auth[refresh_token]": "0123456789", "auth[application_token]": "x"})),
+		"no refresh token": decode(b24test.Event("app/onappinstall.form", map[string]string{
+			"auth[member_id]": pa.MemberID(), "auth[refresh_token]": ""})),
+		"A's token claiming B": decode(pa.InstallEvent()),
+	}
+	cases["A's token claiming B"].(*bitrix24.AppInstall).Auth.MemberID = pb.MemberID()
+	for name, ev := range cases {
+		if _, err := auth.Authenticate(context.Background(), ev); !errors.Is(err, bitrix24.ErrNotGenuine) {
+			t.Errorf("%s: got %v, want ErrNotGenuine", name, err)
+		}
+	}
+	// A wrong secret: the OAuth server refuses every installation.
+	wrong := &portals.AppAuth{Store: store, App: portals.App{ClientID: clientID, ClientSecret: "wrong", OAuthURL: o.URL() + "/"}}
+	if _, err := wrong.Authenticate(context.Background(), decode(pa.InstallEvent())); !errors.Is(err, bitrix24.ErrNotGenuine) {
+		t.Errorf("wrong client secret: got %v", err)
+	}
+	if _, err := store.PortalByMemberID(context.Background(), pa.MemberID()); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("a refused installation was stored: %v", err)
+	}
+}
+
+// TestAdminsFromUserAdmin: in app mode user.admin, asked with the author's own token,
+// makes a portal administrator a client; the answer is cached.
+func TestAdminsFromUserAdmin(t *testing.T) {
+	o := b24test.NewOAuth(t, clientID, clientSecret)
+	p := b24test.NewAppPortal(t, o)
+	p.SetAdmins(1, 7)
+	store := openStore(t)
+	app := portals.App{ClientID: clientID, ClientSecret: clientSecret, OAuthURL: o.URL() + "/"}
+	conns := portals.NewConnections(store, app, 50, 250, nil, nil)
+	id := install(t, &portals.AppAuth{Store: store, App: app, Connections: conns}, p)
+	admins := &portals.Admins{Connections: conns}
+
+	for _, user := range []int64{7, 8} {
+		ev, err := bitrix24.Decode(p.AppEvent("v1/onimbotmessageadd-private.form", user, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		admins.Resolve(context.Background(), id, ev)
+		admins.Resolve(context.Background(), id, ev) // cached: no second call
+	}
+	if !admins.IsAdmin(id, 7) || admins.IsAdmin(id, 8) || admins.IsAdmin(id+1, 7) {
+		t.Fatalf("IsAdmin: 7=%v 8=%v 7-on-another-portal=%v", admins.IsAdmin(id, 7), admins.IsAdmin(id, 8), admins.IsAdmin(id+1, 7))
+	}
+	calls := p.CallsTo("user.admin")
+	if len(calls) != 2 {
+		t.Fatalf("%d user.admin calls, want 2 (one per user, then cached)", len(calls))
+	}
+	if calls[0].UserID != 7 || calls[1].UserID != 8 {
+		t.Fatalf("user.admin asked as users %d and %d, want each author's own token", calls[0].UserID, calls[1].UserID)
+	}
+}

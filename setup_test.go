@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"supportbot/bitrix24"
+	"supportbot/bitrix24/b24test"
+	"supportbot/bot"
+)
+
+// cliResult is what one run of a set-up command left.
+type cliResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// runCLI runs the built binary once in dir, with only env for configuration.
+func runCLI(t *testing.T, dir string, env []string, args ...string) cliResult {
+	t.Helper()
+	cmd := exec.Command(buildBinary(t), args...)
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := cliResult{stdout: stdout.String(), stderr: stderr.String()}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		res.code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return res
+}
+
+// setupEnv configures the binary for one portal's webhook as step 3 of the README's
+// guide does: no application token yet, since the portal reveals it only after
+// `register`.
+func setupEnv(dir, webhookURL string) []string {
+	return []string{
+		"SUPPORTBOT_BITRIX_WEBHOOK_URL=" + webhookURL,
+		"SUPPORTBOT_HTTP_PUBLIC_URL=https://support.example.com",
+		"SUPPORTBOT_DB_PATH=" + filepath.Join(dir, "supportbot.db"),
+		"SUPPORTBOT_SUPPORT_AGENTS=50",
+		"SUPPORTBOT_ACCESS_ADMINS=1",
+	}
+}
+
+// TestRegisterTwiceThenUnregister: `register` run twice leaves one bot and one set of
+// commands (the second run updates them); `unregister` removes both.
+func TestRegisterTwiceThenUnregister(t *testing.T) {
+	t.Parallel()
+	portal := b24test.New(t)
+	dir := t.TempDir()
+	env := setupEnv(dir, portal.WebhookURL())
+
+	first := runCLI(t, dir, env, "register")
+	if first.code != 0 {
+		t.Fatalf("register: exit %d\n%s%s", first.code, first.stdout, first.stderr)
+	}
+	bots := portal.Bots()
+	if len(bots) != 1 {
+		t.Fatalf("bots after register: %+v", bots)
+	}
+	b := bots[0]
+	if b.Code != "supportbot" || b.Type != "S" || b.Properties["NAME"] == "" || b.Properties["COLOR"] != "AQUA" {
+		t.Errorf("bot registered as %+v", b)
+	}
+	if !strings.HasPrefix(b.EventHandler, "https://support.example.com/bitrix/events") {
+		t.Errorf("event handler %q", b.EventHandler)
+	}
+	for _, ev := range []string{bitrix24.EventMessageAdd, bitrix24.EventMessageUpdate, bitrix24.EventMessageDelete,
+		bitrix24.EventJoinChat, bitrix24.EventBotDelete} {
+		if !strings.HasPrefix(b.Events[ev], "https://support.example.com/bitrix/events") {
+			t.Errorf("%s handler %q", ev, b.Events[ev])
+		}
+	}
+	wantCommands := bot.Commands()
+	checkCommands := func(round string) {
+		t.Helper()
+		cmds := portal.Commands()
+		if len(cmds) != len(wantCommands) {
+			t.Fatalf("%s: %d commands on the portal, want %d: %+v", round, len(cmds), len(wantCommands), cmds)
+		}
+		byName := map[string]b24test.Command{}
+		for _, c := range cmds {
+			byName[c.Command] = c
+		}
+		for _, w := range wantCommands {
+			c, ok := byName[w.Command]
+			switch {
+			case !ok:
+				t.Errorf("%s: /%s not registered", round, w.Command)
+			case c.BotID != b.ID || c.Hidden != w.Hidden || c.Registrations != 1:
+				t.Errorf("%s: /%s registered as %+v", round, w.Command, c)
+			case c.Lang["ru"].Title == "" || c.Lang["en"].Title == "":
+				t.Errorf("%s: /%s lacks a ru or en title: %+v", round, w.Command, c.Lang)
+			}
+		}
+	}
+	checkCommands("first run")
+	if got := count(t, filepath.Join(dir, "supportbot.db"), "SELECT count(*) FROM bot_commands"); got != len(wantCommands) {
+		t.Errorf("database holds %d command IDs, want %d", got, len(wantCommands))
+	}
+	if got := count(t, filepath.Join(dir, "supportbot.db"), "SELECT bot_id FROM portals WHERE bot_id > 0"); got != int(b.ID) {
+		t.Errorf("database holds bot ID %d, want %d", got, b.ID)
+	}
+	if !strings.Contains(first.stdout, "registered bot") || !strings.Contains(first.stdout, "registered command /new") {
+		t.Errorf("register did not say what it did:\n%s", first.stdout)
+	}
+
+	portal.Reset()
+	second := runCLI(t, dir, append(env, "SUPPORTBOT_BOT_NAME=Helpdesk"), "register")
+	if second.code != 0 {
+		t.Fatalf("second register: exit %d\n%s%s", second.code, second.stdout, second.stderr)
+	}
+	if n := len(portal.CallsTo("imbot.register")) + len(portal.CallsTo("imbot.command.register")); n != 0 {
+		t.Errorf("second run registered anew %d times; it should update", n)
+	}
+	if n := len(portal.CallsTo("imbot.update")); n != 1 {
+		t.Errorf("second run: %d imbot.update calls, want 1", n)
+	}
+	if n := len(portal.CallsTo("imbot.command.update")); n != len(wantCommands) {
+		t.Errorf("second run: %d imbot.command.update calls, want %d", n, len(wantCommands))
+	}
+	bots = portal.Bots()
+	if len(bots) != 1 || bots[0].ID != b.ID || bots[0].Properties["NAME"] != "Helpdesk" || bots[0].Registrations != 1 {
+		t.Fatalf("bots after the second run: %+v", bots)
+	}
+	checkCommands("second run")
+	if !strings.Contains(second.stdout, "updated bot") {
+		t.Errorf("second register did not say it updated:\n%s", second.stdout)
+	}
+
+	un := runCLI(t, dir, env, "unregister")
+	if un.code != 0 {
+		t.Fatalf("unregister: exit %d\n%s%s", un.code, un.stdout, un.stderr)
+	}
+	if bots, cmds := portal.Bots(), portal.Commands(); len(bots) != 0 || len(cmds) != 0 {
+		t.Fatalf("after unregister the portal still has bots %+v and commands %+v", bots, cmds)
+	}
+	if !strings.Contains(un.stdout, "removed bot") {
+		t.Errorf("unregister did not say what it did:\n%s", un.stdout)
+	}
+	if got := count(t, filepath.Join(dir, "supportbot.db"), "SELECT count(*) FROM bot_commands"); got != 0 {
+		t.Errorf("database still holds %d command IDs", got)
+	}
+
+	// And registering after that starts over with a new bot.
+	again := runCLI(t, dir, env, "register")
+	if bots := portal.Bots(); again.code != 0 || len(bots) != 1 || len(portal.Commands()) != len(wantCommands) {
+		t.Fatalf("register after unregister: exit %d, bots %+v\n%s%s", again.code, bots, again.stdout, again.stderr)
+	}
+}
+
+// TestSetupFailsClearly: a webhook without the imbot scope, a portal that refuses with
+// insufficient_scope, an unreachable portal and a URL that is no Bitrix24 portal make
+// register and unregister exit non-zero with a message that says what to do.
+func TestSetupFailsClearly(t *testing.T) {
+	t.Parallel()
+	noScope := b24test.New(t)
+	noScope.SetScopes("im", "user")
+
+	refuses := b24test.New(t)
+	refuses.Handle("imbot.bot.list", func(bitrix24.Form) (any, *bitrix24.Error) {
+		return nil, &bitrix24.Error{Code: "insufficient_scope", HTTPStatus: http.StatusForbidden,
+			Description: "The request requires higher privileges than provided by the webhook token"}
+	})
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unreachable := "http://" + ln.Addr().String() + "/rest/1/secret/"
+	ln.Close()
+
+	notBitrix := b24test.New(t)
+	notBitrix.HandleHTTP("scope", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte("<html><body>Not Found</body></html>"))
+	})
+
+	cases := []struct {
+		name, webhook string
+		want          string
+	}{
+		{"no imbot scope", noScope.WebhookURL(), "lacks the imbot scope"},
+		{"insufficient_scope", refuses.WebhookURL(), "lacks the imbot scope"},
+		{"unreachable", unreachable, "cannot reach the portal"},
+		{"not a portal", notBitrix.WebhookURL(), "not like a Bitrix24 REST API"},
+	}
+	for _, tc := range cases {
+		for _, command := range []string{"register", "unregister"} {
+			t.Run(tc.name+"/"+command, func(t *testing.T) {
+				t.Parallel()
+				dir := t.TempDir()
+				res := runCLI(t, dir, setupEnv(dir, tc.webhook), command)
+				if res.code == 0 {
+					t.Fatalf("exit 0\n%s%s", res.stdout, res.stderr)
+				}
+				if !strings.Contains(res.stderr, command+": ") || !strings.Contains(res.stderr, tc.want) {
+					t.Errorf("stderr %q, want it to say %q", res.stderr, tc.want)
+				}
+				if strings.Contains(res.stderr, "secret") || strings.Contains(res.stdout, "/rest/1/") {
+					t.Errorf("the webhook URL leaked:\n%s%s", res.stdout, res.stderr)
+				}
+			})
+		}
+	}
+	for _, p := range []*b24test.Portal{noScope, refuses, notBitrix} {
+		if len(p.Bots()) != 0 || slices.ContainsFunc(p.Calls(), func(c b24test.Call) bool { return c.Method == "imbot.register" }) {
+			t.Errorf("a failing portal got a bot: %+v", p.Bots())
+		}
+	}
+}
+
+// TestDoctorReportsEachBrokenPiece: a configuration broken in every place doctor
+// checks gets one ✗ line per broken piece, each with what to fix, and exit 1; the same
+// installation repaired passes.
+func TestDoctorReportsEachBrokenPiece(t *testing.T) {
+	t.Parallel()
+	portal := b24test.New(t)
+	portal.SetScopes("im", "user") // the webhook was created without imbot
+	dir := t.TempDir()
+	broken := []string{
+		"SUPPORTBOT_BITRIX_WEBHOOK_URL=" + portal.WebhookURL(), // and no application token
+		"SUPPORTBOT_DB_PATH=" + filepath.Join(dir, "no-such-dir", "supportbot.db"),
+		"SUPPORTBOT_DIALOGS_MAX_ACTIVE=0",
+		"SUPPORTBOT_BOT_COLOR=TEAL",
+		// http.public_url left out, support.agents and access.* empty
+	}
+	res := runCLI(t, dir, broken, "doctor")
+	if res.code == 0 {
+		t.Fatalf("doctor passed a broken configuration:\n%s", res.stdout)
+	}
+	for _, want := range []string{
+		"✗ configuration: bitrix.application_token is required",
+		"fix: run `supportbot register`, then `supportbot token`",
+		"✗ configuration: dialogs.max_active must be >= 1",
+		`✗ configuration: bot.color "TEAL" is not a Bitrix24 colour`,
+		"✗ database: ",
+		"✗ public URL: http.public_url is not set",
+		"! people: support.agents is empty",
+		"! people: access.admins and access.integrators are empty",
+		"✗ webhook: the webhook lacks the imbot scope",
+		"fix: the webhook lacks the imbot scope. In Bitrix24 open Developer resources",
+		"some checks failed",
+	} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("doctor did not report %q:\n%s", want, res.stdout)
+		}
+	}
+	if strings.Contains(res.stdout+res.stderr, "/rest/1/") {
+		t.Errorf("doctor printed the webhook URL:\n%s", res.stdout)
+	}
+
+	// Scope given, but no bot registered yet.
+	portal.SetScopes("imbot", "im", "user")
+	env := append(setupEnv(dir, portal.WebhookURL()), "SUPPORTBOT_BITRIX_APPLICATION_TOKEN="+portal.ApplicationToken())
+	res = runCLI(t, dir, env, "doctor")
+	if res.code == 0 || !strings.Contains(res.stdout, "✓ webhook: reachable, with the imbot scope") ||
+		!strings.Contains(res.stdout, "✗ bot: no bot is registered") || !strings.Contains(res.stdout, "fix: run `supportbot register`") {
+		t.Errorf("doctor before register: exit %d\n%s", res.code, res.stdout)
+	}
+
+	// Registered, then removed by hand in Bitrix24.
+	if reg := runCLI(t, dir, env, "register"); reg.code != 0 {
+		t.Fatalf("register: %s%s", reg.stdout, reg.stderr)
+	}
+	res = runCLI(t, dir, env, "doctor")
+	if res.code != 0 || !strings.Contains(res.stdout, "✓ bot: ") || !strings.Contains(res.stdout, "✓ commands: all") ||
+		!strings.Contains(res.stdout, "all checks passed") {
+		t.Fatalf("doctor after register: exit %d\n%s", res.code, res.stdout)
+	}
+	id := portal.Bots()[0].ID
+	if _, err := bitrix24.NewClient(portal.WebhookURL()).Call(t.Context(), "imbot.unregister",
+		map[string]any{"BOT_ID": id, "CLIENT_ID": portal.Bots()[0].ClientID}); err != nil {
+		t.Fatal(err)
+	}
+	res = runCLI(t, dir, env, "doctor")
+	if res.code == 0 || !strings.Contains(res.stdout, "is not on the portal (removed in Bitrix24?)") {
+		t.Errorf("doctor after the bot was removed: exit %d\n%s", res.code, res.stdout)
+	}
+}
