@@ -81,10 +81,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func questionTitles(p *b24test.Portal) []string {
 	var titles []string
-	for _, c := range p.Chats() {
-		if c.EntityType == "SUPPORTBOT_QUESTION" {
-			titles = append(titles, c.Title)
-		}
+	for _, id := range dialogChats(p) {
+		c, _ := p.Chat(id)
+		titles = append(titles, c.Title)
 	}
 	slices.Sort(titles)
 	return titles
@@ -189,6 +188,34 @@ func TestAppModeTwoPortals(t *testing.T) {
 	if n := count(t, dbPath, `SELECT count(*) FROM dialogs d JOIN portals p ON p.id = d.portal_id
 		WHERE p.member_id = '`+pa.MemberID()+`'`); n != 2 {
 		t.Errorf("portal A has %d dialogs in the database, want 2", n)
+	}
+
+	// Both portals number their chats alike, so the same chat ID names a dialog on
+	// each: an agent's answer in B's chat raises only B's unread count.
+	chatsA, chatsB := dialogChats(pa), dialogChats(pb)
+	if chatsA[0] != chatsB[0] {
+		t.Fatalf("the fake portals' chat IDs differ (%d, %d): the test needs them equal", chatsA[0], chatsB[0])
+	}
+	chat, _ := pb.Chat(chatsB[0])
+	answer := pb.AppEvent("v1/onimbotmessageadd-group.form", agentID,
+		groupFields(chat, agentID, strconv.FormatInt(nextMessageID.Add(1), 10), "Try Settings → CRM"))
+	if status := postTo(t, b, pb, answer); status != http.StatusOK {
+		t.Fatal("agent's answer refused")
+	}
+	lists := map[*b24test.Portal]string{}
+	for _, p := range []*b24test.Portal{pa, pb} {
+		sent := len(p.Messages(strconv.Itoa(client)))
+		if status := postTo(t, b, p, appMessage(p, client, "all chats")); status != http.StatusOK {
+			t.Fatal("all chats refused")
+		}
+		waitFor(t, "the list", func() bool { return len(p.Messages(strconv.Itoa(client))) > sent })
+		lists[p] = p.Messages(strconv.Itoa(client))[sent].Text
+	}
+	if !strings.Contains(lists[pa], "unread messages: 0") || strings.Count(lists[pa], "· active ·") != 2 {
+		t.Errorf("portal A's list (two dialogs, nothing unread):\n%s", lists[pa])
+	}
+	if !strings.Contains(lists[pb], "unread messages: 1") || !strings.Contains(lists[pb], "#1 · Support question — #1 · active · unread: 1") {
+		t.Errorf("portal B's list (one unread in #1):\n%s", lists[pb])
 	}
 
 	// The portal expires every token: the next reply still arrives, after one refresh,

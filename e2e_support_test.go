@@ -36,33 +36,20 @@ func press(user int64, dialogID string, msgID int64, command, params string) []b
 func (b *runningBot) typedCommand(user, chatID int64, command, params string) []byte {
 	b.t.Helper()
 	chat, _ := b.portal.Chat(chatID)
+	chat.ID = chatID
 	id := strconv.FormatInt(nextMessageID.Add(1), 10)
-	u := strconv.FormatInt(user, 10)
-	c := strconv.FormatInt(chatID, 10)
 	text := "/" + command
 	if params != "" {
 		text += " " + params
 	}
-	return b24test.Event("v1/onimcommandadd-group.form", map[string]string{
-		"data[COMMAND][*][COMMAND]":         command,
-		"data[COMMAND][*][COMMAND_PARAMS]":  params,
-		"data[COMMAND][*][COMMAND_CONTEXT]": "TEXTAREA",
-		"data[COMMAND][*][MESSAGE_ID]":      id,
-		"data[COMMAND][*][BOT_ID]":          strconv.Itoa(testBotID),
-		"data[PARAMS][MESSAGE_ID]":          id,
-		"data[PARAMS][MESSAGE]":             text,
-		"data[PARAMS][FROM_USER_ID]":        u,
-		"data[PARAMS][AUTHOR_ID]":           u,
-		"data[PARAMS][DIALOG_ID]":           "chat" + c,
-		"data[PARAMS][CHAT_ID]":             c,
-		"data[PARAMS][TO_CHAT_ID]":          c,
-		"data[PARAMS][CHAT_TITLE]":          chat.Title,
-		"data[PARAMS][CHAT_ENTITY_TYPE]":    chat.EntityType,
-		"data[PARAMS][CHAT_ENTITY_ID]":      chat.EntityID,
-		"data[PARAMS][LANGUAGE]":            "en",
-		"data[USER][ID]":                    u,
-		"auth[application_token]":           testToken,
-	})
+	fields := groupFields(chat, user, id, text)
+	fields["data[COMMAND][*][COMMAND]"] = command
+	fields["data[COMMAND][*][COMMAND_PARAMS]"] = params
+	fields["data[COMMAND][*][COMMAND_CONTEXT]"] = "TEXTAREA"
+	fields["data[COMMAND][*][MESSAGE_ID]"] = id
+	fields["data[COMMAND][*][BOT_ID]"] = strconv.Itoa(testBotID)
+	fields["auth[application_token]"] = testToken
+	return b24test.Event("v1/onimcommandadd-group.form", fields)
 }
 
 // openDialogs has the client open n dialogs and returns their chats, in order.

@@ -143,13 +143,19 @@ func (b *runningBot) groupMessage(user, chatID int64, text string) []byte {
 	if !ok {
 		b.t.Fatalf("no chat %d on the portal", chatID)
 	}
-	id := nextMessageID.Add(1)
+	fields := groupFields(chat, user, strconv.FormatInt(nextMessageID.Add(1), 10), text)
+	fields["data[PARAMS][MESSAGE_ORIGINAL]"] = text
+	fields["auth[application_token]"] = testToken
+	return b24test.Event("v1/onimbotmessageadd-group.form", fields)
+}
+
+// groupFields are the data[PARAMS] and data[USER] of a message by user in chat.
+func groupFields(chat b24test.Chat, user int64, messageID, text string) map[string]string {
 	u := strconv.FormatInt(user, 10)
-	c := strconv.FormatInt(chatID, 10)
-	return b24test.Event("v1/onimbotmessageadd-group.form", map[string]string{
+	c := strconv.FormatInt(chat.ID, 10)
+	return map[string]string{
 		"data[PARAMS][MESSAGE]":          text,
-		"data[PARAMS][MESSAGE_ORIGINAL]": text,
-		"data[PARAMS][MESSAGE_ID]":       strconv.FormatInt(id, 10),
+		"data[PARAMS][MESSAGE_ID]":       messageID,
 		"data[PARAMS][FROM_USER_ID]":     u,
 		"data[PARAMS][AUTHOR_ID]":        u,
 		"data[PARAMS][DIALOG_ID]":        "chat" + c,
@@ -160,8 +166,7 @@ func (b *runningBot) groupMessage(user, chatID int64, text string) []byte {
 		"data[PARAMS][CHAT_ENTITY_ID]":   chat.EntityID,
 		"data[PARAMS][LANGUAGE]":         "en",
 		"data[USER][ID]":                 u,
-		"auth[application_token]":        testToken,
-	})
+	}
 }
 
 // waitMessage waits for a bot message to dialogID, newer than the first skip ones,

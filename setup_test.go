@@ -199,6 +199,7 @@ func TestSetupFailsClearly(t *testing.T) {
 		{"insufficient_scope", refuses.WebhookURL(), "lacks the imbot scope"},
 		{"unreachable", unreachable, "cannot reach the portal"},
 		{"not a portal", notBitrix.WebhookURL(), "not like a Bitrix24 REST API"},
+		{"wrong secret", notBitrix.URL() + "/rest/1/0123456789abcdef/", "the portal did not accept the webhook"},
 	}
 	for _, tc := range cases {
 		for _, command := range []string{"register", "unregister"} {

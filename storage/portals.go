@@ -159,21 +159,8 @@ func (tx *Tx) DeleteCommands(portalID int64) error {
 
 // Commands returns the portal's registered commands: name → command ID.
 func (s *Store) Commands(ctx context.Context, portalID int64) (map[string]int64, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT command, command_id FROM bot_commands WHERE portal_id = ?`, portalID)
-	if err != nil {
-		return nil, fmt.Errorf("commands of portal %d: %w", portalID, err)
-	}
-	defer rows.Close()
-	out := map[string]int64{}
-	for rows.Next() {
-		var name string
-		var id int64
-		if err := rows.Scan(&name, &id); err != nil {
-			return nil, err
-		}
-		out[name] = id
-	}
-	return out, rows.Err()
+	rows, err := s.read.QueryContext(ctx, commandsQuery, portalID)
+	return scanCommands(portalID, rows, err)
 }
 
 // EnsurePortal returns the portal with memberID, creating it if it does not exist.
@@ -266,7 +253,13 @@ func (tx *Tx) MarkProcessed(portalID int64, key, eventType string) (bool, error)
 
 // Commands returns the portal's registered commands inside a transaction.
 func (tx *Tx) Commands(portalID int64) (map[string]int64, error) {
-	rows, err := tx.query(`SELECT command, command_id FROM bot_commands WHERE portal_id = ?`, portalID)
+	rows, err := tx.query(commandsQuery, portalID)
+	return scanCommands(portalID, rows, err)
+}
+
+const commandsQuery = `SELECT command, command_id FROM bot_commands WHERE portal_id = ?`
+
+func scanCommands(portalID int64, rows *sql.Rows, err error) (map[string]int64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("commands of portal %d: %w", portalID, err)
 	}
