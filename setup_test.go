@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"supportbot/bitrix24"
 	"supportbot/bitrix24/b24test"
@@ -292,5 +293,77 @@ func TestDoctorReportsEachBrokenPiece(t *testing.T) {
 	res = runCLI(t, dir, env, "doctor")
 	if res.code == 0 || !strings.Contains(res.stdout, "is not on the portal (removed in Bitrix24?)") {
 		t.Errorf("doctor after the bot was removed: exit %d\n%s", res.code, res.stdout)
+	}
+}
+
+// freeAddr is a local address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestTokenCommand: step 5 of the guide. `supportbot token` waits for the first event
+// and prints its application token (and nothing else of it), then exits 0.
+func TestTokenCommand(t *testing.T) {
+	t.Parallel()
+	portal := b24test.New(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cmd := exec.Command(buildBinary(t), "token")
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "SUPPORTBOT_HTTP_ADDR=" + addr},
+		setupEnv(dir, portal.WebhookURL())...)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+
+	const token = "0f9e8d7c6b5a49382716a5b4c3d2e1f0"
+	body := b24test.Event("v1/onimbotmessageadd-private.form", map[string]string{"auth[application_token]": token})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		status, _, err := portal.Post(t.Context(), "http://"+addr+"/bitrix/events", body)
+		if err == nil && status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("token command never took the event: %v %d\n%s", err, status, stdout.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("token: %v\n%s", err, stdout.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("token did not exit after the event")
+	}
+	if !strings.Contains(stdout.String(), "application token: "+token+"\n") {
+		t.Fatalf("token not printed:\n%s", stdout.String())
+	}
+}
+
+// TestHealthcheckCommand: the image's HEALTHCHECK passes against a running server and
+// fails when nothing answers.
+func TestHealthcheckCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startBinary(t, dir, []string{"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0"})
+	if res := runCLI(t, dir, []string{"SUPPORTBOT_HTTP_ADDR=" + p.addr}, "healthcheck"); res.code != 0 {
+		t.Fatalf("healthcheck of a running server: exit %d %s", res.code, res.stderr)
+	}
+	res := runCLI(t, dir, []string{"SUPPORTBOT_HTTP_ADDR=" + freeAddr(t)}, "healthcheck")
+	if res.code == 0 || !strings.Contains(res.stderr, "not healthy") {
+		t.Fatalf("healthcheck with no server: exit %d %s", res.code, res.stderr)
 	}
 }
