@@ -12,6 +12,8 @@ import (
 
 	"supportbot/bitrix24/b24test"
 	"supportbot/bot"
+	"supportbot/config"
+	"supportbot/setup"
 )
 
 const (
@@ -22,7 +24,11 @@ const (
 // startApp runs serve in app mode for the application whose OAuth server is o.
 func startApp(t *testing.T, o *b24test.OAuth, any *b24test.Portal, dbPath string) *runningBot {
 	t.Helper()
-	return startServe(t, any, dbPath, []string{
+	return startServe(t, any, dbPath, appEnv(o, dbPath))
+}
+
+func appEnv(o *b24test.OAuth, dbPath string) []string {
+	return []string{
 		"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0",
 		"SUPPORTBOT_HTTP_PUBLIC_URL=https://support.example.com",
 		"SUPPORTBOT_DB_PATH=" + dbPath,
@@ -31,7 +37,7 @@ func startApp(t *testing.T, o *b24test.OAuth, any *b24test.Portal, dbPath string
 		"SUPPORTBOT_APP_OAUTH_URL=" + o.URL() + "/",
 		"SUPPORTBOT_SUPPORT_AGENTS=" + strconv.Itoa(agentID),
 		"SUPPORTBOT_ACCESS_ADMINS=" + strconv.Itoa(client),
-	})
+	}
 }
 
 // appMessage is ONIMBOTMESSAGEADD in user's chat with the bot, as portal p sends it to
@@ -144,6 +150,34 @@ func TestAppModeTwoPortals(t *testing.T) {
 	}
 	if n := count(t, dbPath, "SELECT count(*) FROM portals WHERE installed_at IS NOT NULL AND bot_id > 0"); n != 2 {
 		t.Fatalf("%d installed portals with a bot in the database, want 2", n)
+	}
+
+	// A third portal installs the application without the imbot scope: the portal
+	// refuses the registration, and doctor says so, next to the two that work.
+	pc := b24test.NewAppPortal(t, o)
+	pc.SetScopes("im", "user")
+	if status := postTo(t, b, pc, pc.InstallEvent()); status != http.StatusOK {
+		t.Fatalf("ONAPPINSTALL answered %d", status)
+	}
+	waitFor(t, "portal C's refusal", func() bool {
+		return count(t, dbPath, "SELECT count(*) FROM outbox WHERE method = 'imbot.register' AND state = 'failed'") == 1
+	})
+	cfg, err := config.LoadFrom(nil, appEnv(o, dbPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report strings.Builder
+	if (&setup.Doctor{Config: cfg, Out: &report}).Run(t.Context()) {
+		t.Error("doctor passed with portal C's bot unregistered")
+	}
+	for _, want := range []string{
+		"✓ portal " + pa.Domain() + ": installed; bot ID 567",
+		"✓ portal " + pb.Domain() + ": installed; bot ID 567",
+		"✗ portal " + pc.Domain() + ": installed, but the portal refused to register the bot: insufficient_scope",
+	} {
+		if !strings.Contains(report.String(), want) {
+			t.Errorf("doctor did not report %q:\n%s", want, report.String())
+		}
 	}
 
 	// The other portal's application token: 401, and nothing is created.

@@ -19,8 +19,8 @@ type TokenSet struct {
 	RefreshToken   string
 	ExpiresAt      time.Time
 	MemberID       string
-	Domain         string
-	ClientEndpoint string
+	Domain         string // the OAuth server's own domain (oauth.bitrix.info), not the portal's
+	ClientEndpoint string // the portal's REST endpoint: its host is the portal's domain
 	ServerEndpoint string
 	UserID         int64
 }

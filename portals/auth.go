@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -79,7 +80,7 @@ func (a *AppAuth) install(ctx context.Context, ev *bitrix24.AppInstall) (int64, 
 	var portal storage.Portal
 	err = a.Store.Update(ctx, func(tx *storage.Tx) (err error) {
 		portal, err = tx.InstallPortal(storage.Installation{
-			MemberID: ts.MemberID, Domain: ts.Domain, ClientEndpoint: ts.ClientEndpoint,
+			MemberID: ts.MemberID, Domain: endpointHost(ts.ClientEndpoint), ClientEndpoint: ts.ClientEndpoint,
 			ApplicationToken: ev.Auth.ApplicationToken, AccessToken: ts.AccessToken, RefreshToken: ts.RefreshToken,
 			TokenExpiresAt: ts.ExpiresAt,
 		})
@@ -93,6 +94,16 @@ func (a *AppAuth) install(ctx context.Context, ev *bitrix24.AppInstall) (int64, 
 	}
 	a.log().Info("application installed", "portal", portal)
 	return portal.ID, nil
+}
+
+// endpointHost is the portal's domain. The OAuth server's answer names the portal by
+// its client_endpoint; its "domain" field is the OAuth server's own.
+func endpointHost(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
 
 func (a *AppAuth) log() *slog.Logger {

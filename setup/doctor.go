@@ -95,6 +95,9 @@ func (d *Doctor) Run(ctx context.Context) bool {
 	if d.Client != nil && !cfg.AppMode() {
 		d.checkPortal(ctx, cfg, store)
 	}
+	if cfg.AppMode() && store != nil {
+		d.checkInstallations(ctx, cfg, store)
+	}
 	if d.failed {
 		fmt.Fprintln(d.Out, "\nsome checks failed: fix them and run `supportbot doctor` again")
 	} else {
@@ -204,6 +207,53 @@ func (d *Doctor) checkPortal(ctx context.Context, cfg *config.Config, store *sto
 		return
 	}
 	d.ok("commands", fmt.Sprintf("all %d registered", len(stored)))
+}
+
+// checkInstallations reports, in app mode, every portal that installed the
+// application and whether its bot got registered there.
+func (d *Doctor) checkInstallations(ctx context.Context, cfg *config.Config, store *storage.Store) {
+	list, err := store.Installations(ctx)
+	if err != nil {
+		d.fail("installations", err.Error(), "")
+		return
+	}
+	if len(list) == 0 {
+		d.warn("installations", "no portal has installed the application yet",
+			"install it on a portal, with "+HandlerURL(cfg)+" as its installation handler")
+		return
+	}
+	for _, p := range list {
+		name := "portal " + p.Domain
+		if p.BotID != 0 {
+			d.ok(name, fmt.Sprintf("installed; bot ID %d", p.BotID))
+			continue
+		}
+		entries, err := store.Outbox(ctx, p.ID)
+		if err != nil {
+			d.fail(name, err.Error(), "")
+			continue
+		}
+		var failed, pending *storage.OutboxEntry
+		for i, e := range entries {
+			switch {
+			case e.Method != "imbot.register":
+			case e.State == storage.OutboxFailed:
+				failed = &entries[i]
+			case e.State == storage.OutboxPending:
+				pending = &entries[i]
+			}
+		}
+		switch {
+		case pending != nil:
+			d.warn(name, "installed; the bot's registration is still queued ("+pending.LastError+")",
+				"keep the server running: it retries")
+		case failed != nil:
+			d.fail(name, "installed, but the portal refused to register the bot: "+failed.LastError,
+				"give the application the imbot scope, then reinstall it on the portal")
+		default:
+			d.fail(name, "installed, but no bot is registered", "reinstall the application on the portal")
+		}
+	}
 }
 
 // ErrFailed is what the doctor command returns when a check failed.

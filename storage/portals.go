@@ -204,6 +204,25 @@ func (tx *Tx) Portal(id int64) (Portal, error) {
 	return p, nil
 }
 
+// Installations lists the portals that have the application installed (app mode).
+func (s *Store) Installations(ctx context.Context) ([]Portal, error) {
+	rows, err := s.read.QueryContext(ctx, "SELECT "+portalColumns+
+		" FROM portals WHERE installed_at IS NOT NULL AND (uninstalled_at IS NULL OR uninstalled_at < installed_at) ORDER BY id")
+	if err != nil {
+		return nil, fmt.Errorf("list installations: %w", err)
+	}
+	defer rows.Close()
+	var list []Portal
+	for rows.Next() {
+		p, err := scanPortal(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list installations: %w", err)
+		}
+		list = append(list, p)
+	}
+	return list, rows.Err()
+}
+
 // Portal reads a portal by ID outside a transaction.
 func (s *Store) Portal(ctx context.Context, id int64) (Portal, error) {
 	p, err := scanPortal(s.read.QueryRowContext(ctx, "SELECT "+portalColumns+" FROM portals WHERE id = ?", id))
