@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"supportbot/bitrix24"
 	"supportbot/bitrix24/b24test"
 	"supportbot/bot"
 	"supportbot/config"
@@ -148,6 +150,11 @@ func TestAppModeTwoPortals(t *testing.T) {
 			}
 		}
 	}
+	for _, p := range []*b24test.Portal{pa, pb} {
+		waitFor(t, "ONAPPUNINSTALL bound", func() bool {
+			return p.AppHandler(appClientID, "ONAPPUNINSTALL") == "https://support.example.com/bitrix/events"
+		})
+	}
 	if n := count(t, dbPath, "SELECT count(*) FROM portals WHERE installed_at IS NOT NULL AND bot_id > 0"); n != 2 {
 		t.Fatalf("%d installed portals with a bot in the database, want 2", n)
 	}
@@ -284,13 +291,28 @@ func TestAppModeTwoPortals(t *testing.T) {
 	if status := postTo(t, b, pb, appMessage(pb, client, "all chats")); status != http.StatusOK {
 		t.Errorf("portal B's event after A's uninstall answered %d", status)
 	}
-	// Installing again brings A back.
+	// Bitrix24 deletes an application's bots with it; installing again registers the
+	// bot and its commands anew and brings A back.
+	if _, err := bitrix24.NewClient(pa.ClientEndpoint(), bitrix24.WithTokens(staticToken(pa.UserToken(1)))).
+		Call(t.Context(), "imbot.unregister", map[string]any{"BOT_ID": 567}); err != nil {
+		t.Fatal(err)
+	}
 	if status := postTo(t, b, pa, pa.InstallEvent()); status != http.StatusOK {
 		t.Fatalf("reinstall answered %d", status)
 	}
+	waitFor(t, "portal A's new registration", func() bool {
+		return len(pa.Bots()) == 1 && len(pa.Commands()) == wantCommands
+	})
 	if status := postTo(t, b, pa, appMessage(pa, client, "all chats")); status != http.StatusOK {
 		t.Errorf("event after reinstall answered %d", status)
 	}
+}
+
+type staticToken string
+
+func (s staticToken) Token(context.Context) (string, error) { return string(s), nil }
+func (s staticToken) Refresh(context.Context, string) (string, error) {
+	return "", errors.New("no refresh")
 }
 
 func queryString(t *testing.T, path, query string) string {

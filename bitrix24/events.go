@@ -222,8 +222,12 @@ type AppInstall struct {
 }
 
 // DedupKey implements Event.
+// Every installation brings a new token pair, so a second installation within the
+// same second is not taken for a repeat of the first. The key holds a digest of the
+// token, never the token.
 func (e *AppInstall) DedupKey() string {
-	return "install:" + e.Auth.MemberID + ":" + itoa(e.Time.Unix())
+	sum := sha256.Sum256([]byte(e.Auth.AccessToken + "\x00" + e.Auth.RefreshToken))
+	return "install:" + e.Auth.MemberID + ":" + itoa(e.Time.Unix()) + ":" + hex.EncodeToString(sum[:8])
 }
 
 // AppUninstall is ONAPPUNINSTALL: the application was removed from the portal.

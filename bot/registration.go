@@ -1,6 +1,9 @@
 package bot
 
-import "supportbot/storage"
+import (
+	"supportbot/bitrix24"
+	"supportbot/storage"
+)
 
 // Registration: how the bot presents itself to a portal (imbot.register) and the
 // commands it registers (imbot.command.register), in one place for both ways of
@@ -158,41 +161,29 @@ func yn(b bool) string {
 const setupLane = "setup"
 
 // onInstall registers the bot and its commands on a portal that installed the
-// application — or updates them, when the portal has them from before. The calls go
-// through the outbox like replies: they survive restarts and respect the rate limit.
+// application. It always registers rather than updates: imbot.register answers the
+// bot that already has our CODE, and imbot.command.register the command the bot
+// already has, so a reinstall gets the IDs back whether Bitrix24 deleted the bot with
+// the application, an administrator removed it by hand, or it is still there. Then it
+// binds ONAPPUNINSTALL, which an application only receives once bound, so a removal
+// is noticed. The calls go through the outbox like replies: they survive restarts and
+// respect the rate limit; they share one lane, because the commands need the bot's ID.
 func (b *Bot) onInstall(tx *storage.Tx, portal storage.Portal) error {
 	p := b.cfg.Profile
 	t := b.newTurn(tx, portal, who{}, b.cfg.Language, "")
-	existing := map[string]int64{}
-	if portal.BotID != 0 && !portal.BotDeleted() {
-		var err error
-		if existing, err = tx.Commands(portal.ID); err != nil {
-			return err
-		}
-		if err := t.enqueue(storage.OutboxEntry{ChatKey: setupLane, Method: "imbot.update"}, UpdateParams(portal.BotID, p)); err != nil {
-			return err
-		}
-	} else {
-		t.portal.BotID = 0 // BOT_ID belongs in no registration call
-		if err := t.enqueue(storage.OutboxEntry{ChatKey: setupLane, Method: "imbot.register", Effect: storage.EffectBotRegistered},
-			RegisterParams(p)); err != nil {
-			return err
-		}
+	t.portal.BotID = 0 // BOT_ID belongs in no registration call
+	if err := t.enqueue(storage.OutboxEntry{ChatKey: setupLane, Method: "imbot.register", Effect: storage.EffectBotRegistered},
+		RegisterParams(p)); err != nil {
+		return err
 	}
 	for _, c := range Commands() {
-		if id, ok := existing[c.Command]; ok {
-			err := t.enqueue(storage.OutboxEntry{ChatKey: setupLane, Method: "imbot.command.update"},
-				CommandUpdateParams(id, c, p.HandlerURL, ""))
-			if err != nil {
-				return err
-			}
-			continue
-		}
 		err := t.enqueue(storage.OutboxEntry{ChatKey: setupLane, Method: "imbot.command.register", Effect: storage.EffectCommandRegistered},
 			CommandParams(storage.BotIDPlaceholder, c, p.HandlerURL, ""))
 		if err != nil {
 			return err
 		}
 	}
-	return nil
+	// Last in the lane: a portal that refuses it (bound already) holds nothing up.
+	return t.enqueue(storage.OutboxEntry{ChatKey: setupLane, Method: "event.bind"},
+		map[string]any{"event": bitrix24.EventAppUninstall, "handler": p.HandlerURL})
 }

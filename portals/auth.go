@@ -62,6 +62,19 @@ func (a *AppAuth) install(ctx context.Context, ev *bitrix24.AppInstall) (int64, 
 	if ev.Auth.RefreshToken == "" || ev.Auth.ApplicationToken == "" || ev.Auth.MemberID == "" {
 		return 0, fmt.Errorf("installation without tokens: %w", bitrix24.ErrNotGenuine)
 	}
+	// A live installation keeps its application token. Its events carry the users'
+	// refresh tokens, so anyone who saw one event body could otherwise "install" again
+	// with their own application token and lock the portal out. A genuine reinstall
+	// comes after ONAPPUNINSTALL (bound at installation), which clears the way.
+	if p, err := a.Store.PortalByMemberID(ctx, ev.Auth.MemberID); err == nil && !p.InstalledAt.IsZero() &&
+		!p.UninstalledAt.After(p.InstalledAt) &&
+		subtle.ConstantTimeCompare([]byte(p.ApplicationToken), []byte(ev.Auth.ApplicationToken)) != 1 {
+		a.log().Error("an installation with a new application token for a portal that has not uninstalled the application; refused. "+
+			"If the portal really reinstalled it, remove the application there and install it again", "portal", p)
+		return 0, fmt.Errorf("installation replacing a live one: %w", bitrix24.ErrNotGenuine)
+	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return 0, err
+	}
 	hc := a.HTTP
 	if hc == nil {
 		hc = &http.Client{Timeout: 15 * time.Second}
@@ -76,6 +89,16 @@ func (a *AppAuth) install(ctx context.Context, ev *bitrix24.AppInstall) (int64, 
 	}
 	if ts.MemberID != ev.Auth.MemberID || ts.ClientEndpoint == "" {
 		return 0, fmt.Errorf("installation claims member_id %s, its token belongs to %s: %w", ev.Auth.MemberID, ts.MemberID, bitrix24.ErrNotGenuine)
+	}
+	// Only an administrator installs applications; a user's token from an ordinary
+	// event does not make an installation.
+	admin, err := bitrix24.NewClient(ts.ClientEndpoint, bitrix24.WithTokens(staticToken(ts.AccessToken)),
+		bitrix24.WithHTTPClient(hc)).Call(ctx, "user.admin", nil)
+	if err != nil {
+		return 0, fmt.Errorf("verify the installation: %w", err)
+	}
+	if string(admin) != "true" {
+		return 0, fmt.Errorf("installation by user %d, who is not an administrator: %w", ts.UserID, bitrix24.ErrNotGenuine)
 	}
 	var portal storage.Portal
 	err = a.Store.Update(ctx, func(tx *storage.Tx) (err error) {

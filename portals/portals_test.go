@@ -148,12 +148,43 @@ func TestForgedInstallations(t *testing.T) {
 			t.Errorf("%s: got %v, want ErrNotGenuine", name, err)
 		}
 	}
+	// A non-administrator's refresh token, taken from an ordinary event of theirs.
+	pa.SetAdmins(1)
+	message, err := bitrix24.ParseForm(pa.AppEvent("v1/onimbotmessageadd-private.form", 27, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromMessage := decode(pa.InstallEvent()).(*bitrix24.AppInstall)
+	fromMessage.Auth.RefreshToken = message.Group("auth").String("refresh_token")
+	if fromMessage.Auth.RefreshToken == "" {
+		t.Fatal("the message event carries no refresh token")
+	}
+	if _, err := auth.Authenticate(context.Background(), fromMessage); !errors.Is(err, bitrix24.ErrNotGenuine) {
+		t.Errorf("installation with a non-administrator's token: got %v", err)
+	}
+
+	// Once installed, another installation with a new application token is refused
+	// (even with an administrator's token), until the portal uninstalls the application.
+	install(t, auth, pa)
+	again := decode(pa.InstallEvent()).(*bitrix24.AppInstall)
+	genuine := again.Auth.ApplicationToken
+	again.Auth.ApplicationToken = "attacker's"
+	if _, err := auth.Authenticate(context.Background(), again); !errors.Is(err, bitrix24.ErrNotGenuine) {
+		t.Errorf("installation replacing a live one: got %v", err)
+	}
+	if p, _ := store.PortalByMemberID(context.Background(), pa.MemberID()); p.ApplicationToken != genuine {
+		t.Errorf("stored application token replaced")
+	}
+	if _, err := auth.Authenticate(context.Background(), decode(pa.InstallEvent())); err != nil {
+		t.Errorf("the same installation again (same application token): %v", err)
+	}
+
 	// A wrong secret: the OAuth server refuses every installation.
 	wrong := &portals.AppAuth{Store: store, App: portals.App{ClientID: clientID, ClientSecret: "wrong", OAuthURL: o.URL() + "/"}}
 	if _, err := wrong.Authenticate(context.Background(), decode(pa.InstallEvent())); !errors.Is(err, bitrix24.ErrNotGenuine) {
 		t.Errorf("wrong client secret: got %v", err)
 	}
-	if _, err := store.PortalByMemberID(context.Background(), pa.MemberID()); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := store.PortalByMemberID(context.Background(), pb.MemberID()); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("a refused installation was stored: %v", err)
 	}
 }
@@ -169,6 +200,7 @@ func TestAdminsFromUserAdmin(t *testing.T) {
 	conns := portals.NewConnections(store, app, 50, 250, nil, nil)
 	id := install(t, &portals.AppAuth{Store: store, App: app, Connections: conns}, p)
 	admins := &portals.Admins{Connections: conns}
+	installChecks := len(p.CallsTo("user.admin")) // the installation's own check
 
 	for _, user := range []int64{7, 8} {
 		ev, err := bitrix24.Decode(p.AppEvent("v1/onimbotmessageadd-private.form", user, nil))
@@ -181,7 +213,7 @@ func TestAdminsFromUserAdmin(t *testing.T) {
 	if !admins.IsAdmin(id, 7) || admins.IsAdmin(id, 8) || admins.IsAdmin(id+1, 7) {
 		t.Fatalf("IsAdmin: 7=%v 8=%v 7-on-another-portal=%v", admins.IsAdmin(id, 7), admins.IsAdmin(id, 8), admins.IsAdmin(id+1, 7))
 	}
-	calls := p.CallsTo("user.admin")
+	calls := p.CallsTo("user.admin")[installChecks:]
 	if len(calls) != 2 {
 		t.Fatalf("%d user.admin calls, want 2 (one per user, then cached)", len(calls))
 	}

@@ -88,7 +88,8 @@ func (tx *Tx) InstallPortal(in Installation) (Portal, error) {
 		ON CONFLICT (member_id) DO UPDATE SET domain = excluded.domain, client_endpoint = excluded.client_endpoint,
 			application_token = excluded.application_token, access_token = excluded.access_token,
 			refresh_token = excluded.refresh_token, token_expires_at = excluded.token_expires_at,
-			installed_at = excluded.installed_at, uninstalled_at = NULL, updated_at = excluded.updated_at`,
+			installed_at = excluded.installed_at, uninstalled_at = NULL, bot_deleted_at = NULL,
+			updated_at = excluded.updated_at`,
 		in.MemberID, in.Domain, in.ClientEndpoint, in.ApplicationToken, in.AccessToken, in.RefreshToken,
 		millis(in.TokenExpiresAt), now, now, now)
 	if err != nil {

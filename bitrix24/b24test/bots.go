@@ -599,3 +599,29 @@ func (p *Portal) commandUnregister(c caller, f bitrix24.Form) (any, *bitrix24.Er
 	delete(p.commands, cmd.id)
 	return true, nil
 }
+
+// event.bind: event, handler → true (api-reference/events/event-bind.md). Only an
+// application may bind (a webhook has outbound webhooks instead): ACCESS_DENIED
+// otherwise. Binding the same handler again answers true as well; the fake does not
+// model the portal's refusal of a duplicate.
+func (p *Portal) eventBind(c caller, f bitrix24.Form) (any, *bitrix24.Error) {
+	if c.token == "" {
+		return nil, &bitrix24.Error{Code: "ACCESS_DENIED", Description: "Application context required", HTTPStatus: http.StatusForbidden}
+	}
+	event := strings.ToUpper(f.String("event"))
+	handler := f.String("handler")
+	if u, err := url.Parse(handler); event == "" || err != nil || u.Host == "" {
+		return nil, wrongRequest("ERROR_ARGUMENT", "Wrong event or handler")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bindLocked(c.clientID, event, handler)
+	return true, nil
+}
+
+// AppHandler is the handler the application with clientID has bound for event, or "".
+func (p *Portal) AppHandler(clientID, event string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.appEvents[clientID][strings.ToUpper(event)]
+}

@@ -540,6 +540,8 @@ func (p *Portal) dispatch(c caller, method string, params bitrix24.Form) (any, *
 		return p.isAdmin(c.userID), nil
 	case "app.info":
 		return p.appInfo(c)
+	case "event.bind":
+		return p.eventBind(c, params)
 	}
 	return nil, errMethodNotFound()
 }
@@ -550,7 +552,7 @@ var builtin = map[string]bool{
 	"imbot.chat.updatetitle": true, "imbot.command.answer": true, "imbot.chat.get": true,
 	"imbot.register": true, "imbot.update": true, "imbot.unregister": true, "imbot.bot.list": true,
 	"imbot.command.register": true, "imbot.command.update": true, "imbot.command.unregister": true,
-	"scope": true, "user.admin": true, "app.info": true, "batch": true,
+	"scope": true, "user.admin": true, "app.info": true, "event.bind": true, "batch": true,
 }
 
 // hasMethod reports whether the portal has method: built in, or added with Handle or
