@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -365,5 +366,39 @@ func TestHealthcheckCommand(t *testing.T) {
 	res := runCLI(t, dir, []string{"SUPPORTBOT_HTTP_ADDR=" + freeAddr(t)}, "healthcheck")
 	if res.code == 0 || !strings.Contains(res.stderr, "not healthy") {
 		t.Fatalf("healthcheck with no server: exit %d %s", res.code, res.stderr)
+	}
+}
+
+// TestLostDatabase: the CLIENT_ID `register` generated lives in the database. With the
+// database gone, register and unregister refuse clearly (they never claim to have
+// removed what they could not), and the printed CLIENT_ID, configured, sets it right.
+func TestLostDatabase(t *testing.T) {
+	t.Parallel()
+	portal := b24test.New(t)
+	dir := t.TempDir()
+	env := setupEnv(dir, portal.WebhookURL())
+	first := runCLI(t, dir, env, "register")
+	if first.code != 0 {
+		t.Fatalf("register: %s%s", first.stdout, first.stderr)
+	}
+	m := regexp.MustCompile(`generated CLIENT_ID ([0-9a-f]{32}).*bitrix\.client_id`).FindStringSubmatch(first.stdout)
+	if m == nil {
+		t.Fatalf("register did not print the CLIENT_ID to keep:\n%s", first.stdout)
+	}
+	for _, f := range []string{"supportbot.db", "supportbot.db-wal", "supportbot.db-shm"} {
+		os.Remove(filepath.Join(dir, f))
+	}
+	for _, command := range []string{"register", "unregister"} {
+		res := runCLI(t, dir, env, command)
+		if res.code == 0 || !strings.Contains(res.stderr, "registered with another CLIENT_ID") {
+			t.Errorf("%s without the database: exit %d\n%s%s", command, res.code, res.stdout, res.stderr)
+		}
+	}
+	if len(portal.Bots()) != 1 {
+		t.Fatalf("bots %+v", portal.Bots())
+	}
+	res := runCLI(t, dir, append(env, "SUPPORTBOT_BITRIX_CLIENT_ID="+m[1]), "register")
+	if res.code != 0 || !strings.Contains(res.stdout, "updated bot") || len(portal.Bots()) != 1 {
+		t.Fatalf("register with the CLIENT_ID configured: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"supportbot/bitrix24"
@@ -53,7 +54,8 @@ func (s *Setup) Register(ctx context.Context) error {
 		if err := s.Store.Update(ctx, func(tx *storage.Tx) error { return tx.SetClientID(s.Portal.ID, s.Profile.ClientID) }); err != nil {
 			return err
 		}
-		s.printf("generated CLIENT_ID %s (stored in the database)", s.Profile.ClientID)
+		s.printf("generated CLIENT_ID %s (stored in the database); put it into bitrix.client_id too: "+
+			"only this CLIENT_ID may update or remove the bot, should the database be lost", s.Profile.ClientID)
 	}
 
 	botID, err := s.existingBot(ctx)
@@ -193,7 +195,7 @@ func gone(err error) bool {
 	var be *bitrix24.Error
 	return errors.As(err, &be) && !be.Temporary() &&
 		!errors.Is(err, bitrix24.ErrInsufficientScope) && !errors.Is(err, bitrix24.ErrNoAuthFound) &&
-		!errors.Is(err, bitrix24.ErrAccessDenied)
+		!errors.Is(err, bitrix24.ErrAccessDenied) && !strings.EqualFold(be.Code, codeAppIDError)
 }
 
 // CheckScope makes sure the webhook may manage bots.
@@ -265,6 +267,10 @@ func resultID(raw json.RawMessage) (int64, error) {
 	return id, nil
 }
 
+// codeAppIDError: the bot or command belongs to another application — for a webhook,
+// another CLIENT_ID.
+const codeAppIDError = "APP_ID_ERROR"
+
 // newClientID makes a CLIENT_ID for a bot registered through a webhook: 32 random hex
 // digits, like an application's client ID.
 func newClientID() string {
@@ -284,6 +290,9 @@ func Explain(err error) string {
 	case errors.Is(err, bitrix24.ErrNoAuthFound), errors.Is(err, bitrix24.ErrInvalidToken):
 		return "the portal did not accept the webhook: check bitrix.webhook_url (https://PORTAL/rest/USER_ID/SECRET/, " +
 			"as shown on the webhook's page in Bitrix24)"
+	case errors.As(err, &be) && strings.EqualFold(be.Code, codeAppIDError):
+		return "the bot on the portal was registered with another CLIENT_ID (a lost database?): set bitrix.client_id to the one " +
+			"`register` printed then, or remove the bot in Bitrix24 and run `supportbot register` again"
 	case errors.Is(err, bitrix24.ErrAccessDenied):
 		return "the webhook's user may not manage bots: create the webhook as a portal administrator"
 	case errors.Is(err, bitrix24.ErrMethodNotFound):
