@@ -5,16 +5,20 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -125,17 +129,17 @@ func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 		},
 		&cobra.Command{
 			Use:   "token",
-			Short: "Wait for the first event on http.addr and print its application token (webhook set-up)",
+			Short: "Print the application token of the portal's events (webhook set-up)",
 			Long: "After `supportbot register`, Bitrix24 signs every event with an application token that it never shows.\n" +
-				"Stop the server, run this, and write to the bot in Bitrix24: the token of the first event is printed here\n" +
-				"(not logged), to put into bitrix.application_token.",
+				"Stop the server and run this: it prints a one-time code and listens on http.addr. Write the code to the bot\n" +
+				"in Bitrix24: the token of that message is printed here (not logged), to put into bitrix.application_token.",
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				cfg, err := config.Load(cmd.Flags())
 				if cfg == nil {
 					return err
 				}
-				return captureToken(ctx, cfg.HTTP.Addr, cmd.OutOrStdout())
+				return captureToken(ctx, cfg.HTTP.Addr, cfg.Bitrix.WebhookURL, cmd.OutOrStdout())
 			},
 		},
 		&cobra.Command{
@@ -199,15 +203,22 @@ func newSetup(ctx context.Context, cfg *config.Config, out io.Writer, log *slog.
 	return s, func() { store.Close() }, nil
 }
 
-// captureToken serves /bitrix/events until one event arrives, and prints the portal
-// and the application token it carries. The operator watches it happen, which is what
-// makes trusting that first event reasonable.
-func captureToken(ctx context.Context, addr string, out io.Writer) error {
+// captureToken serves /bitrix/events until the event the operator makes arrives, and
+// prints the portal and the application token it carries. The public URL is no
+// secret, so the first POST could be anyone's: only a message holding a one-time
+// code printed here (and, with a webhook configured, from the webhook's portal)
+// counts.
+func captureToken(ctx context.Context, addr, webhookURL string, out io.Writer) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s (is the server still running?): %w", addr, err)
 	}
-	fmt.Fprintf(out, "waiting on %s for an event: write to the bot in Bitrix24…\n", ln.Addr())
+	code := oneTimeCode()
+	var portalHost string
+	if u, err := url.Parse(webhookURL); err == nil {
+		portalHost = u.Hostname()
+	}
+	fmt.Fprintf(out, "waiting on %s: write this code to the bot in Bitrix24: %s\n", ln.Addr(), code)
 	found := make(chan bitrix24.Auth, 1)
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, handlers.MaxEventBody))
@@ -220,8 +231,15 @@ func captureToken(ctx context.Context, addr string, out io.Writer) error {
 			http.Error(w, "not an event", http.StatusBadRequest)
 			return
 		}
+		msg, ok := ev.(*bitrix24.MessageAdd)
+		auth := ev.Head().Auth
+		if !ok || !strings.Contains(msg.Message.Text, code) ||
+			(portalHost != "" && !strings.EqualFold(hostOnly(auth.Domain), portalHost)) {
+			w.WriteHeader(http.StatusOK) // not the one; say nothing
+			return
+		}
 		select {
-		case found <- ev.Head().Auth:
+		case found <- auth:
 		default:
 		}
 		w.WriteHeader(http.StatusOK)
@@ -236,6 +254,23 @@ func captureToken(ctx context.Context, addr string, out io.Writer) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// oneTimeCode is six random digits.
+func oneTimeCode() string {
+	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
+	if err != nil {
+		panic(err) // crypto/rand does not fail on supported systems
+	}
+	return fmt.Sprintf("%06d", n.Int64())
+}
+
+// hostOnly drops a port from an auth[domain].
+func hostOnly(domain string) string {
+	if h, _, err := net.SplitHostPort(domain); err == nil {
+		return h
+	}
+	return domain
 }
 
 // healthcheck asks the local server for /healthz.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"net"
@@ -308,8 +309,9 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestTokenCommand: step 5 of the guide. `supportbot token` waits for the first event
-// and prints its application token (and nothing else of it), then exits 0.
+// TestTokenCommand: step 5 of the guide. `supportbot token` prints a one-time code and
+// waits for the message holding it, from the webhook's portal; it prints that event's
+// application token and exits 0. Anyone else's POST to the public URL is ignored.
 func TestTokenCommand(t *testing.T) {
 	t.Parallel()
 	portal := b24test.New(t)
@@ -319,38 +321,55 @@ func TestTokenCommand(t *testing.T) {
 	cmd.Dir = dir
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "SUPPORTBOT_HTTP_ADDR=" + addr},
 		setupEnv(dir, portal.WebhookURL())...)
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() { cmd.Process.Kill() })
-
-	const token = "0f9e8d7c6b5a49382716a5b4c3d2e1f0"
-	body := b24test.Event("v1/onimbotmessageadd-private.form", map[string]string{"auth[application_token]": token})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		status, _, err := portal.Post(t.Context(), "http://"+addr+"/bitrix/events", body)
-		if err == nil && status == http.StatusOK {
-			break
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("token command never took the event: %v %d\n%s", err, status, stdout.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		close(lines)
+	}()
+	var code string
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("token: %v\n%s", err, stdout.String())
+	case line := <-lines:
+		m := regexp.MustCompile(`write this code to the bot in Bitrix24: (\d{6})$`).FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("first line %q", line)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("token did not exit after the event")
+		code = m[1]
+	case <-time.After(20 * time.Second):
+		t.Fatal("token printed no code")
 	}
-	if !strings.Contains(stdout.String(), "application token: "+token+"\n") {
-		t.Fatalf("token not printed:\n%s", stdout.String())
+
+	post := func(text, domain, token string) {
+		t.Helper()
+		body := b24test.Event("v1/onimbotmessageadd-private.form", map[string]string{
+			"data[PARAMS][MESSAGE]": text, "auth[domain]": domain, "auth[application_token]": token})
+		if status, _, err := portal.Post(t.Context(), "http://"+addr+"/bitrix/events", body); err != nil || status != http.StatusOK {
+			t.Fatalf("post: %v %d", err, status)
+		}
+	}
+	post("hello", portal.Domain(), "attacker1")                   // no code
+	post("code "+code, "evil.bitrix24.com", "attacker2")          // another portal
+	post("my code is "+code, portal.Domain(), "0f9e8d7c6b5a4938") // the one
+	var out []string
+	for line := range lines {
+		out = append(out, line)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("token: %v\n%s", err, strings.Join(out, "\n"))
+	}
+	text := strings.Join(out, "\n")
+	if !strings.Contains(text, "application token: 0f9e8d7c6b5a4938") || strings.Contains(text, "attacker") {
+		t.Fatalf("token printed:\n%s", text)
 	}
 }
 
