@@ -301,7 +301,7 @@ func (c *Client) do(ctx context.Context, method string, body []byte) (json.RawMe
 		return result, err
 	}
 	if token, err = c.tokens.Refresh(ctx, token); err != nil {
-		return nil, fmt.Errorf("bitrix24 %s: refresh the access token: %w", method, err)
+		return nil, &RefreshError{Method: method, Err: err}
 	}
 	return c.send(ctx, method, body, token)
 }

@@ -171,3 +171,20 @@ func (e *TransportError) Error() string {
 
 // Unwrap gives errors.Is access to the cause, e.g. context.DeadlineExceeded.
 func (e *TransportError) Unwrap() error { return e.Err }
+
+// RefreshError: a call met expired_token and the token could not be renewed. The call
+// itself did not run, so it may be repeated once the portal's tokens work again. It
+// deliberately does not unwrap to the OAuth server's *Error: an invalid_grant there is
+// not the REST method's permanent refusal, and a retry layer must not give the call
+// up for it. Cause returns the refresh's own error.
+type RefreshError struct {
+	Method string
+	Err    error
+}
+
+func (e *RefreshError) Error() string {
+	return "bitrix24 " + e.Method + ": refresh the access token: " + e.Err.Error()
+}
+
+// Cause is the refresh's error.
+func (e *RefreshError) Cause() error { return e.Err }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -47,8 +46,11 @@ type OAuthTokens struct {
 	http                             *http.Client
 	save                             func(context.Context, TokenSet) error
 
-	mu  sync.Mutex
-	cur TokenSet
+	onSaveError func(error)
+
+	mu      sync.Mutex
+	cur     TokenSet
+	unsaved bool // cur is not stored yet
 }
 
 // NewOAuthTokens returns the token source of one portal. oauthURL is the OAuth server
@@ -63,33 +65,66 @@ func NewOAuthTokens(clientID, clientSecret, oauthURL string, cur TokenSet, hc *h
 // TokenURL is the OAuth server's token endpoint.
 func TokenURL(oauthURL string) string { return strings.TrimRight(oauthURL, "/") + "/oauth/token/" }
 
-// Token implements TokenSource.
-func (o *OAuthTokens) Token(context.Context) (string, error) {
+// Token implements TokenSource. A pair whose save failed is saved again first.
+func (o *OAuthTokens) Token(ctx context.Context) (string, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.unsaved {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+		_ = o.saveLocked(sctx)
+		cancel()
+	}
 	return o.cur.AccessToken, nil
 }
+
+// OnSaveError sets what to do when storing a renewed pair fails (log it): the pair
+// is kept in memory and saved again on the next call.
+func (o *OAuthTokens) OnSaveError(f func(error)) { o.onSaveError = f }
 
 // Refresh implements TokenSource. Holding the lock through the request is the point:
 // twenty calls that met expired_token together wait for one refresh and all use its
 // token; a second refresh would spend the refresh token the first one just rotated.
+//
+// The refresh and the save run on their own deadline, not the caller's: once the
+// OAuth server has rotated the refresh token, losing its answer or not storing it
+// would leave the portal with a spent one.
 func (o *OAuthTokens) Refresh(ctx context.Context, stale string) (string, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.cur.AccessToken != stale {
 		return o.cur.AccessToken, nil // refreshed meanwhile by another caller
 	}
-	ts, err := RefreshToken(ctx, o.http, o.tokenURL, o.clientID, o.clientSecret, o.cur.RefreshToken)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+	defer cancel()
+	ts, err := RefreshToken(rctx, o.http, o.tokenURL, o.clientID, o.clientSecret, o.cur.RefreshToken)
 	if err != nil {
 		return "", err
 	}
 	o.cur = ts
-	if o.save != nil {
-		if err := o.save(ctx, ts); err != nil {
-			return "", fmt.Errorf("store the refreshed tokens: %w", err)
-		}
-	}
+	o.unsaved = true
+	// A failed save keeps the new pair, which works, in memory; it is saved again on
+	// the next call until that succeeds.
+	_ = o.saveLocked(rctx)
 	return ts.AccessToken, nil
+}
+
+// refreshTimeout bounds one renewal and the save of its answer.
+const refreshTimeout = 30 * time.Second
+
+// saveLocked stores the current pair if it is not stored yet.
+func (o *OAuthTokens) saveLocked(ctx context.Context) error {
+	if !o.unsaved || o.save == nil {
+		o.unsaved = false
+		return nil
+	}
+	if err := o.save(ctx, o.cur); err != nil {
+		if o.onSaveError != nil {
+			o.onSaveError(err)
+		}
+		return err
+	}
+	o.unsaved = false
+	return nil
 }
 
 // RefreshToken exchanges a refresh token for a new token pair at the OAuth server.

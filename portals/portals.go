@@ -74,6 +74,10 @@ func (c *Connections) Client(ctx context.Context, portalID int64) (*bitrix24.Cli
 			// Stored at once: the refresh token just used no longer works.
 			return c.store.SaveTokens(context.WithoutCancel(ctx), portalID, ts.AccessToken, ts.RefreshToken, ts.ExpiresAt)
 		})
+	tokens.OnSaveError(func(err error) {
+		c.log.Error("the portal's renewed OAuth tokens could not be stored; kept in memory and stored again on the next call",
+			"portal", p, "err", err)
+	})
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cl, ok := c.clients[portalID]; ok {

@@ -221,3 +221,66 @@ func TestAdminsFromUserAdmin(t *testing.T) {
 		t.Fatalf("user.admin asked as users %d and %d, want each author's own token", calls[0].UserID, calls[1].UserID)
 	}
 }
+
+// TestRefreshSurvivesTheCallersDeadline: a caller that gives up while the refresh is
+// under way does not lose the rotated pair: it is stored, and the next call uses it
+// without refreshing again.
+func TestRefreshSurvivesTheCallersDeadline(t *testing.T) {
+	o := b24test.NewOAuth(t, clientID, clientSecret)
+	p := b24test.NewAppPortal(t, o)
+	store := openStore(t)
+	app := portals.App{ClientID: clientID, ClientSecret: clientSecret, OAuthURL: o.URL() + "/"}
+	conns := portals.NewConnections(store, app, 50, 250, nil, nil)
+	id := install(t, &portals.AppAuth{Store: store, App: app, Connections: conns}, p)
+	client, err := conns.Client(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := o.RefreshesFor(p.MemberID())
+	stored, _ := store.Portal(context.Background(), id)
+	p.ExpireTokens()
+	o.SetRefreshDelay(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, _ = client.Call(ctx, "app.info", nil) // gives up before the renewal answers
+	o.SetRefreshDelay(0)
+	if got := o.RefreshesFor(p.MemberID()) - before; got != 1 {
+		t.Fatalf("%d refreshes, want 1", got)
+	}
+	if after, _ := store.Portal(context.Background(), id); after.RefreshToken == stored.RefreshToken {
+		t.Fatal("the rotated refresh token was not stored")
+	}
+	if _, err := client.Call(context.Background(), "app.info", nil); err != nil {
+		t.Fatalf("next call: %v", err)
+	}
+	if got := o.RefreshesFor(p.MemberID()) - before; got != 1 {
+		t.Fatalf("%d refreshes after the next call, want still 1", got)
+	}
+}
+
+// TestRejectedRefreshIsNotAPermanentRefusal: when the OAuth server rejects the stored
+// refresh token, the call fails with a RefreshError that a retry layer does not take
+// for the method's own permanent error.
+func TestRejectedRefreshIsNotAPermanentRefusal(t *testing.T) {
+	o := b24test.NewOAuth(t, clientID, clientSecret)
+	p := b24test.NewAppPortal(t, o)
+	store := openStore(t)
+	app := portals.App{ClientID: clientID, ClientSecret: clientSecret, OAuthURL: o.URL() + "/"}
+	id := install(t, &portals.AppAuth{Store: store, App: app}, p)
+	stored, _ := store.Portal(context.Background(), id)
+	if err := store.SaveTokens(context.Background(), id, stored.AccessToken, "spent-refresh", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	conns := portals.NewConnections(store, app, 50, 250, nil, nil)
+	client, err := conns.Client(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ExpireTokens()
+	_, err = client.Call(context.Background(), "app.info", nil)
+	var re *bitrix24.RefreshError
+	var be *bitrix24.Error
+	if !errors.As(err, &re) || errors.As(err, &be) {
+		t.Fatalf("got %v (%T), want a RefreshError that is no *bitrix24.Error", err, err)
+	}
+}
