@@ -277,6 +277,12 @@ func TestDoctorReportsEachBrokenPiece(t *testing.T) {
 		!strings.Contains(res.stdout, "✗ bot: no bot is registered") || !strings.Contains(res.stdout, "fix: run `supportbot register`") {
 		t.Errorf("doctor before register: exit %d\n%s", res.code, res.stdout)
 	}
+	if !strings.Contains(res.stdout, "! database: ") {
+		t.Errorf("doctor did not say the database is not there yet:\n%s", res.stdout)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "supportbot.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("doctor created the database: %v", err)
+	}
 
 	// Registered, then removed by hand in Bitrix24.
 	if reg := runCLI(t, dir, env, "register"); reg.code != 0 {

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"supportbot/bot"
@@ -110,6 +113,18 @@ func (d *Doctor) checkDatabase(ctx context.Context, cfg *config.Config) *storage
 	if cfg.DB.Path == "" {
 		return nil // reported with the configuration
 	}
+	// Doctor looks and does not touch: a database that is not there is not created.
+	if _, err := os.Stat(cfg.DB.Path); errors.Is(err, fs.ErrNotExist) {
+		dir := filepath.Dir(cfg.DB.Path)
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			d.fail("database", cfg.DB.Path+" does not exist, and neither does its directory "+dir,
+				"create the directory or point db.path into an existing one")
+		} else {
+			d.warn("database", cfg.DB.Path+" does not exist yet: the server creates it on its first start",
+				"if the bot ran before, db.path points at the wrong file")
+		}
+		return nil
+	}
 	store, err := storage.Open(ctx, cfg.DB.Path)
 	if err != nil {
 		d.fail("database", err.Error(), "check db.path and that its directory exists and is writable by this user")
@@ -163,8 +178,8 @@ func (d *Doctor) checkPortal(ctx context.Context, cfg *config.Config, store *sto
 	}
 	var portal storage.Portal
 	if store != nil {
-		portal, err = store.EnsurePortal(ctx, WebhookMemberID(cfg), "")
-		if err != nil {
+		portal, err = store.PortalByMemberID(ctx, WebhookMemberID(cfg))
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			d.fail("bot", err.Error(), "")
 			return
 		}
