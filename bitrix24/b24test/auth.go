@@ -309,6 +309,11 @@ func (p *Portal) serveOAuth(w http.ResponseWriter, r *http.Request, method strin
 		writeError(w, errNoAuth())
 		return
 	}
+	p.serveWithToken(w, r, tok, method, start)
+}
+
+// serveWithToken answers a call whose body is read and whose token is found.
+func (p *Portal) serveWithToken(w http.ResponseWriter, r *http.Request, tok, method string, start time.Time) {
 	c, err := p.checkToken(tok)
 	if err != nil {
 		writeError(w, err)

@@ -124,7 +124,7 @@ func (o *OAuth) serveREST(w http.ResponseWriter, r *http.Request, rest string) {
 	}
 	for _, p := range o.portalList() {
 		if p.hasToken(tok) {
-			p.serveOAuth(w, r, strings.TrimSuffix(rest, ".json"), start)
+			p.serveWithToken(w, r, tok, strings.TrimSuffix(rest, ".json"), start)
 			return
 		}
 	}
