@@ -167,7 +167,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 		t.Fatalf("ONAPPINSTALL answered %d", status)
 	}
 	waitFor(t, "portal C's refusal", func() bool {
-		return count(t, dbPath, "SELECT count(*) FROM outbox WHERE method = 'imbot.register' AND state = 'failed'") == 1
+		return count(t, dbPath, "SELECT count(*) FROM outbox WHERE kind = 'register_bot' AND state = 'failed'") == 1
 	})
 	cfg, err := config.LoadFrom(nil, appEnv(o, dbPath))
 	if err != nil {

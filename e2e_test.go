@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"supportbot/bitrix24/b24test"
+	"supportbot/cli"
 	"supportbot/config"
 )
 
@@ -69,7 +70,7 @@ func startServe(t *testing.T, portal *b24test.Portal, dbPath string, environ []s
 	started := make(chan string, 1)
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	go func() { done <- serve(ctx, cfg, log, started) }()
+	go func() { done <- cli.Serve(ctx, cfg, log, started) }()
 	var addr string
 	select {
 	case addr = <-started:

@@ -100,14 +100,14 @@ func TestRegisterTwiceThenUnregister(t *testing.T) {
 			byName[c.Command] = c
 		}
 		for _, w := range wantCommands {
-			c, ok := byName[w.Command]
+			c, ok := byName[w.Name]
 			switch {
 			case !ok:
-				t.Errorf("%s: /%s not registered", round, w.Command)
+				t.Errorf("%s: /%s not registered", round, w.Name)
 			case c.BotID != b.ID || c.Hidden != w.Hidden || c.Registrations != 1:
-				t.Errorf("%s: /%s registered as %+v", round, w.Command, c)
+				t.Errorf("%s: /%s registered as %+v", round, w.Name, c)
 			case c.Lang["ru"].Title == "" || c.Lang["en"].Title == "":
-				t.Errorf("%s: /%s lacks a ru or en title: %+v", round, w.Command, c.Lang)
+				t.Errorf("%s: /%s lacks a ru or en title: %+v", round, w.Name, c.Lang)
 			}
 		}
 	}

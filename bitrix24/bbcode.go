@@ -43,8 +43,9 @@ func ChatLink(chatID int64, text string) string {
 	return "[chat=" + strconv.FormatInt(chatID, 10) + "]" + text + "[/chat]"
 }
 
-// Bold wraps already-escaped text in [b].
-func Bold(text string) string { return "[b]" + text + "[/b]" }
+// AwaitedChatLink is a link to the awaited chat (see AwaitedChatID); text must already
+// be escaped.
+func AwaitedChatLink(text string) string { return "[chat=" + AwaitedChatID + "]" + text + "[/chat]" }
 
 // DialogIDForChat is the DIALOG_ID of a group chat.
 func DialogIDForChat(chatID int64) string { return "chat" + strconv.FormatInt(chatID, 10) }

@@ -38,6 +38,18 @@ type TokenSource interface {
 // token once when the portal answers expired_token.
 func WithTokens(ts TokenSource) Option { return func(c *Client) { c.tokens = ts } }
 
+// StaticToken is a TokenSource of one access token that is never renewed: a user's,
+// taken from an event, which the application cannot refresh.
+type StaticToken string
+
+// Token implements TokenSource.
+func (s StaticToken) Token(context.Context) (string, error) { return string(s), nil }
+
+// Refresh implements TokenSource: the token cannot be renewed.
+func (s StaticToken) Refresh(context.Context, string) (string, error) {
+	return "", errors.New("the user's access token has expired")
+}
+
 // OAuthTokens is a TokenSource for one portal: it refreshes at Bitrix24's OAuth
 // server and hands every new pair to save before using it, since the old refresh
 // token stops working the moment the new one is issued.

@@ -1,10 +1,11 @@
 // Package bot is supportbot's brain: who may do what, the limit on open dialogs,
 // unread counts, titles, and what to say. It decides over storage inside the event's
-// transaction and writes the calls it wants made into the outbox; it never does HTTP.
+// transaction and writes the actions it wants done into the outbox (bitrix24's
+// typed actions, which name no REST method); when an action has been done or given
+// up, Settle records what that means. It never does HTTP.
 package bot
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,7 +19,7 @@ import (
 
 // Chats the bot creates are marked with this entity type, and ENTITY_ID
 // "question|<dialog id>", so a chat can be traced back to its dialog even before the
-// portal's answer to imbot.chat.add has been recorded.
+// portal's answer to the chat's creation has been recorded.
 const (
 	EntityType     = "SUPPORTBOT_QUESTION"
 	entityIDPrefix = "question|"
@@ -36,10 +37,7 @@ type Config struct {
 	MaxActive   int
 	Language    string // fallback when the event's language is neither ru nor en
 	// Profile is how the bot registers itself when an application is installed.
-	Profile Profile
-	// IsAdmin, if set, tells whether a user is an administrator of the portal
-	// (app mode: user.admin, asked before the event's transaction and cached).
-	IsAdmin func(portalID, userID int64) bool
+	Profile bitrix24.BotProfile
 }
 
 // Bot applies supportbot's rules to events.
@@ -83,8 +81,10 @@ const (
 
 // Process records the event's key and, unless it was seen before, applies the rules.
 // It runs inside the transaction that also commits the event, so an event is either
-// fully processed and recorded, or not at all.
-func (b *Bot) Process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event) (Outcome, error) {
+// fully processed and recorded, or not at all. admin is a user the portal confirmed,
+// before the transaction, as one of its administrators (app mode: user.admin for the
+// event's author; see portals), or 0.
+func (b *Bot) Process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event, admin int64) (Outcome, error) {
 	key := ev.DedupKey()
 	if key == "" {
 		return Ignored, nil
@@ -96,28 +96,29 @@ func (b *Bot) Process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event) 
 	if !fresh {
 		return Duplicate, nil
 	}
-	if err := b.handle(tx, portal, ev); err != nil {
+	if err := b.handle(tx, portal, ev, admin); err != nil {
 		return 0, fmt.Errorf("%s %s: %w", ev.Head().Type, key, err)
 	}
 	return Processed, nil
 }
 
-func (b *Bot) handle(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event) error {
+func (b *Bot) handle(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event, admin int64) error {
 	switch e := ev.(type) {
 	case *bitrix24.MessageAdd:
 		if err := b.learnBot(tx, &portal, e.BotID); err != nil {
 			return err
 		}
-		return b.onMessage(tx, portal, e.Message, e.User, nil)
+		return b.onMessage(tx, portal, e.Message, b.who(e.User, e.Message.FromUserID, admin), nil)
 	case *bitrix24.CommandAdd:
 		if err := b.learnBot(tx, &portal, e.Command.BotID); err != nil {
 			return err
 		}
 		cmd := fromButton(e.Command.Name, e.Command.Params)
+		from := b.who(e.User, e.Message.FromUserID, admin)
 		if e.Command.Context == bitrix24.ContextKeyboard {
-			return b.onButton(tx, portal, e.Message, e.User, cmd, e.Command.MessageID)
+			return b.onButton(tx, portal, e.Message, from, cmd, e.Command.MessageID)
 		}
-		return b.onMessage(tx, portal, e.Message, e.User, &cmd)
+		return b.onMessage(tx, portal, e.Message, from, &cmd)
 	case *bitrix24.MessageUpdate:
 		return b.onEdit(tx, portal, e.Message, false)
 	case *bitrix24.MessageDelete:
@@ -126,7 +127,7 @@ func (b *Bot) handle(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event) e
 		if err := b.learnBot(tx, &portal, e.BotID); err != nil {
 			return err
 		}
-		return b.onJoin(tx, portal, e)
+		return b.onJoin(tx, portal, e, b.who(e.User, e.UserID, admin))
 	case *bitrix24.AppInstall:
 		return b.onInstall(tx, portal)
 	case *bitrix24.AppUninstall:
@@ -163,11 +164,13 @@ func (b *Bot) learnBot(tx *storage.Tx, portal *storage.Portal, botID int64) erro
 type who struct {
 	id     int64
 	name   string
+	bot    bool
 	agent  bool
 	client bool
 }
 
-func (b *Bot) who(portal storage.Portal, u bitrix24.User, fallbackID int64) who {
+// who is the event's author; admin is a user the portal confirmed as its administrator.
+func (b *Bot) who(u bitrix24.User, fallbackID, admin int64) who {
 	id := u.ID
 	if id == 0 {
 		id = fallbackID
@@ -176,8 +179,8 @@ func (b *Bot) who(portal storage.Portal, u bitrix24.User, fallbackID int64) who 
 	if name == "" {
 		name = strings.TrimSpace(u.FirstName + " " + u.LastName)
 	}
-	client := b.clients[id] || (b.cfg.IsAdmin != nil && b.cfg.IsAdmin(portal.ID, id))
-	return who{id: id, name: name, agent: b.agents[id], client: client}
+	client := b.clients[id] || (admin != 0 && admin == id)
+	return who{id: id, name: name, bot: u.IsBot, agent: b.agents[id], client: client}
 }
 
 // lang picks the reply language: the event's, else the configured fallback.
@@ -212,9 +215,8 @@ func (b *Bot) newTurn(tx *storage.Tx, portal storage.Portal, from who, lang, dia
 
 // onMessage handles a message (ONIMBOTMESSAGEADD), or a typed command that arrived as
 // ONIMCOMMANDADD (cmd set).
-func (b *Bot) onMessage(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, u bitrix24.User, cmd *command) error {
-	from := b.who(portal, u, m.FromUserID)
-	if u.IsBot || (portal.BotID != 0 && from.id == portal.BotID) || m.System {
+func (b *Bot) onMessage(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, from who, cmd *command) error {
+	if from.bot || (portal.BotID != 0 && from.id == portal.BotID) || m.System {
 		return nil
 	}
 	t := b.newTurn(tx, portal, from, m.Language, m.DialogID)
@@ -368,18 +370,16 @@ func (b *Bot) onEdit(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, 
 }
 
 // onJoin greets a person who opens the private chat with the bot.
-func (b *Bot) onJoin(tx *storage.Tx, portal storage.Portal, e *bitrix24.JoinChat) error {
+func (b *Bot) onJoin(tx *storage.Tx, portal storage.Portal, e *bitrix24.JoinChat, from who) error {
 	if e.ChatType != "P" && strings.HasPrefix(e.DialogID, "chat") {
 		return nil // added to a group chat: nothing to say
 	}
-	from := b.who(portal, e.User, e.UserID)
 	t := b.newTurn(tx, portal, from, e.Language, e.DialogID)
 	return t.help()
 }
 
 // onButton handles a keyboard press.
-func (b *Bot) onButton(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, u bitrix24.User, cmd command, keyboardMessageID int64) error {
-	from := b.who(portal, u, m.FromUserID)
+func (b *Bot) onButton(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, from who, cmd command, keyboardMessageID int64) error {
 	t := b.newTurn(tx, portal, from, m.Language, m.DialogID)
 	if !m.Private() && m.ChatID > 0 {
 		d, err := tx.DialogByChat(portal.ID, m.ChatID)
@@ -471,19 +471,11 @@ func (t *turn) help() error {
 		if t.from.agent {
 			text += "\n\n" + t.t.AgentHelp
 		}
-		return t.reply(text, t.clientKeyboard())
+		return t.reply(text, clientKeyboard(t.t))
 	case t.from.agent:
 		return t.reply(t.t.AgentHelp, nil)
 	}
 	return t.reply(t.t.NotAllowed, nil)
-}
-
-func (t *turn) clientKeyboard() *bitrix24.Keyboard {
-	return &bitrix24.Keyboard{Buttons: []bitrix24.Button{
-		{Text: t.t.BtnAllChats, Command: cmdChats, Display: "LINE"},
-		{Text: t.t.BtnOpenNew, Command: cmdNew, Display: "LINE", BgColor: "#29619b", TextColor: "#fff"},
-		{Text: t.t.BtnHelp, Command: cmdHelp, Display: "LINE"},
-	}}
 }
 
 // reply sends text (and an optional keyboard) to the chat the event came from.
@@ -495,29 +487,26 @@ func (t *turn) reply(text string, kb *bitrix24.Keyboard) error {
 	return t.send(lane, t.dialogID, text, kb, 0)
 }
 
-// send queues imbot.message.add. With needsDialog set, the message waits for that
-// dialog's chat and may use storage.ChatIDPlaceholder in its text, keyboard and
-// dialogID.
-func (t *turn) send(lane, dialogID, text string, kb *bitrix24.Keyboard, needsDialog int64) error {
-	params := map[string]any{"DIALOG_ID": dialogID, "MESSAGE": text}
-	if kb != nil {
-		params["KEYBOARD"] = kb
-	}
-	return t.enqueue(storage.OutboxEntry{ChatKey: lane, Method: "imbot.message.add", NeedsDialog: needsDialog}, params)
+// send posts a message into a chat, in lane. With awaits set, the message waits for
+// that dialog's chat and may name it with bitrix24.AwaitedChatID in its text and
+// keyboard and bitrix24.AwaitedDialogID as dialogID.
+func (t *turn) send(lane, dialogID, text string, kb *bitrix24.Keyboard, awaits int64) error {
+	return t.enqueue(storage.OutboxEntry{Lane: lane, AwaitsDialog: awaits}, bitrix24.SendMessage{DialogID: dialogID, Text: text, Keyboard: kb})
 }
 
-// enqueue writes one call into the outbox, naming the bot when its ID is known.
-func (t *turn) enqueue(e storage.OutboxEntry, params map[string]any) error {
-	if t.portal.BotID != 0 {
-		params["BOT_ID"] = t.portal.BotID
-	}
-	raw, err := json.Marshal(params)
+// enqueue writes one action into the outbox; e says its lane and what its result
+// will mean.
+func (t *turn) enqueue(e storage.OutboxEntry, a bitrix24.Action) error {
+	return enqueue(t.tx, t.portal.ID, e, a)
+}
+
+func enqueue(tx *storage.Tx, portalID int64, e storage.OutboxEntry, a bitrix24.Action) error {
+	kind, data, err := bitrix24.EncodeAction(a)
 	if err != nil {
-		return fmt.Errorf("encode %s: %w", e.Method, err)
+		return err
 	}
-	e.PortalID = t.portal.ID
-	e.Params = raw
-	_, err = t.tx.Enqueue(e)
+	e.PortalID, e.Kind, e.Action = portalID, kind, data
+	_, err = tx.Enqueue(e)
 	return err
 }
 
@@ -525,8 +514,8 @@ func (t *turn) enqueue(e storage.OutboxEntry, params map[string]any) error {
 // with its creation.
 func dialogLane(dialogID int64) string { return "dialog:" + strconv.FormatInt(dialogID, 10) }
 
-// chatLink links to a dialog's chat, or says the chat is still being created. In a
-// message that waits for the chat (needsDialog) the placeholder is used instead.
+// chatLink links to a dialog's chat, or says the chat is still being created. A
+// message that waits for the chat links to it with pendingChatLink instead.
 func (t *turn) chatLink(d storage.Dialog, text string) string {
 	if d.ChatID == 0 {
 		return "[i]" + t.t.ChatPending + "[/i]"

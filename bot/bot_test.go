@@ -57,7 +57,7 @@ func (h *harness) process(ev bitrix24.Event) Outcome {
 		if err != nil {
 			return err
 		}
-		out, err = h.bot.Process(tx, p, ev)
+		out, err = h.bot.Process(tx, p, ev, 0)
 		return err
 	})
 	if err != nil {
@@ -123,7 +123,7 @@ func (h *harness) createChats() map[int]int64 {
 	all, _ := h.store.Outbox(context.Background(), h.portal.ID)
 	err := h.store.Update(context.Background(), func(tx *storage.Tx) error {
 		for _, e := range all {
-			if e.Method != "imbot.chat.add" || e.State != storage.OutboxPending {
+			if e.Kind != bitrix24.KindCreateChat || e.State != storage.OutboxPending {
 				continue
 			}
 			d, err := tx.Dialog(e.EffectRef)
@@ -147,27 +147,54 @@ func (h *harness) createChats() map[int]int64 {
 	return chats
 }
 
-func param(t *testing.T, e storage.OutboxEntry, key string) string {
+// act is an outbox entry's action as the bot wrote it.
+func act(t *testing.T, e storage.OutboxEntry) bitrix24.Action {
 	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(e.Params, &m); err != nil {
+	a, err := bitrix24.DecodeAction(e.Kind, e.Action, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	switch v := m[key].(type) {
-	case nil:
-		return ""
-	case string:
-		return v
-	default:
-		b, _ := json.Marshal(v)
-		return string(b)
-	}
+	return a
 }
 
-func methods(list []storage.OutboxEntry) string {
+// text is the text of a message the entry sends or updates.
+func text(t *testing.T, e storage.OutboxEntry) string {
+	t.Helper()
+	switch a := act(t, e).(type) {
+	case bitrix24.SendMessage:
+		return a.Text
+	case bitrix24.UpdateMessage:
+		return a.Text
+	}
+	t.Fatalf("%s is not a message", e.Kind)
+	return ""
+}
+
+// sentTo is where a message the entry sends goes.
+func sentTo(t *testing.T, e storage.OutboxEntry) string {
+	t.Helper()
+	a, ok := act(t, e).(bitrix24.SendMessage)
+	if !ok {
+		t.Fatalf("%s does not send a message", e.Kind)
+	}
+	return a.DialogID
+}
+
+// keyboard is the JSON of the keyboard a message the entry sends carries.
+func keyboard(t *testing.T, e storage.OutboxEntry) string {
+	t.Helper()
+	a, ok := act(t, e).(bitrix24.SendMessage)
+	if !ok {
+		t.Fatalf("%s does not send a message", e.Kind)
+	}
+	b, _ := json.Marshal(a.Keyboard)
+	return string(b)
+}
+
+func kinds(list []storage.OutboxEntry) string {
 	var s []string
 	for _, e := range list {
-		s = append(s, e.Method)
+		s = append(s, e.Kind)
 	}
 	return strings.Join(s, ",")
 }
@@ -178,31 +205,34 @@ func TestQuestionInMainChatOpensDialog(t *testing.T) {
 		t.Fatalf("outcome %v", out)
 	}
 	sent := h.sent()
-	if methods(sent) != "imbot.chat.add,imbot.message.add,imbot.message.add" {
-		t.Fatalf("queued %s", methods(sent))
+	if kinds(sent) != "create_chat,send_message,send_message" {
+		t.Fatalf("queued %s", kinds(sent))
 	}
-	add := sent[0]
-	if got := param(t, add, "TITLE"); got != "Support question — #1" {
-		t.Errorf("title %q", got)
+	add := act(t, sent[0]).(bitrix24.CreateChat)
+	if add.Title != "Support question — #1" {
+		t.Errorf("title %q", add.Title)
 	}
-	if got := param(t, add, "USERS"); got != "[27,50]" {
-		t.Errorf("users %s", got)
+	if fmt.Sprint(add.Users) != "[27 50]" {
+		t.Errorf("users %v", add.Users)
 	}
-	if param(t, add, "ENTITY_TYPE") != EntityType || !strings.HasPrefix(param(t, add, "ENTITY_ID"), "question|") {
-		t.Errorf("entity %s %s", param(t, add, "ENTITY_TYPE"), param(t, add, "ENTITY_ID"))
+	if add.EntityType != EntityType || !strings.HasPrefix(add.EntityID, "question|") {
+		t.Errorf("entity %s %s", add.EntityType, add.EntityID)
 	}
-	if param(t, add, "BOT_ID") != "567" {
-		t.Errorf("BOT_ID %q: the bot's ID is learnt from the event", param(t, add, "BOT_ID"))
+	if p, _ := h.store.Portal(context.Background(), h.portal.ID); p.BotID != botID {
+		t.Errorf("bot ID %d: the bot's ID is learnt from the event", p.BotID)
 	}
 	greeting, answer := sent[1], sent[2]
-	if greeting.NeedsDialog == 0 || answer.NeedsDialog == 0 || greeting.ChatKey != add.ChatKey || answer.ChatKey != "27" {
+	if greeting.AwaitsDialog == 0 || answer.AwaitsDialog == 0 || greeting.Lane != sent[0].Lane || answer.Lane != "27" {
 		t.Errorf("greeting %+v answer %+v", greeting, answer)
 	}
+	if got := sentTo(t, greeting); got != bitrix24.AwaitedDialogID {
+		t.Errorf("greeting goes to %q, want the awaited chat", got)
+	}
 	// The question is quoted in the greeting with its BB-code neutralised.
-	if msg := param(t, greeting, "MESSAGE"); strings.Contains(msg, "[USER=all]") || !strings.Contains(msg, "export deals?") {
+	if msg := text(t, greeting); strings.Contains(msg, "[USER=all]") || !strings.Contains(msg, "export deals?") {
 		t.Errorf("greeting %q", msg)
 	}
-	if got := param(t, answer, "DIALOG_ID"); got != "27" {
+	if got := sentTo(t, answer); got != "27" {
 		t.Errorf("answer goes to %q", got)
 	}
 	// The question is the first message of the transcript.
@@ -224,15 +254,15 @@ func TestLimitAndRefusals(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		h.process(h.private(integrator, "open new"))
 	}
-	if got := strings.Count(methods(h.sent()), "imbot.chat.add"); got != 5 {
+	if got := strings.Count(kinds(h.sent()), "create_chat"); got != 5 {
 		t.Fatalf("%d chats for five requests", got)
 	}
 	h.process(h.private(integrator, "/new one more"))
 	sent := h.sent()
-	if methods(sent) != "imbot.message.add" {
-		t.Fatalf("sixth request queued %s", methods(sent))
+	if kinds(sent) != "send_message" {
+		t.Fatalf("sixth request queued %s", kinds(sent))
 	}
-	msg := param(t, sent[0], "MESSAGE")
+	msg := text(t, sent[0])
 	for n := 1; n <= 5; n++ {
 		if !strings.Contains(msg, fmt.Sprintf("#%d", n)) {
 			t.Errorf("limit message does not list #%d: %s", n, msg)
@@ -242,8 +272,8 @@ func TestLimitAndRefusals(t *testing.T) {
 		h.process(h.private(who, "open new"))
 		h.process(h.private(who, "I have a question"))
 		sent := h.sent()
-		if methods(sent) != "imbot.message.add,imbot.message.add" || !strings.Contains(param(t, sent[0], "MESSAGE"), "administrators and integrators") {
-			t.Fatalf("stranger got %s: %s", methods(sent), param(t, sent[0], "MESSAGE"))
+		if kinds(sent) != "send_message,send_message" || !strings.Contains(text(t, sent[0]), "administrators and integrators") {
+			t.Fatalf("stranger got %s: %s", kinds(sent), text(t, sent[0]))
 		}
 	}
 }
@@ -253,8 +283,8 @@ func TestFreePlanRefusesClients(t *testing.T) {
 	h.process(h.private(admin, "Question"))
 	h.process(h.private(admin, "all chats"))
 	for _, e := range h.sent() {
-		if e.Method != "imbot.message.add" || !strings.Contains(param(t, e, "MESSAGE"), "commercial") {
-			t.Fatalf("free plan: %s %s", e.Method, e.Params)
+		if e.Kind != bitrix24.KindSendMessage || !strings.Contains(text(t, e), "commercial") {
+			t.Fatalf("free plan: %s %s", e.Kind, e.Action)
 		}
 	}
 }
@@ -269,14 +299,14 @@ func TestUnreadRenameAndReopenFlow(t *testing.T) {
 	// An agent answers in dialog 2: one unread.
 	h.process(h.group(agent, chats[2], "Support question — #2", "Here is how"))
 	h.process(h.private(admin, "all chats"))
-	list := param(t, h.sent()[0], "MESSAGE")
+	list := text(t, h.sent()[0])
 	if !strings.Contains(list, "unread messages: 1") || !strings.Contains(list, "#2 · Support question — #2 · active · unread: 1") {
 		t.Fatalf("list: %s", list)
 	}
 	// The client answers there: read.
 	h.process(h.group(admin, chats[2], "Support question — #2", "Thanks"))
 	h.process(h.private(admin, "all chats"))
-	if list := param(t, h.sent()[0], "MESSAGE"); !strings.Contains(list, "unread messages: 0") {
+	if list := text(t, h.sent()[0]); !strings.Contains(list, "unread messages: 0") {
 		t.Fatalf("list after answer: %s", list)
 	}
 
@@ -284,21 +314,21 @@ func TestUnreadRenameAndReopenFlow(t *testing.T) {
 	h.process(h.group(agent, chats[1], "", "Answer 1"))
 	h.process(h.press(admin, "27", 0, cmdOpen, "1"))
 	sent := h.sent()
-	if len(sent) != 1 || !strings.Contains(param(t, sent[0], "KEYBOARD"), `"ACTION_VALUE":"chat2001"`) {
-		t.Fatalf("open: %s", sent[0].Params)
+	if len(sent) != 1 || !strings.Contains(keyboard(t, sent[0]), `"ACTION_VALUE":"chat2001"`) {
+		t.Fatalf("open: %s", sent[0].Action)
 	}
 	h.process(h.private(admin, "all chats"))
-	if list := param(t, h.sent()[0], "MESSAGE"); !strings.Contains(list, "unread messages: 0") {
+	if list := text(t, h.sent()[0]); !strings.Contains(list, "unread messages: 0") {
 		t.Fatalf("list after open: %s", list)
 	}
 
 	// Rename from the main chat, with BB-code in the title.
 	h.process(h.private(admin, "rename 2 [URL=http://evil]Billing[/URL]"))
 	sent = h.sent()
-	if methods(sent) != "imbot.chat.updateTitle,imbot.message.add" || param(t, sent[0], "TITLE") != "[URL=http://evil]Billing[/URL]" {
-		t.Fatalf("rename queued %s %s", methods(sent), sent[0].Params)
+	if kinds(sent) != "rename_chat,send_message" || act(t, sent[0]).(bitrix24.RenameChat).Title != "[URL=http://evil]Billing[/URL]" {
+		t.Fatalf("rename queued %s %s", kinds(sent), sent[0].Action)
 	}
-	if msg := param(t, sent[1], "MESSAGE"); strings.Contains(msg, "[URL=") {
+	if msg := text(t, sent[1]); strings.Contains(msg, "[URL=") {
 		t.Fatalf("title reached a message unescaped: %q", msg)
 	}
 	// While our rename is pending, an event's older title is not taken.
@@ -314,14 +344,14 @@ func TestUnreadRenameAndReopenFlow(t *testing.T) {
 	// A rename in the Bitrix24 UI arrives as CHAT_TITLE.
 	h.process(h.group(agent, chats[2], "Renamed in UI", "ok"))
 	h.process(h.private(admin, "all chats"))
-	if list := param(t, h.sent()[0], "MESSAGE"); !strings.Contains(list, "Renamed in UI") {
+	if list := text(t, h.sent()[0]); !strings.Contains(list, "Renamed in UI") {
 		t.Fatalf("UI rename not picked up: %s", list)
 	}
 
 	// Someone else's dialog cannot be renamed by a client.
 	h.process(h.private(integrator, "rename 1 Mine now"))
-	if sent := h.sent(); methods(sent) != "imbot.message.add" || !strings.Contains(param(t, sent[0], "MESSAGE"), "not among yours") {
-		t.Fatalf("foreign rename: %s", methods(sent))
+	if sent := h.sent(); kinds(sent) != "send_message" || !strings.Contains(text(t, sent[0]), "not among yours") {
+		t.Fatalf("foreign rename: %s", kinds(sent))
 	}
 }
 
@@ -339,16 +369,16 @@ func TestClientWritingInResolvedDialog(t *testing.T) {
 	h.sent()
 	h.process(h.group(admin, chats[1], "", "one more thing"))
 	sent := h.sent()
-	if len(sent) != 1 || !strings.Contains(param(t, sent[0], "MESSAGE"), "resolved") || param(t, sent[0], "DIALOG_ID") != "chat2001" {
-		t.Fatalf("at the limit: %s %s", methods(sent), sent[0].Params)
+	if len(sent) != 1 || !strings.Contains(text(t, sent[0]), "resolved") || sentTo(t, sent[0]) != "chat2001" {
+		t.Fatalf("at the limit: %s %s", kinds(sent), sent[0].Action)
 	}
 	h.store.Update(context.Background(), func(tx *storage.Tx) error {
 		d, _ := tx.DialogByNumber(h.portal.ID, 3)
 		return tx.SetDialogStatus(d.ID, storage.StatusResolved)
 	})
 	h.process(h.group(admin, chats[1], "", "again"))
-	if sent := h.sent(); len(sent) != 1 || !strings.Contains(param(t, sent[0], "MESSAGE"), "active again") {
-		t.Fatalf("under the limit: %s", sent[0].Params)
+	if sent := h.sent(); len(sent) != 1 || !strings.Contains(text(t, sent[0]), "active again") {
+		t.Fatalf("under the limit: %s", sent[0].Action)
 	}
 }
 
@@ -368,7 +398,7 @@ func TestDuplicateEventProcessedOnce(t *testing.T) {
 	if h.process(cmd) != Processed || h.process(msg) != Duplicate {
 		t.Fatal("typed command and its message both processed")
 	}
-	if got := strings.Count(methods(h.sent()), "imbot.chat.add"); got != 1 {
+	if got := strings.Count(kinds(h.sent()), "create_chat"); got != 1 {
 		t.Fatalf("%d dialogs", got)
 	}
 }
@@ -423,7 +453,7 @@ func TestLanguageFallback(t *testing.T) {
 	ev := h.private(admin, "помощь")
 	ev.Message.Language = "de"
 	h.process(ev)
-	if msg := param(t, h.sent()[0], "MESSAGE"); !strings.Contains(msg, "Поддержка") {
+	if msg := text(t, h.sent()[0]); !strings.Contains(msg, "Поддержка") {
 		t.Fatalf("fallback language not Russian: %s", msg)
 	}
 }

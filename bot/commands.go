@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-// Command names: the slash forms registered with imbot.command.register, which the
+// Command names: the slash forms registered as the bot's commands, which the
 // Russian and English phrases map to. Keyboard buttons send these too.
 const (
 	cmdChats    = "chats"

@@ -25,8 +25,7 @@ func (t *turn) listDialogs() error {
 	}
 	if len(list) == 0 {
 		return t.reply(t.t.ListEmpty, &bitrix24.Keyboard{Buttons: []bitrix24.Button{
-			{Text: t.t.BtnOpenNew, Command: cmdNew, Display: "LINE", BgColor: "#29619b", TextColor: "#fff"},
-			{Text: t.t.BtnHelp, Command: cmdHelp, Display: "LINE"},
+			button(t.t.BtnOpenNew, cmdNew, "", true), button(t.t.BtnHelp, cmdHelp, "", false),
 		}})
 	}
 	unread := 0
@@ -50,21 +49,22 @@ func (t *turn) listDialogs() error {
 			section = s
 			b.WriteString("\n\n" + s)
 		}
-		b.WriteString("\n" + t.t.ListLine(d.Number, bitrix24.EscapeLine(d.Title), t.status(d.Dialog), d.Unread,
-			t.chatLink(d.Dialog, t.t.OpenLink)))
-		if d.Active() {
-			kb.Buttons = append(kb.Buttons,
-				bitrix24.Button{Text: t.t.ButtonDialog(d.Number, bitrix24.EscapeLine(d.Title), d.Unread),
-					Command: cmdOpen, CommandParams: strconv.Itoa(d.Number), Display: "LINE"},
-				bitrix24.NewLine())
-		}
+		b.WriteString("\n" + t.listLine(d, kb))
 	}
 	if resolvedHidden > 0 {
 		fmt.Fprintf(&b, "\n… +%d", resolvedHidden)
 	}
-	kb.Buttons = append(kb.Buttons,
-		bitrix24.Button{Text: t.t.BtnOpenNew, Command: cmdNew, Display: "LINE", BgColor: "#29619b", TextColor: "#fff"})
+	kb.Buttons = append(kb.Buttons, button(t.t.BtnOpenNew, cmdNew, "", true))
 	return t.reply(b.String(), kb)
+}
+
+// listLine is a dialog's line in a list; an active dialog also gets a button in kb.
+func (t *turn) listLine(d storage.DialogSummary, kb *bitrix24.Keyboard) string {
+	title := bitrix24.EscapeLine(d.Title)
+	if d.Active() {
+		kb.Buttons = append(kb.Buttons, openDialogButton(t.t, d.Number, title, d.Unread)...)
+	}
+	return t.t.ListLine(d.Number, title, t.status(d.Dialog), d.Unread, t.chatLink(d.Dialog, t.t.OpenLink))
 }
 
 func (t *turn) sectionOf(d storage.Dialog) string {
@@ -103,7 +103,7 @@ func (t *turn) openDialog(question string, sourceMessageID int64) error {
 		return err
 	}
 	return t.send(t.replyLane(), t.dialogID, t.t.Opened(d.Number, pendingChatLink(d)),
-		t.goToChat("chat"+storage.ChatIDPlaceholder), d.ID)
+		goToChat(t.t, bitrix24.AwaitedDialogID, true), d.ID)
 }
 
 // limitReached lists the client's active dialogs and says how to free a place.
@@ -115,15 +115,9 @@ func (t *turn) limitReached() error {
 	var lines []string
 	kb := &bitrix24.Keyboard{}
 	for _, d := range list {
-		if !d.Active() {
-			continue
+		if d.Active() {
+			lines = append(lines, t.listLine(d, kb))
 		}
-		lines = append(lines, t.t.ListLine(d.Number, bitrix24.EscapeLine(d.Title), t.status(d.Dialog), d.Unread,
-			t.chatLink(d.Dialog, t.t.OpenLink)))
-		kb.Buttons = append(kb.Buttons,
-			bitrix24.Button{Text: t.t.ButtonDialog(d.Number, bitrix24.EscapeLine(d.Title), d.Unread),
-				Command: cmdOpen, CommandParams: strconv.Itoa(d.Number), Display: "LINE"},
-			bitrix24.NewLine())
 	}
 	return t.reply(t.t.LimitReached(t.b.cfg.MaxActive, lines), kb)
 }
@@ -142,7 +136,7 @@ type newDialog struct {
 
 // createDialog creates a dialog and queues, in its lane: the chat's creation, then
 // the greeting inside it, which waits for the chat's ID. The caller answers the
-// request; answers that link to the chat must wait for it too (NeedsDialog).
+// request; answers that link to the chat must wait for it too (AwaitsDialog).
 func (t *turn) createDialog(nd newDialog) (storage.Dialog, error) {
 	tx := textsFor(nd.lang)
 	d, err := t.tx.CreateDialog(storage.NewDialog{
@@ -157,14 +151,8 @@ func (t *turn) createDialog(nd newDialog) (storage.Dialog, error) {
 			users = append(users, a)
 		}
 	}
-	err = t.enqueue(storage.OutboxEntry{
-		ChatKey: dialogLane(d.ID), Method: "imbot.chat.add", Effect: storage.EffectDialogChat, EffectRef: d.ID,
-	}, map[string]any{
-		"TYPE":        "CHAT",
-		"TITLE":       d.Title,
-		"USERS":       users,
-		"ENTITY_TYPE": EntityType,
-		"ENTITY_ID":   entityIDPrefix + strconv.FormatInt(d.ID, 10),
+	err = t.enqueue(storage.OutboxEntry{Lane: dialogLane(d.ID), Effect: effectDialogChat, EffectRef: d.ID}, bitrix24.CreateChat{
+		Title: d.Title, Users: users, EntityType: EntityType, EntityID: entityIDPrefix + strconv.FormatInt(d.ID, 10),
 	})
 	if err != nil {
 		return d, err
@@ -184,22 +172,14 @@ func (t *turn) createDialog(nd newDialog) (storage.Dialog, error) {
 		}
 	}
 	greeting := tx.Greeting(d.Number, mention(nd.clientID, nd.clientName), bitrix24.Escape(question))
-	err = t.send(dialogLane(d.ID), "chat"+storage.ChatIDPlaceholder, greeting, nil, d.ID)
+	err = t.send(dialogLane(d.ID), bitrix24.AwaitedDialogID, greeting, nil, d.ID)
 	return d, err
 }
 
 // pendingChatLink links to a dialog's chat whose ID is not known yet: the message
-// carrying it must wait for the chat (NeedsDialog).
+// carrying it must wait for the chat (AwaitsDialog).
 func pendingChatLink(d storage.Dialog) string {
-	return "[chat=" + storage.ChatIDPlaceholder + "]" + bitrix24.EscapeLine(d.Title) + "[/chat]"
-}
-
-// goToChat is a keyboard with a button that opens a dialog's chat.
-func (t *turn) goToChat(dialogID string) *bitrix24.Keyboard {
-	return &bitrix24.Keyboard{Buttons: []bitrix24.Button{
-		{Text: t.t.BtnGoToChat, Action: "DIALOG", ActionValue: dialogID, Display: "LINE", BgColor: "#29619b", TextColor: "#fff"},
-		{Text: t.t.BtnAllChats, Command: cmdChats, Display: "LINE"},
-	}}
+	return bitrix24.AwaitedChatLink(bitrix24.EscapeLine(d.Title))
 }
 
 // mention is a [USER=…] mention with the name escaped.
@@ -233,10 +213,7 @@ func (t *turn) openFromList(args string) error {
 	}
 	var kb *bitrix24.Keyboard
 	if d.ChatID != 0 {
-		kb = &bitrix24.Keyboard{Buttons: []bitrix24.Button{{
-			Text: t.t.BtnGoToChat, Action: "DIALOG", ActionValue: bitrix24.DialogIDForChat(d.ChatID),
-			Display: "LINE", BgColor: "#29619b", TextColor: "#fff",
-		}}}
+		kb = goToChat(t.t, bitrix24.DialogIDForChat(d.ChatID), false)
 	}
 	return t.reply(t.t.OpenedFor(d.Number, t.chatLink(d, bitrix24.EscapeLine(d.Title))), kb)
 }
@@ -277,10 +254,8 @@ func (t *turn) rename(args string) error {
 	if err := t.tx.RenameDialog(d.ID, title, true); err != nil {
 		return err
 	}
-	err := t.enqueue(storage.OutboxEntry{
-		ChatKey: dialogLane(d.ID), Method: "imbot.chat.updateTitle", NeedsDialog: d.ID,
-		Effect: storage.EffectTitleSent, EffectRef: d.ID,
-	}, map[string]any{"CHAT_ID": storage.ChatIDPlaceholder, "TITLE": title})
+	err := t.enqueue(storage.OutboxEntry{Lane: dialogLane(d.ID), AwaitsDialog: d.ID, Effect: effectTitleSent, EffectRef: d.ID},
+		bitrix24.RenameChat{DialogID: bitrix24.AwaitedDialogID, Title: title})
 	if err != nil {
 		return err
 	}

@@ -47,10 +47,7 @@ func (t *turn) closeDialog() error {
 	}
 	ct := clientTexts(d)
 	n := strconv.Itoa(d.Number)
-	kb := &bitrix24.Keyboard{Buttons: []bitrix24.Button{
-		{Text: ct.BtnHelped, Command: cmdRate, CommandParams: n + " up", Display: "LINE", BgColor: "#2fc26e", TextColor: "#fff", Block: "Y"},
-		{Text: ct.BtnNotHelped, Command: cmdRate, CommandParams: n + " down", Display: "LINE", Block: "Y"},
-	}}
+	kb := answerButtons(cmdRate, ct.BtnHelped, n+" up", ct.BtnNotHelped, n+" down")
 	return t.send(clientLane(d.ClientID), clientLane(d.ClientID), ct.ResolvedNotice(d.Number, t.chatLink(*d, bitrix24.EscapeLine(d.Title))), kb, 0)
 }
 
@@ -87,15 +84,7 @@ func (t *turn) agentNew(question string, sourceMessageID int64) error {
 	}
 	ct := clientTexts(src)
 	lane := clientLane(src.ClientID)
-	return t.send(lane, lane, ct.OpenedForClient(d.Number, link), t.goToChatIn(ct, "chat"+storage.ChatIDPlaceholder), d.ID)
-}
-
-// goToChatIn is goToChat in another language.
-func (t *turn) goToChatIn(ct *texts, dialogID string) *bitrix24.Keyboard {
-	return &bitrix24.Keyboard{Buttons: []bitrix24.Button{
-		{Text: ct.BtnGoToChat, Action: "DIALOG", ActionValue: dialogID, Display: "LINE", BgColor: "#29619b", TextColor: "#fff"},
-		{Text: ct.BtnAllChats, Command: cmdChats, Display: "LINE"},
-	}}
+	return t.send(lane, lane, ct.OpenedForClient(d.Number, link), goToChat(ct, bitrix24.AwaitedDialogID, true), d.ID)
 }
 
 // escalate: /escalate marks the dialog escalated and asks the client, in their main
@@ -122,15 +111,10 @@ func (t *turn) escalate() error {
 	ct := clientTexts(d)
 	id := strconv.FormatInt(req.ID, 10)
 	lane := clientLane(d.ClientID)
-	return t.enqueue(storage.OutboxEntry{
-		ChatKey: lane, Method: "imbot.message.add", Effect: storage.EffectAccessRequestMessage, EffectRef: req.ID,
-	}, map[string]any{
-		"DIALOG_ID": lane,
-		"MESSAGE":   t.accessRequestText(ct, d),
-		"KEYBOARD": &bitrix24.Keyboard{Buttons: []bitrix24.Button{
-			{Text: ct.BtnGrant, Command: cmdAccess, CommandParams: id + " grant", Display: "LINE", BgColor: "#2fc26e", TextColor: "#fff", Block: "Y"},
-			{Text: ct.BtnDecline, Command: cmdAccess, CommandParams: id + " decline", Display: "LINE", Block: "Y"},
-		}},
+	return t.enqueue(storage.OutboxEntry{Lane: lane, Effect: effectAccessRequestMessage, EffectRef: req.ID}, bitrix24.SendMessage{
+		DialogID: lane,
+		Text:     t.accessRequestText(ct, d),
+		Keyboard: answerButtons(cmdAccess, ct.BtnGrant, id+" grant", ct.BtnDecline, id+" decline"),
 	})
 }
 
@@ -184,10 +168,8 @@ func (t *turn) answerAccess(args string, keyboardMessageID int64) error {
 		msgID = keyboardMessageID
 	}
 	if msgID > 0 {
-		err := t.enqueue(storage.OutboxEntry{ChatKey: clientLane(d.ClientID), Method: "imbot.message.update"}, map[string]any{
-			"MESSAGE_ID": msgID,
-			"MESSAGE":    t.accessRequestText(ct, &d) + "\n\n" + ct.AccessAnswered(granted, when),
-			"KEYBOARD":   "N",
+		err := t.enqueue(storage.OutboxEntry{Lane: clientLane(d.ClientID)}, bitrix24.UpdateMessage{
+			MessageID: msgID, Text: t.accessRequestText(ct, &d) + "\n\n" + ct.AccessAnswered(granted, when), DropKeyboard: true,
 		})
 		if err != nil {
 			return err
@@ -221,10 +203,10 @@ func (t *turn) rate(args string, keyboardMessageID int64) error {
 		return nil
 	}
 	ct := clientTexts(&d)
-	return t.enqueue(storage.OutboxEntry{ChatKey: clientLane(d.ClientID), Method: "imbot.message.update"}, map[string]any{
-		"MESSAGE_ID": keyboardMessageID,
-		"MESSAGE":    ct.ResolvedNotice(d.Number, t.chatLink(d, bitrix24.EscapeLine(d.Title))) + "\n\n" + ct.RatedThanks(helped),
-		"KEYBOARD":   "N",
+	return t.enqueue(storage.OutboxEntry{Lane: clientLane(d.ClientID)}, bitrix24.UpdateMessage{
+		MessageID:    keyboardMessageID,
+		Text:         ct.ResolvedNotice(d.Number, t.chatLink(d, bitrix24.EscapeLine(d.Title))) + "\n\n" + ct.RatedThanks(helped),
+		DropKeyboard: true,
 	})
 }
 

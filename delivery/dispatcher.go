@@ -1,28 +1,33 @@
-// Package delivery sends what the bot decided to say: it takes due entries from the
-// outbox, calls the portal — one batch for everything due at once — and records each
-// result, in order per chat, retrying what can succeed later.
+// Package delivery does what the bot decided: it takes due actions from the outbox,
+// has the wire render them as calls, sends them — one batch for everything due at
+// once — in order per lane, retries what can succeed later and records each outcome,
+// asking the bot (Settle) what it means.
 package delivery
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"time"
 
 	"supportbot/bitrix24"
+	"supportbot/bot"
 	"supportbot/storage"
 )
 
-// Caller makes REST calls to one portal. *bitrix24.Client is one; DryRun another.
+// Caller makes REST calls to one portal. *bitrix24.Client is one; bitrix24.DryRun
+// another.
 type Caller interface {
-	Call(ctx context.Context, method string, params any) (json.RawMessage, error)
+	bitrix24.Caller
 	Batch(ctx context.Context, cmds []bitrix24.BatchCommand, halt bool) ([]bitrix24.BatchResult, error)
 }
+
+// Settle is told how each action ended, in the transaction that records it: the bot's
+// bot.Bot.Settle, which owns what results mean.
+type Settle func(tx *storage.Tx, e storage.OutboxEntry, a bitrix24.Action, r bot.Result) error
 
 // Observer is told what becomes of outbox entries, for metrics.
 type Observer interface {
@@ -46,6 +51,8 @@ func (nopObserver) ObserveMaybeDuplicate(string)   {}
 type Dispatcher struct {
 	store   *storage.Store
 	callers func(portalID int64) (Caller, error)
+	wire    bitrix24.Wire
+	settle  Settle
 	log     *slog.Logger
 	obs     Observer
 
@@ -53,12 +60,11 @@ type Dispatcher struct {
 	Poll time.Duration
 	// MaxBackoff caps the wait between attempts of one entry.
 	MaxBackoff time.Duration
-
-	wake chan struct{}
 }
 
-// New builds a dispatcher that sends through the caller of each entry's portal.
-func New(store *storage.Store, callers func(portalID int64) (Caller, error), log *slog.Logger, obs Observer) *Dispatcher {
+// New builds a dispatcher that sends through the caller of each entry's portal and
+// tells settle how each action ended.
+func New(store *storage.Store, callers func(portalID int64) (Caller, error), settle Settle, log *slog.Logger, obs Observer) *Dispatcher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -66,23 +72,14 @@ func New(store *storage.Store, callers func(portalID int64) (Caller, error), log
 		obs = nopObserver{}
 	}
 	return &Dispatcher{
-		store: store, callers: callers, log: log, obs: obs,
+		store: store, callers: callers, wire: bitrix24.V1, settle: settle, log: log, obs: obs,
 		Poll: time.Second, MaxBackoff: 2 * time.Minute,
-		wake: make(chan struct{}, 1),
 	}
 }
 
 // Single returns a callers function for one portal's caller (webhook mode).
 func Single(c Caller) func(int64) (Caller, error) {
 	return func(int64) (Caller, error) { return c, nil }
-}
-
-// Wake makes the dispatcher look at the outbox now.
-func (d *Dispatcher) Wake() {
-	select {
-	case d.wake <- struct{}{}:
-	default:
-	}
 }
 
 // Run sends until ctx ends; then it finishes the calls under way and returns. Those
@@ -106,7 +103,6 @@ func (d *Dispatcher) Run(ctx, hard context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-d.wake:
 		case <-d.store.OutboxSignal():
 		case <-timer.C:
 		}
@@ -125,13 +121,16 @@ func (d *Dispatcher) sleep(ctx context.Context) time.Duration {
 // outcome is what became of one entry's attempt.
 type outcome struct {
 	entry     storage.OutboxEntry
+	action    bitrix24.Action // nil when the entry could not be read
+	method    string          // the call's method, or the action's kind when no call was made
 	result    json.RawMessage
 	err       error
 	maybeSent bool   // the failed attempt may have run on the portal
 	giveUp    string // set: fail the entry without a call
+	found     int64  // set: what the action creates exists already, with this ID
 }
 
-// RunOnce sends the entries due now — at most one per chat, so that replies to one
+// RunOnce sends the entries due now — at most one per lane, so that replies to one
 // chat keep their order — and records the outcomes. It returns how many entries it
 // handled.
 func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
@@ -169,78 +168,80 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 	return len(outcomes), d.record(ctx, outcomes)
 }
 
-// send makes one portal's calls: a single call for one entry, one batch for more.
+// prepared is an entry ready to send: its action and the call that does it.
+type prepared struct {
+	entry  storage.OutboxEntry
+	action bitrix24.Action
+	call   bitrix24.Call
+}
+
+// send does one portal's entries: a single call for one entry, one batch for more.
 func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []storage.OutboxEntry) []outcome {
 	outcomes := make([]outcome, 0, len(entries))
-	var toSend []storage.OutboxEntry
-	caller, err := d.callers(portalID)
+	var toSend []prepared
+	caller, callerErr := d.callers(portalID)
 	for _, e := range entries {
+		a, err := bitrix24.DecodeAction(e.Kind, e.Action, e.DialogChatID)
 		switch {
 		case err != nil:
-			outcomes = append(outcomes, outcome{entry: e, err: err})
-		case e.NeedsDialog != 0 && e.DialogChatFailed:
-			outcomes = append(outcomes, outcome{entry: e, giveUp: "the dialog's chat could not be created"})
-		case e.Method == "imbot.chat.add" && e.MaybeSent:
-			// The chat may exist already: look for it by the entity the bot stamped
-			// on it rather than create a second one.
-			if o, found := d.findChat(ctx, caller, e); found {
-				outcomes = append(outcomes, o)
-				continue
-			}
-			toSend = append(toSend, e)
-		default:
-			toSend = append(toSend, e)
-		}
-	}
-	if len(toSend) == 0 {
-		return outcomes
-	}
-	for _, e := range toSend {
-		if e.MaybeSent && e.Method != "imbot.chat.add" && !idempotent(e.Method) {
-			d.obs.ObserveMaybeDuplicate(e.Method)
-			d.log.Warn("sending again a call that may have run: the portal may show it twice",
-				"method", e.Method, "outbox_id", e.ID, "chat", e.ChatKey)
-		}
-	}
-	if len(toSend) == 1 {
-		e := toSend[0]
-		result, err := caller.Call(ctx, e.Method, paramsOf(e))
-		return append(outcomes, d.outcomeOf(e, result, err))
-	}
-	batch := make([]bitrix24.BatchCommand, 0, len(toSend))
-	sent := make([]storage.OutboxEntry, 0, len(toSend))
-	for _, e := range toSend {
-		params, err := decodeParams(paramsOf(e))
-		if err != nil {
 			// Our own JSON: cannot happen unless the database was edited by hand.
-			outcomes = append(outcomes, outcome{entry: e, giveUp: "unreadable params: " + err.Error()})
+			outcomes = append(outcomes, outcome{entry: e, method: e.Kind, giveUp: "unreadable action: " + err.Error()})
+			continue
+		case callerErr != nil:
+			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, err: callerErr})
+			continue
+		case e.AwaitsDialog != 0 && e.DialogChatFailed:
+			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, giveUp: "the dialog's chat could not be created"})
 			continue
 		}
-		batch = append(batch, bitrix24.BatchCommand{Key: "o" + strconv.FormatInt(e.ID, 10), Method: e.Method, Params: params})
-		sent = append(sent, e)
+		if e.MaybeSent && !a.Repeatable() {
+			if lookup, ok := d.wire.Lookup(a); ok {
+				// What it creates may exist already: look for it rather than make a second.
+				if o, found := d.findExisting(ctx, caller, e, a, lookup); found {
+					outcomes = append(outcomes, o)
+					continue
+				}
+			}
+		}
+		call, err := d.wire.Render(a, bitrix24.Context{BotID: e.PortalBotID})
+		if err != nil {
+			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, giveUp: err.Error()})
+			continue
+		}
+		if e.MaybeSent && !a.Repeatable() {
+			if _, lookable := d.wire.Lookup(a); !lookable {
+				d.obs.ObserveMaybeDuplicate(call.Method)
+				d.log.Warn("sending again a call that may have run: the portal may show it twice",
+					"method", call.Method, "outbox_id", e.ID, "lane", e.Lane)
+			}
+		}
+		toSend = append(toSend, prepared{entry: e, action: a, call: call})
+	}
+	switch len(toSend) {
+	case 0:
+		return outcomes
+	case 1:
+		p := toSend[0]
+		result, err := caller.Call(ctx, p.call.Method, p.call.Params)
+		return append(outcomes, d.outcomeOf(p, result, err))
+	}
+	batch := make([]bitrix24.BatchCommand, len(toSend))
+	for i, p := range toSend {
+		batch[i] = bitrix24.BatchCommand{Key: "o" + strconv.FormatInt(p.entry.ID, 10), Method: p.call.Method, Params: p.call.Params}
 	}
 	results, err := caller.Batch(ctx, batch, false)
-	for i, e := range sent {
+	for i, p := range toSend {
 		if err != nil {
-			outcomes = append(outcomes, d.outcomeOf(e, nil, err))
+			outcomes = append(outcomes, d.outcomeOf(p, nil, err))
 			continue
 		}
-		outcomes = append(outcomes, d.outcomeOf(e, results[i].Result, results[i].Err))
+		outcomes = append(outcomes, d.outcomeOf(p, results[i].Result, results[i].Err))
 	}
 	return outcomes
 }
 
-// paramsOf is an entry's params with the dialog's chat ID and the bot's ID filled in.
-func paramsOf(e storage.OutboxEntry) json.RawMessage {
-	params := e.Params
-	if e.NeedsDialog != 0 {
-		params = fillChatID(params, e.DialogChatID)
-	}
-	return bytes.ReplaceAll(params, botPlaceholderJSON, []byte(strconv.FormatInt(e.PortalBotID, 10)))
-}
-
-func (d *Dispatcher) outcomeOf(e storage.OutboxEntry, result json.RawMessage, err error) outcome {
-	o := outcome{entry: e, result: result, err: err}
+func (d *Dispatcher) outcomeOf(p prepared, result json.RawMessage, err error) outcome {
+	o := outcome{entry: p.entry, action: p.action, method: p.call.Method, result: result, err: err}
 	var te *bitrix24.TransportError
 	if errors.As(err, &te) {
 		o.maybeSent = te.MaybeSent
@@ -248,50 +249,25 @@ func (d *Dispatcher) outcomeOf(e storage.OutboxEntry, result json.RawMessage, er
 	return o
 }
 
-// findChat asks the portal for the chat of the dialog an imbot.chat.add was for.
-func (d *Dispatcher) findChat(ctx context.Context, caller Caller, e storage.OutboxEntry) (outcome, bool) {
-	var p struct {
-		EntityType string `json:"ENTITY_TYPE"`
-		EntityID   string `json:"ENTITY_ID"`
-	}
-	if json.Unmarshal(e.Params, &p) != nil || p.EntityType == "" || p.EntityID == "" {
+// findExisting asks the portal for what an action that may have run created (the
+// chat of a dialog, by its entity). found is false when there is nothing: the first
+// attempt did not run, and the action is sent again.
+func (d *Dispatcher) findExisting(ctx context.Context, caller Caller, e storage.OutboxEntry, a, lookup bitrix24.Action) (outcome, bool) {
+	call, err := d.wire.Render(lookup, bitrix24.Context{BotID: e.PortalBotID})
+	if err != nil {
 		return outcome{}, false
 	}
-	raw, err := caller.Call(ctx, "imbot.chat.get", map[string]any{"ENTITY_TYPE": p.EntityType, "ENTITY_ID": p.EntityID})
+	raw, err := caller.Call(ctx, call.Method, call.Params)
 	if err != nil {
-		// Not knowing is not a reason to create a second chat: try again later.
-		return d.outcomeOf(e, nil, err), true
+		// Not knowing is not a reason to create a second one: try again later.
+		return d.outcomeOf(prepared{entry: e, action: a, call: call}, nil, err), true
 	}
-	id, err := chatIDOf(raw)
-	if err != nil {
-		return outcome{}, false // no such chat: the first attempt did not create it
+	id := d.wire.ResultID(lookup, raw)
+	if id == 0 {
+		return outcome{}, false
 	}
-	d.log.Info("found the chat an earlier attempt created", "outbox_id", e.ID, "chat_id", id)
-	return outcome{entry: e, result: json.RawMessage(strconv.FormatInt(id, 10))}, true
-}
-
-// chatIDOf reads imbot.chat.get's result: the chat's ID as a number or string, or an
-// object with an ID field; null or false when there is no such chat.
-func chatIDOf(raw json.RawMessage) (int64, error) {
-	if id, err := resultID(raw); err == nil {
-		return id, nil
-	}
-	var obj struct {
-		ID json.RawMessage `json:"ID"`
-	}
-	if json.Unmarshal(raw, &obj) == nil && len(obj.ID) > 0 {
-		return resultID(obj.ID)
-	}
-	return 0, fmt.Errorf("no chat in %s", raw)
-}
-
-// idempotent lists methods that do no harm when they run twice.
-func idempotent(method string) bool {
-	switch method {
-	case "imbot.chat.updateTitle", "imbot.message.update", "imbot.chat.get", "imbot.dialog.get":
-		return true
-	}
-	return false
+	d.log.Info("found what an earlier attempt created", "outbox_id", e.ID, "kind", e.Kind, "id", id)
+	return outcome{entry: e, action: a, method: call.Method, result: json.RawMessage(strconv.FormatInt(id, 10)), found: id}, true
 }
 
 // record writes every outcome of a round in one transaction.
@@ -312,33 +288,41 @@ func (d *Dispatcher) recordOne(tx *storage.Tx, now time.Time, o outcome) error {
 	var apiErr *bitrix24.Error
 	switch {
 	case o.giveUp != "":
-		d.obs.ObserveDelivery(e.Method, "failed")
-		d.log.Error("giving a call up", "method", e.Method, "reason", o.giveUp, "outbox_id", e.ID)
-		if err := tx.FailOutbox(e.ID, o.giveUp); err != nil {
-			return err
-		}
-		return applyFailure(tx, e)
+		d.log.Error("giving an action up", "method", o.method, "reason", o.giveUp, "outbox_id", e.ID)
+		return d.fail(tx, o, o.giveUp)
 	case o.err == nil:
-		d.obs.ObserveDelivery(e.Method, "delivered")
+		d.obs.ObserveDelivery(o.method, "delivered")
 		if err := tx.CompleteOutbox(e.ID, o.result); err != nil {
 			return err
 		}
-		return applySuccess(tx, e, o.result)
-	case errors.As(o.err, &apiErr) && !apiErr.Temporary():
-		d.obs.ObserveDelivery(e.Method, "failed")
-		d.log.Error("the portal refused a call; giving it up", "method", e.Method, "code", apiErr.Code,
-			"description", apiErr.Description, "outbox_id", e.ID, "chat", e.ChatKey)
-		if err := tx.FailOutbox(e.ID, apiErr.Code+": "+apiErr.Description); err != nil {
-			return err
+		id := o.found
+		if id == 0 {
+			id = d.wire.ResultID(o.action, o.result)
 		}
-		return applyFailure(tx, e)
+		return d.settle(tx, e, o.action, bot.Result{ID: id})
+	case errors.As(o.err, &apiErr) && !apiErr.Temporary():
+		d.log.Error("the portal refused a call; giving it up", "method", o.method, "code", apiErr.Code,
+			"description", apiErr.Description, "outbox_id", e.ID, "lane", e.Lane)
+		return d.fail(tx, o, apiErr.Code+": "+apiErr.Description)
 	default:
 		at, reason := d.retryAt(now, e.Attempts, o.err)
-		d.obs.ObserveRetry(e.Method, reason)
-		d.log.Warn("call failed; will retry", "method", e.Method, "reason", reason, "err", o.err,
+		d.obs.ObserveRetry(o.method, reason)
+		d.log.Warn("call failed; will retry", "method", o.method, "reason", reason, "err", o.err,
 			"attempt", e.Attempts+1, "retry_at", at, "maybe_sent", o.maybeSent, "outbox_id", e.ID)
 		return tx.RetryOutbox(e.ID, at, o.err.Error(), o.maybeSent)
 	}
+}
+
+// fail gives an entry up for good and tells the bot.
+func (d *Dispatcher) fail(tx *storage.Tx, o outcome, reason string) error {
+	d.obs.ObserveDelivery(o.method, "failed")
+	if err := tx.FailOutbox(o.entry.ID, reason); err != nil {
+		return err
+	}
+	if o.action == nil {
+		return nil // unreadable: nothing the bot could make of it
+	}
+	return d.settle(tx, o.entry, o.action, bot.Result{Failed: true})
 }
 
 // retryAt decides when to try again after attempts failures: exponential backoff with
@@ -370,112 +354,4 @@ func (d *Dispatcher) retryAt(now time.Time, attempts int, err error) (time.Time,
 		at = apiErr.ResetAt.Add(time.Duration(rand.Int64N(int64(time.Second))))
 	}
 	return at, reason
-}
-
-// placeholderJSON and botPlaceholderJSON are the placeholders as encoding/json writes
-// them inside a JSON string.
-var (
-	placeholderJSON    = jsonInner(storage.ChatIDPlaceholder)
-	botPlaceholderJSON = jsonInner(storage.BotIDPlaceholder)
-)
-
-func jsonInner(s string) []byte {
-	b, _ := json.Marshal(s)
-	return b[1 : len(b)-1]
-}
-
-// fillChatID puts the dialog's chat ID where the bot left the placeholder.
-func fillChatID(params json.RawMessage, chatID int64) json.RawMessage {
-	return bytes.ReplaceAll(params, placeholderJSON, []byte(strconv.FormatInt(chatID, 10)))
-}
-
-// decodeParams turns stored params into the map a batch command takes, numbers kept
-// exact.
-func decodeParams(raw json.RawMessage) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
-// applySuccess records what a successful call's result means.
-func applySuccess(tx *storage.Tx, e storage.OutboxEntry, result json.RawMessage) error {
-	switch e.Effect {
-	case storage.EffectDialogChat:
-		chatID, err := resultID(result)
-		if err != nil {
-			if err := tx.MarkDialogChatFailed(e.EffectRef); err != nil {
-				return err
-			}
-			_, err := tx.FailDependents(e.EffectRef, "imbot.chat.add answered without a chat ID")
-			return err
-		}
-		return tx.SetDialogChat(e.EffectRef, chatID)
-	case storage.EffectTitleSent:
-		return tx.TitleSent(e.EffectRef)
-	case storage.EffectAccessRequestMessage:
-		if id, err := resultID(result); err == nil {
-			return tx.SetAccessRequestMessage(e.EffectRef, id)
-		}
-	case storage.EffectBotRegistered:
-		id, err := resultID(result)
-		if err != nil {
-			return tx.FailLane(e.PortalID, e.ChatKey, "imbot.register answered without a bot ID")
-		}
-		return tx.SetBotID(e.PortalID, id)
-	case storage.EffectCommandRegistered:
-		var p struct {
-			Command string `json:"COMMAND"`
-		}
-		id, err := resultID(result)
-		if err != nil || json.Unmarshal(e.Params, &p) != nil || p.Command == "" {
-			return nil
-		}
-		return tx.SetCommand(e.PortalID, p.Command, id)
-	}
-	return nil
-}
-
-// applyFailure records that a call will never be made.
-func applyFailure(tx *storage.Tx, e storage.OutboxEntry) error {
-	switch e.Effect {
-	case storage.EffectDialogChat:
-		if err := tx.MarkDialogChatFailed(e.EffectRef); err != nil {
-			return err
-		}
-		_, err := tx.FailDependents(e.EffectRef, "the dialog's chat could not be created")
-		return err
-	case storage.EffectTitleSent:
-		return tx.TitleSent(e.EffectRef)
-	case storage.EffectBotRegistered:
-		return tx.FailLane(e.PortalID, e.ChatKey, "the bot could not be registered")
-	}
-	return nil
-}
-
-// resultID reads an ID result, which Bitrix24 sends as a number or a numeric string.
-func resultID(raw json.RawMessage) (int64, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return 0, fmt.Errorf("result %s: %w", raw, err)
-	}
-	var n json.Number
-	switch x := v.(type) {
-	case json.Number:
-		n = x
-	case string:
-		n = json.Number(x)
-	default:
-		return 0, fmt.Errorf("result %s is not an ID", raw)
-	}
-	id, err := n.Int64()
-	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("result %s is not an ID", raw)
-	}
-	return id, nil
 }

@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -10,6 +9,7 @@ import (
 
 	"supportbot/bitrix24"
 	"supportbot/bitrix24/b24test"
+	"supportbot/bot"
 	"supportbot/storage"
 )
 
@@ -31,8 +31,11 @@ func BenchmarkDrain(b *testing.B) {
 		err = store.Update(context.Background(), func(tx *storage.Tx) error {
 			for i := 0; i < replies; i++ {
 				chat := fmt.Sprint(1 + i%chats)
-				params, _ := json.Marshal(map[string]any{"DIALOG_ID": chat, "MESSAGE": fmt.Sprintf("reply %d", i), "BOT_ID": 1})
-				if _, err := tx.Enqueue(storage.OutboxEntry{PortalID: portal.ID, ChatKey: chat, Method: "imbot.message.add", Params: params}); err != nil {
+				kind, data, err := bitrix24.EncodeAction(bitrix24.SendMessage{DialogID: chat, Text: fmt.Sprintf("reply %d", i)})
+				if err != nil {
+					return err
+				}
+				if _, err := tx.Enqueue(storage.OutboxEntry{PortalID: portal.ID, Lane: chat, Kind: kind, Action: data}); err != nil {
 					return err
 				}
 			}
@@ -42,7 +45,7 @@ func BenchmarkDrain(b *testing.B) {
 			b.Fatal(err)
 		}
 		client := bitrix24.NewClient(fake.WebhookURL(), bitrix24.WithLimiter(bitrix24.NewLimiter(2, 50)))
-		d := New(store, Single(client), nil, nil)
+		d := New(store, Single(client), bot.New(bot.Config{}, nil).Settle, nil, nil)
 		start := time.Now()
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})

@@ -14,6 +14,7 @@ import (
 
 	"supportbot/bitrix24"
 	"supportbot/bot"
+	"supportbot/portals"
 	"supportbot/storage"
 )
 
@@ -27,27 +28,18 @@ type EventStore interface {
 
 // Processor applies the bot's rules to an event inside its transaction.
 type Processor interface {
-	Process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event) (bot.Outcome, error)
-}
-
-// Authenticator says which portal an event comes from, and whether it is genuine:
-// bitrix24.ErrNotGenuine when it is not, another error when it cannot tell now.
-type Authenticator interface {
-	Authenticate(ctx context.Context, ev bitrix24.Event) (portalID int64, err error)
+	Process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event, admin int64) (bot.Outcome, error)
 }
 
 // Events is POST /bitrix/events.
 type Events struct {
 	Store EventStore
 	Bot   Processor
-	Auth  Authenticator
+	Auth  portals.Authenticator
 	Log   *slog.Logger
 	// Observe, if set, is told how each event ended ("processed", "duplicate",
 	// "ignored", "unknown", "rejected", "failed").
 	Observe func(eventType, outcome string)
-	// Prepare, if set, runs after authentication and before the transaction: the
-	// place for a bounded network lookup the rules need (app mode: user.admin).
-	Prepare func(ctx context.Context, portalID int64, ev bitrix24.Event)
 }
 
 // Handle checks, decodes and stores one event. It answers 200 only once the event and
@@ -71,7 +63,7 @@ func (h *Events) Handle(c echo.Context) error {
 		return jsonError(c, http.StatusBadRequest, err.Error())
 	}
 	typ := ev.Head().Type
-	portalID, err := h.Auth.Authenticate(req.Context(), ev)
+	origin, err := h.Auth.Authenticate(req.Context(), ev)
 	if errors.Is(err, bitrix24.ErrNotGenuine) {
 		h.observe(typ, "rejected")
 		h.Log.Warn("event refused", "event", typ, "err", err, "remote", c.RealIP())
@@ -86,16 +78,13 @@ func (h *Events) Handle(c echo.Context) error {
 		h.observe(typ, "unknown")
 		return c.JSON(http.StatusOK, map[string]string{"result": "ignored"})
 	}
-	if h.Prepare != nil {
-		h.Prepare(req.Context(), portalID, ev)
-	}
 	var outcome bot.Outcome
 	err = h.Store.Update(req.Context(), func(tx *storage.Tx) error {
-		portal, err := tx.Portal(portalID)
+		portal, err := tx.Portal(origin.PortalID)
 		if err != nil {
 			return err
 		}
-		outcome, err = h.Bot.Process(tx, portal, ev)
+		outcome, err = h.Bot.Process(tx, portal, ev, origin.Admin)
 		return err
 	})
 	if err != nil {
@@ -137,23 +126,4 @@ func readBody(req *http.Request, limit int64) ([]byte, error) {
 
 func jsonError(c echo.Context, status int, msg string) error {
 	return c.JSON(status, map[string]string{"error": msg})
-}
-
-// WebhookPortal authenticates events in webhook mode: one portal, one configured
-// application token.
-type WebhookPortal struct {
-	PortalID int64
-	Token    string
-	// Open accepts events without a token check: dry-run with no token configured,
-	// for trying the bot on a machine with no portal.
-	Open bool
-}
-
-// Authenticate implements Authenticator. Only the top-level auth[application_token]
-// counts, never the copy under data[BOT], which any bot's event carries.
-func (w WebhookPortal) Authenticate(_ context.Context, ev bitrix24.Event) (int64, error) {
-	if w.Open || tokenMatches(ev.Head().Auth.ApplicationToken, w.Token) {
-		return w.PortalID, nil
-	}
-	return 0, fmt.Errorf("application token does not match: %w", bitrix24.ErrNotGenuine)
 }

@@ -11,6 +11,7 @@ import (
 
 	"supportbot/bitrix24/b24test"
 	"supportbot/bot"
+	"supportbot/portals"
 	"supportbot/storage"
 )
 
@@ -37,7 +38,7 @@ func newServerTB(t testing.TB) (http.Handler, *storage.Store) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	e := NewServer(Routes{
-		Events: &Events{Store: store, Bot: bot.New(bot.Config{Admins: []int64{27}}, log), Auth: WebhookPortal{PortalID: p.ID, Token: token}, Log: log},
+		Events: &Events{Store: store, Bot: bot.New(bot.Config{Admins: []int64{27}}, log), Auth: portals.Webhook{PortalID: p.ID, Token: token}, Log: log},
 		DB:     store,
 		Log:    log,
 	})

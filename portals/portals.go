@@ -1,12 +1,12 @@
-// Package portals knows how to reach each portal the bot serves and how to tell a
-// genuine event from a forged one: one webhook in webhook mode; in app mode, every
-// portal that installed the application, with its own OAuth tokens, rate limit and
-// application token.
+// Package portals knows who each portal is and how to reach it: it tells a genuine
+// event from a forged one and which portal (and, in app mode, which administrator)
+// it comes from (auth.go: one authenticator per mode, one token compare), and it
+// hands out each portal's REST client with its own rate limit and, in app mode, its
+// OAuth tokens (this file).
 package portals
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -17,18 +17,18 @@ import (
 	"supportbot/storage"
 )
 
-// App is the OAuth application, in app mode.
-type App struct {
+// OAuthApp is the OAuth application, in app mode.
+type OAuthApp struct {
 	ClientID     string
 	ClientSecret string
-	OAuthURL     string // "https://oauth.bitrix.info/"
+	URL          string // the OAuth server, "https://oauth.bitrix.info/"
 }
 
 // Connections hands out each portal's REST client. Every caller of one portal shares
 // one client, and so one rate limiter and one token source.
 type Connections struct {
 	store    *storage.Store
-	app      App
+	app      OAuthApp
 	perSec   float64
 	burst    int
 	http     *http.Client
@@ -41,7 +41,7 @@ type Connections struct {
 }
 
 // NewConnections serves app mode: clients are built from the portals table.
-func NewConnections(store *storage.Store, app App, perSecond float64, burst int, log *slog.Logger, obs bitrix24.Observer) *Connections {
+func NewConnections(store *storage.Store, app OAuthApp, perSecond float64, burst int, log *slog.Logger, obs bitrix24.Observer) *Connections {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -68,7 +68,7 @@ func (c *Connections) Client(ctx context.Context, portalID int64) (*bitrix24.Cli
 	if p.ClientEndpoint == "" || p.RefreshToken == "" {
 		return nil, fmt.Errorf("portal %d (%s) has no application tokens: was the application installed?", p.ID, p.Domain)
 	}
-	tokens := bitrix24.NewOAuthTokens(c.app.ClientID, c.app.ClientSecret, c.app.OAuthURL,
+	tokens := bitrix24.NewOAuthTokens(c.app.ClientID, c.app.ClientSecret, c.app.URL,
 		bitrix24.TokenSet{AccessToken: p.AccessToken, RefreshToken: p.RefreshToken, ExpiresAt: p.TokenExpiresAt},
 		c.http, func(ctx context.Context, ts bitrix24.TokenSet) error {
 			// Stored at once: the refresh token just used no longer works.
@@ -100,7 +100,7 @@ func (c *Connections) UserClient(ctx context.Context, portalID int64, accessToke
 	c.mu.Lock()
 	l := c.limiterLocked(portalID)
 	c.mu.Unlock()
-	return bitrix24.NewClient(p.ClientEndpoint, bitrix24.WithTokens(staticToken(accessToken)), bitrix24.WithHTTPClient(c.http),
+	return bitrix24.NewClient(p.ClientEndpoint, bitrix24.WithTokens(bitrix24.StaticToken(accessToken)), bitrix24.WithHTTPClient(c.http),
 		bitrix24.WithLimiter(l), bitrix24.WithObserver(c.observer), bitrix24.WithLogger(c.log)), nil
 }
 
@@ -118,12 +118,4 @@ func (c *Connections) Forget(portalID int64) {
 	c.mu.Lock()
 	delete(c.clients, portalID)
 	c.mu.Unlock()
-}
-
-type staticToken string
-
-func (s staticToken) Token(context.Context) (string, error) { return string(s), nil }
-
-func (s staticToken) Refresh(context.Context, string) (string, error) {
-	return "", errors.New("the user's access token has expired")
 }

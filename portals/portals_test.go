@@ -30,17 +30,17 @@ func openStore(t *testing.T) *storage.Store {
 }
 
 // install posts the portal's ONAPPINSTALL through AppAuth, as the events route does.
-func install(t *testing.T, auth *portals.AppAuth, p *b24test.Portal) int64 {
+func install(t *testing.T, auth *portals.App, p *b24test.Portal) int64 {
 	t.Helper()
 	ev, err := bitrix24.Decode(p.InstallEvent())
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := auth.Authenticate(context.Background(), ev)
+	o, err := auth.Authenticate(context.Background(), ev)
 	if err != nil {
 		t.Fatalf("install: %v", err)
 	}
-	return id
+	return o.PortalID
 }
 
 // TestOneRefreshUnderConcurrentCalls: when every token has expired, 20 calls at once
@@ -50,9 +50,9 @@ func TestOneRefreshUnderConcurrentCalls(t *testing.T) {
 	o := b24test.NewOAuth(t, clientID, clientSecret)
 	pa, pb := b24test.NewAppPortal(t, o), b24test.NewAppPortal(t, o)
 	store := openStore(t)
-	app := portals.App{ClientID: clientID, ClientSecret: clientSecret, OAuthURL: o.URL() + "/"}
+	app := portals.OAuthApp{ClientID: clientID, ClientSecret: clientSecret, URL: o.URL() + "/"}
 	conns := portals.NewConnections(store, app, 50, 250, nil, nil)
-	auth := &portals.AppAuth{Store: store, App: app, Connections: conns}
+	auth := &portals.App{Store: store, OAuth: app, Connections: conns}
 	idA, idB := install(t, auth, pa), install(t, auth, pb)
 	if idA == idB {
 		t.Fatalf("two portals stored as one (%d)", idA)
@@ -125,8 +125,8 @@ func TestForgedInstallations(t *testing.T) {
 	o := b24test.NewOAuth(t, clientID, clientSecret)
 	pa, pb := b24test.NewAppPortal(t, o), b24test.NewAppPortal(t, o)
 	store := openStore(t)
-	app := portals.App{ClientID: clientID, ClientSecret: clientSecret, OAuthURL: o.URL() + "/"}
-	auth := &portals.AppAuth{Store: store, App: app}
+	app := portals.OAuthApp{ClientID: clientID, ClientSecret: clientSecret, URL: o.URL() + "/"}
+	auth := &portals.App{Store: store, OAuth: app}
 
 	decode := func(body []byte) bitrix24.Event {
 		ev, err := bitrix24.Decode(body)
@@ -180,7 +180,7 @@ func TestForgedInstallations(t *testing.T) {
 	}
 
 	// A wrong secret: the OAuth server refuses every installation.
-	wrong := &portals.AppAuth{Store: store, App: portals.App{ClientID: clientID, ClientSecret: "wrong", OAuthURL: o.URL() + "/"}}
+	wrong := &portals.App{Store: store, OAuth: portals.OAuthApp{ClientID: clientID, ClientSecret: "wrong", URL: o.URL() + "/"}}
 	if _, err := wrong.Authenticate(context.Background(), decode(pa.InstallEvent())); !errors.Is(err, bitrix24.ErrNotGenuine) {
 		t.Errorf("wrong client secret: got %v", err)
 	}
@@ -190,28 +190,41 @@ func TestForgedInstallations(t *testing.T) {
 }
 
 // TestAdminsFromUserAdmin: in app mode user.admin, asked with the author's own token,
-// makes a portal administrator a client; the answer is cached.
+// makes a portal administrator the event's admin; the answer is cached per portal.
 func TestAdminsFromUserAdmin(t *testing.T) {
 	o := b24test.NewOAuth(t, clientID, clientSecret)
-	p := b24test.NewAppPortal(t, o)
+	p, other := b24test.NewAppPortal(t, o), b24test.NewAppPortal(t, o)
 	p.SetAdmins(1, 7)
+	other.SetAdmins(1)
 	store := openStore(t)
-	app := portals.App{ClientID: clientID, ClientSecret: clientSecret, OAuthURL: o.URL() + "/"}
+	app := portals.OAuthApp{ClientID: clientID, ClientSecret: clientSecret, URL: o.URL() + "/"}
 	conns := portals.NewConnections(store, app, 50, 250, nil, nil)
-	id := install(t, &portals.AppAuth{Store: store, App: app, Connections: conns}, p)
-	admins := &portals.Admins{Connections: conns}
+	auth := &portals.App{Store: store, OAuth: app, Connections: conns}
+	id, otherID := install(t, auth, p), install(t, auth, other)
 	installChecks := len(p.CallsTo("user.admin")) // the installation's own check
 
-	for _, user := range []int64{7, 8} {
-		ev, err := bitrix24.Decode(p.AppEvent("v1/onimbotmessageadd-private.form", user, nil))
+	admin := func(from *b24test.Portal, user int64) (int64, int64) {
+		t.Helper()
+		ev, err := bitrix24.Decode(from.AppEvent("v1/onimbotmessageadd-private.form", user, nil))
 		if err != nil {
 			t.Fatal(err)
 		}
-		admins.Resolve(context.Background(), id, ev)
-		admins.Resolve(context.Background(), id, ev) // cached: no second call
+		origin, err := auth.Authenticate(context.Background(), ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return origin.PortalID, origin.Admin
 	}
-	if !admins.IsAdmin(id, 7) || admins.IsAdmin(id, 8) || admins.IsAdmin(id+1, 7) {
-		t.Fatalf("IsAdmin: 7=%v 8=%v 7-on-another-portal=%v", admins.IsAdmin(id, 7), admins.IsAdmin(id, 8), admins.IsAdmin(id+1, 7))
+	for range 2 { // the second time from the cache
+		if portal, a := admin(p, 7); portal != id || a != 7 {
+			t.Fatalf("user 7, an administrator: portal %d admin %d", portal, a)
+		}
+		if portal, a := admin(p, 8); portal != id || a != 0 {
+			t.Fatalf("user 8, not an administrator: portal %d admin %d", portal, a)
+		}
+	}
+	if portal, a := admin(other, 7); portal != otherID || a != 0 {
+		t.Fatalf("user 7 on another portal, where they are no administrator: portal %d admin %d", portal, a)
 	}
 	calls := p.CallsTo("user.admin")[installChecks:]
 	if len(calls) != 2 {
@@ -229,9 +242,9 @@ func TestRefreshSurvivesTheCallersDeadline(t *testing.T) {
 	o := b24test.NewOAuth(t, clientID, clientSecret)
 	p := b24test.NewAppPortal(t, o)
 	store := openStore(t)
-	app := portals.App{ClientID: clientID, ClientSecret: clientSecret, OAuthURL: o.URL() + "/"}
+	app := portals.OAuthApp{ClientID: clientID, ClientSecret: clientSecret, URL: o.URL() + "/"}
 	conns := portals.NewConnections(store, app, 50, 250, nil, nil)
-	id := install(t, &portals.AppAuth{Store: store, App: app, Connections: conns}, p)
+	id := install(t, &portals.App{Store: store, OAuth: app, Connections: conns}, p)
 	client, err := conns.Client(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
@@ -265,8 +278,8 @@ func TestRejectedRefreshIsNotAPermanentRefusal(t *testing.T) {
 	o := b24test.NewOAuth(t, clientID, clientSecret)
 	p := b24test.NewAppPortal(t, o)
 	store := openStore(t)
-	app := portals.App{ClientID: clientID, ClientSecret: clientSecret, OAuthURL: o.URL() + "/"}
-	id := install(t, &portals.AppAuth{Store: store, App: app}, p)
+	app := portals.OAuthApp{ClientID: clientID, ClientSecret: clientSecret, URL: o.URL() + "/"}
+	id := install(t, &portals.App{Store: store, OAuth: app}, p)
 	stored, _ := store.Portal(context.Background(), id)
 	if err := store.SaveTokens(context.Background(), id, stored.AccessToken, "spent-refresh", time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)

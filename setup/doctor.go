@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"supportbot/bitrix24"
 	"supportbot/bot"
 	"supportbot/config"
 	"supportbot/storage"
@@ -171,9 +172,9 @@ func (d *Doctor) checkPortal(ctx context.Context, cfg *config.Config, store *sto
 		return
 	}
 	d.ok("webhook", "reachable, with the imbot scope")
-	bots, err := ListBots(ctx, d.Client)
+	bots, err := bitrix24.Bots(ctx, d.Client)
 	if err != nil {
-		d.fail("bot", err.Error(), Explain(err))
+		d.fail("bot", "list bots: "+err.Error(), Explain(err))
 		return
 	}
 	var portal storage.Portal
@@ -188,7 +189,7 @@ func (d *Doctor) checkPortal(ctx context.Context, cfg *config.Config, store *sto
 	if botID == 0 {
 		botID = portal.BotID
 	}
-	var found *RegisteredBot
+	var found *bitrix24.RegisteredBot
 	for i, b := range bots {
 		if (botID != 0 && b.ID == botID) || (botID == 0 && b.Code == cfg.Bot.Code) {
 			found = &bots[i]
@@ -213,8 +214,8 @@ func (d *Doctor) checkPortal(ctx context.Context, cfg *config.Config, store *sto
 	}
 	var missing []string
 	for _, c := range bot.Commands() {
-		if _, ok := stored[c.Command]; !ok {
-			missing = append(missing, "/"+c.Command)
+		if _, ok := stored[c.Name]; !ok {
+			missing = append(missing, "/"+c.Name)
 		}
 	}
 	if len(missing) > 0 {
@@ -251,7 +252,7 @@ func (d *Doctor) checkInstallations(ctx context.Context, cfg *config.Config, sto
 		var failed, pending *storage.OutboxEntry
 		for i, e := range entries {
 			switch {
-			case e.Method != "imbot.register":
+			case e.Kind != bitrix24.KindRegisterBot:
 			case e.State == storage.OutboxFailed:
 				failed = &entries[i]
 			case e.State == storage.OutboxPending:

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -22,17 +21,20 @@ import (
 )
 
 // Caller is the REST client of the portal.
-type Caller interface {
-	Call(ctx context.Context, method string, params any) (json.RawMessage, error)
-}
+type Caller = bitrix24.Caller
 
 // Setup registers and unregisters the bot of one portal (webhook mode).
 type Setup struct {
 	Store   *storage.Store
 	Portal  storage.Portal
 	Client  Caller
-	Profile bot.Profile // ClientID may be empty: then the stored one, or a new one, is used
+	Profile bitrix24.BotProfile // ClientID may be empty: then the stored one, or a new one, is used
 	Out     io.Writer
+}
+
+// do performs one set-up action on the portal, the v1 way.
+func (s *Setup) do(ctx context.Context, a bitrix24.Action) (int64, error) {
+	return bitrix24.Perform(ctx, s.Client, bitrix24.V1, a, bitrix24.Context{BotID: s.Portal.BotID})
 }
 
 // ErrNoImbotScope: the webhook was created without the imbot scope.
@@ -63,17 +65,16 @@ func (s *Setup) Register(ctx context.Context) error {
 		return err
 	}
 	if botID != 0 {
-		if _, err := s.Client.Call(ctx, "imbot.update", bot.UpdateParams(botID, s.Profile)); err != nil {
+		if _, err := s.do(ctx, bitrix24.UpdateBot{BotID: botID, Profile: s.Profile}); err != nil {
 			return fmt.Errorf("update bot %d: %w", botID, err)
 		}
 		s.printf("updated bot %q (ID %d): events go to %s", s.Profile.Code, botID, s.Profile.HandlerURL)
 	} else {
-		raw, err := s.Client.Call(ctx, "imbot.register", bot.RegisterParams(s.Profile))
-		if err != nil {
+		if botID, err = s.do(ctx, bitrix24.RegisterBot{Profile: s.Profile}); err != nil {
 			return fmt.Errorf("register bot: %w", err)
 		}
-		if botID, err = resultID(raw); err != nil {
-			return fmt.Errorf("register bot: %w", err)
+		if botID == 0 {
+			return errors.New("register bot: the portal answered no bot ID")
 		}
 		s.printf("registered bot %q (ID %d): events go to %s", s.Profile.Code, botID, s.Profile.HandlerURL)
 	}
@@ -87,30 +88,29 @@ func (s *Setup) Register(ctx context.Context) error {
 		return err
 	}
 	for _, c := range bot.Commands() {
-		if id, ok := stored[c.Command]; ok {
-			_, err := s.Client.Call(ctx, "imbot.command.update", bot.CommandUpdateParams(id, c, s.Profile.HandlerURL, s.Profile.ClientID))
+		if id, ok := stored[c.Name]; ok {
+			_, err := s.do(ctx, bitrix24.UpdateCommand{CommandID: id, Command: c, HandlerURL: s.Profile.HandlerURL, ClientID: s.Profile.ClientID})
 			if err == nil {
-				s.printf("updated command /%s (ID %d)", c.Command, id)
+				s.printf("updated command /%s (ID %d)", c.Name, id)
 				continue
 			}
 			var be *bitrix24.Error
 			if !errors.As(err, &be) || be.Temporary() {
-				return fmt.Errorf("update command /%s: %w", c.Command, err)
+				return fmt.Errorf("update command /%s: %w", c.Name, err)
 			}
 			// Gone from the portal (removed by hand, or with a former bot): register anew.
 		}
-		raw, err := s.Client.Call(ctx, "imbot.command.register", bot.CommandParams(botID, c, s.Profile.HandlerURL, s.Profile.ClientID))
+		id, err := s.do(ctx, bitrix24.RegisterCommand{Command: c, HandlerURL: s.Profile.HandlerURL, ClientID: s.Profile.ClientID})
 		if err != nil {
-			return fmt.Errorf("register command /%s: %w", c.Command, err)
+			return fmt.Errorf("register command /%s: %w", c.Name, err)
 		}
-		id, err := resultID(raw)
-		if err != nil {
-			return fmt.Errorf("register command /%s: %w", c.Command, err)
+		if id == 0 {
+			return fmt.Errorf("register command /%s: the portal answered no command ID", c.Name)
 		}
-		if err := s.Store.Update(ctx, func(tx *storage.Tx) error { return tx.SetCommand(s.Portal.ID, c.Command, id) }); err != nil {
+		if err := s.Store.Update(ctx, func(tx *storage.Tx) error { return tx.SetCommand(s.Portal.ID, c.Name, id) }); err != nil {
 			return err
 		}
-		s.printf("registered command /%s (ID %d)", c.Command, id)
+		s.printf("registered command /%s (ID %d)", c.Name, id)
 	}
 	s.printf("done: write to the bot in Bitrix24; if the bot does not answer, run `supportbot doctor`")
 	return nil
@@ -119,9 +119,9 @@ func (s *Setup) Register(ctx context.Context) error {
 // existingBot finds the bot registered before: the one the database knows, if the
 // portal still has it, else one with our CODE.
 func (s *Setup) existingBot(ctx context.Context) (int64, error) {
-	bots, err := ListBots(ctx, s.Client)
+	bots, err := bitrix24.Bots(ctx, s.Client)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("list bots: %w", err)
 	}
 	if s.Portal.BotID != 0 && !s.Portal.BotDeleted() {
 		for _, b := range bots {
@@ -161,11 +161,7 @@ func (s *Setup) Unregister(ctx context.Context) error {
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		params := map[string]any{"COMMAND_ID": stored[name]}
-		if clientID != "" {
-			params["CLIENT_ID"] = clientID
-		}
-		if _, err := s.Client.Call(ctx, "imbot.command.unregister", params); err != nil && !gone(err) {
+		if _, err := s.do(ctx, bitrix24.UnregisterCommand{CommandID: stored[name], ClientID: clientID}); err != nil && !gone(err) {
 			return fmt.Errorf("unregister command /%s: %w", name, err)
 		}
 		s.printf("removed command /%s", name)
@@ -173,11 +169,7 @@ func (s *Setup) Unregister(ctx context.Context) error {
 	if botID == 0 {
 		s.printf("no bot %q is registered on the portal", s.Profile.Code)
 	} else {
-		params := map[string]any{"BOT_ID": botID}
-		if clientID != "" {
-			params["CLIENT_ID"] = clientID
-		}
-		if _, err := s.Client.Call(ctx, "imbot.unregister", params); err != nil && !gone(err) {
+		if _, err := s.do(ctx, bitrix24.UnregisterBot{BotID: botID, ClientID: clientID}); err != nil && !gone(err) {
 			return fmt.Errorf("unregister bot %d: %w", botID, err)
 		}
 		s.printf("removed bot %q (ID %d); its dialogs stay in the database", s.Profile.Code, botID)
@@ -200,71 +192,14 @@ func gone(err error) bool {
 
 // CheckScope makes sure the webhook may manage bots.
 func CheckScope(ctx context.Context, c Caller) error {
-	raw, err := c.Call(ctx, "scope", nil)
+	scopes, err := bitrix24.Scopes(ctx, c)
 	if err != nil {
 		return fmt.Errorf("check the webhook's scope: %w", err)
-	}
-	var scopes []string
-	if err := json.Unmarshal(raw, &scopes); err != nil {
-		return fmt.Errorf("check the webhook's scope: unexpected answer %s", raw)
 	}
 	if !slices.Contains(scopes, "imbot") {
 		return fmt.Errorf("%w (it has: %v)", ErrNoImbotScope, scopes)
 	}
 	return nil
-}
-
-// RegisteredBot is one entry of imbot.bot.list.
-type RegisteredBot struct {
-	ID   int64
-	Code string
-	Name string
-}
-
-// ListBots lists the application's bots on the portal.
-func ListBots(ctx context.Context, c Caller) ([]RegisteredBot, error) {
-	raw, err := c.Call(ctx, "imbot.bot.list", nil)
-	if err != nil {
-		return nil, fmt.Errorf("list bots: %w", err)
-	}
-	var byID map[string]struct {
-		ID   json.Number `json:"ID"`
-		Code string      `json:"CODE"`
-		Name string      `json:"NAME"`
-	}
-	// An empty PHP array arrives as [] rather than {}.
-	if string(raw) == "[]" || string(raw) == "null" {
-		return nil, nil
-	}
-	if err := json.Unmarshal(raw, &byID); err != nil {
-		return nil, fmt.Errorf("list bots: unexpected answer: %w", err)
-	}
-	var out []RegisteredBot
-	for key, b := range byID {
-		id, err := b.ID.Int64()
-		if err != nil {
-			id, _ = strconv.ParseInt(key, 10, 64)
-		}
-		out = append(out, RegisteredBot{ID: id, Code: b.Code, Name: b.Name})
-	}
-	slices.SortFunc(out, func(a, b RegisteredBot) int { return int(a.ID - b.ID) })
-	return out, nil
-}
-
-func resultID(raw json.RawMessage) (int64, error) {
-	var n json.Number
-	if err := json.Unmarshal(raw, &n); err != nil {
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return 0, fmt.Errorf("unexpected answer %s", raw)
-		}
-		n = json.Number(s)
-	}
-	id, err := n.Int64()
-	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("unexpected answer %s", raw)
-	}
-	return id, nil
 }
 
 // codeAppIDError: the bot or command belongs to another application — for a webhook,

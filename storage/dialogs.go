@@ -20,7 +20,7 @@ type Dialog struct {
 	Number         int
 	ClientID       int64
 	ClientName     string
-	ChatID         int64 // 0 until imbot.chat.add has answered
+	ChatID         int64 // 0 until the portal has answered the chat's creation
 	ChatFailed     bool  // the chat could not be created
 	Title          string
 	TitlePending   bool // a rename of ours has not reached the portal yet
@@ -201,7 +201,7 @@ func (tx *Tx) MarkDialogChatFailed(dialogID int64) error {
 }
 
 // RenameDialog stores a new title. byBot means the bot will push it to the portal
-// (imbot.chat.updateTitle); until that call has finished, titles reported by events
+// (a rename of the chat); until that has finished, titles reported by events
 // are older than ours and are not taken (see TitleSent).
 func (tx *Tx) RenameDialog(dialogID int64, title string, byBot bool) error {
 	pending := 0

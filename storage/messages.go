@@ -108,16 +108,3 @@ func (tx *Tx) MarkAllSeen(dialogID, userID int64) error {
 	}
 	return tx.SetLastSeen(dialogID, userID, seq)
 }
-
-// LastSeen returns a user's mark in a dialog (0: nothing seen).
-func (tx *Tx) LastSeen(dialogID, userID int64) (int64, error) {
-	var seq int64
-	err := tx.queryRow(`SELECT message_seq FROM last_seen WHERE dialog_id = ? AND user_id = ?`, dialogID, userID).Scan(&seq)
-	if err == sql.ErrNoRows {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("last seen of %d in dialog %d: %w", userID, dialogID, err)
-	}
-	return seq, nil
-}

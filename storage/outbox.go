@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -27,39 +28,22 @@ const (
 	OutboxFailed  = "failed"
 )
 
-// Effects: what an outbox call's result means to the bot, applied by the dispatcher
-// when the call succeeds or fails for good.
-const (
-	EffectDialogChat        = "dialog_chat"        // the result is the chat of dialog EffectRef
-	EffectTitleSent         = "title_sent"         // a rename of dialog EffectRef has finished
-	EffectBotRegistered     = "bot_registered"     // the result is the portal's bot ID
-	EffectCommandRegistered = "command_registered" // the result is the ID of the params' COMMAND
-)
-
-// BotIDPlaceholder stands for the portal's bot ID in an entry's params, filled in
-// when the entry is sent: commands registered on install name a bot whose ID is only
-// known once the registration before them in the lane has answered.
-const BotIDPlaceholder = "\x00BOT_ID\x00"
-
-// ChatIDPlaceholder stands for the chat ID of an entry's NeedsDialog in its params,
-// replaced when the entry is sent. It holds NUL bytes, which escaped user text never
-// contains, so user text cannot forge it.
-const ChatIDPlaceholder = "\x00CHAT_ID\x00"
-
-// OutboxEntry is one call the bot decided to make.
+// OutboxEntry is one action the bot decided on, waiting to be done or done.
 type OutboxEntry struct {
 	ID       int64
 	PortalID int64
-	// ChatKey is the ordering lane: entries with the same key are sent one after
-	// another in ID order.
-	ChatKey string
-	Method  string
-	Params  json.RawMessage
-	// NeedsDialog holds the entry back until that dialog's chat exists; the chat's
-	// ID then fills the placeholders in Params.
-	NeedsDialog int64
-	// Effect names what the result means to the bot (for example "the new chat of
-	// dialog EffectRef"); the dispatcher applies it when the call succeeds.
+	// Lane orders the entries: those of one lane (a chat, the set-up) are sent one
+	// after another in ID order.
+	Lane string
+	// Kind and Action are the action as bitrix24 encodes it; storage does not look
+	// inside.
+	Kind   string
+	Action json.RawMessage
+	// AwaitsDialog holds the entry back until that dialog's chat exists; the chat's
+	// ID then fills the action's placeholders.
+	AwaitsDialog int64
+	// Effect and EffectRef are the bot's note of what the result means (for example
+	// "the chat of dialog EffectRef"); the bot reads them when the action is settled.
 	Effect        string
 	EffectRef     int64
 	State         string
@@ -71,47 +55,47 @@ type OutboxEntry struct {
 	CreatedAt     time.Time
 	DoneAt        time.Time
 
-	// Filled by DueOutbox for entries with NeedsDialog.
+	// Filled by DueOutbox for entries with AwaitsDialog.
 	DialogChatID     int64
 	DialogChatFailed bool
 	// Filled by DueOutbox: the portal's bot ID when the entry is due.
 	PortalBotID int64
 }
 
-// Enqueue adds a call to the outbox; it is sent after the transaction commits.
+// Enqueue adds an action to the outbox; it is sent after the transaction commits.
 func (tx *Tx) Enqueue(e OutboxEntry) (int64, error) {
-	if len(e.Params) == 0 {
-		e.Params = json.RawMessage("{}")
+	if e.Kind == "" || len(e.Action) == 0 {
+		return 0, errors.New("enqueue: no action")
 	}
-	var needs any
-	if e.NeedsDialog != 0 {
-		needs = e.NeedsDialog
+	var awaits any
+	if e.AwaitsDialog != 0 {
+		awaits = e.AwaitsDialog
 	}
-	res, err := tx.exec(`INSERT INTO outbox (portal_id, chat_key, method, params, needs_dialog, effect, effect_ref, next_attempt_at, created_at)
+	res, err := tx.exec(`INSERT INTO outbox (portal_id, lane, kind, action, awaits_dialog, effect, effect_ref, next_attempt_at, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.PortalID, e.ChatKey, e.Method, string(e.Params), needs, e.Effect, e.EffectRef, millis(tx.now), millis(tx.now))
+		e.PortalID, e.Lane, e.Kind, string(e.Action), awaits, e.Effect, e.EffectRef, millis(tx.now), millis(tx.now))
 	if err != nil {
-		return 0, fmt.Errorf("enqueue %s: %w", e.Method, err)
+		return 0, fmt.Errorf("enqueue %s: %w", e.Kind, err)
 	}
 	tx.enqueued = true
 	return res.LastInsertId()
 }
 
-const outboxColumns = `o.id, o.portal_id, o.chat_key, o.method, o.params, o.needs_dialog, o.effect, o.effect_ref,
+const outboxColumns = `o.id, o.portal_id, o.lane, o.kind, o.action, o.awaits_dialog, o.effect, o.effect_ref,
 	o.state, o.attempts, o.next_attempt_at, o.last_error, o.result, o.created_at, o.done_at, o.maybe_sent OR o.in_flight`
 
 func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxEntry, error) {
 	var e OutboxEntry
-	var params string
-	var needs, next, created, done sql.NullInt64
+	var action string
+	var awaits, next, created, done sql.NullInt64
 	var result sql.NullString
-	dest := append([]any{&e.ID, &e.PortalID, &e.ChatKey, &e.Method, &params, &needs, &e.Effect, &e.EffectRef,
+	dest := append([]any{&e.ID, &e.PortalID, &e.Lane, &e.Kind, &action, &awaits, &e.Effect, &e.EffectRef,
 		&e.State, &e.Attempts, &next, &e.LastError, &result, &created, &done, &e.MaybeSent}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return OutboxEntry{}, err
 	}
-	e.Params = json.RawMessage(params)
-	e.NeedsDialog = needs.Int64
+	e.Action = json.RawMessage(action)
+	e.AwaitsDialog = awaits.Int64
 	e.NextAttemptAt = fromMillis(next)
 	if result.Valid {
 		e.Result = json.RawMessage(result.String)
@@ -126,11 +110,11 @@ func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxEntry,
 // (or has failed, so the dispatcher can give the entry up). Oldest first.
 func (s *Store) DueOutbox(ctx context.Context, limit int) ([]OutboxEntry, error) {
 	rows, err := s.read.QueryContext(ctx, `SELECT `+outboxColumns+`, COALESCE(d.chat_id, 0), COALESCE(d.chat_failed, 0), p.bot_id
-		FROM (SELECT MIN(id) AS id FROM outbox WHERE state = 'pending' GROUP BY portal_id, chat_key) h
+		FROM (SELECT MIN(id) AS id FROM outbox WHERE state = 'pending' GROUP BY portal_id, lane) h
 		JOIN outbox o ON o.id = h.id
 		JOIN portals p ON p.id = o.portal_id AND p.bot_deleted_at IS NULL AND p.uninstalled_at IS NULL
-		LEFT JOIN dialogs d ON d.id = o.needs_dialog
-		WHERE o.next_attempt_at <= ? AND (o.needs_dialog IS NULL OR d.chat_id IS NOT NULL OR d.chat_failed = 1)
+		LEFT JOIN dialogs d ON d.id = o.awaits_dialog
+		WHERE o.next_attempt_at <= ? AND (o.awaits_dialog IS NULL OR d.chat_id IS NOT NULL OR d.chat_failed = 1)
 		ORDER BY o.id LIMIT ?`, millis(s.clock()), limit)
 	if err != nil {
 		return nil, fmt.Errorf("due outbox: %w", err)
@@ -229,7 +213,7 @@ func (tx *Tx) MarkInFlight(ids []int64) error {
 // registration cannot succeed.
 func (tx *Tx) FailLane(portalID int64, lane, reason string) error {
 	_, err := tx.exec(`UPDATE outbox SET state = 'failed', last_error = ?, done_at = ?, in_flight = 0
-		WHERE portal_id = ? AND chat_key = ? AND state = 'pending'`, reason, millis(tx.now), portalID, lane)
+		WHERE portal_id = ? AND lane = ? AND state = 'pending'`, reason, millis(tx.now), portalID, lane)
 	if err != nil {
 		return fmt.Errorf("fail lane %s: %w", lane, err)
 	}
@@ -240,7 +224,7 @@ func (tx *Tx) FailLane(portalID int64, lane, reason string) error {
 // never exist. It returns how many there were.
 func (tx *Tx) FailDependents(dialogID int64, reason string) (int64, error) {
 	res, err := tx.exec(`UPDATE outbox SET state = 'failed', last_error = ?, done_at = ?
-		WHERE needs_dialog = ? AND state = 'pending'`, reason, millis(tx.now), dialogID)
+		WHERE awaits_dialog = ? AND state = 'pending'`, reason, millis(tx.now), dialogID)
 	if err != nil {
 		return 0, fmt.Errorf("fail entries waiting for dialog %d: %w", dialogID, err)
 	}

@@ -83,7 +83,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
-	if err := migrate(ctx, w); err != nil {
+	if err := migrate(ctx, w, -1); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
@@ -340,13 +340,17 @@ func runFn(tx *Tx, fn func(*Tx) error) (err error) {
 }
 
 // migrate applies the embedded migrations not yet applied, in file-name order, each
-// in its own transaction, recording progress in PRAGMA user_version.
-func migrate(ctx context.Context, db *sql.DB) error {
+// in its own transaction, recording progress in PRAGMA user_version. upTo stops after
+// that many (for tests that build an old database); -1 applies them all.
+func migrate(ctx context.Context, db *sql.DB, upTo int) error {
 	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
 	if err != nil {
 		return err
 	}
 	sort.Strings(names)
+	if upTo >= 0 && upTo < len(names) {
+		names = names[:upTo]
+	}
 	var version int
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return fmt.Errorf("read schema version: %w", err)

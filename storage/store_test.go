@@ -215,13 +215,16 @@ func TestOutboxLanes(t *testing.T) {
 			return err
 		}
 		for _, e := range []OutboxEntry{
-			{ChatKey: "dialog:1", Method: "imbot.chat.add", Effect: "dialog_chat", EffectRef: d.ID},
-			{ChatKey: "dialog:1", Method: "imbot.message.add", NeedsDialog: d.ID},
-			{ChatKey: "27", Method: "imbot.message.add", NeedsDialog: d.ID},
-			{ChatKey: "27", Method: "imbot.message.add"},
-			{ChatKey: "28", Method: "imbot.message.add", Params: json.RawMessage(`{"MESSAGE":"x"}`)},
+			{Lane: "dialog:1", Kind: "create_chat", Effect: "dialog_chat", EffectRef: d.ID},
+			{Lane: "dialog:1", Kind: "send_message", AwaitsDialog: d.ID},
+			{Lane: "27", Kind: "send_message", AwaitsDialog: d.ID},
+			{Lane: "27", Kind: "send_message"},
+			{Lane: "28", Kind: "send_message", Action: json.RawMessage(`{"text":"x"}`)},
 		} {
 			e.PortalID = p.ID
+			if e.Action == nil {
+				e.Action = json.RawMessage(`{}`)
+			}
 			id, err := tx.Enqueue(e)
 			if err != nil {
 				return err

@@ -14,10 +14,6 @@ const (
 	AccessDeclined = "declined"
 )
 
-// EffectAccessRequestMessage: the result is the ID of the message carrying access
-// request EffectRef's buttons.
-const EffectAccessRequestMessage = "access_request_message"
-
 // AccessRequest asks a client to let technical support into their portal.
 type AccessRequest struct {
 	ID          int64

@@ -1,4 +1,4 @@
-package delivery
+package bitrix24
 
 import (
 	"context"
@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"strconv"
 	"sync/atomic"
-
-	"supportbot/bitrix24"
 )
 
 // DryRun is the Caller used when no portal is configured: every call is logged and
@@ -30,7 +28,7 @@ func NewDryRun(log *slog.Logger) *DryRun {
 
 // Call implements Caller.
 func (d *DryRun) Call(ctx context.Context, method string, params any) (json.RawMessage, error) {
-	raw, err := json.Marshal(params)
+	raw, err := marshalJSON(params)
 	if err != nil {
 		return nil, err
 	}
@@ -44,9 +42,9 @@ func (d *DryRun) Call(ctx context.Context, method string, params any) (json.RawM
 	return json.RawMessage("true"), nil
 }
 
-// Batch implements Caller: each command is logged and answered as by Call.
-func (d *DryRun) Batch(ctx context.Context, cmds []bitrix24.BatchCommand, _ bool) ([]bitrix24.BatchResult, error) {
-	out := make([]bitrix24.BatchResult, len(cmds))
+// Batch implements the batch call: each command is logged and answered as by Call.
+func (d *DryRun) Batch(ctx context.Context, cmds []BatchCommand, _ bool) ([]BatchResult, error) {
+	out := make([]BatchResult, len(cmds))
 	for i, c := range cmds {
 		out[i].Key = c.Key
 		out[i].Result, out[i].Err = d.Call(ctx, c.Method, c.Params)

@@ -1,0 +1,244 @@
+package bitrix24
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+)
+
+// An Action is something the bot wants done on a portal: post a message, create a
+// dialog's chat, register a command. The bot decides it, the outbox keeps it as data
+// (Kind and the JSON of the action), and a Wire turns it into a call of one API
+// version. Actions name no REST method, so the same outbox serves imbot v1 and v2.
+type Action interface {
+	// Kind names the action in the outbox.
+	Kind() string
+	// Repeatable reports that doing it twice does no harm (an update, a rename): an
+	// attempt that may have run can then be made again without showing a duplicate.
+	Repeatable() bool
+}
+
+// Action kinds, as stored in the outbox.
+const (
+	KindSendMessage       = "send_message"
+	KindUpdateMessage     = "update_message"
+	KindCreateChat        = "create_chat"
+	KindRenameChat        = "rename_chat"
+	KindAddUsers          = "add_users"
+	KindRegisterBot       = "register_bot"
+	KindRegisterCommand   = "register_command"
+	KindBindEvent         = "bind_event"
+	KindUpdateBot         = "update_bot"
+	KindUnregisterBot     = "unregister_bot"
+	KindUpdateCommand     = "update_command"
+	KindUnregisterCommand = "unregister_command"
+	KindFindChat          = "find_chat"
+)
+
+// AwaitedChatID stands for the chat ID of a dialog whose chat is still being created,
+// in an action that waits for it (the greeting inside the chat, a link to it). It is
+// replaced when the action is read back for sending (DecodeAction). It holds NUL
+// bytes, which escaped user text never contains, so user text cannot forge it.
+const AwaitedChatID = "\x00CHAT_ID\x00"
+
+// AwaitedDialogID is the dialog ID ("chatN") of the awaited chat.
+const AwaitedDialogID = "chat" + AwaitedChatID
+
+// SendMessage posts a message into a chat.
+type SendMessage struct {
+	DialogID string    `json:"dialog_id"` // "27" (a private chat) or "chat1001"
+	Text     string    `json:"text"`
+	Keyboard *Keyboard `json:"keyboard,omitempty"`
+}
+
+// UpdateMessage changes one of the bot's messages; DropKeyboard removes its buttons.
+type UpdateMessage struct {
+	MessageID    int64     `json:"message_id"`
+	Text         string    `json:"text"`
+	Keyboard     *Keyboard `json:"keyboard,omitempty"`
+	DropKeyboard bool      `json:"drop_keyboard,omitempty"`
+}
+
+// CreateChat creates a group chat with the bot in it. The entity marks the chat as
+// the bot's own, so it can be found again if the answer to its creation is lost.
+type CreateChat struct {
+	Title      string  `json:"title"`
+	Users      []int64 `json:"users"`
+	EntityType string  `json:"entity_type,omitempty"`
+	EntityID   string  `json:"entity_id,omitempty"`
+}
+
+// RenameChat sets a group chat's title.
+type RenameChat struct {
+	DialogID string `json:"dialog_id"` // "chatN"
+	Title    string `json:"title"`
+}
+
+// AddUsers adds people to a group chat.
+type AddUsers struct {
+	DialogID string  `json:"dialog_id"` // "chatN"
+	Users    []int64 `json:"users"`
+}
+
+// BotProfile is how the bot presents itself to a portal.
+type BotProfile struct {
+	Code       string `json:"code"` // unique per application
+	Name       string `json:"name"`
+	Color      string `json:"color"`
+	HandlerURL string `json:"handler_url"`         // where the portal posts the bot's events
+	ClientID   string `json:"client_id,omitempty"` // for a bot registered through a webhook
+}
+
+// CommandTitle is a command's title and parameter hint in one language.
+type CommandTitle struct {
+	Language string `json:"language"`
+	Title    string `json:"title"`
+	Params   string `json:"params,omitempty"`
+}
+
+// CommandSpec is one command of the bot.
+type CommandSpec struct {
+	Name   string         `json:"name"`             // without the slash
+	Hidden bool           `json:"hidden,omitempty"` // sent by buttons only, not offered in the list
+	Titles []CommandTitle `json:"titles"`
+}
+
+// RegisterBot registers the bot; its result is the bot's ID. Registering a bot whose
+// code the application already has answers that bot's ID.
+type RegisterBot struct {
+	Profile BotProfile `json:"profile"`
+}
+
+// UpdateBot updates a registered bot's profile and handlers.
+type UpdateBot struct {
+	BotID   int64      `json:"bot_id"`
+	Profile BotProfile `json:"profile"`
+}
+
+// UnregisterBot removes the bot.
+type UnregisterBot struct {
+	BotID    int64  `json:"bot_id"`
+	ClientID string `json:"client_id,omitempty"`
+}
+
+// RegisterCommand registers a command for the portal's bot (the Context's BotID); its
+// result is the command's ID.
+type RegisterCommand struct {
+	Command    CommandSpec `json:"command"`
+	HandlerURL string      `json:"handler_url"`
+	ClientID   string      `json:"client_id,omitempty"`
+}
+
+// UpdateCommand updates a registered command.
+type UpdateCommand struct {
+	CommandID  int64       `json:"command_id"`
+	Command    CommandSpec `json:"command"`
+	HandlerURL string      `json:"handler_url"`
+	ClientID   string      `json:"client_id,omitempty"`
+}
+
+// UnregisterCommand removes a command.
+type UnregisterCommand struct {
+	CommandID int64  `json:"command_id"`
+	ClientID  string `json:"client_id,omitempty"`
+}
+
+// BindEvent asks the portal to post an application event (ONAPPUNINSTALL) to handler.
+type BindEvent struct {
+	Event   string `json:"event"`
+	Handler string `json:"handler"`
+}
+
+// FindChat looks up the chat the bot created with an entity; its result is the chat's
+// ID, or 0 when there is none.
+type FindChat struct {
+	EntityType string `json:"entity_type"`
+	EntityID   string `json:"entity_id"`
+}
+
+// Kind and Repeatable implement Action.
+func (SendMessage) Kind() string       { return KindSendMessage }
+func (UpdateMessage) Kind() string     { return KindUpdateMessage }
+func (CreateChat) Kind() string        { return KindCreateChat }
+func (RenameChat) Kind() string        { return KindRenameChat }
+func (AddUsers) Kind() string          { return KindAddUsers }
+func (RegisterBot) Kind() string       { return KindRegisterBot }
+func (UpdateBot) Kind() string         { return KindUpdateBot }
+func (UnregisterBot) Kind() string     { return KindUnregisterBot }
+func (RegisterCommand) Kind() string   { return KindRegisterCommand }
+func (UpdateCommand) Kind() string     { return KindUpdateCommand }
+func (UnregisterCommand) Kind() string { return KindUnregisterCommand }
+func (BindEvent) Kind() string         { return KindBindEvent }
+func (FindChat) Kind() string          { return KindFindChat }
+
+func (SendMessage) Repeatable() bool { return false }
+
+// Repeatable: a second chat would be created; the dispatcher looks for the first one
+// instead (Wire.Lookup).
+func (CreateChat) Repeatable() bool        { return false }
+func (UpdateMessage) Repeatable() bool     { return true }
+func (RenameChat) Repeatable() bool        { return true }
+func (AddUsers) Repeatable() bool          { return true }
+func (RegisterBot) Repeatable() bool       { return true } // answers the existing bot
+func (UpdateBot) Repeatable() bool         { return true }
+func (UnregisterBot) Repeatable() bool     { return true }
+func (RegisterCommand) Repeatable() bool   { return true } // answers the existing command
+func (UpdateCommand) Repeatable() bool     { return true }
+func (UnregisterCommand) Repeatable() bool { return true }
+func (BindEvent) Repeatable() bool         { return true }
+func (FindChat) Repeatable() bool          { return true }
+
+// EncodeAction is the action as the outbox stores it.
+func EncodeAction(a Action) (kind string, data []byte, err error) {
+	data, err = marshalJSON(a)
+	if err != nil {
+		return "", nil, fmt.Errorf("encode %s: %w", a.Kind(), err)
+	}
+	return a.Kind(), data, nil
+}
+
+// awaitedJSON is AwaitedChatID as encoding/json writes it inside a string.
+var awaitedJSON = func() []byte {
+	b, _ := json.Marshal(AwaitedChatID)
+	return b[1 : len(b)-1]
+}()
+
+// DecodeAction reads an action back from the outbox, with the awaited chat's ID (if
+// the action waited for one) put where the bot left AwaitedChatID.
+func DecodeAction(kind string, data []byte, awaitedChat int64) (Action, error) {
+	decode, ok := decoders[kind]
+	if !ok {
+		return nil, fmt.Errorf("unknown action kind %q", kind)
+	}
+	if awaitedChat != 0 {
+		data = bytes.ReplaceAll(data, awaitedJSON, []byte(strconv.FormatInt(awaitedChat, 10)))
+	}
+	a, err := decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("decode %s: %w", kind, err)
+	}
+	return a, nil
+}
+
+var decoders = map[string]func([]byte) (Action, error){
+	KindSendMessage:       decodeAs[SendMessage],
+	KindUpdateMessage:     decodeAs[UpdateMessage],
+	KindCreateChat:        decodeAs[CreateChat],
+	KindRenameChat:        decodeAs[RenameChat],
+	KindAddUsers:          decodeAs[AddUsers],
+	KindRegisterBot:       decodeAs[RegisterBot],
+	KindUpdateBot:         decodeAs[UpdateBot],
+	KindUnregisterBot:     decodeAs[UnregisterBot],
+	KindRegisterCommand:   decodeAs[RegisterCommand],
+	KindUpdateCommand:     decodeAs[UpdateCommand],
+	KindUnregisterCommand: decodeAs[UnregisterCommand],
+	KindBindEvent:         decodeAs[BindEvent],
+	KindFindChat:          decodeAs[FindChat],
+}
+
+func decodeAs[T Action](data []byte) (Action, error) {
+	var a T
+	err := json.Unmarshal(data, &a)
+	return a, err
+}

@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"supportbot/bitrix24"
+	"supportbot/bot"
+	"supportbot/config"
+	"supportbot/delivery"
+	"supportbot/handlers"
+	"supportbot/metrics"
+	"supportbot/portals"
+	"supportbot/setup"
+	"supportbot/storage"
+)
+
+// shutdownGrace bounds how long a stop by signal may take.
+const shutdownGrace = 10 * time.Second
+
+func serveCommand(r *run) *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run the server (the default)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if r.cfgErr != nil {
+				return r.cfgErr
+			}
+			log := r.logger()
+			log.Info("starting", "version", versionString(r.version), "config", r.cfg)
+			return Serve(r.ctx, r.cfg, log, nil)
+		},
+	}
+}
+
+// house is the running bot: every room, wired once.
+type house struct {
+	store      *storage.Store
+	dispatcher *delivery.Dispatcher
+	handler    http.Handler
+}
+
+// assemble wires the rooms for cfg. The two modes differ only in how events are
+// authenticated and how each portal is called.
+func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house, error) {
+	store, err := storage.Open(ctx, cfg.DB.Path)
+	if err != nil {
+		return nil, err
+	}
+	m := metrics.New(store)
+	auth, callers, err := portalAccess(ctx, cfg, store, log, m)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	brain := bot.New(bot.Config{
+		Agents:      cfg.Support.Agents,
+		Admins:      cfg.Access.Admins,
+		Integrators: cfg.Access.Integrators,
+		FreePlan:    cfg.FreePlan(),
+		MaxActive:   cfg.Dialogs.MaxActive,
+		Language:    cfg.Bot.Language,
+		Profile:     bitrix24.BotProfile{Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color, HandlerURL: setup.HandlerURL(cfg)},
+	}, log)
+	return &house{
+		store:      store,
+		dispatcher: delivery.New(store, callers, brain.Settle, log, m),
+		handler: handlers.NewServer(handlers.Routes{
+			Events:      &handlers.Events{Store: store, Bot: brain, Auth: auth, Log: log, Observe: m.ObserveEvent},
+			DB:          store,
+			Log:         log,
+			Metrics:     m.Handler(),
+			ObserveHTTP: m.ObserveHTTP,
+		}),
+	}, nil
+}
+
+// portalAccess is how events are authenticated and each portal is called: in app
+// mode every portal that installs the application, with its own tokens, rate limit
+// and bot; otherwise the one webhook's portal (or, with none configured, dry-run).
+func portalAccess(ctx context.Context, cfg *config.Config, store *storage.Store, log *slog.Logger, m *metrics.Metrics) (
+	portals.Authenticator, func(int64) (delivery.Caller, error), error) {
+	if cfg.AppMode() {
+		app := portals.OAuthApp{ClientID: cfg.App.ClientID, ClientSecret: cfg.App.ClientSecret, URL: cfg.App.OAuthURL}
+		conns := portals.NewConnections(store, app, cfg.Bitrix.RatePerSecond, cfg.Bitrix.Burst, log, m)
+		log.Info("app mode: portals install the application", "client_id", cfg.App.ClientID)
+		callers := func(portalID int64) (delivery.Caller, error) { return conns.Client(context.Background(), portalID) }
+		return &portals.App{Store: store, OAuth: app, Connections: conns, Log: log}, callers, nil
+	}
+	portal, err := store.EnsurePortal(ctx, setup.WebhookMemberID(cfg), "")
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.Bitrix.BotID != 0 && cfg.Bitrix.BotID != portal.BotID {
+		if err := store.Update(ctx, func(tx *storage.Tx) error { return tx.SetBotID(portal.ID, cfg.Bitrix.BotID) }); err != nil {
+			return nil, nil, err
+		}
+	}
+	var caller delivery.Caller
+	if cfg.DryRun() {
+		log.Warn("dry-run: bitrix.webhook_url is not set, so calls to Bitrix24 are logged, not sent")
+		caller = bitrix24.NewDryRun(log)
+	} else {
+		opts := []bitrix24.Option{
+			bitrix24.WithLogger(log),
+			bitrix24.WithLimiter(bitrix24.NewLimiter(cfg.Bitrix.RatePerSecond, cfg.Bitrix.Burst)),
+			bitrix24.WithObserver(m),
+		}
+		// The CLIENT_ID the bot was registered with: configured, or made by register.
+		if clientID := cmp.Or(cfg.Bitrix.ClientID, portal.ClientID); clientID != "" {
+			opts = append(opts, bitrix24.WithClientID(clientID))
+		}
+		caller = bitrix24.NewClient(cfg.Bitrix.WebhookURL, opts...)
+	}
+	auth := portals.Webhook{PortalID: portal.ID, Token: cfg.Bitrix.ApplicationToken}
+	if cfg.Bitrix.ApplicationToken == "" {
+		log.Warn("dry-run without bitrix.application_token: events are accepted without a token check")
+		auth.Open = true
+	}
+	return auth, func(int64) (delivery.Caller, error) { return caller, nil }, nil
+}
+
+// Serve runs the bot until ctx ends, then shuts down gracefully: it stops taking
+// events, lets requests in flight finish, stops the dispatcher and closes the
+// database. If started is not nil, it receives the listening address.
+func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started chan<- string) error {
+	h, err := assemble(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer h.store.Close()
+
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
+	}
+	srv := handlers.HTTPServer(cfg.HTTP.Addr, h.handler)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "db", cfg.DB.Path, "dry_run", cfg.DryRun())
+	if started != nil {
+		started <- ln.Addr().String()
+	}
+
+	dispatchCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
+	callsCtx, abortCalls := context.WithCancel(context.WithoutCancel(ctx))
+	defer abortCalls()
+	var wg sync.WaitGroup
+	wg.Go(func() { h.dispatcher.Run(dispatchCtx, callsCtx) })
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("stopping")
+	case err := <-serveErr:
+		runErr = fmt.Errorf("http server: %w", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("http shutdown", "err", err)
+	}
+	// The dispatcher takes no new work but finishes the calls under way, within the
+	// grace period; calls still running then are abandoned and their entries stay
+	// pending for the next start.
+	stopDispatch()
+	dispatched := make(chan struct{})
+	go func() { wg.Wait(); close(dispatched) }()
+	select {
+	case <-dispatched:
+	case <-shutdownCtx.Done():
+		log.Warn("calls to Bitrix24 still under way at the deadline: abandoned; they are sent again on the next start")
+		abortCalls()
+		<-dispatched
+	}
+	log.Info("stopped")
+	return runErr
+}
