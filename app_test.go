@@ -2,20 +2,19 @@ package main
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"supportbot/bitrix24"
 	"supportbot/bitrix24/b24test"
 	"supportbot/bot"
 	"supportbot/config"
 	"supportbot/setup"
+	"supportbot/storage"
 )
 
 const (
@@ -76,17 +75,6 @@ func postTo(t *testing.T, b *runningBot, from *b24test.Portal, body []byte) int 
 }
 
 // waitFor polls cond for up to 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func questionTitles(p *b24test.Portal) []string {
 	var titles []string
 	for _, id := range dialogChats(p) {
@@ -125,7 +113,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 	if status := postTo(t, b, pa, []byte(claim)); status != http.StatusUnauthorized {
 		t.Fatalf("installation claiming another portal answered %d, want 401", status)
 	}
-	if n := count(t, dbPath, "SELECT count(*) FROM portals WHERE installed_at IS NOT NULL"); n != 0 {
+	if n := len(installations(t, dbPath)); n != 0 {
 		t.Fatalf("%d portals stored from forged installations", n)
 	}
 
@@ -155,7 +143,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 			return p.AppHandler(appClientID, "ONAPPUNINSTALL") == "https://support.example.com/bitrix/events"
 		})
 	}
-	if n := count(t, dbPath, "SELECT count(*) FROM portals WHERE installed_at IS NOT NULL AND bot_id > 0"); n != 2 {
+	if n := len(slices.DeleteFunc(installations(t, dbPath), func(p storage.Portal) bool { return p.BotID == 0 })); n != 2 {
 		t.Fatalf("%d installed portals with a bot in the database, want 2", n)
 	}
 
@@ -167,7 +155,9 @@ func TestAppModeTwoPortals(t *testing.T) {
 		t.Fatalf("ONAPPINSTALL answered %d", status)
 	}
 	waitFor(t, "portal C's refusal", func() bool {
-		return count(t, dbPath, "SELECT count(*) FROM outbox WHERE kind = 'register_bot' AND state = 'failed'") == 1
+		return slices.ContainsFunc(outboxAt(t, dbPath), func(e storage.OutboxEntry) bool {
+			return e.Kind == bitrix24.KindRegisterBot && e.State == storage.OutboxFailed
+		})
 	})
 	cfg, err := config.LoadFrom(nil, appEnv(o, dbPath))
 	if err != nil {
@@ -195,7 +185,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 	if status := postTo(t, b, pa, appMessage(pa, client, "q", "auth[member_id]", "ffffffffffffffffffffffffffffffff")); status != http.StatusUnauthorized {
 		t.Fatalf("event from an unknown portal answered %d, want 401", status)
 	}
-	if n := count(t, dbPath, "SELECT count(*) FROM dialogs"); n != 0 {
+	if n := countDialogs(t, dbPath, anyDialog); n != 0 {
 		t.Fatalf("%d dialogs created by refused events", n)
 	}
 
@@ -226,8 +216,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 	if n := len(pb.CallsTo("user.admin")); n == 0 {
 		t.Error("user.admin was never asked")
 	}
-	if n := count(t, dbPath, `SELECT count(*) FROM dialogs d JOIN portals p ON p.id = d.portal_id
-		WHERE p.member_id = '`+pa.MemberID()+`'`); n != 2 {
+	if n := countDialogs(t, dbPath, func(d storage.Dialog) bool { return d.PortalID == portalOf(t, dbPath, pa).ID }); n != 2 {
 		t.Errorf("portal A has %d dialogs in the database, want 2", n)
 	}
 
@@ -262,7 +251,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 	// The portal expires every token: the next reply still arrives, after one refresh,
 	// and the new refresh token is on disk at once.
 	before, beforeB := o.RefreshesFor(pa.MemberID()), o.RefreshesFor(pb.MemberID())
-	oldRefresh := queryString(t, dbPath, "SELECT refresh_token FROM portals WHERE member_id = '"+pa.MemberID()+"'")
+	oldRefresh := portalOf(t, dbPath, pa).RefreshToken
 	pa.ExpireTokens()
 	sent := len(pa.Messages(strconv.Itoa(client)))
 	if status := postTo(t, b, pa, appMessage(pa, client, "all chats")); status != http.StatusOK {
@@ -272,7 +261,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 	if got := o.RefreshesFor(pa.MemberID()) - before; got != 1 {
 		t.Errorf("%d refreshes after expiry, want 1", got)
 	}
-	newRefresh := queryString(t, dbPath, "SELECT refresh_token FROM portals WHERE member_id = '"+pa.MemberID()+"'")
+	newRefresh := portalOf(t, dbPath, pa).RefreshToken
 	if newRefresh == "" || newRefresh == oldRefresh {
 		t.Errorf("refresh token on disk not replaced: %q → %q", oldRefresh, newRefresh)
 	}
@@ -293,7 +282,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 	}
 	// Bitrix24 deletes an application's bots with it; installing again registers the
 	// bot and its commands anew and brings A back.
-	if _, err := bitrix24.NewClient(pa.ClientEndpoint(), bitrix24.WithTokens(staticToken(pa.UserToken(1)))).
+	if _, err := bitrix24.NewClient(pa.ClientEndpoint(), bitrix24.WithTokens(bitrix24.StaticToken(pa.UserToken(1)))).
 		Call(t.Context(), "imbot.unregister", map[string]any{"BOT_ID": 567}); err != nil {
 		t.Fatal(err)
 	}
@@ -308,19 +297,22 @@ func TestAppModeTwoPortals(t *testing.T) {
 	}
 }
 
-type staticToken string
-
-func (s staticToken) Token(context.Context) (string, error) { return string(s), nil }
-func (s staticToken) Refresh(context.Context, string) (string, error) {
-	return "", errors.New("no refresh")
+// installations are the portals that have the application installed.
+func installations(t *testing.T, path string) []storage.Portal {
+	t.Helper()
+	list, err := storeAt(t, path).Installations(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
 }
 
-func queryString(t *testing.T, path, query string) string {
+// portalOf is the stored portal of a fake one.
+func portalOf(t *testing.T, path string, p *b24test.Portal) storage.Portal {
 	t.Helper()
-	db := openRead(t, path)
-	var s string
-	if err := db.QueryRow(query).Scan(&s); err != nil {
-		t.Fatalf("%s: %v", query, err)
+	stored, err := storeAt(t, path).PortalByMemberID(context.Background(), p.MemberID())
+	if err != nil {
+		t.Fatal(err)
 	}
-	return s
+	return stored
 }

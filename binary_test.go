@@ -20,11 +20,22 @@ import (
 
 var (
 	buildOnce sync.Once
+	binDir    string
 	binPath   string
 	buildErr  error
 )
 
-// buildBinary builds supportbot once per test run, as `go build` would for a user.
+// TestMain removes the one binary the tests share once they are done.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// buildBinary builds supportbot once per test run, as `go build` would for a user;
+// every test that runs the binary shares that one build.
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -33,6 +44,7 @@ func buildBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
+		binDir = dir
 		binPath = filepath.Join(dir, "supportbot")
 		cmd := exec.Command("go", "build", "-o", binPath, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -138,13 +150,7 @@ func TestRunOnFreshMachine(t *testing.T) {
 	if err != nil || status != http.StatusOK {
 		t.Fatalf("event: %d %v", status, err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.logs(), "Question #1 is open") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the dry run did not log the answer:\n%s", p.logs())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, "the dry run to log the answer", func() bool { return strings.Contains(p.logs(), "Question #1 is open") })
 	if strings.Contains(p.logs(), testToken) {
 		t.Error("the application token reached the log")
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"supportbot/bitrix24/b24test"
+	"supportbot/storage"
 )
 
 // renameReplyRE reads the client and sequence number back from a rename's reply:
@@ -30,17 +32,8 @@ func openOneEach(t *testing.T, post func([]byte), dbPath string, clients []int64
 	}
 	waitIdle(t, dbPath)
 	numbers := map[int64]int{}
-	db := openRead(t, dbPath)
-	rows, err := db.Query("SELECT client_id, number FROM dialogs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var c int64
-		var n int
-		rows.Scan(&c, &n)
-		numbers[c] = n
+	for _, d := range dialogsAt(t, dbPath) {
+		numbers[d.ClientID] = d.Number
 	}
 	if len(numbers) != len(clients) {
 		t.Fatalf("%d dialogs for %d clients", len(numbers), len(clients))
@@ -160,14 +153,8 @@ func TestDeliveryUnderFaults(t *testing.T) {
 			want[c] = append(want[c], k)
 		}
 	}
-	deadline := time.Now().Add(3 * time.Minute)
-	for count(t, b.dbPath, "SELECT COUNT(*) FROM outbox WHERE state = 'pending'") > 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the outbox did not drain in 3 minutes")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if n := count(t, b.dbPath, "SELECT COUNT(*) FROM outbox WHERE state = 'failed'"); n != 0 {
+	waitIdleWithin(t, 3*time.Minute, b.dbPath)
+	if n := countOutbox(t, b.dbPath, storage.OutboxFailed); n != 0 {
 		t.Fatalf("%d entries given up", n)
 	}
 	faults := portal.FaultCounts()
@@ -185,10 +172,12 @@ func TestDeliveryUnderFaults(t *testing.T) {
 		t.Error("no retries counted")
 	}
 	// The titles reached the portal too, last one last.
+	chatOf := map[int64]int64{}
+	for _, d := range dialogsAt(t, b.dbPath) {
+		chatOf[d.ClientID] = d.ChatID
+	}
 	for _, c := range clients[:5] {
-		var chat int64
-		openRead(t, b.dbPath).QueryRow("SELECT chat_id FROM dialogs WHERE client_id = ?", c).Scan(&chat)
-		if ch, _ := portal.Chat(chat); ch.Title != fmt.Sprintf("r-%d-9", c) {
+		if ch, _ := portal.Chat(chatOf[c]); ch.Title != fmt.Sprintf("r-%d-9", c) {
 			t.Errorf("client %d: chat title %q", c, ch.Title)
 		}
 	}
@@ -256,7 +245,7 @@ func TestKillNineLosesNothing(t *testing.T) {
 	for _, ks := range acked {
 		total += len(ks)
 	}
-	pendingAtKill := count(t, dbPath, "SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
+	pendingAtKill := countOutbox(t, dbPath, storage.OutboxPending)
 	t.Logf("%d events acknowledged before the kill; %d replies pending in the outbox", total, pendingAtKill)
 	if pendingAtKill == 0 {
 		t.Fatal("nothing was pending at the kill: the test proves nothing")
@@ -265,12 +254,23 @@ func TestKillNineLosesNothing(t *testing.T) {
 	portal.InjectFaults(b24test.FaultPlan{})
 	p2 := startBinary(t, dir, env)
 	waitIdle(t, dbPath)
-	if n := count(t, dbPath, "SELECT COUNT(*) FROM outbox WHERE state <> 'done'"); n != 0 {
+	if n := countOutbox(t, dbPath, "") - countOutbox(t, dbPath, storage.OutboxDone); n != 0 {
 		t.Fatalf("%d outbox entries not delivered after the restart", n)
 	}
 	// Every acknowledged event was processed (its key is recorded) and its reply arrived.
-	if n := count(t, dbPath, "SELECT COUNT(*) FROM processed_events"); n < total+len(clients) {
-		t.Fatalf("%d events recorded, %d acknowledged", n, total+len(clients))
+	var recorded int
+	view(t, dbPath, func(tx *storage.Tx) error {
+		for _, p := range portalsAt(t, dbPath) {
+			n, err := tx.CountProcessedEvents(p.ID)
+			recorded += n
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if recorded < total+len(clients) {
+		t.Fatalf("%d events recorded, %d acknowledged", recorded, total+len(clients))
 	}
 	// Calls under way at the kill were marked in flight: resent after the restart,
 	// they are counted as may-have-run, like a timeout.
@@ -295,10 +295,7 @@ func TestMetrics(t *testing.T) {
 	waitIdle(t, b.dbPath)
 	portal.InjectFaults(b24test.FaultPlan{Share: 1, Kinds: []b24test.Fault{b24test.FaultDropAfter}})
 	b.mustPost(privateMessage(client, "en", "help"))
-	deadline := time.Now().Add(10 * time.Second)
-	for metricValue(t, b.url, "supportbot_outbox_retries_total") == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, "a retry", func() bool { return metricValue(t, b.url, "supportbot_outbox_retries_total") > 0 })
 	if depth := metricValue(t, b.url, "supportbot_outbox_depth"); depth != 1 {
 		t.Errorf("outbox depth %v during the outage, want 1", depth)
 	}
@@ -361,7 +358,13 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	portal.WaitCalls(t, "imbot.message.add", 1, 5*time.Second) // it ran; the answer is held
 	start := time.Now()
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	time.Sleep(200 * time.Millisecond)
+	waitFor(t, "the server to stop listening", func() bool {
+		c, err := net.Dial("tcp", strings.TrimPrefix(p.url(), "http://"))
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
 	if _, _, err := b24test.Post(context.Background(), p.url()+"/bitrix/events", privateMessage(27, "en", "help")); err == nil {
 		t.Error("an event was taken after SIGTERM")
 	}
@@ -377,7 +380,8 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 		t.Fatalf("exit after %v: want the held call (2 s) finished, and under 10 s", d)
 	}
 	dbPath := filepath.Join(dir, "supportbot.db")
-	if n := count(t, dbPath, "SELECT COUNT(*) FROM outbox WHERE state = 'done' AND in_flight = 0"); n != 1 {
-		t.Fatalf("the call under way was not recorded as done (%d)\n%s", n, p.logs())
+	entries := outboxAt(t, dbPath)
+	if len(entries) != 1 || entries[0].State != storage.OutboxDone || entries[0].MaybeSent {
+		t.Fatalf("the call under way was not recorded as done: %+v\n%s", entries, p.logs())
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"supportbot/bitrix24/b24test"
+	"supportbot/storage"
 )
 
 // press is ONIMCOMMANDADD for a keyboard button pressed by user on message msgID in
@@ -106,7 +108,7 @@ func TestEscalateAccessRequest(t *testing.T) {
 	if len(buttons) != 2 || buttons[0].Text != "Grant access" || buttons[1].Text != "Decline" {
 		t.Fatalf("buttons %+v", buttons)
 	}
-	if n := count(t, b.dbPath, "SELECT COUNT(*) FROM dialogs WHERE number = 3 AND escalated_at IS NOT NULL"); n != 1 {
+	if dialogNumbered(t, b.dbPath, 3).EscalatedAt.IsZero() {
 		t.Error("dialog 3 not marked escalated")
 	}
 
@@ -123,25 +125,25 @@ func TestEscalateAccessRequest(t *testing.T) {
 	if toClient != 1 {
 		t.Fatalf("%d messages to the client after two /escalate", toClient)
 	}
-	if n := count(t, b.dbPath, "SELECT COUNT(*) FROM access_requests"); n != 1 {
+	if n := len(accessRequests(t, b.dbPath, 3)); n != 1 {
 		t.Fatalf("%d access requests", n)
 	}
 
 	grant, decline := buttons[0], buttons[1]
-	state := func() string { return fingerprint(t, b.dbPath, "access_requests", "dialogs") }
+	snapshot := func() string { return state(t, b.dbPath, "access", "dialogs") }
 	// Someone else presses Grant: nothing changes.
-	before := state()
+	before := snapshot()
 	portal.Reset()
 	b.mustPost(press(28, "27", request.ID, grant.Command, grant.CommandParams))
 	waitIdle(t, b.dbPath)
-	if after := state(); after != before || len(portal.Calls()) != 0 {
+	if after := snapshot(); after != before || len(portal.Calls()) != 0 {
 		t.Fatalf("another user's press changed something (%d calls)", len(portal.Calls()))
 	}
 
 	// The client grants.
 	b.mustPost(press(client, "27", request.ID, grant.Command, grant.CommandParams))
 	waitIdle(t, b.dbPath)
-	if n := count(t, b.dbPath, "SELECT COUNT(*) FROM access_requests WHERE status = 'granted' AND decided_by = 27 AND decided_at > 0"); n != 1 {
+	if r := accessRequests(t, b.dbPath, 3); len(r) != 1 || r[0].Status != storage.AccessGranted || r[0].DecidedBy != 27 || r[0].DecidedAt.IsZero() {
 		t.Fatal("the decision is not recorded with who and when")
 	}
 	b.waitMessage(d3, before3, "granted technical support access")
@@ -155,12 +157,12 @@ func TestEscalateAccessRequest(t *testing.T) {
 	}
 
 	// Pressing again, or Decline afterwards, changes nothing.
-	before = state()
+	before = snapshot()
 	portal.Reset()
 	b.mustPost(press(client, "27", request.ID, grant.Command, grant.CommandParams))
 	b.mustPost(press(client, "27", request.ID, decline.Command, decline.CommandParams))
 	waitIdle(t, b.dbPath)
-	if after := state(); after != before || len(portal.Calls()) != 0 {
+	if after := snapshot(); after != before || len(portal.Calls()) != 0 {
 		t.Fatalf("a second press changed something (%d calls)", len(portal.Calls()))
 	}
 }
@@ -173,7 +175,7 @@ func TestAgentOpensPastLimit(t *testing.T) {
 	chats := b.openDialogs(5)
 	b.mustPost(privateMessage(client, "en", "open new"))
 	b.waitMessage("27", 0, "maximum of 5")
-	if n := count(t, b.dbPath, "SELECT COUNT(*) FROM dialogs"); n != 5 {
+	if n := countDialogs(t, b.dbPath, anyDialog); n != 5 {
 		t.Fatalf("%d dialogs", n)
 	}
 	b.mustPost(b.groupMessage(agentID, chats[0], "/new Follow-up: permissions for the sales team"))
@@ -183,7 +185,7 @@ func TestAgentOpensPastLimit(t *testing.T) {
 		t.Fatalf("sixth chat is not the client's: %v", users)
 	}
 	waitIdle(t, b.dbPath)
-	if n := count(t, b.dbPath, "SELECT COUNT(*) FROM dialogs WHERE client_id = 27 AND status = 'active'"); n != 6 {
+	if n := countDialogs(t, b.dbPath, func(d storage.Dialog) bool { return d.ClientID == 27 && d.Active() }); n != 6 {
 		t.Fatalf("%d active dialogs, want 6", n)
 	}
 	b.waitMessage("27", 0, "Support opened question #6 for you")
@@ -203,7 +205,7 @@ func TestCloseRateReopen(t *testing.T) {
 	b.mustPost(b.typedCommand(agentID, chats[1], "close", ""))
 	notice, seen := b.waitMessage("27", 0, "marked your question #2 as resolved")
 	b.waitMessage(chatDialog(chats[1]), 0, "Question #2 is resolved")
-	if n := count(t, b.dbPath, "SELECT COUNT(*) FROM dialogs WHERE number = 2 AND status = 'resolved'"); n != 1 {
+	if dialogNumbered(t, b.dbPath, 2).Status != storage.StatusResolved {
 		t.Fatal("dialog 2 not resolved")
 	}
 	// A place is free: the client opens a sixth dialog.
@@ -234,7 +236,12 @@ func TestCloseRateReopen(t *testing.T) {
 	}
 	b.mustPost(press(client, "27", notice.ID, "rate", *notHelped))
 	waitIdle(t, b.dbPath)
-	if n := count(t, b.dbPath, "SELECT COUNT(*) FROM ratings r JOIN dialogs d ON d.id = r.dialog_id WHERE d.number = 2 AND r.helped = 0 AND r.user_id = 27"); n != 1 {
+	var ratings []storage.Rating
+	view(t, b.dbPath, func(tx *storage.Tx) (err error) {
+		ratings, err = tx.Ratings(dialogNumbered(t, b.dbPath, 2).ID)
+		return err
+	})
+	if len(ratings) != 1 || ratings[0].Helped || ratings[0].UserID != 27 {
 		t.Fatal("rating not stored")
 	}
 	if m := portal.Messages("27"); !strings.Contains(m[indexOf(m, notice.ID)].Text, "didn't help") {
@@ -245,7 +252,7 @@ func TestCloseRateReopen(t *testing.T) {
 	// limit message there, and №2 stays resolved.
 	b.mustPost(b.groupMessage(client, chats[1], "Actually, one more thing"))
 	b.waitMessage(chatDialog(chats[1]), 0, "you already have 5 others open")
-	if n := count(t, b.dbPath, "SELECT COUNT(*) FROM dialogs WHERE number = 2 AND status = 'resolved'"); n != 1 {
+	if dialogNumbered(t, b.dbPath, 2).Status != storage.StatusResolved {
 		t.Fatal("dialog 2 reopened past the limit")
 	}
 	// Under the limit it reopens.
@@ -253,12 +260,23 @@ func TestCloseRateReopen(t *testing.T) {
 	b.waitMessage("27", seen, "#5 as resolved")
 	b.mustPost(b.groupMessage(client, chats[1], "Still there?"))
 	b.waitMessage(chatDialog(chats[1]), 0, "active again")
-	if n := count(t, b.dbPath, "SELECT COUNT(*) FROM dialogs WHERE number = 2 AND status = 'active'"); n != 1 {
+	if dialogNumbered(t, b.dbPath, 2).Status != storage.StatusActive {
 		t.Fatal("dialog 2 not reopened")
 	}
 	// /reopen by an agent.
 	b.mustPost(b.groupMessage(agentID, chats[4], "/reopen"))
 	b.waitMessage(chatDialog(chats[4]), 0, "Question #5 is active again")
+}
+
+// accessRequests lists dialog №n's access requests.
+func accessRequests(t *testing.T, path string, n int) []storage.AccessRequest {
+	t.Helper()
+	var list []storage.AccessRequest
+	view(t, path, func(tx *storage.Tx) (err error) {
+		list, err = tx.AccessRequests(dialogNumbered(t, path, n).ID)
+		return err
+	})
+	return list
 }
 
 func indexOf(msgs []b24test.Message, id int64) int {
@@ -276,11 +294,12 @@ func TestNonAgentsRefused(t *testing.T) {
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "refuse.db"))
 	chats := b.openDialogs(5)
-	state := func() string {
-		return fingerprint(t, b.dbPath, "access_requests", "ratings") +
-			strconv.Itoa(count(t, b.dbPath, "SELECT COUNT(*) FROM dialogs WHERE status = 'active' AND escalated_at IS NULL"))
+	snapshot := func() string {
+		return state(t, b.dbPath, "access", "ratings") + strconv.Itoa(countDialogs(t, b.dbPath, func(d storage.Dialog) bool {
+			return d.Active() && d.EscalatedAt.IsZero()
+		}))
 	}
-	before := state()
+	before := snapshot()
 	for _, who := range []int64{client, strangerID, 28} {
 		for _, cmd := range []string{"/close", "/resolve", "/escalate", "/reopen", "/queue", "/new for the client"} {
 			b.mustPost(b.groupMessage(who, chats[0], cmd))
@@ -289,7 +308,7 @@ func TestNonAgentsRefused(t *testing.T) {
 		b.mustPost(privateMessage(who, "en", "/queue"))
 	}
 	waitIdle(t, b.dbPath)
-	if after := state(); after != before {
+	if after := snapshot(); after != before {
 		t.Fatalf("non-agents changed state:\n%s\n%s", before, after)
 	}
 	if n := len(portal.CallsTo("imbot.chat.add")); n != 5 {
@@ -387,11 +406,16 @@ func TestBotDeleted(t *testing.T) {
 	b.mustPost(b24test.Event("v1/onimbotdelete.form", map[string]string{"auth[application_token]": testToken}))
 	portal.Reset()
 	b.mustPost(privateMessage(client, "en", "Anyone there?"))
-	time.Sleep(300 * time.Millisecond)
+	if n := countDialogs(t, b.dbPath, anyDialog); n != 2 {
+		t.Fatalf("%d dialogs: the data must stay", n)
+	}
+	// The new dialog's calls wait in the outbox, and none of them is due: the
+	// dispatcher sends nothing but what is due.
+	due, err := storeAt(t, b.dbPath).DueOutbox(context.Background(), 50)
+	if err != nil || len(due) != 0 || countOutbox(t, b.dbPath, storage.OutboxPending) == 0 {
+		t.Fatalf("after the bot was deleted: %d due (%v), %d pending", len(due), err, countOutbox(t, b.dbPath, storage.OutboxPending))
+	}
 	if n := len(portal.Calls()); n != 0 {
 		t.Fatalf("%d calls after the bot was deleted", n)
-	}
-	if n := count(t, b.dbPath, "SELECT COUNT(*) FROM dialogs"); n != 2 {
-		t.Fatalf("%d dialogs: the data must stay", n)
 	}
 }

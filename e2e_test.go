@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
@@ -174,22 +173,19 @@ func groupFields(chat b24test.Chat, user int64, messageID, text string) map[stri
 // that contains want, and returns it with the new count.
 func (b *runningBot) waitMessage(dialogID string, skip int, want string) (b24test.Message, int) {
 	b.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	var found b24test.Message
+	n := 0
+	waitFor(b.t, fmt.Sprintf("a message to %s containing %q", dialogID, want), func() bool {
 		msgs := b.portal.Messages(dialogID)
 		for i := skip; i < len(msgs); i++ {
 			if strings.Contains(msgs[i].Text, want) {
-				return msgs[i], i + 1
+				found, n = msgs[i], i+1
+				return true
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	var texts []string
-	for _, m := range b.portal.Messages(dialogID) {
-		texts = append(texts, m.Text)
-	}
-	b.t.Fatalf("no message to %s containing %q; got:\n%s", dialogID, want, strings.Join(texts, "\n---\n"))
-	return b24test.Message{}, 0
+		return false
+	})
+	return found, n
 }
 
 // dialogChats returns the chat IDs the portal created, by title number order.
@@ -301,14 +297,14 @@ func TestStory(t *testing.T) {
 
 	// Someone who is neither admin nor integrator is refused and nothing is created.
 	waitIdle(t, b.dbPath)
-	before := fingerprint(t, b.dbPath, "dialogs", "messages", "last_seen")
+	before := state(t, b.dbPath, "dialogs", "messages", "unread")
 	b.mustPost(privateMessage(strangerID, "ru", "открыть новый"))
 	b.mustPost(privateMessage(strangerID, "ru", "У меня вопрос"))
 	b.waitMessage("99", 0, "администраторы и интеграторы")
 	if got := len(portal.CallsTo("imbot.chat.add")); got != 5 {
 		t.Errorf("%d chats after the stranger", got)
 	}
-	if after := fingerprint(t, b.dbPath, "dialogs", "messages", "last_seen"); after != before {
+	if after := state(t, b.dbPath, "dialogs", "messages", "unread"); after != before {
 		t.Errorf("the stranger changed dialogs:\n%s\n%s", before, after)
 	}
 	_ = seen
@@ -337,12 +333,12 @@ func TestConcurrentOpenNew(t *testing.T) {
 			t.Fatalf("request %d answered %d", i, s)
 		}
 	}
-	if n := count(t, b.dbPath, "SELECT COUNT(*) FROM dialogs"); n != 5 {
+	if n := countDialogs(t, b.dbPath, anyDialog); n != 5 {
 		t.Fatalf("%d dialogs, want 5", n)
 	}
 	portal.WaitCalls(t, "imbot.chat.add", 5, 10*time.Second)
 	b.waitMessage("27", 0, "максимальное число")
-	time.Sleep(200 * time.Millisecond)
+	waitIdle(t, b.dbPath)
 	if got := len(portal.CallsTo("imbot.chat.add")); got != 5 {
 		t.Fatalf("%d chats created", got)
 	}
@@ -354,8 +350,8 @@ func TestEventRoute(t *testing.T) {
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "route.db"))
 	b.mustPost(privateMessage(client, "ru", "Первый вопрос"))
 	waitIdle(t, b.dbPath)
-	tables := []string{"portals", "dialogs", "messages", "last_seen", "processed_events", "outbox"}
-	before := fingerprint(t, b.dbPath, tables...)
+	parts := []string{"portals", "dialogs", "messages", "unread", "events", "outbox"}
+	before := state(t, b.dbPath, parts...)
 
 	// A wrong token: 401, nothing changes. The fixture whose top-level token differs
 	// from the copy under data[BOT] is refused: only the top-level one counts.
@@ -372,7 +368,7 @@ func TestEventRoute(t *testing.T) {
 	if s := b.post(noToken); s != http.StatusUnauthorized {
 		t.Errorf("no token: %d", s)
 	}
-	if after := fingerprint(t, b.dbPath, tables...); after != before {
+	if after := state(t, b.dbPath, parts...); after != before {
 		t.Errorf("a refused event changed the database:\n%s\n%s", before, after)
 	}
 
@@ -392,7 +388,7 @@ func TestEventRoute(t *testing.T) {
 	if s := b.post([]byte(unknown)); s != http.StatusOK {
 		t.Errorf("unknown event: %d", s)
 	}
-	if after := fingerprint(t, b.dbPath, tables...); after != before {
+	if after := state(t, b.dbPath, parts...); after != before {
 		t.Errorf("rejected events changed the database:\n%s\n%s", before, after)
 	}
 
@@ -401,8 +397,8 @@ func TestEventRoute(t *testing.T) {
 	b.mustPost(ev)
 	b.mustPost(ev)
 	portal.WaitCalls(t, "imbot.chat.add", 2, 10*time.Second)
-	time.Sleep(200 * time.Millisecond)
-	if n := count(t, b.dbPath, "SELECT COUNT(*) FROM dialogs"); n != 2 {
+	waitIdle(t, b.dbPath)
+	if n := countDialogs(t, b.dbPath, anyDialog); n != 2 {
 		t.Errorf("%d dialogs after a duplicate", n)
 	}
 	if got := len(portal.CallsTo("imbot.chat.add")); got != 2 {
@@ -444,12 +440,12 @@ func TestRestartKeepsState(t *testing.T) {
 	b.mustPost(privateMessage(client, "en", "all chats"))
 	before, seen := b.waitMessage("27", 0, "Your questions")
 	waitIdle(t, dbPath)
-	state := fingerprint(t, dbPath, "dialogs", "messages", "last_seen")
+	kept := state(t, dbPath, "dialogs", "messages", "unread")
 	b.stop()
 
 	b2 := startBot(t, portal, dbPath)
-	if after := fingerprint(t, dbPath, "dialogs", "messages", "last_seen"); after != state {
-		t.Errorf("state changed across the restart:\n%s\n%s", state, after)
+	if after := state(t, dbPath, "dialogs", "messages", "unread"); after != kept {
+		t.Errorf("state changed across the restart:\n%s\n%s", kept, after)
 	}
 	b2.mustPost(privateMessage(client, "en", "all chats"))
 	after, _ := b2.waitMessage("27", seen, "Your questions")
@@ -465,63 +461,4 @@ func TestRestartKeepsState(t *testing.T) {
 	if got := adds[3].Params.String("TITLE"); got != "Вопрос в поддержку — №4" {
 		t.Errorf("fourth title %q", got)
 	}
-}
-
-// waitIdle waits until the outbox has nothing pending: every call is made and its
-// result recorded.
-func waitIdle(t *testing.T, path string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for count(t, path, "SELECT COUNT(*) FROM outbox WHERE state = 'pending'") > 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the outbox did not drain")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// fingerprint dumps the given tables, for comparing the database before and after.
-func fingerprint(t *testing.T, path string, tables ...string) string {
-	t.Helper()
-	db := openRead(t, path)
-	var b strings.Builder
-	for _, table := range tables {
-		rows, err := db.Query("SELECT * FROM " + table + " ORDER BY 1, 2")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cols, _ := rows.Columns()
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(&b, "%s %v\n", table, vals)
-		}
-		rows.Close()
-	}
-	return b.String()
-}
-
-func count(t *testing.T, path, query string) int {
-	t.Helper()
-	var n int
-	if err := openRead(t, path).QueryRow(query).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-func openRead(t *testing.T, path string) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
 }

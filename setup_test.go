@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -44,6 +45,16 @@ func runCLI(t *testing.T, dir string, env []string, args ...string) cliResult {
 		t.Fatalf("run %v: %v", args, err)
 	}
 	return res
+}
+
+// storedCommands is how many command IDs the database holds for the portal.
+func storedCommands(t *testing.T, path string, portalID int64) int {
+	t.Helper()
+	cmds, err := storeAt(t, path).Commands(context.Background(), portalID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(cmds)
 }
 
 // setupEnv configures the binary for one portal's webhook as step 3 of the README's
@@ -112,11 +123,12 @@ func TestRegisterTwiceThenUnregister(t *testing.T) {
 		}
 	}
 	checkCommands("first run")
-	if got := count(t, filepath.Join(dir, "supportbot.db"), "SELECT count(*) FROM bot_commands"); got != len(wantCommands) {
-		t.Errorf("database holds %d command IDs, want %d", got, len(wantCommands))
+	stored := portalsAt(t, filepath.Join(dir, "supportbot.db"))
+	if len(stored) != 1 || stored[0].BotID != b.ID {
+		t.Fatalf("database holds portals %+v, want one with bot ID %d", stored, b.ID)
 	}
-	if got := count(t, filepath.Join(dir, "supportbot.db"), "SELECT bot_id FROM portals WHERE bot_id > 0"); got != int(b.ID) {
-		t.Errorf("database holds bot ID %d, want %d", got, b.ID)
+	if got := storedCommands(t, filepath.Join(dir, "supportbot.db"), stored[0].ID); got != len(wantCommands) {
+		t.Errorf("database holds %d command IDs, want %d", got, len(wantCommands))
 	}
 	if !strings.Contains(first.stdout, "registered bot") || !strings.Contains(first.stdout, "registered command /new") {
 		t.Errorf("register did not say what it did:\n%s", first.stdout)
@@ -155,7 +167,7 @@ func TestRegisterTwiceThenUnregister(t *testing.T) {
 	if !strings.Contains(un.stdout, "removed bot") {
 		t.Errorf("unregister did not say what it did:\n%s", un.stdout)
 	}
-	if got := count(t, filepath.Join(dir, "supportbot.db"), "SELECT count(*) FROM bot_commands"); got != 0 {
+	if got := storedCommands(t, filepath.Join(dir, "supportbot.db"), portalsAt(t, filepath.Join(dir, "supportbot.db"))[0].ID); got != 0 {
 		t.Errorf("database still holds %d command IDs", got)
 	}
 

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"supportbot/bitrix24"
 	"supportbot/storage"
+	"supportbot/storage/storagetest"
 )
 
 const (
@@ -33,11 +33,7 @@ type harness struct {
 
 func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	t.Helper()
-	store, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "bot.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := storagetest.Open(t)
 	portal, err := store.EnsurePortal(context.Background(), "test", "")
 	if err != nil {
 		t.Fatal(err)

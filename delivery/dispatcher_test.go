@@ -3,7 +3,6 @@ package delivery
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"supportbot/bitrix24/b24test"
 	"supportbot/bot"
 	"supportbot/storage"
+	"supportbot/storage/storagetest"
 )
 
 // fixture is the dispatcher over a real SQLite file and the fake portal, with the
@@ -31,12 +31,9 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	f := &fixture{t: t, now: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}
-	store, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "d.db"), storage.WithClock(f.clock))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := storagetest.Open(t, storage.WithClock(f.clock))
 	f.store = store
+	var err error
 	f.portal, err = store.EnsurePortal(context.Background(), "test", "")
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package delivery
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	"supportbot/bitrix24/b24test"
 	"supportbot/bot"
 	"supportbot/storage"
+	"supportbot/storage/storagetest"
 )
 
 // BenchmarkDrain: 5,000 replies due for one portal at once, through the fake portal
@@ -21,14 +21,11 @@ import (
 func BenchmarkDrain(b *testing.B) {
 	const replies, chats = 5000, 1000
 	for b.Loop() {
-		store, err := storage.Open(context.Background(), filepath.Join(b.TempDir(), "drain.db"))
-		if err != nil {
-			b.Fatal(err)
-		}
+		store := storagetest.Open(b)
 		portal, _ := store.EnsurePortal(context.Background(), "drain", "")
 		fake := b24test.New(b)
 		fake.SetRateLimit(2, 50)
-		err = store.Update(context.Background(), func(tx *storage.Tx) error {
+		err := store.Update(context.Background(), func(tx *storage.Tx) error {
 			for i := 0; i < replies; i++ {
 				chat := fmt.Sprint(1 + i%chats)
 				kind, data, err := bitrix24.EncodeAction(bitrix24.SendMessage{DialogID: chat, Text: fmt.Sprintf("reply %d", i)})
@@ -74,6 +71,5 @@ func BenchmarkDrain(b *testing.B) {
 		b.ReportMetric(elapsed.Seconds()/minimum.Seconds(), "x-theoretical-min")
 		b.ReportMetric(float64(fake.Requests()), "requests")
 		b.ReportMetric(float64(fake.LimitRejections()), "QUERY_LIMIT_EXCEEDED")
-		store.Close()
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,6 +12,7 @@ import (
 	"supportbot/bot"
 	"supportbot/portals"
 	"supportbot/storage"
+	"supportbot/storage/storagetest"
 )
 
 const token = "831c76b092f9f135d9b6b36c3a720757"
@@ -27,11 +27,7 @@ func newServer(t *testing.T) (*httptest.Server, *storage.Store) {
 
 func newServerTB(t testing.TB) (http.Handler, *storage.Store) {
 	t.Helper()
-	store, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "h.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := storagetest.Open(t)
 	p, err := store.EnsurePortal(context.Background(), "test", "")
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package portals_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"supportbot/bitrix24/b24test"
 	"supportbot/portals"
 	"supportbot/storage"
+	"supportbot/storage/storagetest"
 )
 
 const (
@@ -19,15 +19,7 @@ const (
 	clientSecret = "Xy7secretOfTheApplication0123456789abcdefGHIJ"
 )
 
-func openStore(t *testing.T) *storage.Store {
-	t.Helper()
-	s, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "portals.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+func openStore(t *testing.T) *storage.Store { return storagetest.Open(t) }
 
 // install posts the portal's ONAPPINSTALL through AppAuth, as the events route does.
 func install(t *testing.T, auth *portals.App, p *b24test.Portal) int64 {

@@ -141,6 +141,24 @@ func (tx *Tx) DialogByChat(portalID, chatID int64) (Dialog, error) {
 	return d, nil
 }
 
+// Dialogs lists all of the portal's dialogs, by number.
+func (tx *Tx) Dialogs(portalID int64) ([]Dialog, error) {
+	rows, err := tx.query(`SELECT `+dialogColumns+` FROM dialogs d WHERE d.portal_id = ? ORDER BY d.number`, portalID)
+	if err != nil {
+		return nil, fmt.Errorf("list dialogs of portal %d: %w", portalID, err)
+	}
+	defer rows.Close()
+	var list []Dialog
+	for rows.Next() {
+		d, err := scanDialog(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list dialogs of portal %d: %w", portalID, err)
+		}
+		list = append(list, d)
+	}
+	return list, rows.Err()
+}
+
 // ClientDialogs lists a client's dialogs as the list shows them: active first, then
 // resolved, each newest activity first, with unread counts.
 func (tx *Tx) ClientDialogs(portalID, clientID int64) ([]DialogSummary, error) {

@@ -205,19 +205,28 @@ func (tx *Tx) Portal(id int64) (Portal, error) {
 	return p, nil
 }
 
+// Portals lists every portal the database knows, by ID.
+func (s *Store) Portals(ctx context.Context) ([]Portal, error) {
+	return s.listPortals(ctx, "SELECT "+portalColumns+" FROM portals ORDER BY id")
+}
+
 // Installations lists the portals that have the application installed (app mode).
 func (s *Store) Installations(ctx context.Context) ([]Portal, error) {
-	rows, err := s.read.QueryContext(ctx, "SELECT "+portalColumns+
+	return s.listPortals(ctx, "SELECT "+portalColumns+
 		" FROM portals WHERE installed_at IS NOT NULL AND (uninstalled_at IS NULL OR uninstalled_at < installed_at) ORDER BY id")
+}
+
+func (s *Store) listPortals(ctx context.Context, query string) ([]Portal, error) {
+	rows, err := s.read.QueryContext(ctx, query)
 	if err != nil {
-		return nil, fmt.Errorf("list installations: %w", err)
+		return nil, fmt.Errorf("list portals: %w", err)
 	}
 	defer rows.Close()
 	var list []Portal
 	for rows.Next() {
 		p, err := scanPortal(rows)
 		if err != nil {
-			return nil, fmt.Errorf("list installations: %w", err)
+			return nil, fmt.Errorf("list portals: %w", err)
 		}
 		list = append(list, p)
 	}

@@ -198,6 +198,18 @@ func (tx *Tx) stmt(q string) (*sql.Stmt, error) {
 	return tx.tx.PrepareContext(context.Background(), q)
 }
 
+// View runs fn in a read-only transaction on the read pool: one consistent snapshot
+// that never waits for the writer. Anything fn tries to write fails.
+func (s *Store) View(ctx context.Context, fn func(*Tx) error) error {
+	sqlTx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("begin read: %w", err)
+	}
+	defer sqlTx.Rollback()
+	return runFn(&Tx{tx: sqlTx, stmts: map[string]*sql.Stmt{}, unprepared: map[string]bool{}, portals: map[int64]Portal{},
+		now: s.clock()}, fn)
+}
+
 type writeRequest struct {
 	ctx  context.Context
 	fn   func(*Tx) error

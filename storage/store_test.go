@@ -11,10 +11,12 @@ import (
 	"time"
 )
 
-func openTest(t *testing.T) (*Store, string) {
+// openTest is the tests' one way to a store (storagetest, for the other packages,
+// cannot be imported from here).
+func openTest(t *testing.T, opts ...Option) (*Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "test.db")
-	s, err := Open(context.Background(), path)
+	s, err := Open(context.Background(), path, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,11 +202,7 @@ func TestOutboxLanes(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "o.db"), WithClock(clock))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := openTest(t, WithClock(clock))
 	ctx := context.Background()
 	p, _ := s.EnsurePortal(ctx, "webhook", "")
 	var d Dialog
@@ -285,5 +283,28 @@ func TestOutboxLanes(t *testing.T) {
 	})
 	if got := due(); fmt.Sprint(got) != fmt.Sprint([]int64{ids[3], ids[4]}) {
 		t.Fatalf("due after giving up = %v", got)
+	}
+}
+
+// TestViewReadsWithoutWriting: a view sees what is committed and cannot write.
+func TestViewReadsWithoutWriting(t *testing.T) {
+	s, _ := openTest(t)
+	p, _ := s.EnsurePortal(context.Background(), "webhook", "")
+	mustUpdate(t, s, func(tx *Tx) error {
+		_, err := tx.CreateDialog(NewDialog{PortalID: p.ID, ClientID: 27, Language: "en", Title: title})
+		return err
+	})
+	err := s.View(context.Background(), func(tx *Tx) error {
+		list, err := tx.Dialogs(p.ID)
+		if err != nil || len(list) != 1 || list[0].Number != 1 {
+			t.Errorf("dialogs %+v %v", list, err)
+		}
+		if _, err := tx.CreateDialog(NewDialog{PortalID: p.ID, ClientID: 28, Language: "en", Title: title}); err == nil {
+			t.Error("a view wrote")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -64,6 +64,24 @@ func (tx *Tx) AccessRequest(id int64) (AccessRequest, error) {
 	return r, nil
 }
 
+// AccessRequests lists a dialog's access requests, oldest first.
+func (tx *Tx) AccessRequests(dialogID int64) ([]AccessRequest, error) {
+	rows, err := tx.query(`SELECT `+accessColumns+` FROM access_requests WHERE dialog_id = ? ORDER BY id`, dialogID)
+	if err != nil {
+		return nil, fmt.Errorf("access requests of dialog %d: %w", dialogID, err)
+	}
+	defer rows.Close()
+	var list []AccessRequest
+	for rows.Next() {
+		r, err := scanAccess(rows)
+		if err != nil {
+			return nil, fmt.Errorf("access requests of dialog %d: %w", dialogID, err)
+		}
+		list = append(list, r)
+	}
+	return list, rows.Err()
+}
+
 // PendingAccessRequest returns the dialog's request still waiting for an answer.
 func (tx *Tx) PendingAccessRequest(dialogID int64) (AccessRequest, error) {
 	r, err := scanAccess(tx.queryRow(`SELECT `+accessColumns+` FROM access_requests WHERE dialog_id = ? AND status = 'pending'`, dialogID))

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"supportbot/storage"
+	"supportbot/storage/storagetest"
+)
+
+// The tests look into the bot's database through the store's own methods, never SQL
+// against the schema, and wait with waitFor only.
+
+var (
+	storesMu sync.Mutex
+	stores   = map[string]*storage.Store{} // by test and path
+)
+
+// storeAt is the store at path, opened once per test beside the bot that uses it.
+func storeAt(t *testing.T, path string) *storage.Store {
+	t.Helper()
+	key := t.Name() + "\x00" + path
+	storesMu.Lock()
+	s, ok := stores[key]
+	storesMu.Unlock()
+	if ok {
+		return s
+	}
+	s = storagetest.OpenAt(t, path)
+	storesMu.Lock()
+	stores[key] = s
+	storesMu.Unlock()
+	t.Cleanup(func() { storesMu.Lock(); delete(stores, key); storesMu.Unlock() })
+	return s
+}
+
+// view reads the database at path in one snapshot.
+func view(t *testing.T, path string, fn func(tx *storage.Tx) error) {
+	t.Helper()
+	if err := storeAt(t, path).View(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func portalsAt(t *testing.T, path string) []storage.Portal {
+	t.Helper()
+	list, err := storeAt(t, path).Portals(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
+// dialogsAt lists every dialog of every portal.
+func dialogsAt(t *testing.T, path string) []storage.Dialog {
+	t.Helper()
+	var all []storage.Dialog
+	view(t, path, func(tx *storage.Tx) error {
+		for _, p := range portalsAt(t, path) {
+			list, err := tx.Dialogs(p.ID)
+			if err != nil {
+				return err
+			}
+			all = append(all, list...)
+		}
+		return nil
+	})
+	return all
+}
+
+// countDialogs counts the dialogs for which ok holds.
+func countDialogs(t *testing.T, path string, ok func(storage.Dialog) bool) int {
+	t.Helper()
+	n := 0
+	for _, d := range dialogsAt(t, path) {
+		if ok(d) {
+			n++
+		}
+	}
+	return n
+}
+
+func anyDialog(storage.Dialog) bool { return true }
+
+// dialogNumbered is the first portal's dialog №n.
+func dialogNumbered(t *testing.T, path string, n int) storage.Dialog {
+	t.Helper()
+	for _, d := range dialogsAt(t, path) {
+		if d.Number == n {
+			return d
+		}
+	}
+	t.Fatalf("no dialog №%d", n)
+	return storage.Dialog{}
+}
+
+// outboxAt lists every outbox entry of every portal.
+func outboxAt(t *testing.T, path string) []storage.OutboxEntry {
+	t.Helper()
+	var all []storage.OutboxEntry
+	for _, p := range portalsAt(t, path) {
+		list, err := storeAt(t, path).Outbox(context.Background(), p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, list...)
+	}
+	return all
+}
+
+// countOutbox counts the entries in state (any state when empty).
+func countOutbox(t *testing.T, path, state string) int {
+	t.Helper()
+	n := 0
+	for _, e := range outboxAt(t, path) {
+		if state == "" || e.State == state {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor waits until cond holds, failing the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	waitWithin(t, 10*time.Second, what, cond)
+}
+
+// waitWithin is waitFor with another limit, for the long loads.
+func waitWithin(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitIdle waits until the outbox has nothing pending: every call is made and its
+// result recorded. What is not sent by then was never going to be.
+func waitIdle(t *testing.T, path string) {
+	t.Helper()
+	waitIdleWithin(t, 10*time.Second, path)
+}
+
+func waitIdleWithin(t *testing.T, limit time.Duration, path string) {
+	t.Helper()
+	waitWithin(t, limit, "the outbox to drain", func() bool {
+		pending, _, err := storeAt(t, path).OutboxStats(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pending == 0
+	})
+}
+
+// state describes what the database holds of the given parts ("portals", "dialogs",
+// "messages", "unread", "access", "ratings", "events", "outbox"), for comparing it
+// before and after something that must change nothing.
+func state(t *testing.T, path string, parts ...string) string {
+	t.Helper()
+	var b strings.Builder
+	want := map[string]bool{}
+	for _, p := range parts {
+		want[p] = true
+	}
+	view(t, path, func(tx *storage.Tx) error {
+		for _, p := range portalsAt(t, path) {
+			if want["portals"] {
+				fmt.Fprintf(&b, "portal %+v\n", p)
+			}
+			if want["events"] {
+				n, err := tx.CountProcessedEvents(p.ID)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(&b, "portal %d events %d\n", p.ID, n)
+			}
+			dialogs, err := tx.Dialogs(p.ID)
+			if err != nil {
+				return err
+			}
+			for _, d := range dialogs {
+				if want["dialogs"] {
+					fmt.Fprintf(&b, "dialog %+v\n", d)
+				}
+				if want["messages"] {
+					tr, err := tx.Transcript(d.ID)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(&b, "transcript %d %+v\n", d.ID, tr)
+				}
+				if want["unread"] {
+					n, err := tx.Unread(d.ID)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(&b, "unread %d %d\n", d.ID, n)
+				}
+				if want["access"] {
+					list, err := tx.AccessRequests(d.ID)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(&b, "access %d %+v\n", d.ID, list)
+				}
+				if want["ratings"] {
+					list, err := tx.Ratings(d.ID)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(&b, "ratings %d %+v\n", d.ID, list)
+				}
+			}
+		}
+		return nil
+	})
+	if want["outbox"] {
+		for _, e := range outboxAt(t, path) {
+			fmt.Fprintf(&b, "outbox %d %s %s\n", e.ID, e.Kind, e.State)
+		}
+	}
+	return b.String()
+}
