@@ -22,12 +22,7 @@ type Error struct {
 
 // Error renders "bitrix24 imbot.message.add: QUERY_LIMIT_EXCEEDED: Too many requests (HTTP 503)".
 func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString("bitrix24")
-	if e.Method != "" {
-		b.WriteString(" ")
-		b.WriteString(e.Method)
-	}
+	b := errorPrefix(e.Method)
 	b.WriteString(": ")
 	b.WriteString(e.Code)
 	if e.Description != "" {
@@ -124,6 +119,17 @@ var ErrBatchTooLarge = errors.New("bitrix24: batch has more than 50 commands")
 // earlier command failed and the batch was sent with halt.
 var ErrBatchSkipped = errors.New("bitrix24: batch command not run: an earlier command failed and the batch halted")
 
+// errorPrefix starts an error text: "bitrix24 imbot.message.add".
+func errorPrefix(method string) *strings.Builder {
+	b := &strings.Builder{}
+	b.WriteString("bitrix24")
+	if method != "" {
+		b.WriteString(" ")
+		b.WriteString(method)
+	}
+	return b
+}
+
 // TransportError means the call produced no Bitrix24 envelope: the connection failed,
 // timed out or was reset, or the answer was not JSON (an HTML error page from a proxy
 // under load, a 5xx with no body).
@@ -141,12 +147,7 @@ type TransportError struct {
 }
 
 func (e *TransportError) Error() string {
-	var b strings.Builder
-	b.WriteString("bitrix24")
-	if e.Method != "" {
-		b.WriteString(" ")
-		b.WriteString(e.Method)
-	}
+	b := errorPrefix(e.Method)
 	if e.Host != "" {
 		b.WriteString(" (")
 		b.WriteString(e.Host)

@@ -144,19 +144,11 @@ func (tx *Tx) DialogByChat(portalID, chatID int64) (Dialog, error) {
 // Dialogs lists all of the portal's dialogs, by number.
 func (tx *Tx) Dialogs(portalID int64) ([]Dialog, error) {
 	rows, err := tx.query(`SELECT `+dialogColumns+` FROM dialogs d WHERE d.portal_id = ? ORDER BY d.number`, portalID)
+	list, err := collect(rows, err, func(r *sql.Rows) (Dialog, error) { return scanDialog(r) })
 	if err != nil {
 		return nil, fmt.Errorf("list dialogs of portal %d: %w", portalID, err)
 	}
-	defer rows.Close()
-	var list []Dialog
-	for rows.Next() {
-		d, err := scanDialog(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list dialogs of portal %d: %w", portalID, err)
-		}
-		list = append(list, d)
-	}
-	return list, rows.Err()
+	return list, nil
 }
 
 // ClientDialogs lists a client's dialogs as the list shows them: active first, then
@@ -165,20 +157,11 @@ func (tx *Tx) ClientDialogs(portalID, clientID int64) ([]DialogSummary, error) {
 	rows, err := tx.query(`SELECT `+dialogColumns+`, (`+unreadSQL+`) FROM dialogs d
 		WHERE d.portal_id = ? AND d.client_id = ?
 		ORDER BY d.status = 'active' DESC, d.last_activity_at DESC, d.id DESC`, portalID, clientID)
+	list, err := collect(rows, err, func(r *sql.Rows) (s DialogSummary, err error) {
+		s.Dialog, err = scanDialog(r, &s.Unread)
+		return s, err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("list dialogs of %d: %w", clientID, err)
-	}
-	defer rows.Close()
-	var list []DialogSummary
-	for rows.Next() {
-		var s DialogSummary
-		s.Dialog, err = scanDialog(rows, &s.Unread)
-		if err != nil {
-			return nil, fmt.Errorf("list dialogs of %d: %w", clientID, err)
-		}
-		list = append(list, s)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list dialogs of %d: %w", clientID, err)
 	}
 	return list, nil
@@ -295,20 +278,14 @@ func (tx *Tx) WaitingDialogs(portalID int64) ([]WaitingDialog, error) {
 			GROUP BY m.dialog_id)
 		SELECT `+dialogColumns+`, p.n, p.since FROM pending p JOIN dialogs d ON d.id = p.dialog_id
 		ORDER BY p.since, d.number`, portalID)
+	list, err := collect(rows, err, func(r *sql.Rows) (w WaitingDialog, err error) {
+		var since sql.NullInt64
+		w.Dialog, err = scanDialog(r, &w.Waiting, &since)
+		w.WaitingSince = fromMillis(since)
+		return w, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("waiting dialogs: %w", err)
 	}
-	defer rows.Close()
-	var list []WaitingDialog
-	for rows.Next() {
-		var w WaitingDialog
-		var since sql.NullInt64
-		w.Dialog, err = scanDialog(rows, &w.Waiting, &since)
-		if err != nil {
-			return nil, fmt.Errorf("waiting dialogs: %w", err)
-		}
-		w.WaitingSince = fromMillis(since)
-		list = append(list, w)
-	}
-	return list, rows.Err()
+	return list, nil
 }

@@ -72,21 +72,16 @@ func (tx *Tx) DeleteMessage(dialogID, bitrixMessageID int64) (bool, error) {
 func (tx *Tx) Transcript(dialogID int64) ([]Message, error) {
 	rows, err := tx.query(`SELECT id, dialog_id, bitrix_message_id, author_id, author_role, text, created_at, edited_at, deleted_at
 		FROM messages WHERE dialog_id = ? ORDER BY id`, dialogID)
+	list, err := collect(rows, err, func(r *sql.Rows) (m Message, err error) {
+		var created, edited, deleted sql.NullInt64
+		err = r.Scan(&m.Seq, &m.DialogID, &m.BitrixMessageID, &m.AuthorID, &m.AuthorRole, &m.Text, &created, &edited, &deleted)
+		m.CreatedAt, m.EditedAt, m.DeletedAt = fromMillis(created), fromMillis(edited), fromMillis(deleted)
+		return m, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("transcript of dialog %d: %w", dialogID, err)
 	}
-	defer rows.Close()
-	var list []Message
-	for rows.Next() {
-		var m Message
-		var created, edited, deleted sql.NullInt64
-		if err := rows.Scan(&m.Seq, &m.DialogID, &m.BitrixMessageID, &m.AuthorID, &m.AuthorRole, &m.Text, &created, &edited, &deleted); err != nil {
-			return nil, fmt.Errorf("transcript of dialog %d: %w", dialogID, err)
-		}
-		m.CreatedAt, m.EditedAt, m.DeletedAt = fromMillis(created), fromMillis(edited), fromMillis(deleted)
-		list = append(list, m)
-	}
-	return list, rows.Err()
+	return list, nil
 }
 
 // SetLastSeen moves a user's mark in a dialog forward to seq (never back).

@@ -116,40 +116,27 @@ func (s *Store) DueOutbox(ctx context.Context, limit int) ([]OutboxEntry, error)
 		LEFT JOIN dialogs d ON d.id = o.awaits_dialog
 		WHERE o.next_attempt_at <= ? AND (o.awaits_dialog IS NULL OR d.chat_id IS NOT NULL OR d.chat_failed = 1)
 		ORDER BY o.id LIMIT ?`, millis(s.clock()), limit)
+	list, err := collect(rows, err, func(r *sql.Rows) (OutboxEntry, error) {
+		var chatID, botID int64
+		var failed bool
+		e, err := scanOutbox(r, &chatID, &failed, &botID)
+		e.DialogChatID, e.DialogChatFailed, e.PortalBotID = chatID, failed, botID
+		return e, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("due outbox: %w", err)
 	}
-	defer rows.Close()
-	var list []OutboxEntry
-	for rows.Next() {
-		var chatID, botID int64
-		var failed bool
-		e, err := scanOutbox(rows, &chatID, &failed, &botID)
-		if err != nil {
-			return nil, fmt.Errorf("due outbox: %w", err)
-		}
-		e.DialogChatID, e.DialogChatFailed, e.PortalBotID = chatID, failed, botID
-		list = append(list, e)
-	}
-	return list, rows.Err()
+	return list, nil
 }
 
 // Outbox lists a portal's entries in ID order (all states), for tests and tools.
 func (s *Store) Outbox(ctx context.Context, portalID int64) ([]OutboxEntry, error) {
 	rows, err := s.read.QueryContext(ctx, `SELECT `+outboxColumns+` FROM outbox o WHERE o.portal_id = ? ORDER BY o.id`, portalID)
+	list, err := collect(rows, err, func(r *sql.Rows) (OutboxEntry, error) { return scanOutbox(r) })
 	if err != nil {
 		return nil, fmt.Errorf("list outbox: %w", err)
 	}
-	defer rows.Close()
-	var list []OutboxEntry
-	for rows.Next() {
-		e, err := scanOutbox(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list outbox: %w", err)
-		}
-		list = append(list, e)
-	}
-	return list, rows.Err()
+	return list, nil
 }
 
 // OutboxStats reports how many entries are pending and when the oldest was queued.

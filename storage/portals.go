@@ -218,19 +218,11 @@ func (s *Store) Installations(ctx context.Context) ([]Portal, error) {
 
 func (s *Store) listPortals(ctx context.Context, query string) ([]Portal, error) {
 	rows, err := s.read.QueryContext(ctx, query)
+	list, err := collect(rows, err, func(r *sql.Rows) (Portal, error) { return scanPortal(r) })
 	if err != nil {
 		return nil, fmt.Errorf("list portals: %w", err)
 	}
-	defer rows.Close()
-	var list []Portal
-	for rows.Next() {
-		p, err := scanPortal(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list portals: %w", err)
-		}
-		list = append(list, p)
-	}
-	return list, rows.Err()
+	return list, nil
 }
 
 // Portal reads a portal by ID outside a transaction.

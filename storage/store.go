@@ -395,6 +395,23 @@ func migrate(ctx context.Context, db *sql.DB, upTo int) error {
 	return nil
 }
 
+// collect scans every row of a query (run with err) into a list.
+func collect[T any](rows *sql.Rows, err error, scan func(*sql.Rows) (T, error)) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var list []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, v)
+	}
+	return list, rows.Err()
+}
+
 // millis and fromMillis convert times to the stored Unix milliseconds.
 func millis(t time.Time) int64 { return t.UnixMilli() }
 

@@ -67,19 +67,11 @@ func (tx *Tx) AccessRequest(id int64) (AccessRequest, error) {
 // AccessRequests lists a dialog's access requests, oldest first.
 func (tx *Tx) AccessRequests(dialogID int64) ([]AccessRequest, error) {
 	rows, err := tx.query(`SELECT `+accessColumns+` FROM access_requests WHERE dialog_id = ? ORDER BY id`, dialogID)
+	list, err := collect(rows, err, func(r *sql.Rows) (AccessRequest, error) { return scanAccess(r) })
 	if err != nil {
 		return nil, fmt.Errorf("access requests of dialog %d: %w", dialogID, err)
 	}
-	defer rows.Close()
-	var list []AccessRequest
-	for rows.Next() {
-		r, err := scanAccess(rows)
-		if err != nil {
-			return nil, fmt.Errorf("access requests of dialog %d: %w", dialogID, err)
-		}
-		list = append(list, r)
-	}
-	return list, rows.Err()
+	return list, nil
 }
 
 // PendingAccessRequest returns the dialog's request still waiting for an answer.
@@ -139,19 +131,14 @@ func (tx *Tx) RateDialog(d Dialog, userID int64, helped bool) error {
 // Ratings lists a dialog's ratings, oldest resolution first.
 func (tx *Tx) Ratings(dialogID int64) ([]Rating, error) {
 	rows, err := tx.query(`SELECT dialog_id, resolved_at, user_id, helped, rated_at FROM ratings WHERE dialog_id = ? ORDER BY resolved_at`, dialogID)
+	list, err := collect(rows, err, func(row *sql.Rows) (r Rating, err error) {
+		var resolved, rated sql.NullInt64
+		err = row.Scan(&r.DialogID, &resolved, &r.UserID, &r.Helped, &rated)
+		r.ResolvedAt, r.RatedAt = fromMillis(resolved), fromMillis(rated)
+		return r, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("ratings of dialog %d: %w", dialogID, err)
 	}
-	defer rows.Close()
-	var list []Rating
-	for rows.Next() {
-		var r Rating
-		var resolved, rated sql.NullInt64
-		if err := rows.Scan(&r.DialogID, &resolved, &r.UserID, &r.Helped, &rated); err != nil {
-			return nil, err
-		}
-		r.ResolvedAt, r.RatedAt = fromMillis(resolved), fromMillis(rated)
-		list = append(list, r)
-	}
-	return list, rows.Err()
+	return list, nil
 }
