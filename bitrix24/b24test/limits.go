@@ -3,6 +3,7 @@ package b24test
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -58,9 +59,8 @@ func (b *bucket) allow(now time.Time) bool {
 //
 // Every HTTP request with good credentials — the webhook's or an application's token
 // — counts once, a batch too, whatever it holds; requests with wrong, missing or
-// expired credentials (401) do not. A request that does not fit is
-// answered 503 QUERY_LIMIT_EXCEEDED and not run: it is not in Calls and changes
-// nothing.
+// expired credentials (401) do not. A request that does not fit is answered 503
+// QUERY_LIMIT_EXCEEDED and not run: it is not in Calls and changes nothing.
 func (p *Portal) SetRateLimit(perSecond float64, burst int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -107,22 +107,13 @@ const (
 	noFault   Fault = -1
 )
 
+var faultNames = [numFaults]string{"FaultServerError", "FaultQueryLimit", "FaultSlow", "FaultHTML", "FaultDropBefore", "FaultDropAfter"}
+
 func (f Fault) String() string {
-	switch f {
-	case FaultServerError:
-		return "FaultServerError"
-	case FaultQueryLimit:
-		return "FaultQueryLimit"
-	case FaultSlow:
-		return "FaultSlow"
-	case FaultHTML:
-		return "FaultHTML"
-	case FaultDropBefore:
-		return "FaultDropBefore"
-	case FaultDropAfter:
-		return "FaultDropAfter"
+	if f < 0 || int(f) >= numFaults {
+		return fmt.Sprintf("Fault(%d)", int(f))
 	}
-	return fmt.Sprintf("Fault(%d)", int(f))
+	return faultNames[f]
 }
 
 // FaultPlan says which requests InjectFaults fails and how.
@@ -134,14 +125,9 @@ type FaultPlan struct {
 	Methods   []string      // if set, only requests for these methods ("batch" for a batch) are eligible
 }
 
-// defaultSlowDelay is FaultSlow's hold when the plan gives none.
-const defaultSlowDelay = 3 * time.Second
-
 // faults is the running plan.
 type faults struct {
-	share   float64
-	kinds   []Fault
-	slow    time.Duration
+	FaultPlan
 	methods map[string]bool // lower case; nil: every method
 	rng     *rand.Rand
 }
@@ -153,25 +139,21 @@ type faults struct {
 // faults. A faulted request has used its place in the bucket. FaultCounts keeps
 // counting across plans. It panics on a Kind that is not a Fault.
 func (p *Portal) InjectFaults(plan FaultPlan) {
-	kinds := append([]Fault(nil), plan.Kinds...)
-	for _, k := range kinds {
+	f := &faults{FaultPlan: plan, rng: rand.New(rand.NewPCG(plan.Seed, 0x5eed_b24))}
+	f.Share = min(max(plan.Share, 0), 1)
+	f.Kinds = append([]Fault(nil), plan.Kinds...)
+	for _, k := range f.Kinds {
 		if k < 0 || int(k) >= numFaults {
 			panic(fmt.Sprintf("b24test: InjectFaults: unknown fault %v", k))
 		}
 	}
-	if len(kinds) == 0 {
+	if len(f.Kinds) == 0 {
 		for k := range numFaults {
-			kinds = append(kinds, Fault(k))
+			f.Kinds = append(f.Kinds, Fault(k))
 		}
 	}
-	f := &faults{
-		share: min(max(plan.Share, 0), 1),
-		kinds: kinds,
-		slow:  plan.SlowDelay,
-		rng:   rand.New(rand.NewPCG(plan.Seed, 0x5eed_b24)),
-	}
-	if f.slow <= 0 {
-		f.slow = defaultSlowDelay
+	if f.SlowDelay <= 0 {
+		f.SlowDelay = 3 * time.Second
 	}
 	if len(plan.Methods) > 0 {
 		f.methods = map[string]bool{}
@@ -181,22 +163,17 @@ func (p *Portal) InjectFaults(plan FaultPlan) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if f.share == 0 {
-		p.faults = nil
-		return
-	}
 	p.faults = f
+	if f.Share == 0 {
+		p.faults = nil
+	}
 }
 
 // FaultCounts is how many faults of each kind were injected so far.
 func (p *Portal) FaultCounts() map[Fault]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make(map[Fault]int, len(p.faultCounts))
-	for k, n := range p.faultCounts {
-		out[k] = n
-	}
-	return out
+	return maps.Clone(p.faultCounts)
 }
 
 // admit counts a request that passed authentication, puts it through the leaky
@@ -210,28 +187,24 @@ func (p *Portal) admit(method string) (fault Fault, slow time.Duration, ok bool)
 		return noFault, 0, false
 	}
 	f := p.faults
-	if f == nil || (f.methods != nil && !f.methods[strings.ToLower(method)]) {
+	if f == nil || (f.methods != nil && !f.methods[strings.ToLower(method)]) || f.rng.Float64() >= f.Share {
 		return noFault, 0, true
 	}
-	if f.rng.Float64() >= f.share {
-		return noFault, 0, true
-	}
-	fault = f.kinds[f.rng.IntN(len(f.kinds))]
+	fault = f.Kinds[f.rng.IntN(len(f.Kinds))]
 	p.faultCounts[fault]++
-	return fault, f.slow, true
+	return fault, f.SlowDelay, true
 }
 
 func errQueryLimit() *bitrix24.Error {
 	return &bitrix24.Error{Code: "QUERY_LIMIT_EXCEEDED", Description: "Too many requests", HTTPStatus: http.StatusServiceUnavailable}
 }
 
-// The pages a web server in front of PHP sends when PHP fails or is out of reach.
-const (
-	serverErrorPage = "<html>\r\n<head><title>500 Internal Server Error</title></head>\r\n<body>\r\n" +
-		"<center><h1>500 Internal Server Error</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-	badGatewayPage = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n" +
-		"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-)
+// nginxPage is the page the web server in front of PHP sends when PHP fails or is
+// out of reach.
+func nginxPage(status string) string {
+	return "<html>\r\n<head><title>" + status + "</title></head>\r\n<body>\r\n" +
+		"<center><h1>" + status + "</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+}
 
 func writeHTML(w http.ResponseWriter, status int, page string) {
 	w.Header().Set("Content-Type", "text/html")
@@ -251,32 +224,30 @@ func drop(w http.ResponseWriter) {
 }
 
 // serveFaulted answers a request that drew a fault.
-func (p *Portal) serveFaulted(w http.ResponseWriter, r *http.Request, c caller, method string, start time.Time, fault Fault, slow time.Duration) {
+func (p *Portal) serveFaulted(w http.ResponseWriter, req *request, fault Fault, slow time.Duration) {
 	switch fault {
 	case FaultServerError:
-		writeHTML(w, http.StatusInternalServerError, serverErrorPage)
+		writeHTML(w, http.StatusInternalServerError, nginxPage("500 Internal Server Error"))
 	case FaultQueryLimit:
 		writeError(w, errQueryLimit())
 	case FaultHTML:
-		writeHTML(w, http.StatusBadGateway, badGatewayPage)
+		writeHTML(w, http.StatusBadGateway, nginxPage("502 Bad Gateway"))
 	case FaultDropBefore:
 		drop(w)
 	case FaultDropAfter:
-		p.execute(httptest.NewRecorder(), r, c, method, start)
+		p.execute(httptest.NewRecorder(), req)
 		drop(w)
 	case FaultSlow:
 		rec := httptest.NewRecorder()
-		p.execute(rec, r, c, method, start)
+		p.execute(rec, req)
 		timer := time.NewTimer(slow)
 		defer timer.Stop()
 		select {
 		case <-timer.C:
-			for k, v := range rec.Header() {
-				w.Header()[k] = v
-			}
+			maps.Copy(w.Header(), rec.Header())
 			w.WriteHeader(rec.Code)
 			_, _ = w.Write(rec.Body.Bytes())
-		case <-r.Context().Done(): // the client gave up
+		case <-req.r.Context().Done(): // the client gave up
 		case <-p.done: // the test is over: let the server close
 			drop(w)
 		}
@@ -293,11 +264,7 @@ func (p *Portal) serveFaulted(w http.ResponseWriter, r *http.Request, c caller, 
 func (p *Portal) BlockMethod(method string, until time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if until.IsZero() {
-		delete(p.blocked, strings.ToLower(method))
-		return
-	}
-	p.blocked[strings.ToLower(method)] = until
+	setOrDelete(p.blocked, method, until, until.IsZero())
 }
 
 // blockedUntil reports whether method is blocked now, and until when.
@@ -319,6 +286,6 @@ func writeBlocked(w http.ResponseWriter, start, until time.Time) {
 	env := &phpArray{}
 	env.set("error", e.Code)
 	env.set("error_description", e.Description)
-	env.set("time", timingReset(start, until))
+	env.set("time", timing(start, until))
 	writeJSON(w, e.HTTPStatus, env)
 }

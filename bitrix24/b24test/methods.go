@@ -1,0 +1,379 @@
+package b24test
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"supportbot/bitrix24"
+)
+
+// Chat is a chat the portal knows: created through imbot.chat.add, added with AddChat,
+// or learnt from an event sent with Portal.Post.
+type Chat struct {
+	ID         int64
+	Title      string
+	Users      []int64
+	EntityType string
+	EntityID   string
+}
+
+// Message is a message the bot posted (imbot.message.add, the MESSAGE of
+// imbot.chat.add).
+type Message struct {
+	ID       int64
+	DialogID string // "27" for a private chat, "chat1001" for a group chat
+	Text     string
+	buttons  []bitrix24.Button
+}
+
+// Buttons is the message's keyboard, however it was sent (nil for none).
+func (m Message) Buttons() []bitrix24.Button { return m.buttons }
+
+// firstMessageID is the ID of the first message the portal creates.
+const firstMessageID = 5001
+
+// Chat returns a chat by ID.
+func (p *Portal) Chat(id int64) (Chat, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.chats[id]
+	if !ok {
+		return Chat{}, false
+	}
+	out := *c
+	out.Users = append([]int64(nil), c.Users...)
+	return out, true
+}
+
+// Chats returns every chat, by ID.
+func (p *Portal) Chats() []Chat {
+	p.mu.Lock()
+	ids := make([]int64, 0, len(p.chats))
+	for id := range p.chats {
+		ids = append(ids, id)
+	}
+	p.mu.Unlock()
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	out := make([]Chat, len(ids))
+	for i, id := range ids {
+		out[i], _ = p.Chat(id)
+	}
+	return out
+}
+
+// Messages returns the bot's messages in a dialog ("27", "chat1001"), oldest first.
+func (p *Portal) Messages(dialogID string) []Message {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Message
+	for _, m := range p.messages {
+		if m.DialogID == dialogID {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// AllMessages returns every message the bot posted, in any dialog, in the order the
+// portal created them — a message sent twice shows up twice.
+func (p *Portal) AllMessages() []Message {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Message(nil), p.messages...)
+}
+
+// AddChat makes a chat exist, as if created on the portal, so the bot may post to it.
+// A zero ID takes the next free one. It returns the chat's ID.
+func (p *Portal) AddChat(c Chat) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c.ID <= 0 {
+		c.ID = p.newChatIDLocked()
+	}
+	c.Users = append([]int64(nil), c.Users...)
+	p.chats[c.ID] = &c
+	return c.ID
+}
+
+func (p *Portal) newChatIDLocked() int64 {
+	for p.chats[p.nextChat] != nil {
+		p.nextChat++
+	}
+	p.nextChat++
+	return p.nextChat - 1
+}
+
+func (p *Portal) addMessageLocked(dialog, text string, buttons []bitrix24.Button) int64 {
+	id := firstMessageID + int64(len(p.messages))
+	p.messages = append(p.messages, Message{ID: id, DialogID: dialog, Text: text, buttons: buttons})
+	return id
+}
+
+// method is a built-in method. Those of bots.go get the calling application instead
+// of the caller (forApp, owned).
+type method func(p *Portal, c caller, f bitrix24.Form) (any, *bitrix24.Error)
+
+var builtins = map[string]method{
+	"imbot.chat.add":           formOnly((*Portal).chatAdd),
+	"imbot.chat.get":           formOnly((*Portal).chatGet),
+	"imbot.chat.updatetitle":   formOnly((*Portal).chatUpdateTitle),
+	"imbot.message.add":        formOnly((*Portal).messageAdd),
+	"imbot.message.update":     formOnly((*Portal).messageUpdate),
+	"imbot.register":           forApp((*Portal).botRegister),
+	"imbot.update":             owned(botsOf, "BOT_ID", "Bot", (*Portal).botUpdate),
+	"imbot.unregister":         owned(botsOf, "BOT_ID", "Bot", (*Portal).botUnregister),
+	"imbot.bot.list":           formOnly((*Portal).botList),
+	"imbot.command.register":   forApp((*Portal).commandRegister),
+	"imbot.command.update":     owned(commandsOf, "COMMAND_ID", "Command", (*Portal).commandUpdate),
+	"imbot.command.unregister": owned(commandsOf, "COMMAND_ID", "Command", (*Portal).commandUnregister),
+	"event.bind":               (*Portal).eventBind,
+	"app.info":                 (*Portal).appInfo,
+	"scope":                    formOnly((*Portal).scopeList),
+	"user.admin":               (*Portal).userAdmin,
+}
+
+func formOnly(m func(*Portal, bitrix24.Form) (any, *bitrix24.Error)) method {
+	return func(p *Portal, _ caller, f bitrix24.Form) (any, *bitrix24.Error) { return m(p, f) }
+}
+
+// dispatch runs one method for caller c: an override from Handle, else the built-in
+// one.
+func (p *Portal) dispatch(c caller, name string, params bitrix24.Form) (any, *bitrix24.Error) {
+	key := strings.ToLower(name)
+	p.mu.Lock()
+	h := p.handlers[key]
+	p.mu.Unlock()
+	if h != nil {
+		return h(params)
+	}
+	if m := builtins[key]; m != nil {
+		return m(p, c, params)
+	}
+	return nil, errMethodNotFound()
+}
+
+// hasMethod reports whether the portal has a method: built in, or added with Handle
+// or HandleHTTP.
+func (p *Portal) hasMethod(name string) bool {
+	key := strings.ToLower(name)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return builtins[key] != nil || p.handlers[key] != nil || p.raw[key] != nil
+}
+
+// imbot.chat.add: TYPE, TITLE, USERS[], ENTITY_TYPE, ENTITY_ID, MESSAGE → chat ID.
+func (p *Portal) chatAdd(f bitrix24.Form) (any, *bitrix24.Error) {
+	var users []int64
+	switch u := f["USERS"].(type) {
+	case bitrix24.Form:
+		for _, k := range u.Keys() {
+			id, err := strconv.ParseInt(strings.TrimSpace(u.String(k)), 10, 64)
+			if err != nil || id <= 0 {
+				return nil, wrongRequest("INVALID_FORMAT", "Parameter USERS has wrong type")
+			}
+			users = append(users, id)
+		}
+	case string:
+		if u != "" {
+			return nil, wrongRequest("INVALID_FORMAT", "Parameter USERS has wrong type")
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := &Chat{ID: p.newChatIDLocked(), Title: strings.TrimSpace(f.String("TITLE")), Users: users,
+		EntityType: f.String("ENTITY_TYPE"), EntityID: f.String("ENTITY_ID")}
+	p.chats[c.ID] = c
+	if msg := strings.TrimSpace(f.String("MESSAGE")); msg != "" {
+		p.addMessageLocked(bitrix24.DialogIDForChat(c.ID), msg, nil)
+	}
+	return c.ID, nil
+}
+
+// imbot.message.add: BOT_ID, DIALOG_ID, MESSAGE, KEYBOARD, ATTACH… → message ID.
+// Checks in the order Bitrix24 makes them.
+func (p *Portal) messageAdd(f bitrix24.Form) (any, *bitrix24.Error) {
+	dialog := strings.TrimSpace(f.String("DIALOG_ID"))
+	if dialog == "" {
+		return nil, wrongRequest("DIALOG_ID_EMPTY", "Dialog ID can't be empty")
+	}
+	text := strings.TrimSpace(f.String("MESSAGE"))
+	if text == "" && !hasValue(f, "ATTACH") {
+		return nil, wrongRequest("MESSAGE_EMPTY", "Message can't be empty")
+	}
+	buttons, kerr := keyboardParam(f)
+	if kerr != nil {
+		return nil, kerr
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.dialogExistsLocked(dialog) {
+		// Bitrix24 fails in Bot::addMessage for a dialog it cannot post to.
+		return nil, wrongRequest("WRONG_REQUEST", "Message isn't added")
+	}
+	return p.addMessageLocked(dialog, text, buttons), nil
+}
+
+// dialogExistsLocked: a positive user ID, or "chat<ID>" of a chat the portal has.
+func (p *Portal) dialogExistsLocked(dialog string) bool {
+	if id, ok := chatOf(dialog); ok {
+		return p.chats[id] != nil
+	}
+	id, err := strconv.ParseInt(dialog, 10, 64)
+	return err == nil && id > 0
+}
+
+// chatOf is the chat ID of a group chat's dialog ID, "chat<ID>".
+func chatOf(dialog string) (int64, bool) {
+	rest, ok := strings.CutPrefix(dialog, "chat")
+	id, err := strconv.ParseInt(rest, 10, 64)
+	return id, ok && err == nil && id > 0
+}
+
+// imbot.message.update: MESSAGE_ID, MESSAGE, KEYBOARD → true.
+func (p *Portal) messageUpdate(f bitrix24.Form) (any, *bitrix24.Error) {
+	id := intParam(f, "MESSAGE_ID")
+	if id <= 0 {
+		return nil, wrongRequest("MESSAGE_ID_ERROR", "Message ID can't be empty")
+	}
+	buttons, kerr := keyboardParam(f)
+	if kerr != nil {
+		return nil, kerr
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := id - firstMessageID
+	if i < 0 || i >= int64(len(p.messages)) {
+		// Bitrix24 cannot tell "no such message" from "not yours" or "too old".
+		return nil, &bitrix24.Error{Code: "CANT_EDIT_MESSAGE",
+			Description: "Time has expired for modification or you don't have access", HTTPStatus: http.StatusForbidden}
+	}
+	m := &p.messages[i]
+	if _, ok := f["KEYBOARD"]; ok {
+		m.buttons = buttons
+	}
+	if _, ok := f["MESSAGE"]; ok {
+		m.Text = f.String("MESSAGE")
+	}
+	return true, nil
+}
+
+// imbot.chat.updateTitle: CHAT_ID, TITLE → true.
+func (p *Portal) chatUpdateTitle(f bitrix24.Form) (any, *bitrix24.Error) {
+	id := intParam(f, "CHAT_ID")
+	if id <= 0 {
+		return nil, wrongRequest("CHAT_ID_EMPTY", "Chat ID can't be empty")
+	}
+	title := strings.TrimSpace(f.String("TITLE"))
+	if title == "" {
+		return nil, wrongRequest("TITLE_EMPTY", "Title can't be empty")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.chats[id]
+	if !ok {
+		return nil, wrongRequest("WRONG_REQUEST", "This title currently set or chat isn't exists")
+	}
+	c.Title = title
+	return true, nil
+}
+
+// imbot.chat.get by ENTITY_TYPE and ENTITY_ID, both non-empty in PHP's sense, answers
+// {"ID": n} of the chat made with them (the lowest ID if several), or null when there
+// is none, as the im module's CIMRestService::chatGet does; it reads no CHAT_ID. The
+// fake does not describe chats by DIALOG_ID.
+func (p *Portal) chatGet(f bitrix24.Form) (any, *bitrix24.Error) {
+	if _, ok := f["DIALOG_ID"]; ok {
+		return nil, wrongRequest("B24TEST_NOT_MODELLED", "b24test answers imbot.chat.get by ENTITY_TYPE and ENTITY_ID only")
+	}
+	if !hasValue(f, "ENTITY_TYPE") || !hasValue(f, "ENTITY_ID") {
+		return nil, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var found int64
+	for id, c := range p.chats {
+		if c.EntityType == f.String("ENTITY_TYPE") && c.EntityID == f.String("ENTITY_ID") && (found == 0 || id < found) {
+			found = id
+		}
+	}
+	if found == 0 {
+		return nil, nil
+	}
+	return map[string]int64{"ID": found}, nil
+}
+
+// maxKeyboardBytes is Bitrix24's limit on KEYBOARD (30 KB).
+const maxKeyboardBytes = 30 * 1024
+
+// keyboardParam reads KEYBOARD: absent, "" or "N" is none; otherwise a list of
+// buttons, or an object with BUTTONS, given as a group or as a JSON string.
+func keyboardParam(f bitrix24.Form) ([]bitrix24.Button, *bitrix24.Error) {
+	bad := wrongRequest("KEYBOARD_ERROR", "Incorrect keyboard params")
+	kb := f["KEYBOARD"]
+	if s, ok := kb.(string); ok {
+		if s = strings.TrimSpace(s); s == "" || s == "N" {
+			return nil, nil
+		}
+		var decoded any
+		if json.Unmarshal([]byte(s), &decoded) != nil {
+			return nil, bad
+		}
+		kb = formOf(map[string]any{"KEYBOARD": decoded})["KEYBOARD"]
+	}
+	tree, ok := kb.(bitrix24.Form)
+	if !ok || len(tree) == 0 {
+		return nil, nil
+	}
+	raw, _ := json.Marshal(lists(tree))
+	var obj struct {
+		Buttons []bitrix24.Button `json:"BUTTONS"`
+	}
+	if json.Unmarshal(raw, &obj.Buttons) != nil && json.Unmarshal(raw, &obj) != nil || len(obj.Buttons) == 0 {
+		return nil, bad
+	}
+	if len(raw) > maxKeyboardBytes {
+		return nil, wrongRequest("KEYBOARD_OVERSIZE", "You have exceeded the maximum allowable size of keyboard")
+	}
+	return obj.Buttons, nil
+}
+
+// lists turns the groups of a Form keyed 0…n-1 into lists, for encoding/json.
+func lists(v any) any {
+	f, ok := v.(bitrix24.Form)
+	if !ok {
+		return v
+	}
+	keys := f.Keys()
+	out := make([]any, len(keys))
+	for i, k := range keys {
+		if k != strconv.Itoa(i) {
+			obj := make(map[string]any, len(f))
+			for k, e := range f {
+				obj[k] = lists(e)
+			}
+			return obj
+		}
+		out[i] = lists(f[k])
+	}
+	return out
+}
+
+// hasValue: the parameter is there and not empty, which is what PHP's truthiness
+// test on it checks.
+func hasValue(f bitrix24.Form, key string) bool {
+	switch v := f[key].(type) {
+	case string:
+		return v != "" && v != "0"
+	case bitrix24.Form:
+		return len(v) > 0
+	}
+	return false
+}
+
+func intParam(f bitrix24.Form, key string) int64 {
+	n, _ := strconv.ParseInt(strings.TrimSpace(f.String(key)), 10, 64)
+	return n
+}
