@@ -3,7 +3,7 @@ package b24test
 import (
 	"bytes"
 	"encoding/json"
-	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,18 +18,12 @@ const maxBatch = 50
 // {"result":{…},"result_error":{…},"result_total":[],"result_next":[],"result_time":{…}}.
 // Each command is recorded as a Batched call after the batch.
 func (p *Portal) runBatch(req *request) any {
-	halt := false
-	switch strings.ToLower(strings.TrimSpace(req.params.String("halt"))) {
-	case "1", "true", "y":
-		halt = true
-	}
+	halt := slices.Contains([]string{"1", "true", "y"}, strings.ToLower(strings.TrimSpace(req.params.String("halt"))))
 	cmds := req.params.Group("cmd")
 	var keys []string
-	seen := map[string]bool{}
 	for _, k := range append(cmdOrder(req), cmds.Keys()...) {
-		if _, ok := cmds[k]; ok && !seen[k] {
+		if _, ok := cmds[k]; ok && !slices.Contains(keys, k) {
 			keys = append(keys, k)
-			seen[k] = true
 		}
 	}
 	results, failures, times := &phpArray{}, &phpArray{}, &phpArray{}
@@ -52,13 +46,8 @@ func (p *Portal) runBatch(req *request) any {
 		times.set(k, timing(start, start.Add(10*time.Minute)))
 	}
 	// Built in Bitrix24's key order, which encoding/json would sort away.
-	out := &phpArray{}
-	out.set("result", results)
-	out.set("result_error", failures)
-	out.set("result_total", &phpArray{})
-	out.set("result_next", &phpArray{})
-	out.set("result_time", times)
-	return out
+	return phpArray{"result", results, "result_error", failures, "result_total", phpArray{}, "result_next", phpArray{},
+		"result_time", times}
 }
 
 // runCommand records and runs one batch command, "METHOD?QUERY".
@@ -67,7 +56,7 @@ func (p *Portal) runCommand(c caller, cmd string) (any, *bitrix24.Error) {
 	params, err := bitrix24.ParseForm([]byte(query))
 	switch {
 	case method == "":
-		return nil, errMethodNotFound()
+		return nil, errMethodNotFound
 	case err != nil:
 		return nil, wrongRequest("INVALID_REQUEST", "Malformed command query")
 	case strings.EqualFold(method, "batch"):
@@ -80,43 +69,31 @@ func (p *Portal) runCommand(c caller, cmd string) (any, *bitrix24.Error) {
 		return nil, &bitrix24.Error{Code: serr.Code}
 	}
 	if _, blocked := p.blockedUntil(method); blocked {
-		return nil, errOperationTimeLimit()
+		return nil, errOperationTimeLimit
 	}
 	return p.dispatch(c, method, params)
 }
 
-// cmdOrder lists the batch's cmd keys in the order the body gives them: Bitrix24
-// runs commands in that order, and decoding into a map loses it. Keys of a JSON list
-// are left to Form.Keys, which orders them as the list does.
+// cmdOrder lists the cmd keys of a JSON batch in the order the body gives them:
+// Bitrix24 runs commands in that order, and decoding into a map loses it. Keys of a
+// JSON list, and of a form body, are left to Form.Keys, which orders them as a list.
 func cmdOrder(req *request) []string {
-	var keys []string
-	if isJSON(req.r) {
-		var top struct{ Cmd json.RawMessage }
-		_ = json.Unmarshal(req.body, &top)
-		dec := json.NewDecoder(bytes.NewReader(top.Cmd))
-		if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-			return nil
-		}
-		for dec.More() {
-			tok, err := dec.Token()
-			var skip json.RawMessage
-			if err != nil || dec.Decode(&skip) != nil {
-				break
-			}
-			keys = append(keys, tok.(string))
-		}
-		return keys
+	var top struct{ Cmd json.RawMessage }
+	if !isJSON(req.r) || json.Unmarshal(req.body, &top) != nil {
+		return nil
 	}
-	for _, src := range []string{req.r.URL.RawQuery, string(req.body)} {
-		for part := range strings.SplitSeq(strings.TrimSpace(src), "&") {
-			rawKey, _, _ := strings.Cut(part, "=")
-			key, _ := url.QueryUnescape(rawKey)
-			if rest, ok := strings.CutPrefix(key, "cmd["); ok {
-				if k, _, ok := strings.Cut(rest, "]"); ok {
-					keys = append(keys, k)
-				}
-			}
+	dec := json.NewDecoder(bytes.NewReader(top.Cmd))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	var keys []string
+	for dec.More() {
+		tok, err := dec.Token()
+		var skip json.RawMessage
+		if err != nil || dec.Decode(&skip) != nil {
+			break
 		}
+		keys = append(keys, tok.(string))
 	}
 	return keys
 }

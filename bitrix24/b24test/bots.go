@@ -4,27 +4,24 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 
 	"supportbot/bitrix24"
 )
 
-// Bot registration, as the im module does it (b24restdocs api-reference/chat-bots/outdated/bots/
-// and commands/; where they are silent, CIMRestService::botRegister… and
-// Bitrix\Im\Bot / Bitrix\Im\Command in the im module):
+// Bot registration, as the im module does it (b24restdocs api-reference/chat-bots/outdated/;
+// where they are silent, Bitrix\Im\Bot and Bitrix\Im\Command):
 //
 //   - every method needs the application: an OAuth token's, or, for a webhook, CLIENT_ID
 //     (the bot is then the application "custom"+CLIENT_ID, and its handler URLs get
 //     ?CLIENT_ID=… appended); without it ACCESS_DENIED, 403;
-//   - imbot.register with a CODE some REST bot already has registers nothing: it answers
-//     that bot's ID (whichever application registered it), leaves its type and
-//     properties as they were, and binds the calling application's event handlers to the
-//     URLs given (Bitrix\Im\Bot::register looks the code up first);
-//   - imbot.command.register of a COMMAND the bot already has answers that command's ID
-//     the same way, binding the new ONIMCOMMANDADD handler (Bitrix\Im\Command::register);
+//   - imbot.register with a CODE some REST bot already has answers that bot's ID
+//     (whichever application registered it), changes nothing about it, and binds the
+//     calling application's event handlers; imbot.command.register of a COMMAND the bot
+//     has answers that command's ID the same way;
 //   - event handlers belong to the application, not the bot: one set per application;
-//   - imbot.unregister removes the bot's commands too (Bitrix\Im\Bot::unRegister).
+//   - imbot.unregister removes the bot's commands too.
 
 const (
 	firstBotID     = 567 // the bot of the recorded message events
@@ -49,18 +46,15 @@ type Bot struct {
 	// ClientID is the CLIENT_ID it was registered with through a webhook, or the
 	// client_id of the application whose token registered it.
 	ClientID string
-	// EventHandler is the ONIMBOTMESSAGEADD handler URL bound for the bot's
-	// application, as Bitrix24 will call it (for a webhook, with ?CLIENT_ID=… appended).
+	// Events maps each bot event (ONIMBOTMESSAGEADD, ONIMBOTJOINCHAT…) bound for the
+	// bot's application to its handler URL, as Bitrix24 will call it (for a webhook,
+	// with ?CLIENT_ID=… appended); EventHandler is ONIMBOTMESSAGEADD's.
+	Events       map[string]string
 	EventHandler string
-	// Events maps each bot event bound for the bot's application (ONIMBOTMESSAGEADD,
-	// ONIMBOTJOINCHAT, ONIMBOTDELETE, ONIMBOTMESSAGEUPDATE, ONIMBOTMESSAGEDELETE) to its
-	// handler URL.
-	Events map[string]string
-	// Properties are the PROPERTIES (NAME, LAST_NAME, COLOR, WORK_POSITION…) as given,
-	// with imbot.update's changes.
+	// Properties are the PROPERTIES (NAME, LAST_NAME, COLOR…) with imbot.update's
+	// changes.
 	Properties map[string]string
-	// Registrations is how many imbot.register calls answered this bot: the first
-	// made it, the others found its CODE.
+	// Registrations is how many imbot.register calls answered this bot.
 	Registrations int
 }
 
@@ -103,12 +97,13 @@ func commandsOf(p *Portal) map[int64]*commandRecord { return p.commands }
 func (p *Portal) Bots() []Bot {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]Bot, 0, len(p.bots))
-	for _, r := range p.bots {
+	var out []Bot
+	for _, id := range slices.Sorted(maps.Keys(p.bots)) {
+		r := p.bots[id]
 		b := r.Bot
 		b.Events = map[string]string{}
 		for _, e := range botEventParams {
-			if u, ok := p.appEvents[r.appID][e.event]; ok {
+			if u, ok := p.handlerURLs[[2]string{r.appID, e.event}]; ok {
 				b.Events[e.event] = u
 			}
 		}
@@ -116,7 +111,6 @@ func (p *Portal) Bots() []Bot {
 		b.Properties = maps.Clone(b.Properties)
 		out = append(out, b)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 
@@ -124,13 +118,12 @@ func (p *Portal) Bots() []Bot {
 func (p *Portal) Commands() []Command {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]Command, 0, len(p.commands))
-	for _, c := range p.commands {
-		cmd := c.Command
-		cmd.Lang = maps.Clone(c.Lang)
+	var out []Command
+	for _, id := range slices.Sorted(maps.Keys(p.commands)) {
+		cmd := p.commands[id].Command
+		cmd.Lang = maps.Clone(cmd.Lang)
 		out = append(out, cmd)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 
@@ -139,7 +132,7 @@ func (p *Portal) Commands() []Command {
 func (p *Portal) AppHandler(clientID, event string) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.appEvents[clientID][strings.ToUpper(event)]
+	return p.handlerURLs[[2]string{clientID, strings.ToUpper(event)}]
 }
 
 // application is the calling application: appID as Bitrix24 keys bots by it, the
@@ -254,14 +247,6 @@ func properties(g bitrix24.Form) map[string]string {
 // yes is a Y/N flag; a JSON true (flattened to "1") counts, as PHP's true == 'Y' does.
 func yes(v string) bool { return v == "Y" || v == "1" }
 
-// bindLocked binds the application's handler of event.
-func (p *Portal) bindLocked(appID, event, url string) {
-	if p.appEvents[appID] == nil {
-		p.appEvents[appID] = map[string]string{}
-	}
-	p.appEvents[appID][event] = url
-}
-
 // imbot.register → bot ID.
 func (p *Portal) botRegister(app application, f bitrix24.Form) (any, *bitrix24.Error) {
 	bound, err := app.botHandlers(f, true)
@@ -272,9 +257,7 @@ func (p *Portal) botRegister(app application, f bitrix24.Form) (any, *bitrix24.E
 		return nil, wrongRequest("CODE_ERROR", "Bot code isn't specified")
 	}
 	code, typ := f.String("CODE"), f.String("TYPE")
-	switch typ {
-	case "B", "S", "O", "H":
-	default:
+	if len(typ) != 1 || !strings.Contains("BSOH", typ) {
 		typ = "B"
 	}
 	openline := f.String("OPENLINE") == "Y" || typ == "O"
@@ -306,7 +289,7 @@ func (p *Portal) botRegister(app application, f bitrix24.Form) (any, *bitrix24.E
 	}
 	b.Registrations++
 	for event, u := range bound {
-		p.bindLocked(app.appID, event, u)
+		p.handlerURLs[[2]string{app.appID, event}] = u
 	}
 	return b.ID, nil
 }
@@ -337,7 +320,7 @@ func (p *Portal) botUpdate(app application, b *botRecord, f bitrix24.Form) (any,
 		}
 	}
 	for event, u := range bound {
-		p.bindLocked(app.appID, event, u)
+		p.handlerURLs[[2]string{app.appID, event}] = u
 	}
 	return true, nil
 }
@@ -357,30 +340,21 @@ func (p *Portal) botUnregister(app application, b *botRecord, _ bitrix24.Form) (
 	}
 	// The application's last bot is gone: so are its bot event handlers.
 	for _, e := range botEventParams {
-		delete(p.appEvents[app.appID], e.event)
+		delete(p.handlerURLs, [2]string{app.appID, e.event})
 	}
 	return true, nil
 }
 
 // imbot.bot.list: every bot of the portal, by ID: {"567":{"ID":567,"NAME":…,"CODE":…,"OPENLINE":"N"}}
 // (imbot-bot-list.md); [] when there is none, as PHP encodes an empty array.
-func (p *Portal) botList(bitrix24.Form) (any, *bitrix24.Error) {
+func (p *Portal) botList(caller, bitrix24.Form) (any, *bitrix24.Error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ids := make([]int64, 0, len(p.bots))
-	for id := range p.bots {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	out := &phpArray{}
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(p.bots)) {
 		b := p.bots[id]
-		item := &phpArray{}
-		item.set("ID", b.ID)
-		item.set("NAME", strings.TrimSpace(b.Properties["NAME"]+" "+b.Properties["LAST_NAME"]))
-		item.set("CODE", b.Code)
-		item.set("OPENLINE", map[bool]string{true: "Y", false: "N"}[b.openline])
-		out.set(itoa(id), item)
+		out.set(itoa(id), phpArray{"ID", b.ID, "NAME", strings.TrimSpace(b.Properties["NAME"] + " " + b.Properties["LAST_NAME"]),
+			"CODE", b.Code, "OPENLINE", map[bool]string{true: "Y", false: "N"}[b.openline]})
 	}
 	return out, nil
 }
@@ -435,7 +409,7 @@ func (p *Portal) commandRegister(app application, f bitrix24.Form) (any, *bitrix
 		p.commands[cmd.ID] = cmd
 	}
 	cmd.Registrations++
-	p.bindLocked(app.appID, bitrix24.EventCommandAdd, handler)
+	p.handlerURLs[[2]string{app.appID, bitrix24.EventCommandAdd}] = handler
 	return cmd.ID, nil
 }
 
@@ -448,7 +422,7 @@ func (p *Portal) commandUpdate(app application, cmd *commandRecord, f bitrix24.F
 		if !ok {
 			return nil, wrongRequest("EVENT_COMMAND_ADD_ERROR", "Wrong handler URL")
 		}
-		p.bindLocked(app.appID, bitrix24.EventCommandAdd, u)
+		p.handlerURLs[[2]string{app.appID, bitrix24.EventCommandAdd}] = u
 	}
 	if hasValue(fields, "COMMAND") {
 		cmd.Command.Command = strings.TrimPrefix(fields.String("COMMAND"), "/")
@@ -488,6 +462,6 @@ func (p *Portal) eventBind(c caller, f bitrix24.Form) (any, *bitrix24.Error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.bindLocked(c.clientID, event, handler)
+	p.handlerURLs[[2]string{c.clientID, event}] = handler
 	return true, nil
 }

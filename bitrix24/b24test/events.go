@@ -2,14 +2,17 @@ package b24test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -20,21 +23,13 @@ import (
 // setting it.
 const Drop = "\x00drop"
 
-// testdataDir is bitrix24/testdata, found from this source file so that Fixture works
-// from a test in any package, whatever its working directory.
-func testdataDir() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		panic("b24test: cannot locate the fixtures: runtime.Caller failed")
-	}
-	return filepath.Join(filepath.Dir(file), "..", "testdata")
-}
-
 // Fixture returns the raw body of bitrix24/testdata/<name>, e.g.
-// "v1/onimbotmessageadd-private.form". It panics when the file is missing: a test
-// with a wrong fixture name cannot do anything useful.
+// "v1/onimbotmessageadd-private.form", found from this source file so that it works
+// from a test in any package. It panics when the file is missing: a test with a wrong
+// fixture name cannot do anything useful.
 func Fixture(name string) []byte {
-	b, err := os.ReadFile(filepath.Join(testdataDir(), filepath.FromSlash(name)))
+	_, file, _, _ := runtime.Caller(0)
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "testdata", filepath.FromSlash(name)))
 	if err != nil {
 		panic(fmt.Sprintf("b24test: fixture %s: %v", name, err))
 	}
@@ -99,25 +94,23 @@ func merge(f, changes bitrix24.Form, at string) {
 				name = at + "[" + key + "]"
 			}
 			group, isGroup := f[key].(bitrix24.Form)
-			_, exists := f[key]
+			_, isValue := f[key].(string)
 			switch change := change.(type) {
 			case bitrix24.Form:
-				if exists && !isGroup {
+				if isValue {
 					panic(fmt.Sprintf("b24test: Event: %s is a value in the fixture, not a group", name))
-				}
-				if !isGroup {
+				} else if !isGroup {
 					group = bitrix24.Form{}
 					f[key] = group
 				}
 				merge(group, change, name)
 			case string:
-				switch {
-				case change == Drop:
-					delete(f, key)
-				case isGroup:
+				if isGroup && change != Drop {
 					panic(fmt.Sprintf("b24test: Event: %s is a group in the fixture; set its fields, or Drop it", name))
-				default:
-					f[key] = change
+				}
+				f[key] = change
+				if change == Drop {
+					delete(f, key)
 				}
 			}
 		}
@@ -150,43 +143,39 @@ func Post(ctx context.Context, url string, body []byte) (status int, respBody st
 // (data[PARAMS][DIALOG_ID], CHAT_TITLE, CHAT_ENTITY_TYPE, CHAT_ENTITY_ID), so that the
 // bot may post there.
 func (p *Portal) Post(ctx context.Context, url string, body []byte) (status int, respBody string, err error) {
-	if f, err := bitrix24.ParseForm(body); err == nil {
-		params := f.Group("data", "PARAMS")
-		if id, ok := chatOf(params.String("DIALOG_ID")); ok {
-			p.mu.Lock()
-			if p.chats[id] == nil {
-				p.chats[id] = &Chat{ID: id, Title: params.String("CHAT_TITLE"),
-					EntityType: params.String("CHAT_ENTITY_TYPE"), EntityID: params.String("CHAT_ENTITY_ID")}
-			}
-			p.mu.Unlock()
+	f, _ := bitrix24.ParseForm(body)
+	params := f.Group("data", "PARAMS")
+	if id, ok := chatOf(params.String("DIALOG_ID")); ok {
+		p.mu.Lock()
+		if p.chats[id] == nil {
+			p.chats[id] = &Chat{ID: id, Title: params.String("CHAT_TITLE"),
+				EntityType: params.String("CHAT_ENTITY_TYPE"), EntityID: params.String("CHAT_ENTITY_ID")}
 		}
+		p.mu.Unlock()
 	}
 	return Post(ctx, url, body)
 }
 
-// AppEvent builds an event body from any fixture as this portal would send it to
-// the application: the top-level auth block gets the portal's member_id, domain,
-// client_endpoint, server_endpoint, application_token and scopes, an access token
-// acting as userID and user_id = userID (added when the fixture lacks them), and,
-// where the fixture has them, a fresh refresh_token, expires and expires_in. The
-// copies under data[BOT][<id>] and data[BOT][<id>][AUTH] (and data[COMMAND][<id>]…)
-// get the same portal values, client_id, and a token acting as the bot (their user_id
+// AppEvent builds an event body from any fixture as this portal would send it to the
+// application: the top-level auth block gets the portal's member_id, domain,
+// client_endpoint, server_endpoint, application_token, an access token acting as
+// userID and user_id = userID, and where the fixture has them the scopes, a fresh
+// refresh_token, expires and expires_in. The copies under data[BOT|COMMAND][<id>] and
+// their [AUTH] get the same, client_id, and a token acting as the bot (their user_id
 // stays the bot's). Then set is applied as Event applies it.
 func (p *Portal) AppEvent(fixture string, userID int64, set map[string]string) []byte {
 	f := parseFixture(fixture)
 	p.mu.Lock()
 	issued := map[int64]map[string]string{}
 	valuesFor := func(user int64) map[string]string {
-		if v, ok := issued[user]; ok {
-			return v
+		if issued[user] == nil {
+			access, exp := p.issueLocked(user)
+			issued[user] = map[string]string{"member_id": p.memberID, "domain": p.Domain(), "client_endpoint": p.ClientEndpoint(),
+				"server_endpoint": p.serverEndpoint(), "application_token": p.appToken, "scope": strings.Join(p.scopes, ","),
+				"access_token": access, "refresh_token": p.grantLocked(user), "expires": itoa(exp.Unix()),
+				"expires_in": strconv.Itoa(int(tokenLifetime.Seconds())), "client_id": p.clientID}
 		}
-		access, exp := p.issueLocked(user)
-		v := map[string]string{"member_id": p.memberID, "domain": p.Domain(), "client_endpoint": p.ClientEndpoint(),
-			"server_endpoint": p.serverEndpoint(), "application_token": p.appToken, "scope": strings.Join(p.scopes, ","),
-			"access_token": access, "refresh_token": p.grantLocked(user), "expires": itoa(exp.Unix()),
-			"expires_in": strconv.Itoa(int(tokenLifetime.Seconds())), "client_id": p.clientID}
-		issued[user] = v
-		return v
+		return issued[user]
 	}
 	own := valuesFor(userID)
 	auth := f.Group("auth")
@@ -202,10 +191,7 @@ func (p *Portal) AppEvent(fixture string, userID int64, set map[string]string) [
 	for _, group := range []string{"BOT", "COMMAND"} {
 		for id, c := range f.Group("data", group) {
 			if c, ok := c.(bitrix24.Form); ok {
-				bot, err := strconv.ParseInt(c.String("user_id"), 10, 64)
-				if err != nil {
-					bot, _ = strconv.ParseInt(id, 10, 64)
-				}
+				bot, _ := strconv.ParseInt(cmp.Or(c.String("user_id"), id), 10, 64) // the bot's own user
 				fill(c, valuesFor(bot))
 				fill(c.Group("AUTH"), valuesFor(bot))
 			}
@@ -233,16 +219,11 @@ func fill(g bitrix24.Form, values map[string]string) {
 // acting as an administrator (the lowest of SetAdmins, user 1 at first), expires_in 3600.
 func (p *Portal) InstallEvent() []byte {
 	p.mu.Lock()
-	var user int64
-	for id := range p.admins {
-		if user == 0 || id < user {
-			user = id
-		}
+	user := int64(webhookUser)
+	if len(p.admins) > 0 {
+		user = slices.Min(slices.Collect(maps.Keys(p.admins)))
 	}
 	p.mu.Unlock()
-	if user == 0 {
-		user = webhookUser
-	}
 	// ONAPPINSTALL carries no user_id.
 	return p.AppEvent("app/onappinstall.form", user, map[string]string{"auth[user_id]": Drop})
 }

@@ -2,15 +2,13 @@ package b24test
 
 import (
 	"fmt"
-	"io"
 	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"time"
-
-	"supportbot/bitrix24"
 )
 
 // The cloud limits every portal starts with (Bitrix24's REST limits page,
@@ -40,10 +38,8 @@ func (b *bucket) allow(now time.Time) bool {
 	if b.rate <= 0 {
 		return true
 	}
-	if !b.last.IsZero() {
-		if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
-			b.level = max(0, b.level-elapsed*b.rate)
-		}
+	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 { // from the zero time: empty
+		b.level = max(0, b.level-elapsed*b.rate)
 	}
 	b.last = now
 	if b.level+1 > b.burst+bucketEpsilon {
@@ -53,14 +49,11 @@ func (b *bucket) allow(now time.Time) bool {
 	return true
 }
 
-// SetRateLimit sets the portal's leaky bucket: it drains perSecond requests a second
-// and holds burst (at least 1). perSecond <= 0 turns the limit off. The bucket
-// starts empty. Every portal starts with the cloud limits, 2 a second and 50 deep.
-//
-// Every HTTP request with good credentials — the webhook's or an application's token
-// — counts once, a batch too, whatever it holds; requests with wrong, missing or
-// expired credentials (401) do not. A request that does not fit is answered 503
-// QUERY_LIMIT_EXCEEDED and not run: it is not in Calls and changes nothing.
+// SetRateLimit sets the portal's leaky bucket, empty: it drains perSecond requests a
+// second and holds burst (at least 1); perSecond <= 0 turns the limit off. Every
+// portal starts with the cloud limits, 2 a second and 50 deep. Every HTTP request with
+// good credentials counts once, a batch too; those answered 401 do not. A request
+// that does not fit is answered 503 QUERY_LIMIT_EXCEEDED and not run or recorded.
 func (p *Portal) SetRateLimit(perSecond float64, burst int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -128,8 +121,7 @@ type FaultPlan struct {
 // faults is the running plan.
 type faults struct {
 	FaultPlan
-	methods map[string]bool // lower case; nil: every method
-	rng     *rand.Rand
+	rng *rand.Rand
 }
 
 // InjectFaults fails a share of the requests from now on, replacing any previous
@@ -154,12 +146,6 @@ func (p *Portal) InjectFaults(plan FaultPlan) {
 	}
 	if f.SlowDelay <= 0 {
 		f.SlowDelay = 3 * time.Second
-	}
-	if len(plan.Methods) > 0 {
-		f.methods = map[string]bool{}
-		for _, m := range plan.Methods {
-			f.methods[strings.ToLower(m)] = true
-		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -187,30 +173,13 @@ func (p *Portal) admit(method string) (fault Fault, slow time.Duration, ok bool)
 		return noFault, 0, false
 	}
 	f := p.faults
-	if f == nil || (f.methods != nil && !f.methods[strings.ToLower(method)]) || f.rng.Float64() >= f.Share {
+	eligible := func(m string) bool { return strings.EqualFold(m, method) }
+	if f == nil || len(f.Methods) > 0 && !slices.ContainsFunc(f.Methods, eligible) || f.rng.Float64() >= f.Share {
 		return noFault, 0, true
 	}
 	fault = f.Kinds[f.rng.IntN(len(f.Kinds))]
 	p.faultCounts[fault]++
 	return fault, f.SlowDelay, true
-}
-
-func errQueryLimit() *bitrix24.Error {
-	return &bitrix24.Error{Code: "QUERY_LIMIT_EXCEEDED", Description: "Too many requests", HTTPStatus: http.StatusServiceUnavailable}
-}
-
-// nginxPage is the page the web server in front of PHP sends when PHP fails or is
-// out of reach.
-func nginxPage(status string) string {
-	return "<html>\r\n<head><title>" + status + "</title></head>\r\n<body>\r\n" +
-		"<center><h1>" + status + "</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-}
-
-func writeHTML(w http.ResponseWriter, status int, page string) {
-	w.Header().Set("Content-Type", "text/html")
-	w.Header().Set("Server", "nginx")
-	w.WriteHeader(status)
-	_, _ = io.WriteString(w, page)
 }
 
 // drop closes the connection without an answer.
@@ -229,7 +198,7 @@ func (p *Portal) serveFaulted(w http.ResponseWriter, req *request, fault Fault, 
 	case FaultServerError:
 		writeHTML(w, http.StatusInternalServerError, nginxPage("500 Internal Server Error"))
 	case FaultQueryLimit:
-		writeError(w, errQueryLimit())
+		writeError(w, errQueryLimit)
 	case FaultHTML:
 		writeHTML(w, http.StatusBadGateway, nginxPage("502 Bad Gateway"))
 	case FaultDropBefore:
@@ -240,10 +209,8 @@ func (p *Portal) serveFaulted(w http.ResponseWriter, req *request, fault Fault, 
 	case FaultSlow:
 		rec := httptest.NewRecorder()
 		p.execute(rec, req)
-		timer := time.NewTimer(slow)
-		defer timer.Stop()
 		select {
-		case <-timer.C:
+		case <-time.After(slow):
 			maps.Copy(w.Header(), rec.Header())
 			w.WriteHeader(rec.Code)
 			_, _ = w.Write(rec.Body.Bytes())
@@ -256,11 +223,10 @@ func (p *Portal) serveFaulted(w http.ResponseWriter, req *request, fault Fault, 
 
 // BlockMethod makes method answer OPERATION_TIME_LIMIT until the given time, as
 // Bitrix24 does for a method that used up its processing time: a direct call gets
-// HTTP 429 with the error envelope and a "time" block whose operating_reset_at is
-// until (Unix seconds); a batch command gets the error in result_error, and the
-// batch's own "time" block stays as usual (the batch call itself is never blocked
-// for its commands). The call is recorded in Calls but does not run, whatever Handle
-// or HandleHTTP say for it. A zero or past until lifts the block.
+// HTTP 429 and a "time" block whose operating_reset_at is until (Unix seconds); a
+// batch command gets the error in result_error (the batch itself is not blocked). The
+// call is recorded but does not run, whatever Handle or HandleHTTP say. A zero or
+// past until lifts the block.
 func (p *Portal) BlockMethod(method string, until time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -275,17 +241,8 @@ func (p *Portal) blockedUntil(method string) (time.Time, bool) {
 	return until, ok && time.Now().Before(until)
 }
 
-func errOperationTimeLimit() *bitrix24.Error {
-	return &bitrix24.Error{Code: "OPERATION_TIME_LIMIT", Description: "Method is blocked due to operation time limit.",
-		HTTPStatus: http.StatusTooManyRequests}
-}
-
 // writeBlocked answers a direct call to a blocked method.
 func writeBlocked(w http.ResponseWriter, start, until time.Time) {
-	e := errOperationTimeLimit()
-	env := &phpArray{}
-	env.set("error", e.Code)
-	env.set("error_description", e.Description)
-	env.set("time", timing(start, until))
-	writeJSON(w, e.HTTPStatus, env)
+	e := errOperationTimeLimit
+	writeJSON(w, e.HTTPStatus, phpArray{"error", e.Code, "error_description", e.Description, "time", timing(start, until)})
 }

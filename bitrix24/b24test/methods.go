@@ -2,8 +2,9 @@ package b24test
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -44,19 +45,15 @@ func (p *Portal) Chat(id int64) (Chat, bool) {
 		return Chat{}, false
 	}
 	out := *c
-	out.Users = append([]int64(nil), c.Users...)
+	out.Users = slices.Clone(c.Users)
 	return out, true
 }
 
 // Chats returns every chat, by ID.
 func (p *Portal) Chats() []Chat {
 	p.mu.Lock()
-	ids := make([]int64, 0, len(p.chats))
-	for id := range p.chats {
-		ids = append(ids, id)
-	}
+	ids := slices.Sorted(maps.Keys(p.chats))
 	p.mu.Unlock()
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	out := make([]Chat, len(ids))
 	for i, id := range ids {
 		out[i], _ = p.Chat(id)
@@ -68,13 +65,7 @@ func (p *Portal) Chats() []Chat {
 func (p *Portal) Messages(dialogID string) []Message {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []Message
-	for _, m := range p.messages {
-		if m.DialogID == dialogID {
-			out = append(out, m)
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(p.messages), func(m Message) bool { return m.DialogID != dialogID })
 }
 
 // AllMessages returns every message the bot posted, in any dialog, in the order the
@@ -82,7 +73,7 @@ func (p *Portal) Messages(dialogID string) []Message {
 func (p *Portal) AllMessages() []Message {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]Message(nil), p.messages...)
+	return slices.Clone(p.messages)
 }
 
 // AddChat makes a chat exist, as if created on the portal, so the bot may post to it.
@@ -93,7 +84,7 @@ func (p *Portal) AddChat(c Chat) int64 {
 	if c.ID <= 0 {
 		c.ID = p.newChatIDLocked()
 	}
-	c.Users = append([]int64(nil), c.Users...)
+	c.Users = slices.Clone(c.Users)
 	p.chats[c.ID] = &c
 	return c.ID
 }
@@ -117,26 +108,22 @@ func (p *Portal) addMessageLocked(dialog, text string, buttons []bitrix24.Button
 type method func(p *Portal, c caller, f bitrix24.Form) (any, *bitrix24.Error)
 
 var builtins = map[string]method{
-	"imbot.chat.add":           formOnly((*Portal).chatAdd),
-	"imbot.chat.get":           formOnly((*Portal).chatGet),
-	"imbot.chat.updatetitle":   formOnly((*Portal).chatUpdateTitle),
-	"imbot.message.add":        formOnly((*Portal).messageAdd),
-	"imbot.message.update":     formOnly((*Portal).messageUpdate),
+	"imbot.chat.add":           (*Portal).chatAdd,
+	"imbot.chat.get":           (*Portal).chatGet,
+	"imbot.chat.updatetitle":   (*Portal).chatUpdateTitle,
+	"imbot.message.add":        (*Portal).messageAdd,
+	"imbot.message.update":     (*Portal).messageUpdate,
 	"imbot.register":           forApp((*Portal).botRegister),
 	"imbot.update":             owned(botsOf, "BOT_ID", "Bot", (*Portal).botUpdate),
 	"imbot.unregister":         owned(botsOf, "BOT_ID", "Bot", (*Portal).botUnregister),
-	"imbot.bot.list":           formOnly((*Portal).botList),
+	"imbot.bot.list":           (*Portal).botList,
 	"imbot.command.register":   forApp((*Portal).commandRegister),
 	"imbot.command.update":     owned(commandsOf, "COMMAND_ID", "Command", (*Portal).commandUpdate),
 	"imbot.command.unregister": owned(commandsOf, "COMMAND_ID", "Command", (*Portal).commandUnregister),
 	"event.bind":               (*Portal).eventBind,
 	"app.info":                 (*Portal).appInfo,
-	"scope":                    formOnly((*Portal).scopeList),
+	"scope":                    (*Portal).scopeList,
 	"user.admin":               (*Portal).userAdmin,
-}
-
-func formOnly(m func(*Portal, bitrix24.Form) (any, *bitrix24.Error)) method {
-	return func(p *Portal, _ caller, f bitrix24.Form) (any, *bitrix24.Error) { return m(p, f) }
 }
 
 // dispatch runs one method for caller c: an override from Handle, else the built-in
@@ -152,7 +139,7 @@ func (p *Portal) dispatch(c caller, name string, params bitrix24.Form) (any, *bi
 	if m := builtins[key]; m != nil {
 		return m(p, c, params)
 	}
-	return nil, errMethodNotFound()
+	return nil, errMethodNotFound
 }
 
 // hasMethod reports whether the portal has a method: built in, or added with Handle
@@ -165,21 +152,13 @@ func (p *Portal) hasMethod(name string) bool {
 }
 
 // imbot.chat.add: TYPE, TITLE, USERS[], ENTITY_TYPE, ENTITY_ID, MESSAGE → chat ID.
-func (p *Portal) chatAdd(f bitrix24.Form) (any, *bitrix24.Error) {
+func (p *Portal) chatAdd(_ caller, f bitrix24.Form) (any, *bitrix24.Error) {
 	var users []int64
-	switch u := f["USERS"].(type) {
-	case bitrix24.Form:
-		for _, k := range u.Keys() {
-			id, err := strconv.ParseInt(strings.TrimSpace(u.String(k)), 10, 64)
-			if err != nil || id <= 0 {
-				return nil, wrongRequest("INVALID_FORMAT", "Parameter USERS has wrong type")
-			}
-			users = append(users, id)
-		}
-	case string:
-		if u != "" {
-			return nil, wrongRequest("INVALID_FORMAT", "Parameter USERS has wrong type")
-		}
+	for _, k := range f.Group("USERS").Keys() {
+		users = append(users, intParam(f.Group("USERS"), k))
+	}
+	if f.String("USERS") != "" || slices.ContainsFunc(users, func(id int64) bool { return id <= 0 }) {
+		return nil, wrongRequest("INVALID_FORMAT", "Parameter USERS has wrong type")
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -194,18 +173,16 @@ func (p *Portal) chatAdd(f bitrix24.Form) (any, *bitrix24.Error) {
 
 // imbot.message.add: BOT_ID, DIALOG_ID, MESSAGE, KEYBOARD, ATTACH… → message ID.
 // Checks in the order Bitrix24 makes them.
-func (p *Portal) messageAdd(f bitrix24.Form) (any, *bitrix24.Error) {
-	dialog := strings.TrimSpace(f.String("DIALOG_ID"))
-	if dialog == "" {
+func (p *Portal) messageAdd(_ caller, f bitrix24.Form) (any, *bitrix24.Error) {
+	dialog, text := strings.TrimSpace(f.String("DIALOG_ID")), strings.TrimSpace(f.String("MESSAGE"))
+	buttons, err := keyboardParam(f)
+	switch {
+	case dialog == "":
 		return nil, wrongRequest("DIALOG_ID_EMPTY", "Dialog ID can't be empty")
-	}
-	text := strings.TrimSpace(f.String("MESSAGE"))
-	if text == "" && !hasValue(f, "ATTACH") {
+	case text == "" && !hasValue(f, "ATTACH"):
 		return nil, wrongRequest("MESSAGE_EMPTY", "Message can't be empty")
-	}
-	buttons, kerr := keyboardParam(f)
-	if kerr != nil {
-		return nil, kerr
+	case err != nil:
+		return nil, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -233,24 +210,22 @@ func chatOf(dialog string) (int64, bool) {
 }
 
 // imbot.message.update: MESSAGE_ID, MESSAGE, KEYBOARD → true.
-func (p *Portal) messageUpdate(f bitrix24.Form) (any, *bitrix24.Error) {
+func (p *Portal) messageUpdate(_ caller, f bitrix24.Form) (any, *bitrix24.Error) {
 	id := intParam(f, "MESSAGE_ID")
+	buttons, err := keyboardParam(f)
 	if id <= 0 {
 		return nil, wrongRequest("MESSAGE_ID_ERROR", "Message ID can't be empty")
-	}
-	buttons, kerr := keyboardParam(f)
-	if kerr != nil {
-		return nil, kerr
+	} else if err != nil {
+		return nil, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	i := id - firstMessageID
-	if i < 0 || i >= int64(len(p.messages)) {
+	if i := id - firstMessageID; i < 0 || i >= int64(len(p.messages)) {
 		// Bitrix24 cannot tell "no such message" from "not yours" or "too old".
 		return nil, &bitrix24.Error{Code: "CANT_EDIT_MESSAGE",
 			Description: "Time has expired for modification or you don't have access", HTTPStatus: http.StatusForbidden}
 	}
-	m := &p.messages[i]
+	m := &p.messages[id-firstMessageID]
 	if _, ok := f["KEYBOARD"]; ok {
 		m.buttons = buttons
 	}
@@ -261,13 +236,11 @@ func (p *Portal) messageUpdate(f bitrix24.Form) (any, *bitrix24.Error) {
 }
 
 // imbot.chat.updateTitle: CHAT_ID, TITLE → true.
-func (p *Portal) chatUpdateTitle(f bitrix24.Form) (any, *bitrix24.Error) {
-	id := intParam(f, "CHAT_ID")
+func (p *Portal) chatUpdateTitle(_ caller, f bitrix24.Form) (any, *bitrix24.Error) {
+	id, title := intParam(f, "CHAT_ID"), strings.TrimSpace(f.String("TITLE"))
 	if id <= 0 {
 		return nil, wrongRequest("CHAT_ID_EMPTY", "Chat ID can't be empty")
-	}
-	title := strings.TrimSpace(f.String("TITLE"))
-	if title == "" {
+	} else if title == "" {
 		return nil, wrongRequest("TITLE_EMPTY", "Title can't be empty")
 	}
 	p.mu.Lock()
@@ -284,7 +257,7 @@ func (p *Portal) chatUpdateTitle(f bitrix24.Form) (any, *bitrix24.Error) {
 // {"ID": n} of the chat made with them (the lowest ID if several), or null when there
 // is none, as the im module's CIMRestService::chatGet does; it reads no CHAT_ID. The
 // fake does not describe chats by DIALOG_ID.
-func (p *Portal) chatGet(f bitrix24.Form) (any, *bitrix24.Error) {
+func (p *Portal) chatGet(_ caller, f bitrix24.Form) (any, *bitrix24.Error) {
 	if _, ok := f["DIALOG_ID"]; ok {
 		return nil, wrongRequest("B24TEST_NOT_MODELLED", "b24test answers imbot.chat.get by ENTITY_TYPE and ENTITY_ID only")
 	}
@@ -293,16 +266,12 @@ func (p *Portal) chatGet(f bitrix24.Form) (any, *bitrix24.Error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var found int64
-	for id, c := range p.chats {
-		if c.EntityType == f.String("ENTITY_TYPE") && c.EntityID == f.String("ENTITY_ID") && (found == 0 || id < found) {
-			found = id
+	for _, id := range slices.Sorted(maps.Keys(p.chats)) {
+		if c := p.chats[id]; c.EntityType == f.String("ENTITY_TYPE") && c.EntityID == f.String("ENTITY_ID") {
+			return map[string]int64{"ID": id}, nil
 		}
 	}
-	if found == 0 {
-		return nil, nil
-	}
-	return map[string]int64{"ID": found}, nil
+	return nil, nil
 }
 
 // maxKeyboardBytes is Bitrix24's limit on KEYBOARD (30 KB).
@@ -312,53 +281,39 @@ const maxKeyboardBytes = 30 * 1024
 // buttons, or an object with BUTTONS, given as a group or as a JSON string.
 func keyboardParam(f bitrix24.Form) ([]bitrix24.Button, *bitrix24.Error) {
 	bad := wrongRequest("KEYBOARD_ERROR", "Incorrect keyboard params")
-	kb := f["KEYBOARD"]
-	if s, ok := kb.(string); ok {
-		if s = strings.TrimSpace(s); s == "" || s == "N" {
-			return nil, nil
-		}
+	tree, _ := f["KEYBOARD"].(bitrix24.Form)
+	if s := strings.TrimSpace(f.String("KEYBOARD")); s != "" && s != "N" {
 		var decoded any
 		if json.Unmarshal([]byte(s), &decoded) != nil {
 			return nil, bad
 		}
-		kb = formOf(map[string]any{"KEYBOARD": decoded})["KEYBOARD"]
+		if tree, _ = formOf(map[string]any{"KEYBOARD": decoded})["KEYBOARD"].(bitrix24.Form); tree == nil {
+			return nil, bad
+		}
 	}
-	tree, ok := kb.(bitrix24.Form)
-	if !ok || len(tree) == 0 {
+	if len(tree) == 0 {
 		return nil, nil
 	}
-	raw, _ := json.Marshal(lists(tree))
-	var obj struct {
-		Buttons []bitrix24.Button `json:"BUTTONS"`
+	list := tree
+	if g := tree.Group("BUTTONS"); g != nil || tree["BUTTONS"] != nil {
+		list = g
 	}
-	if json.Unmarshal(raw, &obj.Buttons) != nil && json.Unmarshal(raw, &obj) != nil || len(obj.Buttons) == 0 {
+	var buttons []bitrix24.Button
+	for i, k := range list.Keys() {
+		var b bitrix24.Button
+		raw, _ := json.Marshal(list[k])
+		if _, ok := list[k].(bitrix24.Form); !ok || k != strconv.Itoa(i) || json.Unmarshal(raw, &b) != nil {
+			return nil, bad
+		}
+		buttons = append(buttons, b)
+	}
+	if len(buttons) == 0 {
 		return nil, bad
 	}
-	if len(raw) > maxKeyboardBytes {
+	if raw, _ := json.Marshal(tree); len(raw) > maxKeyboardBytes {
 		return nil, wrongRequest("KEYBOARD_OVERSIZE", "You have exceeded the maximum allowable size of keyboard")
 	}
-	return obj.Buttons, nil
-}
-
-// lists turns the groups of a Form keyed 0…n-1 into lists, for encoding/json.
-func lists(v any) any {
-	f, ok := v.(bitrix24.Form)
-	if !ok {
-		return v
-	}
-	keys := f.Keys()
-	out := make([]any, len(keys))
-	for i, k := range keys {
-		if k != strconv.Itoa(i) {
-			obj := make(map[string]any, len(f))
-			for k, e := range f {
-				obj[k] = lists(e)
-			}
-			return obj
-		}
-		out[i] = lists(f[k])
-	}
-	return out
+	return buttons, nil
 }
 
 // hasValue: the parameter is there and not empty, which is what PHP's truthiness

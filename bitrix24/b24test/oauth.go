@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,9 +21,8 @@ import (
 //
 //   - webhook calls (/rest/<user>/<secret>/METHOD) act as the webhook's user, 1;
 //   - application calls (/rest/METHOD) carry an access token as auth or access_token
-//     (query, JSON or form body);
-//     none is 401 NO_AUTH_FOUND, one the portal did not issue 401 invalid_token, an
-//     expired one 401 expired_token;
+//     (query, JSON or form body); none is 401 NO_AUTH_FOUND, one the portal did not
+//     issue 401 invalid_token, an expired one 401 expired_token;
 //   - a method of a scope the webhook or application lacks is 403 insufficient_scope.
 
 const (
@@ -47,27 +45,12 @@ var defaultScopes = []string{"imbot", "im", "user"}
 var scopedFamilies = strings.Fields("imbot im user imopenlines imconnector crm department disk task " +
 	"calendar entity log sonet_group telephony lists bizproc placement landing sale catalog")
 
-// basicMethods need no scope although their family has one (api-reference/common).
-var basicMethods = []string{"user.admin", "user.access"}
-
-// requiredScope is the scope method needs, "" for none.
-func requiredScope(method string) string {
-	key := strings.ToLower(method)
-	family, _, _ := strings.Cut(key, ".")
-	if slices.Contains(basicMethods, key) || !slices.Contains(scopedFamilies, family) {
-		return ""
-	}
-	return family
-}
-
 // caller is who made a call: the webhook, or an application's token.
 type caller struct {
 	token    string // "" for the webhook
 	userID   int64
 	clientID string // the application's client_id for token calls; "" for the webhook
 }
-
-func webhookCaller() caller { return caller{userID: webhookUser} }
 
 // name is Call.Auth.
 func (c caller) name() string {
@@ -116,7 +99,7 @@ func (p *Portal) grantLocked(userID int64) string {
 func (p *Portal) MemberID() string { return p.memberID }
 
 // Domain is the portal's domain as events and tokens carry it: the host of URL().
-func (p *Portal) Domain() string { return hostOf(p.srv.URL) }
+func (p *Portal) Domain() string { return strings.TrimPrefix(p.srv.URL, "http://") }
 
 // ClientEndpoint is the application's REST base on this portal, URL()+"/rest/".
 func (p *Portal) ClientEndpoint() string { return p.srv.URL + "/rest/" }
@@ -167,11 +150,11 @@ func (p *Portal) userAdmin(c caller, _ bitrix24.Form) (any, *bitrix24.Error) {
 func (p *Portal) SetScopes(scopes ...string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.scopes = append([]string(nil), scopes...)
+	p.scopes = slices.Clone(scopes)
 }
 
 // scope: the granted scopes, a JSON array of strings (api-reference/common/system/scope.md).
-func (p *Portal) scopeList(bitrix24.Form) (any, *bitrix24.Error) {
+func (p *Portal) scopeList(caller, bitrix24.Form) (any, *bitrix24.Error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string{}, p.scopes...), nil
@@ -180,14 +163,13 @@ func (p *Portal) scopeList(bitrix24.Form) (any, *bitrix24.Error) {
 // checkScope refuses a known method whose scope the caller lacks: 403
 // insufficient_scope, worded as the rest module words it for webhooks and tokens.
 func (p *Portal) checkScope(c caller, method string) *bitrix24.Error {
-	need := requiredScope(method)
-	if need == "" || !p.hasMethod(method) {
-		return nil
-	}
+	key := strings.ToLower(method)
+	need, _, _ := strings.Cut(key, ".")
 	p.mu.Lock()
 	granted := slices.Contains(p.scopes, need)
 	p.mu.Unlock()
-	if granted {
+	basic := key == "user.admin" || key == "user.access" // no scope although their family has one
+	if granted || basic || !slices.Contains(scopedFamilies, need) || !p.hasMethod(method) {
 		return nil
 	}
 	desc := "The request requires higher privileges than provided by the webhook token"
@@ -197,20 +179,16 @@ func (p *Portal) checkScope(c caller, method string) *bitrix24.Error {
 	return &bitrix24.Error{Code: "insufficient_scope", Description: desc, HTTPStatus: http.StatusForbidden}
 }
 
-// tokenIn is the access token a call carries: auth, else access_token.
-func tokenIn(f bitrix24.Form) string {
-	if tok := f.String("auth"); tok != "" {
-		return tok
-	}
-	return f.String("access_token")
-}
-
-// serveToken answers an application's call, authorised by its token. Bad credentials
-// are answered 401 and cost nothing, as for a webhook.
+// serveToken answers an application's call, authorised by the token it carries as
+// auth, else access_token. Bad credentials are answered 401 and cost nothing, as for
+// a webhook.
 func (p *Portal) serveToken(w http.ResponseWriter, req *request) {
-	tok := tokenIn(req.params)
+	tok := req.params.String("auth")
 	if tok == "" {
-		writeError(w, errNoAuth())
+		tok = req.params.String("access_token")
+	}
+	if tok == "" {
+		writeError(w, errNoAuth)
 		return
 	}
 	p.mu.Lock()
@@ -218,7 +196,7 @@ func (p *Portal) serveToken(w http.ResponseWriter, req *request) {
 	p.mu.Unlock()
 	switch {
 	case t == nil:
-		writeError(w, errInvalidToken())
+		writeError(w, &bitrix24.Error{Code: "invalid_token", Description: "Unable to get application by token", HTTPStatus: http.StatusUnauthorized})
 	case !time.Now().Before(t.expires):
 		writeError(w, &bitrix24.Error{Code: "expired_token", Description: "The access token provided has expired",
 			HTTPStatus: http.StatusUnauthorized})
@@ -229,10 +207,6 @@ func (p *Portal) serveToken(w http.ResponseWriter, req *request) {
 	}
 }
 
-func errInvalidToken() *bitrix24.Error {
-	return &bitrix24.Error{Code: "invalid_token", Description: "Unable to get application by token", HTTPStatus: http.StatusUnauthorized}
-}
-
 // app.info: the application's record (api-reference/common/system/app-info.md). Only
 // an application may ask: a webhook gets ACCESS_DENIED, 403 as the rest module's
 // AccessException sends it.
@@ -241,35 +215,18 @@ func (p *Portal) appInfo(c caller, _ bitrix24.Form) (any, *bitrix24.Error) {
 		return nil, &bitrix24.Error{Code: "ACCESS_DENIED", Description: "Access denied! Application context required",
 			HTTPStatus: http.StatusForbidden}
 	}
-	out := &phpArray{}
-	for _, kv := range [][2]any{{"ID", 1}, {"CODE", c.clientID}, {"VERSION", 1}, {"STATUS", appStatus}, {"INSTALLED", true},
-		{"PAYMENT_EXPIRED", "N"}, {"DAYS", nil}, {"LANGUAGE_ID", "en"}, {"LICENSE", "en_pro100"}, {"LICENSE_TYPE", "pro100"},
-		{"LICENSE_FAMILY", "pro"}} {
-		out.set(kv[0].(string), kv[1])
-	}
-	return out, nil
-}
-
-// hostOf is the host[:port] of a base URL.
-func hostOf(base string) string {
-	u, err := url.Parse(base)
-	if err != nil {
-		return base
-	}
-	return u.Host
+	return phpArray{"ID", 1, "CODE", c.clientID, "VERSION", 1, "STATUS", appStatus, "INSTALLED", true, "PAYMENT_EXPIRED", "N",
+		"DAYS", nil, "LANGUAGE_ID", "en", "LICENSE", "en_pro100", "LICENSE_TYPE", "pro100", "LICENSE_FAMILY", "pro"}, nil
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
-// OAuth is the authorisation server of one application (oauth.bitrix.info for it):
-// it renews tokens at URL()+"/oauth/token/". The portals the application is installed
-// on (NewAppPortal) share it. Events name URL()+"/rest/" their server_endpoint, but
-// the fake does not proxy REST calls there.
-//
-// Renewal follows settings/oauth/auto-renewal.md: GET (or POST)
-// /oauth/token/?grant_type=refresh_token&client_id&client_secret&refresh_token answers
-// a new access token (1 h) and a new refresh token; the refresh token used stops
-// working (invalid_grant when used again). Errors are those of settings/oauth/error-codes.md.
+// OAuth is the authorisation server of one application (oauth.bitrix.info for it),
+// shared by the portals it is installed on (NewAppPortal). As settings/oauth/
+// auto-renewal.md says, /oauth/token/?grant_type=refresh_token&client_id&client_secret&
+// refresh_token answers a new access token (1 h) and refresh token; the refresh token
+// used is spent (invalid_grant). Errors are those of settings/oauth/error-codes.md.
+// Events name URL()+"/rest/" their server_endpoint; the fake serves nothing there.
 type OAuth struct {
 	srv          *httptest.Server
 	clientID     string
@@ -324,26 +281,18 @@ func NewAppPortal(t testing.TB, o *OAuth) *Portal {
 	return p
 }
 
-func (o *OAuth) portalList() []*Portal {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return append([]*Portal(nil), o.portals...)
-}
-
 // serveHTTP answers the token endpoint.
 func (o *OAuth) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/oauth/token/" && r.URL.Path != "/oauth/token" {
-		notFound(w)
+		writeHTML(w, http.StatusNotFound, nginxPage("404 Not Found"))
 		return
 	}
 	o.mu.Lock()
 	delay := o.delay
 	o.mu.Unlock()
 	if delay > 0 {
-		timer := time.NewTimer(delay)
-		defer timer.Stop()
 		select {
-		case <-timer.C:
+		case <-time.After(delay):
 		case <-r.Context().Done():
 			return
 		case <-o.done:
@@ -369,11 +318,11 @@ func (o *OAuth) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		oauthError(http.StatusBadRequest, "invalid_request", malformed)
 		return
 	}
-	for _, p := range o.portalList() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, p := range o.portals {
 		if answer := o.rotate(p, refresh); answer != nil {
-			o.mu.Lock()
 			o.byMember[p.memberID]++
-			o.mu.Unlock()
 			writeJSON(w, http.StatusOK, answer)
 			return
 		}
@@ -381,10 +330,10 @@ func (o *OAuth) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	oauthError(http.StatusBadRequest, "invalid_grant", "Invalid authorization data was provided")
 }
 
-// rotate spends a refresh token of portal p for a new pair, and answers as the token
-// endpoint does, keys in the documentation's order; domain is the authorisation
-// server's, as documented (not the portal's). It is nil if p did not issue refresh.
-func (o *OAuth) rotate(p *Portal, refresh string) *phpArray {
+// rotate spends a refresh token of portal p, nil if p did not issue it, for the token
+// endpoint's answer (its keys are in alphabetical order, as encoding/json writes them;
+// domain is the authorisation server's, as documented).
+func (o *OAuth) rotate(p *Portal, refresh string) map[string]any {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	user, ok := p.grants[refresh]
@@ -393,23 +342,14 @@ func (o *OAuth) rotate(p *Portal, refresh string) *phpArray {
 	}
 	delete(p.grants, refresh)
 	access, exp := p.issueLocked(user)
-	out := &phpArray{}
-	out.set("access_token", access)
-	out.set("client_endpoint", p.ClientEndpoint())
-	out.set("domain", hostOf(o.srv.URL))
-	out.set("expires", exp.Unix())
-	out.set("expires_in", int(tokenLifetime.Seconds()))
-	out.set("member_id", p.memberID)
-	out.set("refresh_token", p.grantLocked(user))
-	out.set("scope", strings.Join(p.scopes, ","))
-	out.set("server_endpoint", o.srv.URL+"/rest/")
-	out.set("status", appStatus)
-	out.set("user_id", user)
-	return out
+	return map[string]any{"access_token": access, "client_endpoint": p.ClientEndpoint(), "domain": strings.TrimPrefix(o.srv.URL, "http://"),
+		"expires": exp.Unix(), "expires_in": int(tokenLifetime.Seconds()), "member_id": p.memberID,
+		"refresh_token": p.grantLocked(user), "scope": strings.Join(p.scopes, ","), "server_endpoint": o.srv.URL + "/rest/",
+		"status": appStatus, "user_id": user}
 }
 
-// serverEndpoint is the server_endpoint events carry: the OAuth server's REST proxy,
-// or the real one's for a webhook portal.
+// serverEndpoint is the server_endpoint events carry: the OAuth server's, or the real
+// one's for a webhook portal.
 func (p *Portal) serverEndpoint() string {
 	if p.oauth == nil {
 		return "https://oauth.bitrix.info/rest/"

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,12 +20,10 @@ import (
 // Call is one REST call the portal received.
 type Call struct {
 	Method string
-	// Params are the call's parameters as a bracket-form tree whatever the body was:
-	// JSON bodies are flattened as PHP's http_build_query flattens them (numbers as
-	// written, true/false as "1"/"0", objects as groups, arrays as groups keyed "0",
-	// "1", …, null and empty objects and arrays left out), so
-	// call.Params.String("DIALOG_ID") reads the same for a JSON call and a batch
-	// sub-command.
+	// Params are the call's parameters as a bracket-form tree whatever the body was
+	// (a JSON body is flattened as http_build_query would send it: true as "1", arrays
+	// as groups keyed "0", "1", …, null and empty groups left out), so they read the
+	// same for a JSON call and a batch sub-command.
 	Params bitrix24.Form
 	// JSON is the decoded JSON body (numbers as json.Number); nil for form bodies and
 	// batch sub-commands.
@@ -57,28 +57,26 @@ type Portal struct {
 	// Limits (limits.go).
 	bucket      bucket
 	requests    int // authenticated HTTP requests, run or refused
-	rejections  int // refused by the bucket
+	rejections  int // requests the bucket refused
 	faults      *faults
 	faultCounts map[Fault]int
 	blocked     map[string]time.Time // lower-case method → blocked until
 	done        chan struct{}        // closed when the test ends, to release held answers
 
 	// The application and its tokens (oauth.go).
-	oauth    *OAuth // nil for a webhook portal (New)
-	clientID string // the application's client_id; token calls act for it
-	memberID string
-	appToken string
-	scopes   []string
-	admins   map[int64]bool
-	tokens   map[string]*accessToken
-	grants   map[string]int64 // refresh token → user
+	oauth              *OAuth // nil for a webhook portal (New)
+	clientID           string // the application's client_id; token calls act for it
+	memberID, appToken string
+	scopes             []string
+	admins             map[int64]bool
+	tokens             map[string]*accessToken
+	grants             map[string]int64 // refresh token → user
 
 	// Bots and commands (bots.go).
-	bots      map[int64]*botRecord
-	commands  map[int64]*commandRecord
-	appEvents map[string]map[string]string // application (APP_ID) → event name → bound handler URL
-	nextBot   int64
-	nextCmd   int64
+	bots             map[int64]*botRecord
+	commands         map[int64]*commandRecord
+	handlerURLs      map[[2]string]string // {application (APP_ID), event} → bound handler URL
+	nextBot, nextCmd int64
 }
 
 // New starts a fake portal; it stops when the test ends. It throttles requests like
@@ -91,32 +89,14 @@ func New(t testing.TB) *Portal {
 // newPortal starts a portal; o is the OAuth server of the application installed on
 // it, or nil for a webhook portal.
 func newPortal(t testing.TB, o *OAuth) *Portal {
-	p := &Portal{
-		secret:   randomHex(8),
-		changed:  make(chan struct{}),
-		handlers: map[string]handler{},
-		raw:      map[string]http.HandlerFunc{},
-		chats:    map[int64]*Chat{},
-		nextChat: 1001,
-
-		bucket:      bucket{rate: defaultRate, burst: defaultBurst},
-		faultCounts: map[Fault]int{},
-		blocked:     map[string]time.Time{},
-		done:        make(chan struct{}),
-
-		oauth:     o,
-		clientID:  defaultClientID,
-		memberID:  randomHex(16),
-		appToken:  randomHex(16),
-		scopes:    append([]string(nil), defaultScopes...),
-		admins:    map[int64]bool{webhookUser: true},
-		tokens:    map[string]*accessToken{},
-		grants:    map[string]int64{},
-		bots:      map[int64]*botRecord{},
-		commands:  map[int64]*commandRecord{},
-		appEvents: map[string]map[string]string{},
-		nextBot:   firstBotID,
-		nextCmd:   firstCommandID,
+	p := &Portal{secret: randomHex(8), changed: make(chan struct{}), handlers: map[string]handler{}, raw: map[string]http.HandlerFunc{},
+		chats: map[int64]*Chat{}, nextChat: 1001,
+		bucket: bucket{rate: defaultRate, burst: defaultBurst}, faultCounts: map[Fault]int{}, blocked: map[string]time.Time{}, done: make(chan struct{}),
+		oauth: o, clientID: defaultClientID, memberID: randomHex(16), appToken: randomHex(16),
+		scopes: slices.Clone(defaultScopes), admins: map[int64]bool{webhookUser: true},
+		tokens: map[string]*accessToken{}, grants: map[string]int64{},
+		bots: map[int64]*botRecord{}, commands: map[int64]*commandRecord{}, handlerURLs: map[[2]string]string{},
+		nextBot: firstBotID, nextCmd: firstCommandID,
 	}
 	if o != nil {
 		p.clientID = o.clientID
@@ -172,7 +152,7 @@ func setOrDelete[V any](m map[string]V, method string, v V, remove bool) {
 func (p *Portal) Calls() []Call {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]Call(nil), p.calls...)
+	return slices.Clone(p.calls)
 }
 
 // CallsTo returns the calls to method (compared case-insensitively, as Bitrix24
@@ -184,13 +164,7 @@ func (p *Portal) CallsTo(method string) []Call {
 }
 
 func (p *Portal) callsToLocked(method string) []Call {
-	var out []Call
-	for _, c := range p.calls {
-		if strings.EqualFold(c.Method, method) {
-			out = append(out, c)
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(p.calls), func(c Call) bool { return !strings.EqualFold(c.Method, method) })
 }
 
 // Reset forgets the recorded calls; chats and messages stay.
@@ -247,41 +221,56 @@ type request struct {
 // /rest/METHOD[.json] (an application's {client_endpoint}, authorised by its token).
 func (p *Portal) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	rest, ok := strings.CutPrefix(r.URL.Path, "/rest/")
-	if !ok {
-		notFound(w)
+	parts := strings.Split(rest, "/")
+	webhook := len(parts) == 3 && parts[0] == itoa(webhookUser) && parts[1] == p.secret
+	switch {
+	case !ok:
+		writeHTML(w, http.StatusNotFound, nginxPage("404 Not Found"))
+		return
+	case !webhook && len(parts) != 1:
+		writeError(w, errNoAuth)
 		return
 	}
-	switch parts := strings.Split(rest, "/"); {
-	case len(parts) == 1:
-		if req := readRequest(w, r, parts[0]); req != nil {
-			p.serveToken(w, req)
-		}
-	case len(parts) == 3 && parts[0] == itoa(webhookUser) && parts[1] == p.secret:
-		if req := readRequest(w, r, parts[2]); req != nil {
-			req.caller = webhookCaller()
-			p.serve(w, req)
-		}
+	req, err := readRequest(w, r, parts[len(parts)-1])
+	switch {
+	case err != nil:
+		writeError(w, err)
+	case webhook:
+		req.caller = caller{userID: webhookUser}
+		p.serve(w, req)
 	default:
-		writeError(w, errNoAuth())
+		p.serveToken(w, req)
 	}
 }
 
-// readRequest reads a call's parameters; it answers the error and returns nil when
-// it cannot.
-func readRequest(w http.ResponseWriter, r *http.Request, method string) *request {
+// readRequest reads a call. Its parameters come from the URL query and the body —
+// JSON or form-urlencoded with bracket keys, both of which Bitrix24 accepts.
+func readRequest(w http.ResponseWriter, r *http.Request, method string) (*request, *bitrix24.Error) {
 	req := &request{r: r, method: strings.TrimSuffix(method, ".json"), start: time.Now()}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 32<<20))
-	if err != nil {
-		writeError(w, &bitrix24.Error{Code: "INVALID_REQUEST", Description: "Request body too large", HTTPStatus: http.StatusRequestEntityTooLarge})
-		return nil
+	var err error
+	if req.body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, 32<<20)); err != nil {
+		return nil, &bitrix24.Error{Code: "INVALID_REQUEST", Description: "Request body too large", HTTPStatus: http.StatusRequestEntityTooLarge}
 	}
-	req.body = body
-	var perr *bitrix24.Error
-	if req.params, req.json, perr = parseParams(r, body); perr != nil {
-		writeError(w, perr)
-		return nil
+	req.params, err = bitrix24.ParseForm([]byte(r.URL.RawQuery))
+	var fromBody bitrix24.Form
+	switch {
+	case err != nil:
+		return nil, wrongRequest("INVALID_REQUEST", "Malformed query string")
+	case len(bytes.TrimSpace(req.body)) == 0:
+	case isJSON(r):
+		dec := json.NewDecoder(bytes.NewReader(req.body))
+		dec.UseNumber()
+		if dec.Decode(&req.json) != nil {
+			return nil, wrongRequest("INVALID_REQUEST", "Malformed JSON body")
+		}
+		fromBody = formOf(req.json)
+	default:
+		if fromBody, err = bitrix24.ParseForm(req.body); err != nil {
+			return nil, wrongRequest("INVALID_REQUEST", "Malformed form body")
+		}
 	}
-	return req
+	maps.Copy(req.params, fromBody)
+	return req, nil
 }
 
 // serve answers a call whose credentials are good, as Bitrix24 does: the leaky
@@ -290,7 +279,7 @@ func (p *Portal) serve(w http.ResponseWriter, req *request) {
 	fault, slow, admitted := p.admit(req.method)
 	switch {
 	case !admitted:
-		writeError(w, errQueryLimit())
+		writeError(w, errQueryLimit)
 	case fault != noFault:
 		p.serveFaulted(w, req, fault, slow)
 	default:
@@ -301,68 +290,35 @@ func (p *Portal) serve(w http.ResponseWriter, req *request) {
 // execute records and runs a call that got past the limits.
 func (p *Portal) execute(w http.ResponseWriter, req *request) {
 	if req.method == "" {
-		writeError(w, errMethodNotFound())
+		writeError(w, errMethodNotFound)
 		return
 	}
 	p.record(Call{Method: req.method, Params: req.params, JSON: req.json, Auth: req.name(), UserID: req.userID})
-	if err := p.checkScope(req.caller, req.method); err != nil {
-		writeError(w, err)
-		return
-	}
-	if until, blocked := p.blockedUntil(req.method); blocked {
-		writeBlocked(w, req.start, until)
-		return
-	}
 	p.mu.Lock()
 	raw := p.raw[strings.ToLower(req.method)]
 	p.mu.Unlock()
-	if raw != nil {
+	var result any
+	err := p.checkScope(req.caller, req.method)
+	until, blocked := p.blockedUntil(req.method)
+	switch {
+	case err != nil:
+	case blocked:
+		writeBlocked(w, req.start, until)
+		return
+	case raw != nil:
 		req.r.Body = io.NopCloser(bytes.NewReader(req.body))
 		raw(w, req.r)
 		return
+	case strings.EqualFold(req.method, "batch"):
+		result = p.runBatch(req)
+	default:
+		result, err = p.dispatch(req.caller, req.method, req.params)
 	}
-	if strings.EqualFold(req.method, "batch") {
-		writeResult(w, p.runBatch(req), req.start)
-		return
-	}
-	result, err := p.dispatch(req.caller, req.method, req.params)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	writeResult(w, result, req.start)
-}
-
-// parseParams reads a request's parameters from the URL query and the body — JSON or
-// form-urlencoded with bracket keys, both of which Bitrix24 accepts.
-func parseParams(r *http.Request, body []byte) (bitrix24.Form, map[string]any, *bitrix24.Error) {
-	params, err := bitrix24.ParseForm([]byte(r.URL.RawQuery))
-	if err != nil {
-		return nil, nil, wrongRequest("INVALID_REQUEST", "Malformed query string")
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return params, nil, nil
-	}
-	if isJSON(r) {
-		var obj map[string]any
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.UseNumber()
-		if err := dec.Decode(&obj); err != nil {
-			return nil, nil, wrongRequest("INVALID_REQUEST", "Malformed JSON body")
-		}
-		for k, v := range formOf(obj) {
-			params[k] = v
-		}
-		return params, obj, nil
-	}
-	form, err := bitrix24.ParseForm(body)
-	if err != nil {
-		return nil, nil, wrongRequest("INVALID_REQUEST", "Malformed form body")
-	}
-	for k, v := range form {
-		params[k] = v
-	}
-	return params, nil, nil
 }
 
 func isJSON(r *http.Request) bool {
@@ -379,56 +335,53 @@ func formOf(obj map[string]any) bitrix24.Form {
 
 // The answers.
 
-func errNoAuth() *bitrix24.Error {
-	return &bitrix24.Error{Code: "NO_AUTH_FOUND", Description: "Wrong authorization data", HTTPStatus: http.StatusUnauthorized}
-}
-
-func errMethodNotFound() *bitrix24.Error {
-	return &bitrix24.Error{Code: "ERROR_METHOD_NOT_FOUND", Description: "Method not found!", HTTPStatus: http.StatusNotFound}
-}
+// Errors answered in several places; nothing changes them.
+var (
+	errNoAuth         = &bitrix24.Error{Code: "NO_AUTH_FOUND", Description: "Wrong authorization data", HTTPStatus: http.StatusUnauthorized}
+	errMethodNotFound = &bitrix24.Error{Code: "ERROR_METHOD_NOT_FOUND", Description: "Method not found!", HTTPStatus: http.StatusNotFound}
+	errQueryLimit     = &bitrix24.Error{Code: "QUERY_LIMIT_EXCEEDED", Description: "Too many requests", HTTPStatus: http.StatusServiceUnavailable}
+	// errOperationTimeLimit is the answer of a method that used up its processing
+	// time (BlockMethod).
+	errOperationTimeLimit = &bitrix24.Error{Code: "OPERATION_TIME_LIMIT", Description: "Method is blocked due to operation time limit.",
+		HTTPStatus: http.StatusTooManyRequests}
+)
 
 // wrongRequest builds a method error with Bitrix24's usual 400 status.
 func wrongRequest(code, description string) *bitrix24.Error {
 	return &bitrix24.Error{Code: code, Description: description, HTTPStatus: http.StatusBadRequest}
 }
 
-// phpArray is an ordered map that encodes as PHP's json_encode encodes an array: []
-// when empty, a list when the keys are 0…n-1, else an object in insertion order.
-type phpArray struct {
-	keys []string
-	vals []any
-}
+// phpArray is an ordered map, keys and values alternating, that encodes as PHP's
+// json_encode encodes an array: [] when empty, a list when the keys are 0…n-1, else an
+// object in insertion order.
+type phpArray []any
 
-func (a *phpArray) set(k string, v any) {
-	a.keys = append(a.keys, k)
-	a.vals = append(a.vals, v)
-}
+func (a *phpArray) set(k string, v any) { *a = append(*a, k, v) }
 
-func (a *phpArray) MarshalJSON() ([]byte, error) {
-	list := true
-	for i, k := range a.keys {
-		list = list && k == strconv.Itoa(i)
-	}
-	open, end := byte('{'), byte('}')
-	if list {
-		open, end = '[', ']'
-	}
-	b := []byte{open}
-	for i, k := range a.keys {
-		if i > 0 {
-			b = append(b, ',')
+func (a phpArray) MarshalJSON() ([]byte, error) {
+	values := []any{}
+	for i := 0; i < len(a); i += 2 {
+		values = append(values, a[i+1])
+		if a[i] != strconv.Itoa(i/2) {
+			values = nil
+			break
 		}
-		if !list {
-			kb, _ := json.Marshal(k)
-			b = append(append(b, kb...), ':')
-		}
-		vb, err := json.Marshal(a.vals[i])
+	}
+	if values != nil {
+		return json.Marshal(values)
+	}
+	b := []byte{'{'}
+	for i := 0; i < len(a); i += 2 {
+		kb, _ := json.Marshal(a[i])
+		vb, err := json.Marshal(a[i+1])
 		if err != nil {
 			return nil, err
 		}
-		b = append(b, vb...)
+		b = append(append(append(b, kb...), ':'), vb...)
+		b = append(b, ',')
 	}
-	return append(b, end), nil
+	b[len(b)-1] = '}'
+	return b, nil
 }
 
 func errorBody(e *bitrix24.Error) map[string]string {
@@ -438,29 +391,19 @@ func errorBody(e *bitrix24.Error) map[string]string {
 // dateLayout is how Bitrix24 writes dates: ISO 8601 with the offset.
 const dateLayout = "2006-01-02T15:04:05-07:00"
 
-// timing is the "time" block Bitrix24 adds to every answer, keys in its order.
-// operating_reset_at is resetAt; for a method that is not blocked it is ten minutes
-// after the start, when the method's oldest one-minute basket of processing time would
-// be dropped (b24restdocs limits.md).
-func timing(start, resetAt time.Time) *phpArray {
+// timing is the "time" block Bitrix24 adds to every answer, keys in its order. Unless
+// the method is blocked, operating_reset_at is ten minutes after the start, when its
+// oldest one-minute basket of processing time would be dropped (limits.md).
+func timing(start, resetAt time.Time) phpArray {
 	finish := time.Now()
-	t := &phpArray{}
-	t.set("start", float64(start.UnixMicro())/1e6)
-	t.set("finish", float64(finish.UnixMicro())/1e6)
-	t.set("duration", finish.Sub(start).Seconds())
-	t.set("processing", finish.Sub(start).Seconds())
-	t.set("date_start", start.Format(dateLayout))
-	t.set("date_finish", finish.Format(dateLayout))
-	t.set("operating_reset_at", resetAt.Unix())
-	t.set("operating", 0)
-	return t
+	took := finish.Sub(start).Seconds()
+	return phpArray{"start", float64(start.UnixMicro()) / 1e6, "finish", float64(finish.UnixMicro()) / 1e6,
+		"duration", took, "processing", took, "date_start", start.Format(dateLayout), "date_finish", finish.Format(dateLayout),
+		"operating_reset_at", resetAt.Unix(), "operating", 0}
 }
 
 func writeResult(w http.ResponseWriter, result any, start time.Time) {
-	env := &phpArray{}
-	env.set("result", result)
-	env.set("time", timing(start, start.Add(10*time.Minute)))
-	writeJSON(w, http.StatusOK, env)
+	writeJSON(w, http.StatusOK, phpArray{"result", result, "time", timing(start, start.Add(10*time.Minute))})
 }
 
 // writeError sends a method error; an error with HTTPStatus 0 is sent as 400, the
@@ -484,9 +427,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(body)
 }
 
-// notFound is the answer outside the REST API: an HTML page, not an envelope.
-func notFound(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(http.StatusNotFound)
-	_, _ = io.WriteString(w, "<html><body><h1>404 Not Found</h1></body></html>")
+// writeHTML sends a page as the nginx in front of Bitrix24 does: outside the REST
+// API, and when PHP fails or is out of reach (nginxPage).
+func writeHTML(w http.ResponseWriter, status int, page string) {
+	w.Header().Set("Content-Type", "text/html")
+	w.Header().Set("Server", "nginx")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, page)
+}
+
+// nginxPage is nginx's error page.
+func nginxPage(status string) string {
+	return "<html>\r\n<head><title>" + status + "</title></head>\r\n<body>\r\n" +
+		"<center><h1>" + status + "</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 }

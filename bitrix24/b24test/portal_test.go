@@ -349,14 +349,15 @@ func TestBatchAllFailedShape(t *testing.T) {
 
 func TestBatchHaltAndForm(t *testing.T) {
 	p := b24test.New(t)
-	// A form-encoded batch, as PHP SDKs send it; halt stops at the first error.
-	form := "halt=1&cmd%5Bsecond%5D=" + urlq("imbot.message.add?DIALOG_ID=27&MESSAGE=a") +
-		"&cmd%5Bfirst%5D=" + urlq("imbot.message.update?MESSAGE_ID=77&MESSAGE=b") +
-		"&cmd%5Bthird%5D=" + urlq("imbot.message.add?DIALOG_ID=27&MESSAGE=c")
+	// A form-encoded batch, as PHP SDKs send it (the fake runs its commands in
+	// Form.Keys order); halt stops at the first error.
+	form := "halt=1&cmd%5Ba%5D=" + urlq("imbot.message.add?DIALOG_ID=27&MESSAGE=a") +
+		"&cmd%5Bb%5D=" + urlq("imbot.message.update?MESSAGE_ID=77&MESSAGE=b") +
+		"&cmd%5Bc%5D=" + urlq("imbot.message.add?DIALOG_ID=27&MESSAGE=c")
 	a := callForm(t, p, "batch", form)
 	var top map[string]json.RawMessage
 	_ = json.Unmarshal([]byte(a.Raw), &top)
-	want := `{"result":{"second":5001},"result_error":{"first":{"error":"CANT_EDIT_MESSAGE","error_description":"Time has expired for modification or you don't have access"}},"result_total":[],"result_next":[],"result_time":{`
+	want := `{"result":{"a":5001},"result_error":{"b":{"error":"CANT_EDIT_MESSAGE","error_description":"Time has expired for modification or you don't have access"}},"result_total":[],"result_next":[],"result_time":{`
 	if !strings.HasPrefix(string(top["result"]), want) {
 		t.Fatalf("result %s", top["result"])
 	}
