@@ -147,6 +147,14 @@ func TestBotLifeCycle(t *testing.T) {
 	wantResult(t, callJSON(t, p, "imbot.register", reg), "568")
 }
 
+// paramCase is a call with its parameters edited, and the error it gets.
+type paramCase struct {
+	name   string
+	edit   func(m map[string]any)
+	status int
+	code   string
+}
+
 func TestRegisterErrors(t *testing.T) {
 	p := b24test.New(t)
 	base := func(edit func(m map[string]any)) map[string]any {
@@ -156,12 +164,7 @@ func TestRegisterErrors(t *testing.T) {
 		edit(m)
 		return m
 	}
-	cases := []struct {
-		name   string
-		edit   func(m map[string]any)
-		status int
-		code   string
-	}{
+	cases := []paramCase{
 		{"no client id", func(m map[string]any) { delete(m, "CLIENT_ID") }, 403, "ACCESS_DENIED"},
 		{"no message handler", func(m map[string]any) { delete(m, "EVENT_MESSAGE_ADD") }, 400, "EVENT_MESSAGE_ADD_ERROR"},
 		{"bad message handler", func(m map[string]any) { m["EVENT_MESSAGE_ADD"] = "not a url" }, 400, "EVENT_MESSAGE_ADD_ERROR"},
@@ -190,12 +193,7 @@ func TestRegisterErrors(t *testing.T) {
 func TestCommandRegisterErrors(t *testing.T) {
 	p := b24test.New(t)
 	wantResult(t, callJSON(t, p, "imbot.register", registration("supportbot", "https://bot.example/e", "S")), "567")
-	cases := []struct {
-		name   string
-		edit   func(m map[string]any)
-		status int
-		code   string
-	}{
+	cases := []paramCase{
 		{"no client id", func(m map[string]any) { delete(m, "CLIENT_ID") }, 403, "ACCESS_DENIED"},
 		{"no handler", func(m map[string]any) { delete(m, "EVENT_COMMAND_ADD") }, 400, "EVENT_COMMAND_ADD_ERROR"},
 		{"bad handler", func(m map[string]any) { m["EVENT_COMMAND_ADD"] = "mailto:x@y" }, 400, "EVENT_COMMAND_ADD_ERROR"},

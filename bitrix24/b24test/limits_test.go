@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"reflect"
 	"strings"
@@ -26,14 +25,7 @@ func try(ctx context.Context, client *http.Client, url, body string) (answer, er
 	if err != nil {
 		return answer{}, err
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return answer{}, err
-	}
-	a := answer{Status: resp.StatusCode, Raw: string(raw)}
-	_ = json.Unmarshal(raw, &a.Body)
-	return a, nil
+	return read(resp), nil
 }
 
 func sendMessage(t *testing.T, p *b24test.Portal, text string) answer {

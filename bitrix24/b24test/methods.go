@@ -151,7 +151,7 @@ func (p *Portal) hasMethod(name string) bool {
 	return builtins[key] != nil || p.handlers[key] != nil || p.raw[key] != nil
 }
 
-// imbot.chat.add: TYPE, TITLE, USERS[], ENTITY_TYPE, ENTITY_ID, MESSAGE → chat ID.
+// imbot.chat.add: TITLE, USERS[], ENTITY_TYPE, ENTITY_ID, MESSAGE → chat ID (TYPE is not kept).
 func (p *Portal) chatAdd(_ caller, f bitrix24.Form) (any, *bitrix24.Error) {
 	var users []int64
 	for _, k := range f.Group("USERS").Keys() {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -218,8 +217,6 @@ func (p *Portal) appInfo(c caller, _ bitrix24.Form) (any, *bitrix24.Error) {
 	return phpArray{"ID", 1, "CODE", c.clientID, "VERSION", 1, "STATUS", appStatus, "INSTALLED", true, "PAYMENT_EXPIRED", "N",
 		"DAYS", nil, "LANGUAGE_ID", "en", "LICENSE", "en_pro100", "LICENSE_TYPE", "pro100", "LICENSE_FAMILY", "pro"}, nil
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // OAuth is the authorisation server of one application (oauth.bitrix.info for it),
 // shared by the portals it is installed on (NewAppPortal). As settings/oauth/

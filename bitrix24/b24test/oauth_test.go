@@ -1,9 +1,7 @@
 package b24test_test
 
 import (
-	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -35,21 +33,11 @@ func callToken(t *testing.T, base, method, token string, params any) answer {
 func refresh(t *testing.T, o *b24test.OAuth, clientID, secret, refreshToken string) answer {
 	t.Helper()
 	q := url.Values{"grant_type": {"refresh_token"}, "client_id": {clientID}, "client_secret": {secret}, "refresh_token": {refreshToken}}
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, o.URL()+"/oauth/token/?"+q.Encode(), nil)
+	resp, err := http.Get(o.URL() + "/oauth/token/?" + q.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	a := answer{Status: resp.StatusCode, Raw: string(raw)}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	_ = dec.Decode(&a.Body)
-	return a
+	return read(resp)
 }
 
 func installAuth(t *testing.T, p *b24test.Portal) bitrix24.Auth {
@@ -235,9 +223,7 @@ func TestRefreshDelayConcurrent(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			defer resp.Body.Close()
-			raw, _ := io.ReadAll(resp.Body)
-			answers[i] = answer{Status: resp.StatusCode, Raw: string(raw)}
+			answers[i] = read(resp)
 		})
 	}
 	wg.Wait()

@@ -340,11 +340,12 @@ var (
 	errNoAuth         = &bitrix24.Error{Code: "NO_AUTH_FOUND", Description: "Wrong authorization data", HTTPStatus: http.StatusUnauthorized}
 	errMethodNotFound = &bitrix24.Error{Code: "ERROR_METHOD_NOT_FOUND", Description: "Method not found!", HTTPStatus: http.StatusNotFound}
 	errQueryLimit     = &bitrix24.Error{Code: "QUERY_LIMIT_EXCEEDED", Description: "Too many requests", HTTPStatus: http.StatusServiceUnavailable}
-	// errOperationTimeLimit is the answer of a method that used up its processing
-	// time (BlockMethod).
+	// A method that used up its processing time (BlockMethod).
 	errOperationTimeLimit = &bitrix24.Error{Code: "OPERATION_TIME_LIMIT", Description: "Method is blocked due to operation time limit.",
 		HTTPStatus: http.StatusTooManyRequests}
 )
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // wrongRequest builds a method error with Bitrix24's usual 400 status.
 func wrongRequest(code, description string) *bitrix24.Error {
@@ -359,16 +360,16 @@ type phpArray []any
 func (a *phpArray) set(k string, v any) { *a = append(*a, k, v) }
 
 func (a phpArray) MarshalJSON() ([]byte, error) {
-	values := []any{}
+	list := []any{}
 	for i := 0; i < len(a); i += 2 {
-		values = append(values, a[i+1])
 		if a[i] != strconv.Itoa(i/2) {
-			values = nil
+			list = nil
 			break
 		}
+		list = append(list, a[i+1])
 	}
-	if values != nil {
-		return json.Marshal(values)
+	if list != nil {
+		return json.Marshal(list)
 	}
 	b := []byte{'{'}
 	for i := 0; i < len(a); i += 2 {

@@ -44,6 +44,11 @@ func do(t *testing.T, url, contentType, body string) answer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return read(resp)
+}
+
+// read decodes an answer.
+func read(resp *http.Response) answer {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	a := answer{Status: resp.StatusCode, Raw: string(raw)}
