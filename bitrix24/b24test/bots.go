@@ -1,35 +1,31 @@
 package b24test
 
 import (
+	"maps"
 	"net/http"
 	"net/url"
-	"sort"
-	"strconv"
+	"slices"
 	"strings"
 
 	"supportbot/bitrix24"
 )
 
-// Bot registration, as the im module does it (b24restdocs api-reference/chat-bots/outdated/bots/
-// and commands/; where they are silent, CIMRestService::botRegister… and
-// Bitrix\Im\Bot / Bitrix\Im\Command in the im module):
+// Bot registration, as the im module does it (b24restdocs api-reference/chat-bots/outdated/;
+// where they are silent, Bitrix\Im\Bot and Bitrix\Im\Command):
 //
 //   - every method needs the application: an OAuth token's, or, for a webhook, CLIENT_ID
 //     (the bot is then the application "custom"+CLIENT_ID, and its handler URLs get
 //     ?CLIENT_ID=… appended); without it ACCESS_DENIED, 403;
-//   - imbot.register with a CODE some REST bot already has registers nothing: it answers
-//     that bot's ID (whichever application registered it), leaves its type and
-//     properties as they were, and binds the calling application's event handlers to the
-//     URLs given (Bitrix\Im\Bot::register looks the code up first);
-//   - imbot.command.register of a COMMAND the bot already has answers that command's ID
-//     the same way, binding the new ONIMCOMMANDADD handler (Bitrix\Im\Command::register);
+//   - imbot.register with a CODE some REST bot already has answers that bot's ID
+//     (whichever application registered it), changes nothing about it, and binds the
+//     calling application's event handlers; imbot.command.register of a COMMAND the bot
+//     has answers that command's ID the same way;
 //   - event handlers belong to the application, not the bot: one set per application;
-//   - imbot.unregister removes the bot's commands too (Bitrix\Im\Bot::unRegister).
+//   - imbot.unregister removes the bot's commands too.
 
 const (
 	firstBotID     = 567 // the bot of the recorded message events
 	firstCommandID = 103 // the command of the recorded command events
-	maxAppBots     = 5   // bots one application may have (imbot-register.md)
 )
 
 // Bot events and the imbot.register parameters that bind them, in the order
@@ -42,31 +38,23 @@ var botEventParams = []struct{ param, event, missing string }{
 	{"EVENT_BOT_DELETE", bitrix24.EventBotDelete, `Handler for "Bot delete" event isn't specified`},
 }
 
-// botProperties are the PROPERTIES imbot.register and imbot.update take.
-var botProperties = []string{"NAME", "LAST_NAME", "COLOR", "EMAIL", "PERSONAL_BIRTHDAY", "WORK_POSITION",
-	"PERSONAL_WWW", "PERSONAL_GENDER", "PERSONAL_PHOTO"}
-
 // Bot is a chat bot registered on the portal.
 type Bot struct {
-	ID       int64
-	Code     string
-	Type     string // B bot, S supervisor, O open lines, H human
-	OpenLine bool
+	ID   int64
+	Code string
+	Type string // B bot, S supervisor, O open lines, H human
 	// ClientID is the CLIENT_ID it was registered with through a webhook, or the
 	// client_id of the application whose token registered it.
 	ClientID string
-	// EventHandler is the ONIMBOTMESSAGEADD handler URL bound for the bot's
-	// application, as Bitrix24 will call it (for a webhook, with ?CLIENT_ID=… appended).
+	// Events maps each bot event (ONIMBOTMESSAGEADD, ONIMBOTJOINCHAT…) bound for the
+	// bot's application to its handler URL, as Bitrix24 will call it (for a webhook,
+	// with ?CLIENT_ID=… appended); EventHandler is ONIMBOTMESSAGEADD's.
+	Events       map[string]string
 	EventHandler string
-	// Events maps each bot event bound for the bot's application (ONIMBOTMESSAGEADD,
-	// ONIMBOTJOINCHAT, ONIMBOTDELETE, ONIMBOTMESSAGEUPDATE, ONIMBOTMESSAGEDELETE) to its
-	// handler URL.
-	Events map[string]string
-	// Properties are the PROPERTIES (NAME, LAST_NAME, COLOR, WORK_POSITION…) as given,
-	// with imbot.update's changes.
+	// Properties are the PROPERTIES (NAME, LAST_NAME, COLOR…) with imbot.update's
+	// changes.
 	Properties map[string]string
-	// Registrations is how many imbot.register calls answered this bot: the first
-	// made it, the others found its CODE.
+	// Registrations is how many imbot.register calls answered this bot.
 	Registrations int
 }
 
@@ -76,16 +64,12 @@ type CommandLang struct {
 	Params string
 }
 
-// Command is a slash command registered for a bot.
+// Command is a slash command registered for a bot. Its ONIMCOMMANDADD handler is the
+// application's (AppHandler).
 type Command struct {
-	ID, BotID       int64
-	Command         string // without a leading slash, as Bitrix24 stores it
-	Hidden, Common  bool
-	ExtranetSupport bool
-	ClientID        string
-	// EventHandler is the ONIMCOMMANDADD handler URL bound for the command's
-	// application (for a webhook, with ?CLIENT_ID=… appended).
-	EventHandler string
+	ID, BotID int64
+	Command   string // without a leading slash, as Bitrix24 stores it
+	Hidden    bool
 	// Lang holds the translations by LANGUAGE_ID, lower-cased as Bitrix24 stores it.
 	Lang map[string]CommandLang
 	// Registrations is how many imbot.command.register calls answered this command.
@@ -93,45 +77,40 @@ type Command struct {
 }
 
 type botRecord struct {
-	id            int64
-	code, typ     string
-	openline      bool
-	appID         string
-	clientID      string
-	props         map[string]string
-	registrations int
+	Bot
+	openline bool
+	appID    string
 }
 
 type commandRecord struct {
-	id, botID       int64
-	command         string
-	hidden, common  bool
-	extranet        bool
-	appID, clientID string
-	lang            map[string]CommandLang
-	registrations   int
+	Command
+	appID string
 }
+
+func (b *botRecord) installedBy() string     { return b.appID }
+func (c *commandRecord) installedBy() string { return c.appID }
+
+func botsOf(p *Portal) map[int64]*botRecord         { return p.bots }
+func commandsOf(p *Portal) map[int64]*commandRecord { return p.commands }
 
 // Bots returns the registered bots by ID.
 func (p *Portal) Bots() []Bot {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]Bot, 0, len(p.bots))
-	for _, b := range p.bots {
-		events := map[string]string{}
+	var out []Bot
+	for _, id := range slices.Sorted(maps.Keys(p.bots)) {
+		r := p.bots[id]
+		b := r.Bot
+		b.Events = map[string]string{}
 		for _, e := range botEventParams {
-			if u, ok := p.appEvents[b.appID][e.event]; ok {
-				events[e.event] = u
+			if u, ok := p.handlerURLs[[2]string{r.appID, e.event}]; ok {
+				b.Events[e.event] = u
 			}
 		}
-		props := make(map[string]string, len(b.props))
-		for k, v := range b.props {
-			props[k] = v
-		}
-		out = append(out, Bot{ID: b.id, Code: b.code, Type: b.typ, OpenLine: b.openline, ClientID: b.clientID,
-			EventHandler: events[bitrix24.EventMessageAdd], Events: events, Properties: props, Registrations: b.registrations})
+		b.EventHandler = b.Events[bitrix24.EventMessageAdd]
+		b.Properties = maps.Clone(b.Properties)
+		out = append(out, b)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 
@@ -139,18 +118,21 @@ func (p *Portal) Bots() []Bot {
 func (p *Portal) Commands() []Command {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]Command, 0, len(p.commands))
-	for _, c := range p.commands {
-		lang := make(map[string]CommandLang, len(c.lang))
-		for k, v := range c.lang {
-			lang[k] = v
-		}
-		out = append(out, Command{ID: c.id, BotID: c.botID, Command: c.command, Hidden: c.hidden, Common: c.common,
-			ExtranetSupport: c.extranet, ClientID: c.clientID, EventHandler: p.appEvents[c.appID][bitrix24.EventCommandAdd],
-			Lang: lang, Registrations: c.registrations})
+	var out []Command
+	for _, id := range slices.Sorted(maps.Keys(p.commands)) {
+		cmd := p.commands[id].Command
+		cmd.Lang = maps.Clone(cmd.Lang)
+		out = append(out, cmd)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// AppHandler is the handler the application with clientID has bound for event, or "".
+// For a webhook's application it is "custom"+CLIENT_ID.
+func (p *Portal) AppHandler(clientID, event string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.handlerURLs[[2]string{clientID, strings.ToUpper(event)}]
 }
 
 // application is the calling application: appID as Bitrix24 keys bots by it, the
@@ -160,16 +142,54 @@ type application struct {
 	custom          bool
 }
 
-func (c caller) application(f bitrix24.Form) (application, *bitrix24.Error) {
-	if c.token != "" {
-		return application{appID: c.clientID, clientID: c.clientID}, nil
+// forApp makes a method of the calling application's: it gets the parameters with
+// their top-level keys upper-cased, as the im module's methods take them
+// (array_change_key_case), and the application.
+func forApp(m func(*Portal, application, bitrix24.Form) (any, *bitrix24.Error)) method {
+	return func(p *Portal, c caller, f bitrix24.Form) (any, *bitrix24.Error) {
+		upper := make(bitrix24.Form, len(f))
+		for k, v := range f {
+			upper[strings.ToUpper(k)] = v
+		}
+		switch {
+		case c.token != "":
+			return m(p, application{appID: c.clientID, clientID: c.clientID}, upper)
+		case hasValue(upper, "CLIENT_ID"):
+			cid := upper.String("CLIENT_ID")
+			return m(p, application{appID: "custom" + cid, clientID: cid, custom: true}, upper)
+		}
+		return nil, &bitrix24.Error{Code: "ACCESS_DENIED", Description: "Access denied! Client ID not specified",
+			HTTPStatus: http.StatusForbidden}
 	}
-	if hasValue(f, "CLIENT_ID") {
-		cid := f.String("CLIENT_ID")
-		return application{appID: "custom" + cid, clientID: cid, custom: true}, nil
+}
+
+// owned makes m a method of one of the application's bots or commands, the one whose
+// ID is the parameter param ("BOT_ID", "COMMAND_ID"): m runs under the portal's lock
+// with it. Without it the answer is BOT_ID_ERROR or COMMAND_ID_ERROR, and APP_ID_ERROR
+// when another application installed it.
+func owned[R interface{ installedBy() string }](records func(*Portal) map[int64]R, param, what string,
+	m func(*Portal, application, R, bitrix24.Form) (any, *bitrix24.Error)) method {
+	return forApp(func(p *Portal, app application, f bitrix24.Form) (any, *bitrix24.Error) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		r, err := findLocked(records(p), app, f, param, what)
+		if err != nil {
+			return nil, err
+		}
+		return m(p, app, r, f)
+	})
+}
+
+// findLocked finds what owned gives its method.
+func findLocked[R interface{ installedBy() string }](records map[int64]R, app application, f bitrix24.Form, param, what string) (R, *bitrix24.Error) {
+	r, ok := records[intParam(f, param)]
+	switch {
+	case !ok:
+		return r, wrongRequest(param+"_ERROR", what+" not found")
+	case r.installedBy() != app.appID:
+		return r, wrongRequest("APP_ID_ERROR", what+" was installed by another rest application")
 	}
-	return application{}, &bitrix24.Error{Code: "ACCESS_DENIED", Description: "Access denied! Client ID not specified",
-		HTTPStatus: http.StatusForbidden}
+	return r, nil
 }
 
 // handlerURL checks a handler URL and returns it as it will be bound.
@@ -188,86 +208,65 @@ func (a application) handlerURL(raw string) (string, bool) {
 	return raw, true
 }
 
-// upperKeys upper-cases the top-level keys, as the REST methods do
-// (array_change_key_case); nested ones stay as sent.
-func upperKeys(f bitrix24.Form) bitrix24.Form {
-	out := make(bitrix24.Form, len(f))
-	for k, v := range f {
-		out[strings.ToUpper(k)] = v
-	}
-	return out
-}
-
-// yes is a Y/N flag; a JSON true (flattened to "1") counts, as PHP's true == 'Y' does.
-func yes(v string) bool { return v == "Y" || v == "1" }
-
-func yn(b bool) string {
-	if b {
-		return "Y"
-	}
-	return "N"
-}
-
-// bindLocked binds the application's handler of event.
-func (p *Portal) bindLocked(appID, event, url string) {
-	if p.appEvents[appID] == nil {
-		p.appEvents[appID] = map[string]string{}
-	}
-	p.appEvents[appID][event] = url
-}
-
-// imbot.register → bot ID.
-func (p *Portal) botRegister(c caller, f bitrix24.Form) (any, *bitrix24.Error) {
-	f = upperKeys(f)
-	app, aerr := c.application(f)
-	if aerr != nil {
-		return nil, aerr
-	}
-	given := map[string]string{}
+// botHandlers reads the EVENT_* handler URLs of imbot.register, or of imbot.update's
+// FIELDS, by event; EVENT_HANDLER stands for all of them. With required, a missing
+// one that imbot.register needs is an error.
+func (a application) botHandlers(f bitrix24.Form, required bool) (map[string]string, *bitrix24.Error) {
+	bound := map[string]string{}
 	for _, e := range botEventParams {
-		switch {
-		case hasValue(f, "EVENT_HANDLER"):
-			given[e.param] = f.String("EVENT_HANDLER")
-		case hasValue(f, e.param):
-			given[e.param] = f.String(e.param)
+		key := e.param
+		if hasValue(f, "EVENT_HANDLER") {
+			key = "EVENT_HANDLER"
 		}
-	}
-	bound := map[string]string{} // event → URL
-	for _, e := range botEventParams {
-		raw, ok := given[e.param]
-		if !ok {
-			if e.missing != "" {
+		if !hasValue(f, key) {
+			if required && e.missing != "" {
 				return nil, wrongRequest(e.param+"_ERROR", e.missing)
 			}
 			continue
 		}
-		u, ok := app.handlerURL(raw)
+		u, ok := a.handlerURL(f.String(key))
 		if !ok {
 			return nil, wrongRequest(e.param+"_ERROR", "Wrong handler URL")
 		}
 		bound[e.event] = u
 	}
+	return bound, nil
+}
+
+// properties reads PROPERTIES (NAME, LAST_NAME, COLOR, WORK_POSITION…).
+func properties(g bitrix24.Form) map[string]string {
+	props := map[string]string{}
+	for k, v := range g {
+		if v, ok := v.(string); ok {
+			props[k] = v
+		}
+	}
+	return props
+}
+
+// yes is a Y/N flag; a JSON true (flattened to "1") counts, as PHP's true == 'Y' does.
+func yes(v string) bool { return v == "Y" || v == "1" }
+
+// imbot.register → bot ID.
+func (p *Portal) botRegister(app application, f bitrix24.Form) (any, *bitrix24.Error) {
+	bound, err := app.botHandlers(f, true)
+	if err != nil {
+		return nil, err
+	}
 	if !hasValue(f, "CODE") {
 		return nil, wrongRequest("CODE_ERROR", "Bot code isn't specified")
 	}
-	code := f.String("CODE")
-	typ := f.String("TYPE")
-	if typ != "O" && typ != "B" && typ != "H" && typ != "S" {
+	code, typ := f.String("CODE"), f.String("TYPE")
+	if len(typ) != 1 || !strings.Contains("BSOH", typ) {
 		typ = "B"
 	}
 	openline := f.String("OPENLINE") == "Y" || typ == "O"
-	if typ != "S" && typ != "O" && !openline {
+	if typ != "S" && !openline {
 		// Plain bots get no edit and delete events.
 		delete(bound, bitrix24.EventMessageUpdate)
 		delete(bound, bitrix24.EventMessageDelete)
 	}
-	props := map[string]string{}
-	given2 := f.Group("PROPERTIES")
-	for _, k := range botProperties {
-		if v, ok := given2[k].(string); ok {
-			props[k] = v
-		}
-	}
+	props := properties(f.Group("PROPERTIES"))
 	_, hasName := props["NAME"]
 	_, hasLast := props["LAST_NAME"]
 	if !hasName && !hasLast {
@@ -277,208 +276,106 @@ func (p *Portal) botRegister(c caller, f bitrix24.Form) (any, *bitrix24.Error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var b *botRecord
-	for _, existing := range p.bots {
-		if existing.code == code {
-			b = existing
-			break
+	for _, other := range p.bots {
+		if other.Code == code {
+			b = other
 		}
 	}
 	if b == nil {
-		n := 0
-		for _, other := range p.bots {
-			if other.appID == app.appID {
-				n++
-			}
-		}
-		if n >= maxAppBots {
-			return nil, wrongRequest("MAX_COUNT_ERROR", "Has reached the maximum number of bots for application (max: "+strconv.Itoa(maxAppBots)+")")
-		}
-		b = &botRecord{id: p.nextBot, code: code, typ: typ, openline: openline, appID: app.appID, clientID: app.clientID, props: props}
+		b = &botRecord{Bot: Bot{ID: p.nextBot, Code: code, Type: typ, ClientID: app.clientID, Properties: props},
+			openline: openline, appID: app.appID}
 		p.nextBot++
-		p.bots[b.id] = b
+		p.bots[b.ID] = b
 	}
-	b.registrations++
-	for _, e := range botEventParams {
-		if u, ok := bound[e.event]; ok {
-			p.bindLocked(app.appID, e.event, u)
-		}
+	b.Registrations++
+	for event, u := range bound {
+		p.handlerURLs[[2]string{app.appID, event}] = u
 	}
-	return b.id, nil
-}
-
-// botForLocked finds a bot of the application: BOT_ID_ERROR or APP_ID_ERROR.
-func (p *Portal) botForLocked(app application, id int64) (*botRecord, *bitrix24.Error) {
-	b := p.bots[id]
-	if b == nil {
-		return nil, wrongRequest("BOT_ID_ERROR", "Bot not found")
-	}
-	if b.appID != app.appID {
-		return nil, wrongRequest("APP_ID_ERROR", "Bot was installed by another rest application")
-	}
-	return b, nil
+	return b.ID, nil
 }
 
 // imbot.update: BOT_ID, CLIENT_ID, FIELDS{CODE, EVENT_*, PROPERTIES} → true. TYPE and
 // OPENLINE cannot change (imbot-update.md).
-func (p *Portal) botUpdate(c caller, f bitrix24.Form) (any, *bitrix24.Error) {
-	f = upperKeys(f)
-	app, aerr := c.application(f)
-	if aerr != nil {
-		return nil, aerr
-	}
-	id := intParam(f, "BOT_ID")
-	p.mu.Lock()
-	_, berr := p.botForLocked(app, id)
-	p.mu.Unlock()
-	if berr != nil {
-		return nil, berr
-	}
+func (p *Portal) botUpdate(app application, b *botRecord, f bitrix24.Form) (any, *bitrix24.Error) {
 	fields := f.Group("FIELDS")
-	if fields == nil {
-		fields = bitrix24.Form{}
+	bound, err := app.botHandlers(fields, false)
+	if err != nil {
+		return nil, err
 	}
-	bound := map[string]string{}
-	for _, e := range botEventParams {
-		raw := ""
-		switch {
-		case hasValue(fields, "EVENT_HANDLER"):
-			raw = fields.String("EVENT_HANDLER")
-		case hasValue(fields, e.param):
-			raw = fields.String(e.param)
-		default:
-			continue
-		}
-		u, ok := app.handlerURL(raw)
-		if !ok {
-			return nil, wrongRequest(e.param+"_ERROR", "Wrong handler URL")
-		}
-		bound[e.event] = u
-	}
-	code := ""
-	if hasValue(fields, "CODE") {
-		code = fields.String("CODE")
-	}
-	props := map[string]string{}
-	given := fields.Group("PROPERTIES")
-	for _, k := range botProperties {
-		if v, ok := given[k].(string); ok {
-			props[k] = v
-		}
-	}
+	props := properties(fields.Group("PROPERTIES"))
 	name, hasName := props["NAME"]
 	last, hasLast := props["LAST_NAME"]
 	if hasName && name == "" && hasLast && last == "" {
 		return nil, wrongRequest("NAME_ERROR", "Bot name isn't specified")
 	}
-	if code == "" && len(props) == 0 && len(bound) == 0 {
+	if !hasValue(fields, "CODE") && len(props) == 0 && len(bound) == 0 {
 		return nil, wrongRequest("WRONG_REQUEST", "Update fields can't be empty")
 	}
-
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	b, berr := p.botForLocked(app, id)
-	if berr != nil {
-		return nil, berr
-	}
-	if code != "" {
-		b.code = code
+	if hasValue(fields, "CODE") {
+		b.Code = fields.String("CODE")
 	}
 	for k, v := range props {
-		if k == "NAME" && strings.TrimSpace(v) == "" {
-			continue // an empty name is ignored, not stored
+		if k != "NAME" || strings.TrimSpace(v) != "" { // an empty name is ignored, not stored
+			b.Properties[k] = v
 		}
-		b.props[k] = v
 	}
 	for event, u := range bound {
-		p.bindLocked(app.appID, event, u)
+		p.handlerURLs[[2]string{app.appID, event}] = u
 	}
 	return true, nil
 }
 
 // imbot.unregister: BOT_ID, CLIENT_ID → true; the bot's commands go with it.
-func (p *Portal) botUnregister(c caller, f bitrix24.Form) (any, *bitrix24.Error) {
-	f = upperKeys(f)
-	app, aerr := c.application(f)
-	if aerr != nil {
-		return nil, aerr
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	b, berr := p.botForLocked(app, intParam(f, "BOT_ID"))
-	if berr != nil {
-		return nil, berr
-	}
-	delete(p.bots, b.id)
+func (p *Portal) botUnregister(app application, b *botRecord, _ bitrix24.Form) (any, *bitrix24.Error) {
+	delete(p.bots, b.ID)
 	for id, cmd := range p.commands {
-		if cmd.botID == b.id {
+		if cmd.BotID == b.ID {
 			delete(p.commands, id)
 		}
 	}
-	left := false
 	for _, other := range p.bots {
 		if other.appID == app.appID {
-			left = true
-			break
+			return true, nil
 		}
 	}
-	if !left {
-		// The application's last bot is gone: so are its bot event handlers.
-		for _, e := range botEventParams {
-			delete(p.appEvents[app.appID], e.event)
-		}
+	// The application's last bot is gone: so are its bot event handlers.
+	for _, e := range botEventParams {
+		delete(p.handlerURLs, [2]string{app.appID, e.event})
 	}
 	return true, nil
 }
 
 // imbot.bot.list: every bot of the portal, by ID: {"567":{"ID":567,"NAME":…,"CODE":…,"OPENLINE":"N"}}
 // (imbot-bot-list.md); [] when there is none, as PHP encodes an empty array.
-func (p *Portal) botList() any {
+func (p *Portal) botList(caller, bitrix24.Form) (any, *bitrix24.Error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ids := make([]int64, 0, len(p.bots))
-	for id := range p.bots {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	out := &phpArray{}
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(p.bots)) {
 		b := p.bots[id]
-		item := &phpArray{}
-		item.set("ID", b.id)
-		item.set("NAME", strings.TrimSpace(b.props["NAME"]+" "+b.props["LAST_NAME"]))
-		item.set("CODE", b.code)
-		item.set("OPENLINE", yn(b.openline))
-		out.set(itoa(id), item)
+		out.set(itoa(id), phpArray{"ID", b.ID, "NAME", strings.TrimSpace(b.Properties["NAME"] + " " + b.Properties["LAST_NAME"]),
+			"CODE", b.Code, "OPENLINE", map[bool]string{true: "Y", false: "N"}[b.openline]})
 	}
-	return out
+	return out, nil
 }
 
 // commandLangs reads LANG[{LANGUAGE_ID, TITLE, PARAMS}], skipping entries without a
-// language, as Bitrix\Im\Command does.
+// language or a title, as Bitrix\Im\Command does.
 func commandLangs(g bitrix24.Form) map[string]CommandLang {
 	out := map[string]CommandLang{}
 	for _, k := range g.Keys() {
 		e := g.Group(k)
 		lang := strings.ToLower(e.String("LANGUAGE_ID"))
-		if lang == "" || lang == "0" {
-			continue
+		if _, ok := e["TITLE"]; ok && lang != "" && lang != "0" {
+			out[lang] = CommandLang{Title: e.String("TITLE"), Params: e.String("PARAMS")}
 		}
-		if _, ok := e["TITLE"]; !ok {
-			continue
-		}
-		out[lang] = CommandLang{Title: e.String("TITLE"), Params: e.String("PARAMS")}
 	}
 	return out
 }
 
 // imbot.command.register: BOT_ID, COMMAND, COMMON, HIDDEN, EXTRANET_SUPPORT, CLIENT_ID,
 // LANG, EVENT_COMMAND_ADD → command ID.
-func (p *Portal) commandRegister(c caller, f bitrix24.Form) (any, *bitrix24.Error) {
-	f = upperKeys(f)
-	app, aerr := c.application(f)
-	if aerr != nil {
-		return nil, aerr
-	}
+func (p *Portal) commandRegister(app application, f bitrix24.Form) (any, *bitrix24.Error) {
 	if !hasValue(f, "EVENT_COMMAND_ADD") {
 		return nil, wrongRequest("EVENT_COMMAND_ADD_ERROR", `Handler for "Command add" event isn't specified`)
 	}
@@ -489,11 +386,11 @@ func (p *Portal) commandRegister(c caller, f bitrix24.Form) (any, *bitrix24.Erro
 	if !hasValue(f, "COMMAND") {
 		return nil, wrongRequest("COMMAND_ERROR", "Command isn't specified")
 	}
-	botID := intParam(f, "BOT_ID")
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, berr := p.botForLocked(app, botID); berr != nil {
-		return nil, berr
+	b, err := findLocked(p.bots, app, f, "BOT_ID", "Bot")
+	if err != nil {
+		return nil, err
 	}
 	if !hasValue(f, "LANG") {
 		return nil, wrongRequest("LANG_ERROR", "Lang set can't be empty")
@@ -501,102 +398,52 @@ func (p *Portal) commandRegister(c caller, f bitrix24.Form) (any, *bitrix24.Erro
 	name := strings.TrimPrefix(f.String("COMMAND"), "/")
 	var cmd *commandRecord
 	for _, existing := range p.commands {
-		if existing.botID == botID && existing.command == name {
+		if existing.BotID == b.ID && existing.Command.Command == name {
 			cmd = existing
-			break
 		}
 	}
 	if cmd == nil {
-		cmd = &commandRecord{id: p.nextCmd, botID: botID, command: name, common: yes(f.String("COMMON")),
-			hidden: yes(f.String("HIDDEN")), extranet: yes(f.String("EXTRANET_SUPPORT")),
-			appID: app.appID, clientID: app.clientID, lang: commandLangs(f.Group("LANG"))}
+		cmd = &commandRecord{Command: Command{ID: p.nextCmd, BotID: b.ID, Command: name, Hidden: yes(f.String("HIDDEN")),
+			Lang: commandLangs(f.Group("LANG"))}, appID: app.appID}
 		p.nextCmd++
-		p.commands[cmd.id] = cmd
+		p.commands[cmd.ID] = cmd
 	}
-	cmd.registrations++
-	p.bindLocked(app.appID, bitrix24.EventCommandAdd, handler)
-	return cmd.id, nil
-}
-
-// commandForLocked finds a command of the application: COMMAND_ID_ERROR or APP_ID_ERROR.
-func (p *Portal) commandForLocked(app application, id int64) (*commandRecord, *bitrix24.Error) {
-	cmd := p.commands[id]
-	if cmd == nil {
-		return nil, wrongRequest("COMMAND_ID_ERROR", "Command not found")
-	}
-	if cmd.appID != app.appID {
-		return nil, wrongRequest("APP_ID_ERROR", "Command was installed by another rest application")
-	}
-	return cmd, nil
+	cmd.Registrations++
+	p.handlerURLs[[2]string{app.appID, bitrix24.EventCommandAdd}] = handler
+	return cmd.ID, nil
 }
 
 // imbot.command.update: COMMAND_ID, CLIENT_ID, FIELDS{COMMAND, EVENT_COMMAND_ADD, HIDDEN,
 // EXTRANET_SUPPORT, LANG} → true.
-func (p *Portal) commandUpdate(c caller, f bitrix24.Form) (any, *bitrix24.Error) {
-	f = upperKeys(f)
-	app, aerr := c.application(f)
-	if aerr != nil {
-		return nil, aerr
-	}
-	id := intParam(f, "COMMAND_ID")
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cmd, cerr := p.commandForLocked(app, id)
-	if cerr != nil {
-		return nil, cerr
-	}
+func (p *Portal) commandUpdate(app application, cmd *commandRecord, f bitrix24.Form) (any, *bitrix24.Error) {
 	fields := f.Group("FIELDS")
-	if fields == nil {
-		fields = bitrix24.Form{}
-	}
-	handler := ""
 	if hasValue(fields, "EVENT_COMMAND_ADD") {
 		u, ok := app.handlerURL(fields.String("EVENT_COMMAND_ADD"))
 		if !ok {
 			return nil, wrongRequest("EVENT_COMMAND_ADD_ERROR", "Wrong handler URL")
 		}
-		handler = u
+		p.handlerURLs[[2]string{app.appID, bitrix24.EventCommandAdd}] = u
 	}
-	changed := false
 	if hasValue(fields, "COMMAND") {
-		cmd.command = strings.TrimPrefix(fields.String("COMMAND"), "/")
-		changed = true
+		cmd.Command.Command = strings.TrimPrefix(fields.String("COMMAND"), "/")
 	}
 	if hasValue(fields, "HIDDEN") {
-		cmd.hidden = yes(fields.String("HIDDEN"))
-		changed = true
-	}
-	if hasValue(fields, "EXTRANET_SUPPORT") {
-		cmd.extranet = yes(fields.String("EXTRANET_SUPPORT"))
-		changed = true
+		cmd.Hidden = yes(fields.String("HIDDEN"))
 	}
 	if hasValue(fields, "LANG") {
-		cmd.lang = commandLangs(fields.Group("LANG"))
-		changed = true
+		cmd.Lang = commandLangs(fields.Group("LANG"))
 	}
-	if !changed && handler == "" {
-		return nil, wrongRequest("WRONG_REQUEST", "Update fields can't be empty")
+	for _, k := range []string{"EVENT_COMMAND_ADD", "COMMAND", "HIDDEN", "EXTRANET_SUPPORT", "LANG"} {
+		if hasValue(fields, k) {
+			return true, nil
+		}
 	}
-	if handler != "" {
-		p.bindLocked(app.appID, bitrix24.EventCommandAdd, handler)
-	}
-	return true, nil
+	return nil, wrongRequest("WRONG_REQUEST", "Update fields can't be empty")
 }
 
 // imbot.command.unregister: COMMAND_ID, CLIENT_ID → true.
-func (p *Portal) commandUnregister(c caller, f bitrix24.Form) (any, *bitrix24.Error) {
-	f = upperKeys(f)
-	app, aerr := c.application(f)
-	if aerr != nil {
-		return nil, aerr
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cmd, cerr := p.commandForLocked(app, intParam(f, "COMMAND_ID"))
-	if cerr != nil {
-		return nil, cerr
-	}
-	delete(p.commands, cmd.id)
+func (p *Portal) commandUnregister(_ application, cmd *commandRecord, _ bitrix24.Form) (any, *bitrix24.Error) {
+	delete(p.commands, cmd.ID)
 	return true, nil
 }
 
@@ -615,13 +462,6 @@ func (p *Portal) eventBind(c caller, f bitrix24.Form) (any, *bitrix24.Error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.bindLocked(c.clientID, event, handler)
+	p.handlerURLs[[2]string{c.clientID, event}] = handler
 	return true, nil
-}
-
-// AppHandler is the handler the application with clientID has bound for event, or "".
-func (p *Portal) AppHandler(clientID, event string) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.appEvents[clientID][strings.ToUpper(event)]
 }

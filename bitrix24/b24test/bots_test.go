@@ -69,12 +69,14 @@ func TestRegisterTwiceKeepsOneBotAndCommands(t *testing.T) {
 	if len(cmds) != 2 || cmds[0].Command != "chats" || cmds[1].Command != "new" {
 		t.Fatalf("commands %+v", cmds)
 	}
-	wantCmd := b24test.Command{ID: 103, BotID: 567, Command: "chats", ClientID: "cid1",
-		EventHandler:  "https://bot.example/bitrix/events?CLIENT_ID=cid1",
+	wantCmd := b24test.Command{ID: 103, BotID: 567, Command: "chats",
 		Lang:          map[string]b24test.CommandLang{"en": {Title: "All chats"}, "ru": {Title: "Все чаты", Params: "номер"}},
 		Registrations: 2}
 	if !reflect.DeepEqual(cmds[0], wantCmd) {
 		t.Fatalf("command\n %+v\nwant\n %+v", cmds[0], wantCmd)
+	}
+	if h := p.AppHandler("customcid1", "ONIMCOMMANDADD"); h != "https://bot.example/bitrix/events?CLIENT_ID=cid1" {
+		t.Fatalf("command handler %q", h)
 	}
 	if n := len(p.CallsTo("imbot.register")); n != 2 {
 		t.Fatalf("%d register calls", n)
@@ -120,7 +122,8 @@ func TestBotLifeCycle(t *testing.T) {
 		"HIDDEN": "Y", "EVENT_COMMAND_ADD": "https://cmd.example/e",
 		"LANG": []any{map[string]any{"LANGUAGE_ID": "de", "TITLE": "Alle Chats"}}}}), "true")
 	c := p.Commands()[0]
-	if !c.Hidden || c.EventHandler != "https://cmd.example/e?CLIENT_ID=cid1" || !reflect.DeepEqual(c.Lang, map[string]b24test.CommandLang{"de": {Title: "Alle Chats"}}) {
+	if !c.Hidden || p.AppHandler("customcid1", "onimcommandadd") != "https://cmd.example/e?CLIENT_ID=cid1" ||
+		!reflect.DeepEqual(c.Lang, map[string]b24test.CommandLang{"de": {Title: "Alle Chats"}}) {
 		t.Fatalf("updated command %+v", c)
 	}
 	wantError(t, callJSON(t, p, "imbot.command.update", map[string]any{"COMMAND_ID": 103, "CLIENT_ID": "cid1", "FIELDS": map[string]any{}}), 400, "WRONG_REQUEST")
@@ -144,6 +147,14 @@ func TestBotLifeCycle(t *testing.T) {
 	wantResult(t, callJSON(t, p, "imbot.register", reg), "568")
 }
 
+// paramCase is a call with its parameters edited, and the error it gets.
+type paramCase struct {
+	name   string
+	edit   func(m map[string]any)
+	status int
+	code   string
+}
+
 func TestRegisterErrors(t *testing.T) {
 	p := b24test.New(t)
 	base := func(edit func(m map[string]any)) map[string]any {
@@ -153,12 +164,7 @@ func TestRegisterErrors(t *testing.T) {
 		edit(m)
 		return m
 	}
-	cases := []struct {
-		name   string
-		edit   func(m map[string]any)
-		status int
-		code   string
-	}{
+	cases := []paramCase{
 		{"no client id", func(m map[string]any) { delete(m, "CLIENT_ID") }, 403, "ACCESS_DENIED"},
 		{"no message handler", func(m map[string]any) { delete(m, "EVENT_MESSAGE_ADD") }, 400, "EVENT_MESSAGE_ADD_ERROR"},
 		{"bad message handler", func(m map[string]any) { m["EVENT_MESSAGE_ADD"] = "not a url" }, 400, "EVENT_MESSAGE_ADD_ERROR"},
@@ -177,23 +183,17 @@ func TestRegisterErrors(t *testing.T) {
 	if len(p.Bots()) != 0 {
 		t.Fatalf("a failed registration made a bot: %+v", p.Bots())
 	}
-	// Five bots per application.
-	for i := range 5 {
+	// A CODE already registered answers that bot, whichever application asks.
+	for i := range 3 {
 		wantResult(t, callJSON(t, p, "imbot.register", base(func(m map[string]any) { m["CODE"] = "b" + strconv.Itoa(i) })), strconv.Itoa(567+i))
 	}
-	wantError(t, callJSON(t, p, "imbot.register", base(func(m map[string]any) { m["CODE"] = "b9" })), 400, "MAX_COUNT_ERROR")
-	wantResult(t, callJSON(t, p, "imbot.register", base(func(m map[string]any) { m["CODE"] = "b2" })), "569")
+	wantResult(t, callJSON(t, p, "imbot.register", base(func(m map[string]any) { m["CODE"] = "b2"; m["CLIENT_ID"] = "other" })), "569")
 }
 
 func TestCommandRegisterErrors(t *testing.T) {
 	p := b24test.New(t)
 	wantResult(t, callJSON(t, p, "imbot.register", registration("supportbot", "https://bot.example/e", "S")), "567")
-	cases := []struct {
-		name   string
-		edit   func(m map[string]any)
-		status int
-		code   string
-	}{
+	cases := []paramCase{
 		{"no client id", func(m map[string]any) { delete(m, "CLIENT_ID") }, 403, "ACCESS_DENIED"},
 		{"no handler", func(m map[string]any) { delete(m, "EVENT_COMMAND_ADD") }, 400, "EVENT_COMMAND_ADD_ERROR"},
 		{"bad handler", func(m map[string]any) { m["EVENT_COMMAND_ADD"] = "mailto:x@y" }, 400, "EVENT_COMMAND_ADD_ERROR"},

@@ -2,18 +2,19 @@ package b24test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"supportbot/bitrix24"
 )
@@ -22,226 +23,98 @@ import (
 // setting it.
 const Drop = "\x00drop"
 
-// testdataDir is bitrix24/testdata, found from this source file so that Fixture works
-// from a test in any package, whatever its working directory.
-func testdataDir() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		panic("b24test: cannot locate the fixtures: runtime.Caller failed")
-	}
-	return filepath.Join(filepath.Dir(file), "..", "testdata")
-}
-
 // Fixture returns the raw body of bitrix24/testdata/<name>, e.g.
-// "v1/onimbotmessageadd-private.form". It panics when the file is missing: a test
-// with a wrong fixture name cannot do anything useful.
+// "v1/onimbotmessageadd-private.form", found from this source file so that it works
+// from a test in any package. It panics when the file is missing: a test with a wrong
+// fixture name cannot do anything useful.
 func Fixture(name string) []byte {
-	b, err := os.ReadFile(filepath.Join(testdataDir(), filepath.FromSlash(name)))
+	_, file, _, _ := runtime.Caller(0)
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "testdata", filepath.FromSlash(name)))
 	if err != nil {
 		panic(fmt.Sprintf("b24test: fixture %s: %v", name, err))
 	}
 	return b
 }
 
-// field is one key=value pair of a form body, its key split into bracket segments.
-type field struct {
-	path  []string
-	value string
-}
-
 // Event builds an event body from a fixture with fields replaced, added or removed.
 // Keys are bracket paths as they decode ("data[PARAMS][MESSAGE]",
-// "auth[application_token]"); a "*" segment matches whatever ID the fixture has at that
-// level ("data[COMMAND][*][COMMAND]", "data[BOT][*][BOT_ID]"). A key the fixture lacks
-// is added next to its closest relatives, its "*" segments taking the fixture's ID at
-// that level. The value Drop removes the field, or every field under a group key.
-// Setting a value on a key that is a group in the fixture panics.
+// "auth[application_token]"); a "*" segment stands for every group at its level,
+// whatever IDs the fixture has there ("data[COMMAND][*][COMMAND]",
+// "data[BOT][*][BOT_ID]"). The value Drop removes the field, or the whole group. A
+// key that sets a value where the fixture has a group, or goes below one of its
+// values, or has a "*" where the fixture has no group, panics.
 //
-// The output is form-urlencoded with percent-encoded brackets, fields in the fixture's
-// order, with no trailing newline.
+// The body is form-urlencoded as bitrix24.EncodeQuery writes it (PHP's
+// http_build_query: brackets percent-encoded), with no trailing newline.
 func Event(fixture string, set map[string]string) []byte {
-	return encodeFields(applySet(parseFields(Fixture(fixture)), set))
+	f := parseFixture(fixture)
+	apply(f, set)
+	return []byte(bitrix24.EncodeQuery(f))
 }
 
-// applySet applies Event's set to a fixture's fields.
-func applySet(fields []field, set map[string]string) []field {
-	keys := make([]string, 0, len(set))
-	for k := range set {
-		keys = append(keys, k)
+func parseFixture(name string) bitrix24.Form {
+	f, err := bitrix24.ParseForm(Fixture(name))
+	if err != nil {
+		panic(fmt.Sprintf("b24test: fixture %s: %v", name, err))
 	}
-	sort.Strings(keys) // a fixed order, so that overlapping keys act the same every run
-	for _, k := range keys {
-		pattern, err := splitKey(k)
-		if err != nil {
-			panic(fmt.Sprintf("b24test: Event key %q: %v", k, err))
-		}
-		if set[k] == Drop {
-			fields = dropFields(fields, pattern)
-		} else {
-			fields = setField(fields, pattern, set[k], k)
-		}
-	}
-	return fields
+	return f
 }
 
-// encodeFields writes fields form-urlencoded, brackets percent-encoded, in order.
-func encodeFields(fields []field) []byte {
-	var b strings.Builder
-	for i, f := range fields {
-		if i > 0 {
-			b.WriteByte('&')
-		}
-		b.WriteString(url.QueryEscape(joinKey(f.path)))
-		b.WriteByte('=')
-		b.WriteString(url.QueryEscape(f.value))
+// apply applies Event's set to f.
+func apply(f bitrix24.Form, set map[string]string) {
+	var query []string
+	for k, v := range set {
+		query = append(query, url.QueryEscape(k)+"="+url.QueryEscape(v))
 	}
-	return []byte(b.String())
+	changes, err := bitrix24.ParseForm([]byte(strings.Join(query, "&")))
+	if err != nil {
+		panic(fmt.Sprintf("b24test: Event keys: %v", err))
+	}
+	merge(f, changes, "")
 }
 
-func parseFields(body []byte) []field {
-	s := strings.TrimRight(string(body), "\r\n")
-	var out []field
-	for part := range strings.SplitSeq(s, "&") {
-		if part == "" {
-			continue
-		}
-		rawKey, rawValue, _ := strings.Cut(part, "=")
-		key, err := url.QueryUnescape(rawKey)
-		if err != nil {
-			panic(fmt.Sprintf("b24test: fixture key %q: %v", rawKey, err))
-		}
-		value, err := url.QueryUnescape(rawValue)
-		if err != nil {
-			panic(fmt.Sprintf("b24test: fixture value of %q: %v", key, err))
-		}
-		path, err := splitKey(key)
-		if err != nil {
-			panic(fmt.Sprintf("b24test: fixture key %q: %v", key, err))
-		}
-		out = append(out, field{path: path, value: value})
-	}
-	return out
-}
-
-// matchPrefix reports whether pattern matches the first len(pattern) segments of path.
-func matchPrefix(pattern, path []string) bool {
-	if len(pattern) > len(path) {
-		return false
-	}
-	for i, seg := range pattern {
-		if seg != "*" && seg != path[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func dropFields(fields []field, pattern []string) []field {
-	out := fields[:0:0]
-	for _, f := range fields {
-		if !matchPrefix(pattern, f.path) {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-func setField(fields []field, pattern []string, value, key string) []field {
-	matched := false
-	for i, f := range fields {
-		if !matchPrefix(pattern, f.path) {
-			continue
-		}
-		if len(f.path) != len(pattern) {
-			panic(fmt.Sprintf("b24test: Event key %q is a group in the fixture; set its fields, or Drop it", key))
-		}
-		fields[i].value = value
-		matched = true
-	}
-	if matched {
-		return fields
-	}
-	// A new field: resolve each "*" to the ID the fixture has at that level.
-	path := append([]string(nil), pattern...)
-	for i, seg := range path {
-		if seg != "*" {
-			continue
-		}
-		found := false
-		for _, f := range fields {
-			if len(f.path) > i && matchPrefix(path[:i], f.path) {
-				path[i] = f.path[i]
-				found = true
-				break
+// merge writes changes into the group f, whose key is at ("" for the top).
+func merge(f, changes bitrix24.Form, at string) {
+	for k, change := range changes {
+		keys := []string{k}
+		if k == "*" {
+			keys = nil
+			for key, v := range f {
+				if _, ok := v.(bitrix24.Form); ok {
+					keys = append(keys, key)
+				}
+			}
+			if len(keys) == 0 {
+				panic(fmt.Sprintf("b24test: Event: the fixture has no group in %s for *", at))
 			}
 		}
-		if !found {
-			panic(fmt.Sprintf("b24test: Event key %q: the fixture has no group to match %q at level %d", key, "*", i))
+		for _, key := range keys {
+			name := key
+			if at != "" {
+				name = at + "[" + key + "]"
+			}
+			group, isGroup := f[key].(bitrix24.Form)
+			_, isValue := f[key].(string)
+			switch change := change.(type) {
+			case bitrix24.Form:
+				if isValue {
+					panic(fmt.Sprintf("b24test: Event: %s is a value in the fixture, not a group", name))
+				} else if !isGroup {
+					group = bitrix24.Form{}
+					f[key] = group
+				}
+				merge(group, change, name)
+			case string:
+				if isGroup && change != Drop {
+					panic(fmt.Sprintf("b24test: Event: %s is a group in the fixture; set its fields, or Drop it", name))
+				}
+				f[key] = change
+				if change == Drop {
+					delete(f, key)
+				}
+			}
 		}
 	}
-	for _, f := range fields {
-		if len(f.path) < len(path) && matchPrefix(f.path, path) {
-			panic(fmt.Sprintf("b24test: Event key %q: %s is a value in the fixture, not a group", key, joinKey(f.path)))
-		}
-	}
-	// Insert after the last field sharing the longest prefix, so the group stays together.
-	at, best := len(fields), 0
-	for i, f := range fields {
-		if n := commonPrefix(f.path, path); n > 0 && n >= best {
-			at, best = i+1, n
-		}
-	}
-	out := make([]field, 0, len(fields)+1)
-	out = append(out, fields[:at]...)
-	out = append(out, field{path: path, value: value})
-	return append(out, fields[at:]...)
-}
-
-func commonPrefix(a, b []string) int {
-	n := 0
-	for n < len(a) && n < len(b) && a[n] == b[n] {
-		n++
-	}
-	return n
-}
-
-// splitKey turns "data[PARAMS][DIALOG_ID]" into [data PARAMS DIALOG_ID].
-func splitKey(key string) ([]string, error) {
-	name, rest, hasBrackets := strings.Cut(key, "[")
-	if name == "" {
-		return nil, fmt.Errorf("no name before the brackets")
-	}
-	if strings.Contains(name, "]") {
-		return nil, fmt.Errorf("unbalanced brackets")
-	}
-	path := []string{name}
-	if !hasBrackets {
-		return path, nil
-	}
-	rest = "[" + rest
-	for rest != "" {
-		if rest[0] != '[' {
-			return nil, fmt.Errorf("text after brackets")
-		}
-		end := strings.IndexByte(rest, ']')
-		if end < 0 {
-			return nil, fmt.Errorf("unbalanced brackets")
-		}
-		path = append(path, rest[1:end])
-		rest = rest[end+1:]
-	}
-	return path, nil
-}
-
-func joinKey(path []string) string {
-	var b strings.Builder
-	b.WriteString(path[0])
-	for _, seg := range path[1:] {
-		b.WriteByte('[')
-		b.WriteString(seg)
-		b.WriteByte(']')
-	}
-	return b.String()
 }
 
 // maxAnswer caps how much of the bot's answer Post reads.
@@ -266,74 +139,91 @@ func Post(ctx context.Context, url string, body []byte) (status int, respBody st
 }
 
 // Post is the package's Post, sent from this portal: before sending it learns what a
-// real portal would know from the event — the group chat it happened in (so the bot
-// may post there) and which dialog its message ID belongs to (so imbot.command.answer
-// lands there).
+// real portal would know from the event — the group chat it happened in
+// (data[PARAMS][DIALOG_ID], CHAT_TITLE, CHAT_ENTITY_TYPE, CHAT_ENTITY_ID), so that the
+// bot may post there.
 func (p *Portal) Post(ctx context.Context, url string, body []byte) (status int, respBody string, err error) {
-	if ev, derr := bitrix24.Decode(body); derr == nil {
-		p.learn(ev)
+	f, _ := bitrix24.ParseForm(body)
+	params := f.Group("data", "PARAMS")
+	if id, ok := chatOf(params.String("DIALOG_ID")); ok {
+		p.mu.Lock()
+		if p.chats[id] == nil {
+			p.chats[id] = &Chat{ID: id, Title: params.String("CHAT_TITLE"),
+				EntityType: params.String("CHAT_ENTITY_TYPE"), EntityID: params.String("CHAT_ENTITY_ID")}
+		}
+		p.mu.Unlock()
 	}
 	return Post(ctx, url, body)
 }
 
-func (p *Portal) learn(ev bitrix24.Event) {
-	var msg bitrix24.Message
-	var extraID int64
-	switch e := ev.(type) {
-	case *bitrix24.MessageAdd:
-		msg = e.Message
-	case *bitrix24.MessageUpdate:
-		msg = e.Message
-	case *bitrix24.MessageDelete:
-		msg = e.Message
-	case *bitrix24.CommandAdd:
-		msg = e.Message
-		extraID = e.Command.MessageID
-	case *bitrix24.JoinChat:
-		msg = bitrix24.Message{DialogID: e.DialogID, ChatID: e.ChatID, ChatType: e.ChatType, FromUserID: e.UserID}
-	default:
-		return
-	}
+// AppEvent builds an event body from any fixture as this portal would send it to the
+// application: the top-level auth block gets the portal's member_id, domain,
+// client_endpoint, server_endpoint, application_token, an access token acting as
+// userID and user_id = userID, and where the fixture has them the scopes, a fresh
+// refresh_token, expires and expires_in. The copies under data[BOT|COMMAND][<id>] and
+// their [AUTH] get the same, client_id, and a token acting as the bot (their user_id
+// stays the bot's). Then set is applied as Event applies it.
+func (p *Portal) AppEvent(fixture string, userID int64, set map[string]string) []byte {
+	f := parseFixture(fixture)
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if msg.DialogID == "" {
-		return
+	issued := map[int64]map[string]string{}
+	valuesFor := func(user int64) map[string]string {
+		if issued[user] == nil {
+			access, exp := p.issueLocked(user)
+			issued[user] = map[string]string{"member_id": p.memberID, "domain": p.Domain(), "client_endpoint": p.ClientEndpoint(),
+				"server_endpoint": p.serverEndpoint(), "application_token": p.appToken, "scope": strings.Join(p.scopes, ","),
+				"access_token": access, "refresh_token": p.grantLocked(user), "expires": itoa(exp.Unix()),
+				"expires_in": strconv.Itoa(int(tokenLifetime.Seconds())), "client_id": p.clientID}
+		}
+		return issued[user]
 	}
-	for _, id := range []int64{msg.ID, extraID} {
-		if id > 0 {
-			if _, ours := p.byID[id]; !ours {
-				p.known[id] = msg.DialogID
+	own := valuesFor(userID)
+	auth := f.Group("auth")
+	if auth == nil {
+		auth = bitrix24.Form{}
+		f["auth"] = auth
+	}
+	fill(auth, own)
+	auth["user_id"] = itoa(userID)
+	for _, k := range []string{"access_token", "member_id", "domain", "client_endpoint", "server_endpoint", "application_token"} {
+		auth[k] = own[k]
+	}
+	for _, group := range []string{"BOT", "COMMAND"} {
+		for id, c := range f.Group("data", group) {
+			if c, ok := c.(bitrix24.Form); ok {
+				bot, _ := strconv.ParseInt(cmp.Or(c.String("user_id"), id), 10, 64) // the bot's own user
+				fill(c, valuesFor(bot))
+				fill(c.Group("AUTH"), valuesFor(bot))
 			}
 		}
 	}
-	rest, isChat := strings.CutPrefix(msg.DialogID, "chat")
-	if !isChat {
-		return
-	}
-	id, err := strconv.ParseInt(rest, 10, 64)
-	if err != nil || id <= 0 {
-		return
-	}
-	c := p.chats[id]
-	if c == nil {
-		typ := "CHAT"
-		if msg.ChatType == "O" {
-			typ = "OPEN"
+	p.mu.Unlock()
+	apply(f, set)
+	return []byte(bitrix24.EncodeQuery(f))
+}
+
+// fill sets the values of g that values has.
+func fill(g bitrix24.Form, values map[string]string) {
+	for k, v := range g {
+		if s, ok := values[k]; ok {
+			if _, leaf := v.(string); leaf {
+				g[k] = s
+			}
 		}
-		c = &Chat{ID: id, Title: msg.ChatTitle, Type: typ, EntityType: msg.ChatEntityType, EntityID: msg.ChatEntityID}
-		p.chats[id] = c
-		p.created[id] = time.Now()
-	}
-	if u := msg.FromUserID; u > 0 && !containsID(c.Users, u) {
-		c.Users = append(c.Users, u)
 	}
 }
 
-func containsID(ids []int64, id int64) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
+// InstallEvent is the ONAPPINSTALL body (fixture app/onappinstall.form) this portal
+// sends when the application is installed: its member_id, domain, client_endpoint,
+// server_endpoint and application_token, the granted scopes, and a fresh token pair
+// acting as an administrator (the lowest of SetAdmins, user 1 at first), expires_in 3600.
+func (p *Portal) InstallEvent() []byte {
+	p.mu.Lock()
+	user := int64(webhookUser)
+	if len(p.admins) > 0 {
+		user = slices.Min(slices.Collect(maps.Keys(p.admins)))
 	}
-	return false
+	p.mu.Unlock()
+	// ONAPPINSTALL carries no user_id.
+	return p.AppEvent("app/onappinstall.form", user, map[string]string{"auth[user_id]": Drop})
 }

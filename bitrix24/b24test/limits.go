@@ -2,14 +2,13 @@ package b24test
 
 import (
 	"fmt"
-	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"time"
-
-	"supportbot/bitrix24"
 )
 
 // The cloud limits every portal starts with (Bitrix24's REST limits page,
@@ -39,10 +38,8 @@ func (b *bucket) allow(now time.Time) bool {
 	if b.rate <= 0 {
 		return true
 	}
-	if !b.last.IsZero() {
-		if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
-			b.level = max(0, b.level-elapsed*b.rate)
-		}
+	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 { // from the zero time: empty
+		b.level = max(0, b.level-elapsed*b.rate)
 	}
 	b.last = now
 	if b.level+1 > b.burst+bucketEpsilon {
@@ -52,15 +49,11 @@ func (b *bucket) allow(now time.Time) bool {
 	return true
 }
 
-// SetRateLimit sets the portal's leaky bucket: it drains perSecond requests a second
-// and holds burst (at least 1). perSecond <= 0 turns the limit off. The bucket
-// starts empty. Every portal starts with the cloud limits, 2 a second and 50 deep.
-//
-// Every HTTP request with good credentials — the webhook's or an application's token
-// — counts once, a batch too, whatever it holds; requests with wrong, missing or
-// expired credentials (401) do not. A request that does not fit is
-// answered 503 QUERY_LIMIT_EXCEEDED and not run: it is not in Calls and changes
-// nothing.
+// SetRateLimit sets the portal's leaky bucket, empty: it drains perSecond requests a
+// second and holds burst (at least 1); perSecond <= 0 turns the limit off. Every
+// portal starts with the cloud limits, 2 a second and 50 deep. Every HTTP request with
+// good credentials counts once, a batch too; those answered 401 do not. A request
+// that does not fit is answered 503 QUERY_LIMIT_EXCEEDED and not run or recorded.
 func (p *Portal) SetRateLimit(perSecond float64, burst int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -107,22 +100,13 @@ const (
 	noFault   Fault = -1
 )
 
+var faultNames = [numFaults]string{"FaultServerError", "FaultQueryLimit", "FaultSlow", "FaultHTML", "FaultDropBefore", "FaultDropAfter"}
+
 func (f Fault) String() string {
-	switch f {
-	case FaultServerError:
-		return "FaultServerError"
-	case FaultQueryLimit:
-		return "FaultQueryLimit"
-	case FaultSlow:
-		return "FaultSlow"
-	case FaultHTML:
-		return "FaultHTML"
-	case FaultDropBefore:
-		return "FaultDropBefore"
-	case FaultDropAfter:
-		return "FaultDropAfter"
+	if f < 0 || int(f) >= numFaults {
+		return fmt.Sprintf("Fault(%d)", int(f))
 	}
-	return fmt.Sprintf("Fault(%d)", int(f))
+	return faultNames[f]
 }
 
 // FaultPlan says which requests InjectFaults fails and how.
@@ -134,16 +118,10 @@ type FaultPlan struct {
 	Methods   []string      // if set, only requests for these methods ("batch" for a batch) are eligible
 }
 
-// defaultSlowDelay is FaultSlow's hold when the plan gives none.
-const defaultSlowDelay = 3 * time.Second
-
 // faults is the running plan.
 type faults struct {
-	share   float64
-	kinds   []Fault
-	slow    time.Duration
-	methods map[string]bool // lower case; nil: every method
-	rng     *rand.Rand
+	FaultPlan
+	rng *rand.Rand
 }
 
 // InjectFaults fails a share of the requests from now on, replacing any previous
@@ -151,52 +129,32 @@ type faults struct {
 // the others each draw from the plan's seeded generator in arrival order (a batch is
 // one request), so the same seed and the same sequence of requests give the same
 // faults. A faulted request has used its place in the bucket. FaultCounts keeps
-// counting across plans. It panics on a Kind that is not a Fault.
+// counting across plans.
 func (p *Portal) InjectFaults(plan FaultPlan) {
-	kinds := append([]Fault(nil), plan.Kinds...)
-	for _, k := range kinds {
-		if k < 0 || int(k) >= numFaults {
-			panic(fmt.Sprintf("b24test: InjectFaults: unknown fault %v", k))
-		}
-	}
-	if len(kinds) == 0 {
+	f := &faults{FaultPlan: plan, rng: rand.New(rand.NewPCG(plan.Seed, 0x5eed_b24))}
+	f.Share = min(max(plan.Share, 0), 1)
+	f.Kinds = slices.Clone(plan.Kinds)
+	if len(f.Kinds) == 0 {
 		for k := range numFaults {
-			kinds = append(kinds, Fault(k))
+			f.Kinds = append(f.Kinds, Fault(k))
 		}
 	}
-	f := &faults{
-		share: min(max(plan.Share, 0), 1),
-		kinds: kinds,
-		slow:  plan.SlowDelay,
-		rng:   rand.New(rand.NewPCG(plan.Seed, 0x5eed_b24)),
-	}
-	if f.slow <= 0 {
-		f.slow = defaultSlowDelay
-	}
-	if len(plan.Methods) > 0 {
-		f.methods = map[string]bool{}
-		for _, m := range plan.Methods {
-			f.methods[strings.ToLower(m)] = true
-		}
+	if f.SlowDelay <= 0 {
+		f.SlowDelay = 3 * time.Second
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if f.share == 0 {
-		p.faults = nil
-		return
-	}
 	p.faults = f
+	if f.Share == 0 {
+		p.faults = nil
+	}
 }
 
 // FaultCounts is how many faults of each kind were injected so far.
 func (p *Portal) FaultCounts() map[Fault]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make(map[Fault]int, len(p.faultCounts))
-	for k, n := range p.faultCounts {
-		out[k] = n
-	}
-	return out
+	return maps.Clone(p.faultCounts)
 }
 
 // admit counts a request that passed authentication, puts it through the leaky
@@ -210,34 +168,13 @@ func (p *Portal) admit(method string) (fault Fault, slow time.Duration, ok bool)
 		return noFault, 0, false
 	}
 	f := p.faults
-	if f == nil || (f.methods != nil && !f.methods[strings.ToLower(method)]) {
+	eligible := func(m string) bool { return strings.EqualFold(m, method) }
+	if f == nil || len(f.Methods) > 0 && !slices.ContainsFunc(f.Methods, eligible) || f.rng.Float64() >= f.Share {
 		return noFault, 0, true
 	}
-	if f.rng.Float64() >= f.share {
-		return noFault, 0, true
-	}
-	fault = f.kinds[f.rng.IntN(len(f.kinds))]
+	fault = f.Kinds[f.rng.IntN(len(f.Kinds))]
 	p.faultCounts[fault]++
-	return fault, f.slow, true
-}
-
-func errQueryLimit() *bitrix24.Error {
-	return &bitrix24.Error{Code: "QUERY_LIMIT_EXCEEDED", Description: "Too many requests", HTTPStatus: http.StatusServiceUnavailable}
-}
-
-// The pages a web server in front of PHP sends when PHP fails or is out of reach.
-const (
-	serverErrorPage = "<html>\r\n<head><title>500 Internal Server Error</title></head>\r\n<body>\r\n" +
-		"<center><h1>500 Internal Server Error</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-	badGatewayPage = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n" +
-		"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-)
-
-func writeHTML(w http.ResponseWriter, status int, page string) {
-	w.Header().Set("Content-Type", "text/html")
-	w.Header().Set("Server", "nginx")
-	w.WriteHeader(status)
-	_, _ = io.WriteString(w, page)
+	return fault, f.SlowDelay, true
 }
 
 // drop closes the connection without an answer.
@@ -251,32 +188,28 @@ func drop(w http.ResponseWriter) {
 }
 
 // serveFaulted answers a request that drew a fault.
-func (p *Portal) serveFaulted(w http.ResponseWriter, r *http.Request, c caller, method string, start time.Time, fault Fault, slow time.Duration) {
+func (p *Portal) serveFaulted(w http.ResponseWriter, req *request, fault Fault, slow time.Duration) {
 	switch fault {
 	case FaultServerError:
-		writeHTML(w, http.StatusInternalServerError, serverErrorPage)
+		writeHTML(w, http.StatusInternalServerError, nginxPage("500 Internal Server Error"))
 	case FaultQueryLimit:
-		writeError(w, errQueryLimit())
+		writeError(w, errQueryLimit)
 	case FaultHTML:
-		writeHTML(w, http.StatusBadGateway, badGatewayPage)
+		writeHTML(w, http.StatusBadGateway, nginxPage("502 Bad Gateway"))
 	case FaultDropBefore:
 		drop(w)
 	case FaultDropAfter:
-		p.execute(httptest.NewRecorder(), r, c, method, start)
+		p.execute(httptest.NewRecorder(), req)
 		drop(w)
 	case FaultSlow:
 		rec := httptest.NewRecorder()
-		p.execute(rec, r, c, method, start)
-		timer := time.NewTimer(slow)
-		defer timer.Stop()
+		p.execute(rec, req)
 		select {
-		case <-timer.C:
-			for k, v := range rec.Header() {
-				w.Header()[k] = v
-			}
+		case <-time.After(slow):
+			maps.Copy(w.Header(), rec.Header())
 			w.WriteHeader(rec.Code)
 			_, _ = w.Write(rec.Body.Bytes())
-		case <-r.Context().Done(): // the client gave up
+		case <-req.r.Context().Done(): // the client gave up
 		case <-p.done: // the test is over: let the server close
 			drop(w)
 		}
@@ -285,19 +218,14 @@ func (p *Portal) serveFaulted(w http.ResponseWriter, r *http.Request, c caller, 
 
 // BlockMethod makes method answer OPERATION_TIME_LIMIT until the given time, as
 // Bitrix24 does for a method that used up its processing time: a direct call gets
-// HTTP 429 with the error envelope and a "time" block whose operating_reset_at is
-// until (Unix seconds); a batch command gets the error in result_error, and the
-// batch's own "time" block stays as usual (the batch call itself is never blocked
-// for its commands). The call is recorded in Calls but does not run, whatever Handle
-// or HandleHTTP say for it. A zero or past until lifts the block.
+// HTTP 429 and a "time" block whose operating_reset_at is until (Unix seconds); a
+// batch command gets the error in result_error (the batch itself is not blocked). The
+// call is recorded but does not run, whatever Handle or HandleHTTP say. A zero or
+// past until lifts the block.
 func (p *Portal) BlockMethod(method string, until time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if until.IsZero() {
-		delete(p.blocked, strings.ToLower(method))
-		return
-	}
-	p.blocked[strings.ToLower(method)] = until
+	setOrDelete(p.blocked, method, until, until.IsZero())
 }
 
 // blockedUntil reports whether method is blocked now, and until when.
@@ -308,17 +236,8 @@ func (p *Portal) blockedUntil(method string) (time.Time, bool) {
 	return until, ok && time.Now().Before(until)
 }
 
-func errOperationTimeLimit() *bitrix24.Error {
-	return &bitrix24.Error{Code: "OPERATION_TIME_LIMIT", Description: "Method is blocked due to operation time limit.",
-		HTTPStatus: http.StatusTooManyRequests}
-}
-
 // writeBlocked answers a direct call to a blocked method.
 func writeBlocked(w http.ResponseWriter, start, until time.Time) {
-	e := errOperationTimeLimit()
-	env := &phpArray{}
-	env.set("error", e.Code)
-	env.set("error_description", e.Description)
-	env.set("time", timingReset(start, until))
-	writeJSON(w, e.HTTPStatus, env)
+	e := errOperationTimeLimit
+	writeJSON(w, e.HTTPStatus, phpArray{"error", e.Code, "error_description", e.Description, "time", timing(start, until)})
 }

@@ -1,62 +1,254 @@
 package b24test
 
 import (
+	"crypto/rand"
 	"crypto/subtle"
-	"io"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"supportbot/bitrix24"
 )
 
-// OAuth is the authorisation server of one application (oauth.bitrix.info for it):
-// it renews tokens at URL()+"/oauth/token/" and is the REST proxy (server_endpoint)
-// URL()+"/rest/". The portals the application is installed on (NewAppPortal) share it.
+// Authorisation as Bitrix24's rest module does it (b24restdocs _includes/system-errors.md,
+// settings/oauth/*; the rest module's OAuth\Auth and APAuth\Auth for the texts):
 //
-// Renewal follows settings/oauth/auto-renewal.md: GET (or POST)
-// /oauth/token/?grant_type=refresh_token&client_id&client_secret&refresh_token answers
-// a new access token (1 h) and a new refresh token; the refresh token used stops
-// working (invalid_grant when used again). Errors are those of settings/oauth/error-codes.md.
+//   - webhook calls (/rest/<user>/<secret>/METHOD) act as the webhook's user, 1;
+//   - application calls (/rest/METHOD) carry an access token as auth or access_token
+//     (query, JSON or form body); none is 401 NO_AUTH_FOUND, one the portal did not
+//     issue 401 invalid_token, an expired one 401 expired_token;
+//   - a method of a scope the webhook or application lacks is 403 insufficient_scope.
+
+const (
+	webhookUser = 1
+	// defaultClientID is the application a webhook portal's tokens (UserToken) act for.
+	defaultClientID = "local.b24test0000000.00000000"
+	// tokenLifetime is how long an access token lives (settings/oauth/auto-renewal.md).
+	tokenLifetime = time.Hour
+	// appStatus is the application's status in tokens and app.info: F, free — as in the
+	// recorded events.
+	appStatus = "F"
+)
+
+// defaultScopes is what a portal's webhook and application are granted at first.
+var defaultScopes = []string{"imbot", "im", "user"}
+
+// scopedFamilies are the method families (the name up to the first dot) that need the
+// scope of their name (api-reference/scopes/permissions.md); the others, and the basic
+// methods (scope, app.info, user.admin, batch…), need none.
+var scopedFamilies = strings.Fields("imbot im user imopenlines imconnector crm department disk task " +
+	"calendar entity log sonet_group telephony lists bizproc placement landing sale catalog")
+
+// caller is who made a call: the webhook, or an application's token.
+type caller struct {
+	token    string // "" for the webhook
+	userID   int64
+	clientID string // the application's client_id for token calls; "" for the webhook
+}
+
+// name is Call.Auth.
+func (c caller) name() string {
+	if c.token == "" {
+		return "webhook"
+	}
+	return c.token
+}
+
+// strip removes the token from a token call's parameters, as Bitrix24 does before the
+// method sees them.
+func (c caller) strip(f bitrix24.Form) {
+	if c.token != "" {
+		delete(f, "auth")
+		delete(f, "access_token")
+	}
+}
+
+type accessToken struct {
+	userID  int64
+	expires time.Time
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
+
+// issueLocked makes an access token acting as userID.
+func (p *Portal) issueLocked(userID int64) (string, time.Time) {
+	tok := randomHex(22)
+	exp := time.Now().Add(tokenLifetime)
+	p.tokens[tok] = &accessToken{userID: userID, expires: exp}
+	return tok, exp
+}
+
+// grantLocked makes a refresh token for userID.
+func (p *Portal) grantLocked(userID int64) string {
+	tok := randomHex(16)
+	p.grants[tok] = userID
+	return tok
+}
+
+// MemberID is the portal's member_id: 32 hex digits.
+func (p *Portal) MemberID() string { return p.memberID }
+
+// Domain is the portal's domain as events and tokens carry it: the host of URL().
+func (p *Portal) Domain() string { return strings.TrimPrefix(p.srv.URL, "http://") }
+
+// ClientEndpoint is the application's REST base on this portal, URL()+"/rest/".
+func (p *Portal) ClientEndpoint() string { return p.srv.URL + "/rest/" }
+
+// ApplicationToken is the application_token of the application installed on the
+// portal: the top-level auth[application_token] of its events.
+func (p *Portal) ApplicationToken() string { return p.appToken }
+
+// UserToken issues an access token acting as userID: calls made with it act as that
+// user (user.admin answers for them). It works on a webhook portal too.
+func (p *Portal) UserToken(userID int64) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	tok, _ := p.issueLocked(userID)
+	return tok
+}
+
+// ExpireTokens makes every access token issued so far answer expired_token from now
+// on. Refresh tokens keep working; tokens issued later are good.
+func (p *Portal) ExpireTokens() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.tokens {
+		t.expires = time.Time{}
+	}
+}
+
+// SetAdmins says who user.admin calls an administrator; at first only user 1, the
+// webhook's user.
+func (p *Portal) SetAdmins(userIDs ...int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.admins = map[int64]bool{}
+	for _, id := range userIDs {
+		p.admins[id] = true
+	}
+}
+
+// user.admin: whether the caller is an administrator.
+func (p *Portal) userAdmin(c caller, _ bitrix24.Form) (any, *bitrix24.Error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.admins[c.userID], nil
+}
+
+// SetScopes sets the scopes of the webhook and of the application's tokens (all of
+// them, issued or not); at first imbot, im and user.
+func (p *Portal) SetScopes(scopes ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.scopes = slices.Clone(scopes)
+}
+
+// scope: the granted scopes, a JSON array of strings (api-reference/common/system/scope.md).
+func (p *Portal) scopeList(caller, bitrix24.Form) (any, *bitrix24.Error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string{}, p.scopes...), nil
+}
+
+// checkScope refuses a known method whose scope the caller lacks: 403
+// insufficient_scope, worded as the rest module words it for webhooks and tokens.
+func (p *Portal) checkScope(c caller, method string) *bitrix24.Error {
+	key := strings.ToLower(method)
+	need, _, _ := strings.Cut(key, ".")
+	p.mu.Lock()
+	granted := slices.Contains(p.scopes, need)
+	p.mu.Unlock()
+	basic := key == "user.admin" || key == "user.access" // no scope although their family has one
+	if granted || basic || !slices.Contains(scopedFamilies, need) || !p.hasMethod(method) {
+		return nil
+	}
+	desc := "The request requires higher privileges than provided by the webhook token"
+	if c.token != "" {
+		desc = "The request requires higher privileges than provided by the access token"
+	}
+	return &bitrix24.Error{Code: "insufficient_scope", Description: desc, HTTPStatus: http.StatusForbidden}
+}
+
+// serveToken answers an application's call, authorised by the token it carries as
+// auth, else access_token. Bad credentials are answered 401 and cost nothing, as for
+// a webhook.
+func (p *Portal) serveToken(w http.ResponseWriter, req *request) {
+	tok := req.params.String("auth")
+	if tok == "" {
+		tok = req.params.String("access_token")
+	}
+	if tok == "" {
+		writeError(w, errNoAuth)
+		return
+	}
+	p.mu.Lock()
+	t := p.tokens[tok]
+	p.mu.Unlock()
+	switch {
+	case t == nil:
+		writeError(w, &bitrix24.Error{Code: "invalid_token", Description: "Unable to get application by token", HTTPStatus: http.StatusUnauthorized})
+	case !time.Now().Before(t.expires):
+		writeError(w, &bitrix24.Error{Code: "expired_token", Description: "The access token provided has expired",
+			HTTPStatus: http.StatusUnauthorized})
+	default:
+		req.caller = caller{token: tok, userID: t.userID, clientID: p.clientID}
+		req.strip(req.params)
+		p.serve(w, req)
+	}
+}
+
+// app.info: the application's record (api-reference/common/system/app-info.md). Only
+// an application may ask: a webhook gets ACCESS_DENIED, 403 as the rest module's
+// AccessException sends it.
+func (p *Portal) appInfo(c caller, _ bitrix24.Form) (any, *bitrix24.Error) {
+	if c.token == "" {
+		return nil, &bitrix24.Error{Code: "ACCESS_DENIED", Description: "Access denied! Application context required",
+			HTTPStatus: http.StatusForbidden}
+	}
+	return phpArray{"ID", 1, "CODE", c.clientID, "VERSION", 1, "STATUS", appStatus, "INSTALLED", true, "PAYMENT_EXPIRED", "N",
+		"DAYS", nil, "LANGUAGE_ID", "en", "LICENSE", "en_pro100", "LICENSE_TYPE", "pro100", "LICENSE_FAMILY", "pro"}, nil
+}
+
+// OAuth is the authorisation server of one application (oauth.bitrix.info for it),
+// shared by the portals it is installed on (NewAppPortal). As settings/oauth/
+// auto-renewal.md says, /oauth/token/?grant_type=refresh_token&client_id&client_secret&
+// refresh_token answers a new access token (1 h) and refresh token; the refresh token
+// used is spent (invalid_grant). Errors are those of settings/oauth/error-codes.md.
+// Events name URL()+"/rest/" their server_endpoint; the fake serves nothing there.
 type OAuth struct {
 	srv          *httptest.Server
 	clientID     string
 	clientSecret string
 
-	mu        sync.Mutex
-	portals   []*Portal
-	refreshes int
-	byMember  map[string]int
-	delay     time.Duration
-
-	done      chan struct{}
-	closeOnce sync.Once
+	mu       sync.Mutex
+	portals  []*Portal
+	byMember map[string]int // renewals by member_id
+	delay    time.Duration
+	done     chan struct{}
 }
 
 // NewOAuth starts the OAuth server of an application; it stops when the test ends.
 func NewOAuth(t testing.TB, clientID, clientSecret string) *OAuth {
-	t.Helper()
 	o := &OAuth{clientID: clientID, clientSecret: clientSecret, byMember: map[string]int{}, done: make(chan struct{})}
 	o.srv = httptest.NewServer(http.HandlerFunc(o.serveHTTP))
 	t.Cleanup(func() {
-		o.closeOnce.Do(func() { close(o.done) })
+		close(o.done)
 		o.srv.Close()
 	})
 	return o
 }
 
-// URL is the server root: tokens are renewed at URL()+"/oauth/token/", and
-// URL()+"/rest/" is the server_endpoint.
+// URL is the server root: tokens are renewed at URL()+"/oauth/token/".
 func (o *OAuth) URL() string { return o.srv.URL }
-
-// Refreshes is how many token renewals succeeded, on every portal.
-func (o *OAuth) Refreshes() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.refreshes
-}
 
 // RefreshesFor is how many token renewals succeeded for the portal with memberID.
 func (o *OAuth) RefreshesFor(memberID string) int {
@@ -86,295 +278,78 @@ func NewAppPortal(t testing.TB, o *OAuth) *Portal {
 	return p
 }
 
-func (o *OAuth) portalList() []*Portal {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return append([]*Portal(nil), o.portals...)
-}
-
+// serveHTTP answers the token endpoint.
 func (o *OAuth) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	switch path := r.URL.Path; {
-	case path == "/oauth/token/" || path == "/oauth/token":
-		o.serveToken(w, r)
-	case strings.HasPrefix(path, "/rest/"):
-		o.serveREST(w, r, strings.TrimPrefix(path, "/rest/"))
-	default:
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = io.WriteString(w, "<html><body><h1>404 Not Found</h1></body></html>")
-	}
-}
-
-// serveREST is the server_endpoint: a call with a token answers as the portal the
-// token belongs to.
-func (o *OAuth) serveREST(w http.ResponseWriter, r *http.Request, rest string) {
-	start := time.Now()
-	if strings.Contains(rest, "/") {
-		writeError(w, errNoAuth())
+	if r.URL.Path != "/oauth/token/" && r.URL.Path != "/oauth/token" {
+		writeHTML(w, http.StatusNotFound, nginxPage("404 Not Found"))
 		return
 	}
-	body, ok := readBody(w, r)
-	if !ok {
-		return
-	}
-	tok := authToken(r, body)
-	if tok == "" {
-		writeError(w, errNoAuth())
-		return
-	}
-	for _, p := range o.portalList() {
-		if p.hasToken(tok) {
-			p.serveWithToken(w, r, tok, strings.TrimSuffix(rest, ".json"), start)
-			return
-		}
-	}
-	writeError(w, errInvalidToken())
-}
-
-// oauthError is an answer of the token endpoint that is not a token pair.
-func oauthError(w http.ResponseWriter, status int, code, description string) {
-	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
-}
-
-func (o *OAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 	o.mu.Lock()
 	delay := o.delay
 	o.mu.Unlock()
 	if delay > 0 {
-		timer := time.NewTimer(delay)
 		select {
-		case <-timer.C:
+		case <-time.After(delay):
 		case <-r.Context().Done():
-			timer.Stop()
 			return
 		case <-o.done:
-			timer.Stop()
 			return
 		}
 	}
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "An incorrectly formatted authorization request was provided")
+	oauthError := func(status int, code, description string) {
+		writeJSON(w, status, map[string]string{"error": code, "error_description": description})
+	}
+	const malformed = "An incorrectly formatted authorization request was provided"
+	if err := r.ParseForm(); err != nil || r.Form.Get("grant_type") != "refresh_token" {
+		oauthError(http.StatusBadRequest, "invalid_request", malformed)
 		return
 	}
 	get := r.Form.Get
-	if get("grant_type") != "refresh_token" {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "An incorrectly formatted authorization request was provided")
-		return
-	}
 	if subtle.ConstantTimeCompare([]byte(get("client_id")), []byte(o.clientID)) != 1 ||
 		subtle.ConstantTimeCompare([]byte(get("client_secret")), []byte(o.clientSecret)) != 1 {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "Invalid client data was provided")
+		oauthError(http.StatusUnauthorized, "invalid_client", "Invalid client data was provided")
 		return
 	}
 	refresh := get("refresh_token")
 	if refresh == "" {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "An incorrectly formatted authorization request was provided")
+		oauthError(http.StatusBadRequest, "invalid_request", malformed)
 		return
 	}
-	for _, p := range o.portalList() {
-		if pair, ok := p.rotate(refresh); ok {
-			o.mu.Lock()
-			o.refreshes++
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, p := range o.portals {
+		if answer := o.rotate(p, refresh); answer != nil {
 			o.byMember[p.memberID]++
-			o.mu.Unlock()
-			writeJSON(w, http.StatusOK, o.tokenAnswer(p, pair))
+			writeJSON(w, http.StatusOK, answer)
 			return
 		}
 	}
-	oauthError(w, http.StatusBadRequest, "invalid_grant", "Invalid authorization data was provided")
+	oauthError(http.StatusBadRequest, "invalid_grant", "Invalid authorization data was provided")
 }
 
-// tokenPair is what a renewal issues.
-type tokenPair struct {
-	access, refresh string
-	expires         time.Time
-	userID          int64
-	scope           string
-}
-
-// rotate spends a refresh token of this portal for a new pair.
-func (p *Portal) rotate(refresh string) (tokenPair, bool) {
+// rotate spends a refresh token of portal p, nil if p did not issue it, for the token
+// endpoint's answer (its keys are in alphabetical order, as encoding/json writes them;
+// domain is the authorisation server's, as documented).
+func (o *OAuth) rotate(p *Portal, refresh string) map[string]any {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	g := p.grants[refresh]
-	if g == nil || g.used {
-		return tokenPair{}, false
+	user, ok := p.grants[refresh]
+	if !ok {
+		return nil
 	}
-	g.used = true
-	access, exp := p.issueLocked(g.userID)
-	return tokenPair{access: access, refresh: p.grantLocked(g.userID), expires: exp, userID: g.userID,
-		scope: strings.Join(p.scopes, ",")}, true
+	delete(p.grants, refresh)
+	access, exp := p.issueLocked(user)
+	return map[string]any{"access_token": access, "client_endpoint": p.ClientEndpoint(), "domain": strings.TrimPrefix(o.srv.URL, "http://"),
+		"expires": exp.Unix(), "expires_in": int(tokenLifetime.Seconds()), "member_id": p.memberID,
+		"refresh_token": p.grantLocked(user), "scope": strings.Join(p.scopes, ","), "server_endpoint": o.srv.URL + "/rest/",
+		"status": appStatus, "user_id": user}
 }
 
-// tokenAnswer is the renewal's answer, keys in the documentation's order; domain is
-// the authorisation server's, as documented (not the portal's).
-func (o *OAuth) tokenAnswer(p *Portal, t tokenPair) *phpArray {
-	out := &phpArray{}
-	out.set("access_token", t.access)
-	out.set("client_endpoint", p.ClientEndpoint())
-	out.set("domain", hostOf(o.srv.URL))
-	out.set("expires", t.expires.Unix())
-	out.set("expires_in", int(tokenLifetime.Seconds()))
-	out.set("member_id", p.memberID)
-	out.set("refresh_token", t.refresh)
-	out.set("scope", t.scope)
-	out.set("server_endpoint", o.srv.URL+"/rest/")
-	out.set("status", appStatus)
-	out.set("user_id", t.userID)
-	return out
-}
-
-// serverEndpoint is the server_endpoint events carry: the OAuth server's REST proxy,
-// or the real one's for a webhook portal.
+// serverEndpoint is the server_endpoint events carry: the OAuth server's, or the real
+// one's for a webhook portal.
 func (p *Portal) serverEndpoint() string {
 	if p.oauth == nil {
 		return "https://oauth.bitrix.info/rest/"
 	}
 	return p.oauth.srv.URL + "/rest/"
-}
-
-// installUser is who installs the application: the lowest administrator, else 1.
-func (p *Portal) installUserLocked() int64 {
-	var user int64
-	for id := range p.admins {
-		if user == 0 || id < user {
-			user = id
-		}
-	}
-	if user == 0 {
-		user = webhookUser
-	}
-	return user
-}
-
-// InstallEvent is the ONAPPINSTALL body (fixture app/onappinstall.form) this portal
-// sends when the application is installed: its member_id, domain, client_endpoint,
-// server_endpoint and application_token, the granted scopes, and a fresh token pair
-// acting as an administrator (the lowest of SetAdmins, user 1 at first), expires_in 3600.
-func (p *Portal) InstallEvent() []byte {
-	p.mu.Lock()
-	user := p.installUserLocked()
-	access, _ := p.issueLocked(user)
-	refresh := p.grantLocked(user)
-	scope := strings.Join(p.scopes, ",")
-	p.mu.Unlock()
-	return Event("app/onappinstall.form", map[string]string{
-		"auth[domain]":            p.Domain(),
-		"auth[member_id]":         p.memberID,
-		"auth[client_endpoint]":   p.ClientEndpoint(),
-		"auth[server_endpoint]":   p.serverEndpoint(),
-		"auth[access_token]":      access,
-		"auth[refresh_token]":     refresh,
-		"auth[expires_in]":        strconv.Itoa(int(tokenLifetime.Seconds())),
-		"auth[scope]":             scope,
-		"auth[application_token]": p.appToken,
-	})
-}
-
-// AppEvent builds an event body from any fixture as this portal would send it to
-// the application: the top-level auth block gets the portal's member_id, domain,
-// client_endpoint, server_endpoint, application_token and scopes, an access token
-// acting as userID and user_id = userID (added when the fixture lacks them), and,
-// where the fixture has them, a fresh refresh_token, expires and expires_in. The
-// copies under data[BOT][<id>] and data[BOT][<id>][AUTH] (and data[COMMAND][<id>]…)
-// get the same portal values, client_id, and a token acting as the bot (their user_id
-// stays the bot's). Then set is applied as Event applies it.
-func (p *Portal) AppEvent(fixture string, userID int64, set map[string]string) []byte {
-	fields := parseFields(Fixture(fixture))
-	p.mu.Lock()
-	scope := strings.Join(p.scopes, ",")
-	type pair struct{ access, refresh, expires string }
-	pairs := map[int64]pair{}
-	tokensFor := func(user int64) pair {
-		if tp, ok := pairs[user]; ok {
-			return tp
-		}
-		access, exp := p.issueLocked(user)
-		tp := pair{access: access, refresh: p.grantLocked(user), expires: strconv.FormatInt(exp.Unix(), 10)}
-		pairs[user] = tp
-		return tp
-	}
-	portalValue := func(key string, tp pair) (string, bool) {
-		switch key {
-		case "member_id":
-			return p.memberID, true
-		case "domain":
-			return p.Domain(), true
-		case "client_endpoint":
-			return p.ClientEndpoint(), true
-		case "server_endpoint":
-			return p.serverEndpoint(), true
-		case "application_token":
-			return p.appToken, true
-		case "scope":
-			return scope, true
-		case "access_token":
-			return tp.access, true
-		case "refresh_token":
-			return tp.refresh, true
-		case "expires":
-			return tp.expires, true
-		case "expires_in":
-			return strconv.Itoa(int(tokenLifetime.Seconds())), true
-		case "client_id":
-			return p.clientID, true
-		}
-		return "", false
-	}
-	own := tokensFor(userID)
-	for i, f := range fields {
-		switch {
-		case len(f.path) == 2 && f.path[0] == "auth":
-			if f.path[1] == "user_id" {
-				fields[i].value = itoa(userID)
-			} else if v, ok := portalValue(f.path[1], own); ok && f.path[1] != "client_id" {
-				fields[i].value = v
-			}
-		case len(f.path) >= 4 && f.path[0] == "data" && (f.path[1] == "BOT" || f.path[1] == "COMMAND"):
-			key := f.path[3]
-			if len(f.path) == 5 && f.path[3] == "AUTH" {
-				key = f.path[4]
-			} else if len(f.path) != 4 {
-				continue
-			}
-			bot := botOfCopy(fields, f.path[:3])
-			if v, ok := portalValue(key, tokensFor(bot)); ok {
-				fields[i].value = v
-			}
-		}
-	}
-	p.mu.Unlock()
-	for _, key := range []string{"access_token", "user_id", "member_id", "domain", "client_endpoint", "server_endpoint", "application_token"} {
-		if !hasField(fields, "auth", key) {
-			v := itoa(userID)
-			if key != "user_id" {
-				v, _ = portalValue(key, own)
-			}
-			fields = setField(fields, []string{"auth", key}, v, "auth["+key+"]")
-		}
-	}
-	return encodeFields(applySet(fields, set))
-}
-
-// botOfCopy is the user a data[BOT|COMMAND][<id>] copy's token acts for: its
-// user_id (the bot), else the <id> of a BOT copy.
-func botOfCopy(fields []field, prefix []string) int64 {
-	for _, f := range fields {
-		if len(f.path) == 4 && matchPrefix(prefix, f.path) && f.path[3] == "user_id" {
-			if id, err := strconv.ParseInt(f.value, 10, 64); err == nil {
-				return id
-			}
-		}
-	}
-	id, _ := strconv.ParseInt(prefix[2], 10, 64)
-	return id
-}
-
-func hasField(fields []field, path ...string) bool {
-	for _, f := range fields {
-		if len(f.path) == len(path) && matchPrefix(path, f.path) {
-			return true
-		}
-	}
-	return false
 }
