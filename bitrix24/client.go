@@ -272,7 +272,7 @@ func (c *Client) Batch(ctx context.Context, cmds []BatchCommand, halt bool) ([]B
 	for i, bc := range cmds {
 		out[i].Key = bc.Key
 		if fe, ok := failures[bc.Key]; ok {
-			be := batchError(bc.Method, fe)
+			be := c.redactError(batchError(bc.Method, fe), "")
 			be.ResetAt = operatingResetAt(times[bc.Key])
 			out[i].Err = be
 			continue
@@ -367,7 +367,7 @@ func (c *Client) send(ctx context.Context, method string, body []byte, token str
 		c.logCall(ctx, method, start, resp.StatusCode, te)
 		return nil, te
 	}
-	result, err := c.decodeEnvelope(method, resp, data)
+	result, err := c.decodeEnvelope(method, resp, data, token)
 	if c.limiter != nil && errors.Is(err, ErrQueryLimitExceeded) {
 		c.limiter.Fill()
 	}
@@ -377,7 +377,7 @@ func (c *Client) send(ctx context.Context, method string, body []byte, token str
 
 // decodeEnvelope decides by the envelope, not the status: Bitrix24 sends some errors
 // with 200, and a proxy in front of it sends HTML pages with any status.
-func (c *Client) decodeEnvelope(method string, resp *http.Response, data []byte) (json.RawMessage, error) {
+func (c *Client) decodeEnvelope(method string, resp *http.Response, data []byte, token string) (json.RawMessage, error) {
 	var env map[string]json.RawMessage
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 || trimmed[0] != '{' || json.Unmarshal(trimmed, &env) != nil {
@@ -386,17 +386,18 @@ func (c *Client) decodeEnvelope(method string, resp *http.Response, data []byte)
 			ct = "no content type"
 		}
 		return nil, &TransportError{Method: method, Host: c.host, HTTPStatus: resp.StatusCode, MaybeSent: true,
-			Err: fmt.Errorf("answer is not a Bitrix24 envelope (%s, %d bytes)", truncate(ct), len(data))}
+			Err: fmt.Errorf("answer is not a Bitrix24 envelope (%s, %d bytes)", truncate(c.redact.Replace(ct)), len(data))}
 	}
 	if code := jsonText(env["error"]); code != "" {
-		return nil, &Error{
+		return nil, c.redactError(&Error{
 			Method:      method,
 			Code:        code,
 			Description: jsonText(env["error_description"]),
 			HTTPStatus:  resp.StatusCode,
 			ResetAt:     operatingResetAt(env["time"]),
-		}
+		}, token)
 	}
+
 	result, ok := env["result"]
 	if !ok {
 		return nil, &TransportError{Method: method, Host: c.host, HTTPStatus: resp.StatusCode, MaybeSent: true,
@@ -448,6 +449,17 @@ func (c *Client) logCall(ctx context.Context, method string, start time.Time, st
 		attrs = append(attrs, slog.String("error", te.Error()), slog.Bool("maybe_sent", te.MaybeSent))
 	}
 	c.log.LogAttrs(ctx, slog.LevelDebug, "bitrix24 call", attrs...)
+}
+
+// redactError takes the webhook secret out of what the portal said: whatever answers
+// in its place may echo the request, path and all, and its words reach logs, the
+// outbox's last error and doctor's report.
+func (c *Client) redactError(e *Error, token string) *Error {
+	e.Code, e.Description = c.redact.Replace(e.Code), c.redact.Replace(e.Description)
+	if token != "" { // an application's access token travels in the query
+		e.Code, e.Description = strings.ReplaceAll(e.Code, token, "***"), strings.ReplaceAll(e.Description, token, "***")
+	}
+	return e
 }
 
 // sanitize strips the URL that *url.Error carries (its path holds the webhook secret)

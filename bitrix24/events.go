@@ -135,11 +135,12 @@ type MessageUpdate struct {
 	User    User
 }
 
-// DedupKey implements Event: one message may be edited many times, so the new text is
-// part of the key.
+// DedupKey implements Event: one message may be edited many times, even back to an
+// earlier text, so the event's time and the new text are part of the key. Only a
+// redelivery of the same event repeats both.
 func (e *MessageUpdate) DedupKey() string {
 	sum := sha256.Sum256([]byte(e.Message.Text))
-	return "update:" + itoa(e.Message.ID) + ":" + hex.EncodeToString(sum[:8])
+	return "update:" + itoa(e.Message.ID) + ":" + itoa(e.Time.Unix()) + ":" + hex.EncodeToString(sum[:8])
 }
 
 // MessageDelete is ONIMBOTMESSAGEDELETE.
@@ -173,14 +174,15 @@ type CommandAdd struct {
 }
 
 // DedupKey implements Event. A typed command shares its message's key; a button press
-// carries the keyboard message's ID, shared by every button and every user, so the
-// presser, command and parameters make it distinct.
+// carries the keyboard message's ID, shared by every button, every user and every
+// press, so the presser, command, parameters and the event's time make it distinct: a
+// second press later is a new event, a redelivery of the same press is not.
 func (e *CommandAdd) DedupKey() string {
 	if e.Command.Context != ContextKeyboard {
 		return "message:" + itoa(e.Command.MessageID)
 	}
 	sum := sha256.Sum256([]byte(e.Command.Name + "\x00" + e.Command.Params))
-	return "press:" + itoa(e.Command.MessageID) + ":" + itoa(e.User.ID) + ":" + hex.EncodeToString(sum[:8])
+	return "press:" + itoa(e.Command.MessageID) + ":" + itoa(e.User.ID) + ":" + itoa(e.Time.Unix()) + ":" + hex.EncodeToString(sum[:8])
 }
 
 // JoinChat is ONIMBOTJOINCHAT: the private chat with the bot opened, or the bot added

@@ -184,11 +184,30 @@ func TestDecodeFixtureDedupKeys(t *testing.T) {
 	if press.DedupKey() == param.DedupKey() {
 		t.Error("presses with different parameters share a key")
 	}
+	// The same button pressed again later is a new event; only a redelivery of the
+	// same press (the same body) repeats its key.
+	again := press
+	again.Time = press.Time.Add(time.Minute)
+	if press.DedupKey() == again.DedupKey() {
+		t.Error("a second press of the same button shares the first one's key")
+	}
+	redelivered, _ := Decode(readFixture(t, "v1/onimcommandadd-private.form"))
+	redelivered.(*CommandAdd).Command.Context = ContextKeyboard
+	if press.DedupKey() != redelivered.DedupKey() {
+		t.Error("a redelivered press has a new key")
+	}
 	up, _ := Decode(readFixture(t, "v1/onimbotmessageupdate-private.form"))
 	up2 := *up.(*MessageUpdate)
 	up2.Message.Text = "edited again"
+	up2.Time = up2.Time.Add(time.Second)
 	if up.DedupKey() == up2.DedupKey() {
 		t.Error("two different edits of one message share a key")
+	}
+	// Edited back to the first text: A → B → A is three edits.
+	back := *up.(*MessageUpdate)
+	back.Time = up2.Time.Add(time.Second)
+	if back.DedupKey() == up.DedupKey() {
+		t.Error("an edit back to an earlier text shares that edit's key")
 	}
 }
 

@@ -7,9 +7,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // ErrMalformed marks a body that is not a well-formed bracket form or event.
@@ -85,11 +87,16 @@ func ParseForm(body []byte) (Form, error) {
 // formBuilder remembers the groups of the last key set: Bitrix24 writes the fields
 // of a group one after another, so the next key usually starts in the same group and
 // needs no lookups to get there.
+//
+// It also keeps each group's next append index, so that "a[]" costs the same
+// whatever the group already holds: finding it by scanning the group made 20,000
+// appends quadratic, seconds of work before a forged event's token was even checked.
 type formBuilder struct {
 	root  Form
 	path  [maxFormDepth + 1]string // the last key's group path…
 	nodes [maxFormDepth + 1]Form   // …and the groups along it
 	depth int
+	next  map[unsafe.Pointer]int // a group's next append index, once it has numeric keys
 }
 
 func (b *formBuilder) set(path []string, value string) error {
@@ -102,7 +109,7 @@ func (b *formBuilder) set(path []string, value string) error {
 	if shared > 0 {
 		node = b.nodes[shared-1]
 	}
-	err := node.set(path[shared:], value, func(i int, child Form, key string) {
+	err := b.put(node, path[shared:], value, func(i int, child Form, key string) {
 		b.path[shared+i], b.nodes[shared+i] = key, child
 	})
 	if err != nil {
@@ -193,16 +200,22 @@ func splitKey(key string, path []string) ([]string, error) {
 	return path, nil
 }
 
-// set stores value at path below f, creating groups on the way; visit is told of
+// put stores value at path below node, creating groups on the way; visit is told of
 // every group along the path.
-func (f Form) set(path []string, value string, visit func(i int, group Form, key string)) error {
-	node := f
+func (b *formBuilder) put(node Form, path []string, value string, visit func(i int, group Form, key string)) error {
 	for i, key := range path {
+		id := reflect.ValueOf(node).UnsafePointer()
 		if key == "" {
 			// PHP's "a[]": the next integer index of this level.
-			key = strconv.Itoa(nextIndex(node))
+			key = strconv.Itoa(b.next[id])
 		}
 		existing, exists := node[key]
+		if n, err := strconv.Atoi(key); !exists && err == nil && n >= b.next[id] {
+			if b.next == nil {
+				b.next = map[unsafe.Pointer]int{}
+			}
+			b.next[id] = n + 1
+		}
 		if i == len(path)-1 {
 			if _, isMap := existing.(Form); isMap {
 				return fmt.Errorf("%w: %q is both a value and a group", ErrMalformed, truncate(strings.Join(path[:i+1], ".")))
@@ -224,16 +237,6 @@ func (f Form) set(path []string, value string, visit func(i int, group Form, key
 		visit(i, node, path[i])
 	}
 	return nil
-}
-
-func nextIndex(node Form) int {
-	n := 0
-	for k := range node {
-		if i, err := strconv.Atoi(k); err == nil && i >= n {
-			n = i + 1
-		}
-	}
-	return n
 }
 
 // String returns the leaf at path, or "" when it is missing or is a group.

@@ -95,3 +95,45 @@ func FuzzParseFormMatchesReference(f *testing.F) {
 		}
 	})
 }
+
+// nextIndex is PHP's rule for "a[]" the slow and obvious way: one more than the
+// largest integer key of the group.
+func nextIndex(node Form) int {
+	n := 0
+	for k := range node {
+		if i, err := strconv.Atoi(k); err == nil && i >= n {
+			n = i + 1
+		}
+	}
+	return n
+}
+
+// BenchmarkParseFormAppends: 20,000 "a[]" pairs, the hostile body of the hardening
+// issue, decode in linear time (it took seconds when each append scanned its group).
+//
+//	go test -run XXX -bench ParseFormAppends ./bitrix24/
+func BenchmarkParseFormAppends(b *testing.B) {
+	for _, n := range []int{5000, 20000} {
+		body := []byte(strings.Repeat("a[]=1&", n))
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if _, err := ParseForm(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestParseFormAppends: appends keep PHP's numbering, after explicit keys too, at
+// the largest body the decoder takes.
+func TestParseFormAppends(t *testing.T) {
+	f, err := ParseForm([]byte(strings.Repeat("a[]=1&", maxFormPairs-2) + "b[5]=x&b[]=y"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(f.Group("a")); got != maxFormPairs-2 || f.String("a", strconv.Itoa(maxFormPairs-3)) != "1" || f.String("b", "6") != "y" {
+		t.Fatalf("appends decoded to %d entries: %v", got, f.Group("b"))
+	}
+}

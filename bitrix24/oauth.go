@@ -186,7 +186,11 @@ func RefreshToken(ctx context.Context, hc *http.Client, tokenURL, clientID, clie
 			Err: errors.New("answer is not OAuth JSON")}
 	}
 	if ans.Error != "" {
-		return TokenSet{}, &Error{Method: "oauth/token", Code: ans.Error, Description: ans.ErrorDescription, HTTPStatus: resp.StatusCode}
+		// The request carried the application's secret and the refresh token: an
+		// answer that echoes them must not pass them on.
+		secrets := strings.NewReplacer(clientSecret, "***", refreshToken, "***")
+		return TokenSet{}, &Error{Method: "oauth/token", Code: secrets.Replace(ans.Error),
+			Description: secrets.Replace(ans.ErrorDescription), HTTPStatus: resp.StatusCode}
 	}
 	if ans.AccessToken == "" || ans.RefreshToken == "" {
 		return TokenSet{}, &Error{Method: "oauth/token", Code: "invalid_grant", Description: "no tokens in the answer", HTTPStatus: resp.StatusCode}

@@ -96,18 +96,20 @@ func (v1) Render(a Action, c Context) (Call, error) {
 	}
 	switch a := a.(type) {
 	case SendMessage:
-		p := map[string]any{"DIALOG_ID": a.DialogID, "MESSAGE": a.Text}
-		if a.Keyboard != nil {
-			p["KEYBOARD"] = a.Keyboard
+		text, kb := Fit(a.Text, a.Keyboard)
+		p := map[string]any{"DIALOG_ID": a.DialogID, "MESSAGE": text}
+		if kb != nil {
+			p["KEYBOARD"] = kb
 		}
 		return Call{"imbot.message.add", withBot(p)}, nil
 	case UpdateMessage:
-		p := map[string]any{"MESSAGE_ID": a.MessageID, "MESSAGE": a.Text}
+		text, kb := Fit(a.Text, a.Keyboard)
+		p := map[string]any{"MESSAGE_ID": a.MessageID, "MESSAGE": text}
 		switch {
 		case a.DropKeyboard:
 			p["KEYBOARD"] = "N"
-		case a.Keyboard != nil:
-			p["KEYBOARD"] = a.Keyboard
+		case kb != nil:
+			p["KEYBOARD"] = kb
 		}
 		return Call{"imbot.message.update", withBot(p)}, nil
 	case CreateChat:

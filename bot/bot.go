@@ -243,37 +243,39 @@ func (b *Bot) onMessage(tx *storage.Tx, portal storage.Portal, m bitrix24.Messag
 	return t.inDialog(m, cmd)
 }
 
-// findDialog finds the dialog held in the message's chat: by chat ID, or by the
-// entity the bot stamped on the chat when the chat's ID is not recorded yet.
+// findDialog finds the dialog held in the message's chat, by the chat ID the portal
+// answered when the bot created it. A chat is never bound by what its events say of
+// themselves: anyone can give a chat our entity. A message from a chat that claims a
+// dialog whose chat is still being created is kept aside instead, and enters the
+// transcript only if the portal's answer names that chat (see Settle).
 func (t *turn) findDialog(m bitrix24.Message) (*storage.Dialog, error) {
-	if m.ChatID > 0 {
-		d, err := t.tx.DialogByChat(t.portal.ID, m.ChatID)
-		if err == nil {
-			return &d, nil
-		}
-		if !errors.Is(err, storage.ErrNotFound) {
-			return nil, err
-		}
+	if m.ChatID <= 0 {
+		return nil, nil
 	}
-	if m.ChatEntityType != EntityType || !strings.HasPrefix(m.ChatEntityID, entityIDPrefix) || m.ChatID <= 0 {
+	d, err := t.tx.DialogByChat(t.portal.ID, m.ChatID)
+	if err == nil {
+		return &d, nil
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return nil, err
+	}
+	if m.ChatEntityType != EntityType || !strings.HasPrefix(m.ChatEntityID, entityIDPrefix) {
 		return nil, nil
 	}
 	id, err := strconv.ParseInt(strings.TrimPrefix(m.ChatEntityID, entityIDPrefix), 10, 64)
 	if err != nil {
 		return nil, nil
 	}
-	d, err := t.tx.Dialog(id)
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && (d.PortalID != t.portal.ID || d.ChatID != 0)) {
+	claimed, err := t.tx.Dialog(id)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && (claimed.PortalID != t.portal.ID || claimed.ChatID != 0 || claimed.ChatFailed)) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	if err := t.tx.SetDialogChat(d.ID, m.ChatID); err != nil {
-		return nil, err
-	}
-	d.ChatID = m.ChatID
-	return &d, nil
+	return nil, t.tx.AddStray(t.portal.ID, storage.StrayMessage{
+		ChatID: m.ChatID, DialogID: claimed.ID, BitrixMessageID: m.ID, AuthorID: t.from.id, Text: m.Text,
+	})
 }
 
 // inMainChat: commands, or a question that opens a new dialog.
@@ -281,46 +283,28 @@ func (t *turn) inMainChat(m bitrix24.Message, cmd *command) error {
 	if cmd != nil {
 		return t.run(*cmd, m)
 	}
-	if ok, err := t.mayAsk(); !ok {
+	// A question is the client's own: an agent who is not a client gets the agents'
+	// help, and a free plan refuses it like /new.
+	if ok, err := t.mayAskAsClient(); !ok {
 		return err
 	}
-	if t.from.client {
-		return t.openDialog(m.Text, m.ID)
-	}
-	// An agent who is not a client writing to the bot gets the agents' help.
-	return t.reply(t.t.AgentHelp, nil)
+	return t.openDialog(m.Text, m.ID)
 }
 
 // inDialog: every message goes into the transcript; the client's moves their mark
 // and may reopen a resolved dialog; a rename in the Bitrix24 UI is picked up.
 func (t *turn) inDialog(m bitrix24.Message, cmd *command) error {
 	d := t.dialog
-	if m.ChatTitle != "" && m.ChatTitle != d.Title && !d.TitlePending {
-		if err := t.tx.RenameDialog(d.ID, m.ChatTitle, false); err != nil {
+	// A rename with the pencil: capped like a title from a command.
+	if title := bitrix24.Shorten(cleanTitle(m.ChatTitle), maxTitle); title != "" && title != d.Title && !d.TitlePending {
+		if err := t.tx.RenameDialog(d.ID, title, false); err != nil {
 			return err
 		}
-		d.Title = m.ChatTitle
+		d.Title = title
 	}
-	role := storage.RoleOther
-	switch {
-	case t.from.id == d.ClientID:
-		role = storage.RoleClient
-	case t.from.agent:
-		role = storage.RoleAgent
-	}
-	seq, _, err := t.tx.AddMessage(storage.Message{
-		DialogID: d.ID, BitrixMessageID: m.ID, AuthorID: t.from.id, AuthorRole: role, Text: m.Text,
-	})
+	role, err := t.b.record(t.tx, *d, m.ID, t.from.id, m.Text)
 	if err != nil {
 		return err
-	}
-	if err := t.tx.TouchDialog(d.ID); err != nil {
-		return err
-	}
-	if role == storage.RoleClient {
-		if err := t.tx.SetLastSeen(d.ID, t.from.id, seq); err != nil {
-			return err
-		}
 	}
 	if cmd != nil {
 		return t.run(*cmd, m)
@@ -329,6 +313,31 @@ func (t *turn) inDialog(m bitrix24.Message, cmd *command) error {
 		return t.clientWritesInResolved()
 	}
 	return nil
+}
+
+// record puts a message into a dialog's transcript and returns its author's role
+// there: the client's moves their mark, since they have seen what came before.
+func (b *Bot) record(tx *storage.Tx, d storage.Dialog, messageID, authorID int64, text string) (string, error) {
+	role := storage.RoleOther
+	switch {
+	case authorID == d.ClientID:
+		role = storage.RoleClient
+	case b.agents[authorID]:
+		role = storage.RoleAgent
+	}
+	seq, _, err := tx.AddMessage(storage.Message{DialogID: d.ID, BitrixMessageID: messageID, AuthorID: authorID, AuthorRole: role, Text: text})
+	if err != nil {
+		return "", err
+	}
+	if err := tx.TouchDialog(d.ID); err != nil {
+		return "", err
+	}
+	if role == storage.RoleClient {
+		if err := tx.SetLastSeen(d.ID, authorID, seq); err != nil {
+			return "", err
+		}
+	}
+	return role, nil
 }
 
 // clientWritesInResolved reopens the dialog if the limit allows; otherwise says why not,
@@ -402,7 +411,7 @@ func (t *turn) run(cmd command, m bitrix24.Message) error {
 		if ok, err := t.mayAskAsClient(); !ok {
 			return err
 		}
-		return t.listDialogs()
+		return t.listDialogs(cmd.args)
 	case cmdNew:
 		// An agent's /new inside someone's dialog is for that dialog's client.
 		// Inside a dialog, /new is for that dialog's client: its client asks within
@@ -449,7 +458,9 @@ func (t *turn) mayAsk() (bool, error) {
 	return t.mayAskAsClient()
 }
 
-// mayAskAsClient is mayAsk for the commands only clients have.
+// mayAskAsClient is mayAsk for what only clients do: their own questions and their
+// list. It is the one place of the plan rule: agents help clients on any plan; a
+// client's own question needs a commercial plan, whoever else the client is.
 func (t *turn) mayAskAsClient() (bool, error) {
 	switch {
 	case !t.from.client && t.from.agent:
@@ -464,7 +475,9 @@ func (t *turn) mayAskAsClient() (bool, error) {
 
 func (t *turn) help() error {
 	switch {
-	case t.from.client && t.b.cfg.FreePlan && !t.from.agent:
+	case t.from.client && t.b.cfg.FreePlan && t.from.agent:
+		return t.reply(t.t.FreePlan+"\n\n"+t.t.AgentHelp, nil)
+	case t.from.client && t.b.cfg.FreePlan:
 		return t.reply(t.t.FreePlan, nil)
 	case t.from.client:
 		text := t.t.ClientHelp(t.b.cfg.MaxActive)

@@ -423,22 +423,59 @@ func TestTranscriptEditsAndDeletes(t *testing.T) {
 	})
 }
 
-func TestChatFoundByEntityBeforeResult(t *testing.T) {
+// TestEntityClaimBindsNothing: a chat whose events claim a dialog's entity while the
+// dialog's chat is being created is not bound to it. What was written there enters
+// the transcript only if the portal's answer to the bot's own call names that chat.
+func TestEntityClaimBindsNothing(t *testing.T) {
 	h := newHarness(t)
-	h.process(h.private(admin, "q"))
+	h.process(h.private(admin, "q1"))
+	h.process(h.private(admin, "q2"))
 	h.sent()
-	ev := h.group(admin, 3001, "Support question — #1", "hello?")
-	ev.Message.ChatEntityType = EntityType
-	h.store.Update(context.Background(), func(tx *storage.Tx) error {
-		d, _ := tx.DialogByNumber(h.portal.ID, 1)
-		ev.Message.ChatEntityID = fmt.Sprintf("question|%d", d.ID)
+	claim := func(user, chatID int64, dialog storage.Dialog, text string) {
+		ev := h.group(user, chatID, "Support question", text)
+		ev.Message.ChatEntityType, ev.Message.ChatEntityID = EntityType, fmt.Sprintf("question|%d", dialog.ID)
+		h.process(ev)
+	}
+	var d1, d2 storage.Dialog
+	h.store.View(context.Background(), func(tx *storage.Tx) error {
+		d1, _ = tx.DialogByNumber(h.portal.ID, 1)
+		d2, _ = tx.DialogByNumber(h.portal.ID, 2)
 		return nil
 	})
-	h.process(ev)
+	claim(stranger, 6666, d2, "stranger's words") // a stranger's own chat
+	claim(admin, 3001, d1, "written before the answer came")
+	if sent := h.sent(); len(sent) != 0 {
+		t.Fatalf("claims got answers: %s", kinds(sent))
+	}
+	// The portal answers: dialog 1's chat is 3001, dialog 2's is 3002.
 	h.store.Update(context.Background(), func(tx *storage.Tx) error {
-		d, err := tx.DialogByChat(h.portal.ID, 3001)
-		if err != nil || d.Number != 1 {
-			t.Errorf("chat not linked: %v", err)
+		all, _ := h.store.Outbox(context.Background(), h.portal.ID)
+		for _, e := range all {
+			if e.Kind == bitrix24.KindCreateChat {
+				chat := int64(3001)
+				if e.EffectRef == d2.ID {
+					chat = 3002
+				}
+				if err := h.bot.Settle(tx, e, act(t, e), Result{ID: chat}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	h.store.View(context.Background(), func(tx *storage.Tx) error {
+		if _, err := tx.DialogByChat(h.portal.ID, 6666); err == nil {
+			t.Error("the stranger's chat took dialog 2 over")
+		}
+		tr1, _ := tx.Transcript(d1.ID)
+		if len(tr1) != 2 || tr1[1].Text != "written before the answer came" || tr1[1].AuthorRole != storage.RoleClient {
+			t.Errorf("dialog 1's transcript %+v: the message from its own chat is missing", tr1)
+		}
+		tr2, _ := tx.Transcript(d2.ID)
+		for _, m := range tr2 {
+			if m.Text == "stranger's words" {
+				t.Errorf("the stranger's message entered dialog 2's transcript")
+			}
 		}
 		return nil
 	})

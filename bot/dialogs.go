@@ -2,7 +2,6 @@ package bot
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"unicode"
@@ -12,13 +11,21 @@ import (
 	"supportbot/storage"
 )
 
-// maxResolvedListed caps the resolved dialogs one list shows, so the message stays
-// well under Bitrix24's 20,000 characters however long a client's history is.
-const maxResolvedListed = 30
+// What the bot writes is bounded whatever the data, so every message stays well under
+// Bitrix24's limits (bitrix24.Fit is the last guard): lists show a page of lines,
+// quotes of what users wrote are shortened, titles are capped.
+const (
+	pageSize    = 20   // lines of a list per message
+	maxQuote    = 1000 // characters of a user's text quoted in a message
+	maxAskAgain = 1000 // characters put back into the input field
+	maxButton   = 40   // characters of a title on a button
+	maxName     = 100  // characters of a person's name
+)
 
-// listDialogs answers "all chats": active dialogs first, then resolved, with unread
-// counts and a button per active dialog.
-func (t *turn) listDialogs() error {
+// listDialogs answers "all chats" (page 1, or the page args names): active dialogs
+// first, then resolved, with unread counts, a button per active dialog and, when
+// more follow, a button for the next page.
+func (t *turn) listDialogs(args string) error {
 	list, err := t.tx.ClientDialogs(t.portal.ID, t.from.id)
 	if err != nil {
 		return err
@@ -34,35 +41,53 @@ func (t *turn) listDialogs() error {
 	}
 	var b strings.Builder
 	b.WriteString(t.t.ListHeader(len(list), unread))
+	from, to, next := page(args, len(list))
+	if from > 0 || to < len(list) {
+		b.WriteString("\n" + t.t.Showing(from+1, to, len(list)))
+	}
 	kb := &bitrix24.Keyboard{}
 	section := ""
-	resolvedShown, resolvedHidden := 0, 0
-	for _, d := range list {
-		if !d.Active() {
-			if resolvedShown == maxResolvedListed {
-				resolvedHidden++
-				continue
-			}
-			resolvedShown++
-		}
+	for _, d := range list[from:to] {
 		if s := t.sectionOf(d.Dialog); s != section {
 			section = s
 			b.WriteString("\n\n" + s)
 		}
 		b.WriteString("\n" + t.listLine(d, kb))
 	}
-	if resolvedHidden > 0 {
-		fmt.Fprintf(&b, "\n… +%d", resolvedHidden)
+	if next > 0 {
+		kb.Buttons = append(kb.Buttons, button(t.t.BtnMore, cmdChats, strconv.Itoa(next), false))
 	}
 	kb.Buttons = append(kb.Buttons, button(t.t.BtnOpenNew, cmdNew, "", true))
 	return t.reply(b.String(), kb)
+}
+
+// page is the part of a list of n lines that page number args shows: lines [from,
+// to), and the next page's number, 0 when this is the last.
+func page(args string, n int) (from, to, next int) {
+	p, err := strconv.Atoi(strings.TrimSpace(args))
+	if err != nil || p < 1 {
+		p = 1
+	}
+	pages := (n + pageSize - 1) / pageSize
+	p = min(p, max(pages, 1))
+	from, to = (p-1)*pageSize, min(p*pageSize, n)
+	if p < pages {
+		next = p + 1
+	}
+	return from, to, next
+}
+
+// quote is a user's text as a message quotes it: shortened and escaped.
+func quote(text string) string {
+	return bitrix24.Escape(bitrix24.Shorten(strings.TrimSpace(text), maxQuote))
 }
 
 // listLine is a dialog's line in a list; an active dialog also gets a button in kb.
 func (t *turn) listLine(d storage.DialogSummary, kb *bitrix24.Keyboard) string {
 	title := bitrix24.EscapeLine(d.Title)
 	if d.Active() {
-		kb.Buttons = append(kb.Buttons, openDialogButton(t.t, d.Number, title, d.Unread)...)
+		short := bitrix24.EscapeLine(bitrix24.Shorten(d.Title, maxButton))
+		kb.Buttons = append(kb.Buttons, openDialogButton(t.t, d.Number, short, d.Unread)...)
 	}
 	return t.t.ListLine(d.Number, title, t.status(d.Dialog), d.Unread, t.chatLink(d.Dialog, t.t.OpenLink))
 }
@@ -112,12 +137,21 @@ func (t *turn) limitReached() error {
 	if err != nil {
 		return err
 	}
-	var lines []string
-	kb := &bitrix24.Keyboard{}
+	var active []storage.DialogSummary
 	for _, d := range list {
 		if d.Active() {
-			lines = append(lines, t.listLine(d, kb))
+			active = append(active, d)
 		}
+	}
+	var lines []string
+	kb := &bitrix24.Keyboard{}
+	_, to, _ := page("", len(active))
+	for _, d := range active[:to] {
+		lines = append(lines, t.listLine(d, kb))
+	}
+	if to < len(active) {
+		lines = append(lines, t.t.Showing(1, to, len(active)))
+		kb.Buttons = append(kb.Buttons, button(t.t.BtnAllChats, cmdChats, "", false))
 	}
 	return t.reply(t.t.LimitReached(t.b.cfg.MaxActive, lines), kb)
 }
@@ -171,7 +205,7 @@ func (t *turn) createDialog(nd newDialog) (storage.Dialog, error) {
 			}
 		}
 	}
-	greeting := tx.Greeting(d.Number, mention(nd.clientID, nd.clientName), bitrix24.Escape(question))
+	greeting := tx.Greeting(d.Number, mention(nd.clientID, nd.clientName), quote(question))
 	err = t.send(dialogLane(d.ID), bitrix24.AwaitedDialogID, greeting, nil, d.ID)
 	return d, err
 }

@@ -28,13 +28,9 @@ func (b *Bot) Settle(tx *storage.Tx, e storage.OutboxEntry, a bitrix24.Action, r
 	switch e.Effect {
 	case effectDialogChat:
 		if r.Failed || r.ID <= 0 {
-			if err := tx.MarkDialogChatFailed(e.EffectRef); err != nil {
-				return err
-			}
-			_, err := tx.FailDependents(e.EffectRef, "the dialog's chat could not be created")
-			return err
+			return b.chatFailed(tx, e.PortalID, e.EffectRef)
 		}
-		return tx.SetDialogChat(e.EffectRef, r.ID)
+		return b.chatCreated(tx, e.PortalID, e.EffectRef, r.ID)
 	case effectTitleSent:
 		return tx.TitleSent(e.EffectRef)
 	case effectAccessRequestMessage:
@@ -52,4 +48,60 @@ func (b *Bot) Settle(tx *storage.Tx, e storage.OutboxEntry, a bitrix24.Action, r
 		}
 	}
 	return nil
+}
+
+// chatCreated binds a dialog to the chat the portal created for it, and adopts what
+// was written there while the answer was on its way.
+func (b *Bot) chatCreated(tx *storage.Tx, portalID, dialogID, chatID int64) error {
+	if err := tx.SetDialogChat(dialogID, chatID); err != nil {
+		return err
+	}
+	strays, err := tx.TakeStrays(portalID, chatID, dialogID)
+	if err != nil || len(strays) == 0 {
+		return err
+	}
+	d, err := tx.Dialog(dialogID)
+	if err != nil {
+		return err
+	}
+	for _, m := range strays {
+		if _, err := b.record(tx, d, m.BitrixMessageID, m.AuthorID, m.Text); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chatFailed withdraws a dialog whose chat the portal will not create: it no longer
+// counts towards the client's limit or shows in any list, what waited for the chat is
+// given up, and the client is told in the main chat, with their question, so that
+// nothing they wrote is lost and they can ask again.
+func (b *Bot) chatFailed(tx *storage.Tx, portalID, dialogID int64) error {
+	if err := tx.MarkDialogChatFailed(dialogID); err != nil {
+		return err
+	}
+	if _, err := tx.FailDependents(dialogID, "the dialog's chat could not be created"); err != nil {
+		return err
+	}
+	d, err := tx.Dialog(dialogID)
+	if err != nil {
+		return err
+	}
+	tr, err := tx.Transcript(d.ID)
+	if err != nil {
+		return err
+	}
+	question := ""
+	if len(tr) > 0 {
+		question = tr[0].Text
+	}
+	ct := textsFor(d.Language)
+	var kb *bitrix24.Keyboard
+	if question != "" {
+		kb = &bitrix24.Keyboard{Buttons: []bitrix24.Button{{Text: ct.BtnAskAgain, Action: "PUT",
+			ActionValue: bitrix24.Shorten(question, maxAskAgain), Display: "LINE", BgColor: colorMain, TextColor: colorText}}}
+	}
+	lane := clientLane(d.ClientID)
+	return enqueue(tx, portalID, storage.OutboxEntry{Lane: lane},
+		bitrix24.SendMessage{DialogID: lane, Text: ct.ChatFailed(d.Number, quote(question)), Keyboard: kb})
 }

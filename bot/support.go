@@ -210,11 +210,13 @@ func (t *turn) rate(args string, keyboardMessageID int64) error {
 	})
 }
 
+// displayName is a person's name as a message shows it: escaped and, since events
+// may carry any length, shortened.
 func displayName(userID int64, name string) string {
 	if strings.TrimSpace(name) == "" {
 		return "#" + strconv.FormatInt(userID, 10)
 	}
-	return bitrix24.EscapeLine(name)
+	return bitrix24.EscapeLine(bitrix24.Shorten(name, maxName))
 }
 
 // queue: /queue lists, for agents, the active dialogs waiting for an answer, longest
@@ -233,11 +235,10 @@ func (t *turn) queue() error {
 	var b strings.Builder
 	b.WriteString(t.t.QueueHeader(len(list)))
 	now := t.tx.Now()
-	for i, w := range list {
-		if i == 50 {
-			b.WriteString("\n…")
-			break
-		}
+	if len(list) > pageSize {
+		b.WriteString("\n" + t.t.Showing(1, pageSize, len(list)))
+	}
+	for _, w := range list[:min(len(list), pageSize)] {
 		waited := max(now.Sub(w.WaitingSince), time.Duration(0))
 		// The client's name as text, not a mention: a mention would notify the client.
 		b.WriteString("\n" + t.t.QueueLine(w.Number, bitrix24.EscapeLine(w.Title), displayName(w.ClientID, w.ClientName),

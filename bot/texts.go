@@ -36,7 +36,9 @@ type texts struct {
 	StatusEscalated string
 	ChatPending     string // in place of a link while the chat is being created
 	ButtonDialog    func(number int, title string, unread int) string
-	OpenLink        string // text of a [chat=…] link
+	OpenLink        string                           // text of a [chat=…] link
+	Showing         func(from, to, total int) string // a page of a long list
+	BtnMore         string
 
 	// Opening dialogs.
 	LimitReached func(maxActive int, lines []string) string
@@ -67,6 +69,10 @@ type texts struct {
 	ReopenedByAgent func(number int) string
 	OpenedByAgent   func(number int, link string) string // where the agent typed /new
 	OpenedForClient func(number int, link string) string // to the client's main chat
+	// ChatFailed tells the client, in the main chat, that a dialog's chat could not be
+	// created and the dialog is withdrawn; question is the escaped, shortened question.
+	ChatFailed  func(number int, question string) string
+	BtnAskAgain string
 
 	// Escalation.
 	AccessRequest   func(number int, title, link string) string

@@ -57,6 +57,10 @@ var textsEN = texts{
 		return fmt.Sprintf("#%d %s", n, title)
 	},
 	OpenLink: "open",
+	Showing: func(from, to, total int) string {
+		return fmt.Sprintf("[i]showing %d–%d of %d[/i]", from, to, total)
+	},
+	BtnMore: "More",
 
 	LimitReached: func(max int, lines []string) string {
 		return fmt.Sprintf("You already have the maximum of %d open questions:\n", max) +
@@ -114,6 +118,15 @@ var textsEN = texts{
 	OpenedForClient: func(n int, link string) string {
 		return fmt.Sprintf("Support opened question #%d for you: %s", n, link)
 	},
+	ChatFailed: func(n int, question string) string {
+		s := fmt.Sprintf("Sorry: Bitrix24 did not let me create the chat for question #%d, so it is withdrawn "+
+			"and does not count towards your open questions.", n)
+		if question != "" {
+			s += "\nYour question was:\n[i]" + question + "[/i]"
+		}
+		return s + "\nPlease ask it again in a moment."
+	},
+	BtnAskAgain: "Ask again",
 
 	AccessRequest: func(n int, title, link string) string {
 		return fmt.Sprintf("[b]Access request[/b]\nTo resolve question #%d “%s” (%s), "+

@@ -56,6 +56,10 @@ var textsRU = texts{
 		}
 		return fmt.Sprintf("№%d %s", n, title)
 	},
+	Showing: func(from, to, total int) string {
+		return fmt.Sprintf("[i]показаны %d–%d из %d[/i]", from, to, total)
+	},
+	BtnMore:  "Ещё",
 	OpenLink: "открыть",
 
 	LimitReached: func(max int, lines []string) string {
@@ -120,6 +124,15 @@ var textsRU = texts{
 	OpenedForClient: func(n int, link string) string {
 		return fmt.Sprintf("Поддержка открыла для вас обращение №%d: %s", n, link)
 	},
+	ChatFailed: func(n int, question string) string {
+		s := fmt.Sprintf("К сожалению, Битрикс24 не дал создать чат для обращения №%d: оно снято "+
+			"и не считается среди ваших открытых.", n)
+		if question != "" {
+			s += "\nВаш вопрос:\n[i]" + question + "[/i]"
+		}
+		return s + "\nПожалуйста, задайте его ещё раз чуть позже."
+	},
+	BtnAskAgain: "Спросить снова",
 
 	AccessRequest: func(n int, title, link string) string {
 		return fmt.Sprintf("[b]Запрос доступа[/b]\nЧтобы решить вопрос по обращению №%d «%s» (%s), "+

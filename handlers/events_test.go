@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -25,9 +26,9 @@ func newServer(t *testing.T) (*httptest.Server, *storage.Store) {
 	return srv, store
 }
 
-func newServerTB(t testing.TB) (http.Handler, *storage.Store) {
+func newServerTB(t testing.TB, opts ...storage.Option) (http.Handler, *storage.Store) {
 	t.Helper()
-	store := storagetest.Open(t)
+	store := storagetest.Open(t, opts...)
 	p, err := store.EnsurePortal(context.Background(), "test", "")
 	if err != nil {
 		t.Fatal(err)
@@ -89,5 +90,52 @@ func TestEventsNot200WhenNotStored(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("readyz with a closed database: %d", resp.StatusCode)
+	}
+}
+
+// TestReadyzTellsTheTruth: while the database cannot commit (the disk full: here a
+// page quota reached), events get 500 and /readyz says not ready, although reads
+// still work; once there is room, both recover.
+func TestReadyzTellsTheTruth(t *testing.T) {
+	h, store := newServerTB(t)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	ready := func() int {
+		resp, err := http.Get(srv.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if s := ready(); s != http.StatusOK {
+		t.Fatalf("readyz %d at the start", s)
+	}
+	if err := store.SetMaxPages(context.Background(), 1); err != nil { // no more room than there is
+		t.Fatal(err)
+	}
+	failed := 0
+	for i := range 200 {
+		body := b24test.Event("v1/onimbotmessageadd-private.form", map[string]string{"auth[application_token]": token,
+			"data[PARAMS][MESSAGE_ID]": fmt.Sprint(5000 + i), "data[PARAMS][MESSAGE]": strings.Repeat("q", 3000)})
+		if status, _, _ := b24test.Post(context.Background(), srv.URL+"/bitrix/events", body); status == http.StatusInternalServerError {
+			failed++
+		}
+	}
+	if failed == 0 {
+		t.Fatal("no event failed: the test proves nothing")
+	}
+	if s := ready(); s != http.StatusServiceUnavailable {
+		t.Fatalf("readyz %d while events fail", s)
+	}
+	if err := store.SetMaxPages(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if s := ready(); s != http.StatusOK {
+		t.Fatalf("readyz %d after room was made", s)
+	}
+	if status, _, _ := b24test.Post(context.Background(), srv.URL+"/bitrix/events", b24test.Event("v1/onimbotmessageadd-private.form",
+		map[string]string{"auth[application_token]": token, "data[PARAMS][MESSAGE_ID]": "9999"})); status != http.StatusOK {
+		t.Fatalf("event after room was made: %d", status)
 	}
 }

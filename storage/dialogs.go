@@ -21,7 +21,7 @@ type Dialog struct {
 	ClientID       int64
 	ClientName     string
 	ChatID         int64 // 0 until the portal has answered the chat's creation
-	ChatFailed     bool  // the chat could not be created
+	ChatFailed     bool  // the chat could not be created: the dialog is withdrawn
 	Title          string
 	TitlePending   bool // a rename of ours has not reached the portal yet
 	Status         string
@@ -34,8 +34,10 @@ type Dialog struct {
 	ResolvedAt     time.Time
 }
 
-// Active reports whether the dialog counts against the client's limit.
-func (d Dialog) Active() bool { return d.Status == StatusActive }
+// Active reports whether the dialog counts against the client's limit. A dialog
+// whose chat could not be created is withdrawn: neither active nor resolved, and
+// listed nowhere.
+func (d Dialog) Active() bool { return d.Status == StatusActive && !d.ChatFailed }
 
 // DialogSummary is a dialog as a list shows it.
 type DialogSummary struct {
@@ -84,7 +86,7 @@ type NewDialog struct {
 // create in the same transaction, so the count cannot go stale in between.
 func (tx *Tx) CountActiveDialogs(portalID, clientID int64) (int, error) {
 	var n int
-	err := tx.queryRow(`SELECT COUNT(*) FROM dialogs WHERE portal_id = ? AND client_id = ? AND status = 'active'`,
+	err := tx.queryRow(`SELECT COUNT(*) FROM dialogs WHERE portal_id = ? AND client_id = ? AND status = 'active' AND chat_failed = 0`,
 		portalID, clientID).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count active dialogs of %d: %w", clientID, err)
@@ -152,10 +154,11 @@ func (tx *Tx) Dialogs(portalID int64) ([]Dialog, error) {
 }
 
 // ClientDialogs lists a client's dialogs as the list shows them: active first, then
-// resolved, each newest activity first, with unread counts.
+// resolved, each newest activity first, with unread counts; withdrawn ones are not
+// listed.
 func (tx *Tx) ClientDialogs(portalID, clientID int64) ([]DialogSummary, error) {
 	rows, err := tx.query(`SELECT `+dialogColumns+`, (`+unreadSQL+`) FROM dialogs d
-		WHERE d.portal_id = ? AND d.client_id = ?
+		WHERE d.portal_id = ? AND d.client_id = ? AND d.chat_failed = 0
 		ORDER BY d.status = 'active' DESC, d.last_activity_at DESC, d.id DESC`, portalID, clientID)
 	list, err := collect(rows, err, func(r *sql.Rows) (s DialogSummary, err error) {
 		s.Dialog, err = scanDialog(r, &s.Unread)
@@ -272,7 +275,7 @@ type WaitingDialog struct {
 func (tx *Tx) WaitingDialogs(portalID int64) ([]WaitingDialog, error) {
 	rows, err := tx.query(`WITH pending AS (
 			SELECT m.dialog_id, COUNT(*) AS n, MIN(m.created_at) AS since FROM messages m
-			JOIN dialogs d ON d.id = m.dialog_id AND d.portal_id = ? AND d.status = 'active'
+			JOIN dialogs d ON d.id = m.dialog_id AND d.portal_id = ? AND d.status = 'active' AND d.chat_failed = 0
 			WHERE m.author_role = 'client' AND m.deleted_at IS NULL
 			AND m.id > COALESCE((SELECT MAX(a.id) FROM messages a WHERE a.dialog_id = m.dialog_id AND a.author_role = 'agent'), 0)
 			GROUP BY m.dialog_id)

@@ -103,3 +103,47 @@ func (tx *Tx) MarkAllSeen(dialogID, userID int64) error {
 	}
 	return tx.SetLastSeen(dialogID, userID, seq)
 }
+
+// StrayMessage is a message from a chat that claims to be a dialog's (see
+// AddStray).
+type StrayMessage struct {
+	ChatID          int64
+	DialogID        int64
+	BitrixMessageID int64
+	AuthorID        int64
+	Text            string
+	CreatedAt       time.Time
+}
+
+// AddStray keeps a message from a chat whose events claim to be dialogID's while
+// that dialog's chat is not known: it enters the transcript only if the portal then
+// says this is the dialog's chat (TakeStrays).
+func (tx *Tx) AddStray(portalID int64, m StrayMessage) error {
+	_, err := tx.exec(`INSERT INTO stray_messages (portal_id, chat_id, dialog_id, bitrix_message_id, author_id, text, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		portalID, m.ChatID, m.DialogID, m.BitrixMessageID, m.AuthorID, m.Text, millis(tx.now))
+	if err != nil {
+		return fmt.Errorf("keep message %d of chat %d: %w", m.BitrixMessageID, m.ChatID, err)
+	}
+	return nil
+}
+
+// TakeStrays removes and returns, oldest first, the messages kept from chatID that
+// claimed to be dialogID's.
+func (tx *Tx) TakeStrays(portalID, chatID, dialogID int64) ([]StrayMessage, error) {
+	rows, err := tx.query(`SELECT chat_id, dialog_id, bitrix_message_id, author_id, text, created_at FROM stray_messages
+		WHERE portal_id = ? AND chat_id = ? AND dialog_id = ? ORDER BY created_at, bitrix_message_id`, portalID, chatID, dialogID)
+	list, err := collect(rows, err, func(r *sql.Rows) (m StrayMessage, err error) {
+		var created sql.NullInt64
+		err = r.Scan(&m.ChatID, &m.DialogID, &m.BitrixMessageID, &m.AuthorID, &m.Text, &created)
+		m.CreatedAt = fromMillis(created)
+		return m, err
+	})
+	if err == nil {
+		_, err = tx.exec(`DELETE FROM stray_messages WHERE portal_id = ? AND chat_id = ? AND dialog_id = ?`, portalID, chatID, dialogID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("messages kept from chat %d: %w", chatID, err)
+	}
+	return list, nil
+}

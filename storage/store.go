@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/url"
 	"runtime/debug"
 	"sort"
@@ -38,6 +39,8 @@ type Store struct {
 	read  *sql.DB
 	clock func() time.Time
 
+	maxPages int // WithMaxPages
+
 	stmts    map[string]*sql.Stmt // prepared on the writer connection; used only by the writer goroutine
 	portals  map[int64]Portal     // read on every event; cached by the writer goroutine
 	requests chan *writeRequest
@@ -52,6 +55,20 @@ type Option func(*Store)
 
 // WithClock replaces time.Now, for tests that need to control time.
 func WithClock(clock func() time.Time) Option { return func(s *Store) { s.clock = clock } }
+
+// WithMaxPages caps the database at n pages (PRAGMA max_page_count): a quota on its
+// size, past which writes fail as on a full disk. Tests use it to fill the disk.
+func WithMaxPages(n int) Option { return func(s *Store) { s.maxPages = n } }
+
+// SetMaxPages changes the cap of WithMaxPages on the open database (0 lifts it).
+func (s *Store) SetMaxPages(ctx context.Context, n int) error {
+	if n <= 0 {
+		n = math.MaxInt32
+	}
+	// PRAGMA takes no bind parameters; n is an integer.
+	_, err := s.write.ExecContext(ctx, "PRAGMA max_page_count = "+strconv.Itoa(n))
+	return err
+}
 
 // maxGroup bounds how many transactions share one commit, so one slow batch cannot
 // hold many callers for long.
@@ -109,6 +126,13 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	if s.maxPages > 0 {
+		if err := s.SetMaxPages(ctx, s.maxPages); err != nil {
+			w.Close()
+			r.Close()
+			return nil, fmt.Errorf("open database %s: %w", path, err)
+		}
+	}
 	go s.writer()
 	return s, nil
 }
@@ -130,11 +154,26 @@ func (s *Store) Close() error {
 	return err
 }
 
-// Ping checks that the database answers a query (readiness).
+// Ping checks that the database answers a query and can commit a write (readiness):
+// a full disk fails every event while reads still work, so only a write tells.
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
 	if err := s.read.QueryRowContext(ctx, "SELECT 1 FROM portals LIMIT 1").Scan(&one); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("ping database: %w", err)
+	}
+	err := s.Update(ctx, func(tx *Tx) error {
+		if _, err := tx.exec(`INSERT INTO health (id, checked_at, pad) VALUES (2, ?, zeroblob(16384))`, millis(tx.now)); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`DELETE FROM health WHERE id = 2`); err != nil {
+			return err
+		}
+		_, err := tx.exec(`INSERT INTO health (id, checked_at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at`,
+			millis(tx.now))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("database cannot commit: %w", err)
 	}
 	return nil
 }

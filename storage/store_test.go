@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -306,5 +307,44 @@ func TestViewReadsWithoutWriting(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPingNeedsACommit: readiness fails while the database cannot commit what an
+// event writes (the disk full, here a page quota reached), although it still
+// answers reads, and recovers once there is room again.
+func TestPingNeedsACommit(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("a fresh database is not ready: %v", err)
+	}
+	p, _ := s.EnsurePortal(ctx, "webhook", "")
+	var pages int
+	if err := s.read.QueryRow("PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetMaxPages(ctx, pages+8); err != nil {
+		t.Fatal(err)
+	}
+	// Fill it up as events would, until a commit fails.
+	var full error
+	for i := 0; full == nil && i < 10000; i++ {
+		full = s.Update(ctx, func(tx *Tx) error {
+			_, err := tx.MarkProcessed(p.ID, fmt.Sprintf("message:%d:%s", i, strings.Repeat("x", 2000)), "ONIMBOTMESSAGEADD")
+			return err
+		})
+	}
+	if full == nil {
+		t.Fatal("the quota never filled")
+	}
+	if err := s.Ping(ctx); err == nil {
+		t.Fatalf("ready while events fail with %v", full)
+	}
+	if err := s.SetMaxPages(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("not ready after room was made: %v", err)
 	}
 }
