@@ -16,7 +16,7 @@ import (
 )
 
 // Config is the whole configuration. The mapstructure tags are the key names
-// ("section.key"); Keys is checked against them when the package starts.
+// ("section.key"); TestKeys checks them against Keys.
 type Config struct {
 	HTTP    HTTP    `mapstructure:"http"`
 	DB      DB      `mapstructure:"db"`
@@ -128,23 +128,19 @@ func (c *Config) SlogLevel() slog.Level {
 // It has a value receiver so that both Config and *Config are redacted.
 func (c Config) LogValue() slog.Value {
 	rv := reflect.ValueOf(c)
-	var groups []slog.Attr
-	var cur []slog.Attr
-	section := ""
+	var groups []slog.Attr // one per section; keys lists each section's keys together
 	for _, k := range keys {
 		sec, name, _ := strings.Cut(k.Name, ".")
-		if sec != section && cur != nil {
-			groups = append(groups, slog.Attr{Key: section, Value: slog.GroupValue(cur...)})
-			cur = nil
-		}
-		section = sec
-		v := rv.FieldByIndex(fields[k.Name].index).Interface()
+		v := rv.FieldByIndex(fields[k.Name].Index).Interface()
 		if k.Secret {
 			v = redact(v.(string))
 		}
-		cur = append(cur, slog.Any(name, v))
+		if n := len(groups); n == 0 || groups[n-1].Key != sec {
+			groups = append(groups, slog.Group(sec))
+		}
+		g := &groups[len(groups)-1]
+		g.Value = slog.GroupValue(append(g.Value.Group(), slog.Any(name, v))...)
 	}
-	groups = append(groups, slog.Attr{Key: section, Value: slog.GroupValue(cur...)})
 	return slog.GroupValue(groups...)
 }
 

@@ -13,8 +13,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
 )
 
 const (
@@ -304,7 +306,7 @@ func TestBindFlags(t *testing.T) {
 			t.Errorf("no flag --%s", k.Flag)
 			continue
 		}
-		// A flag default of its own could be mistaken for a user's choice.
+		// The defaults live in Keys alone (and the usage text names them).
 		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "[]" {
 			t.Errorf("--%s has default %q", k.Flag, f.DefValue)
 		}
@@ -401,7 +403,7 @@ func TestPrecedence(t *testing.T) {
 		{"bitrix.bot_id", layer{`11`, "12", "13"}, [4]any{int64(0), int64(11), int64(12), int64(13)}},
 		{"support.agents", layer{`[1, 2]`, "3,4", "5"}, [4]any{[]int64(nil), []int64{1, 2}, []int64{3, 4}, []int64{5}}},
 	} {
-		k, _ := lookupKey(tc.key)
+		k := Keys()[slices.IndexFunc(Keys(), func(k Key) bool { return k.Name == tc.key })]
 		// Every subset of {file, env, flag}; the highest present wins.
 		for mask := range 8 {
 			useFile, useEnv, useFlag := mask&1 != 0, mask&2 != 0, mask&4 != 0
@@ -616,7 +618,7 @@ func TestUnknownFileKeys(t *testing.T) {
 		{name: "section as a value", file: "bitrix: 5\n",
 			wantErr: []string{"bitrix must be a mapping"}},
 		{name: "top level list", file: "- a\n- b\n",
-			wantErr: []string{"top level must be a mapping"}},
+			wantErr: []string{"config file", "cannot unmarshal !!seq into map"}},
 		{name: "invalid yaml", file: "bitrix: [\n",
 			wantErr: []string{"config file"}},
 		{name: "duplicate key", file: "bitrix:\n  burst: 5\n  burst: 6\n",
@@ -950,5 +952,84 @@ func TestLoadUsesProcessEnvironment(t *testing.T) {
 	c2, err2 := LoadFrom(nil, os.Environ())
 	if !reflect.DeepEqual(c1, c2) || fmt.Sprint(err1) != fmt.Sprint(err2) {
 		t.Errorf("Load = %+v, %v; LoadFrom = %+v, %v", c1, err1, c2, err2)
+	}
+}
+
+// TestNullSectionWithOtherSources: a section whose keys are all commented out
+// hides neither the environment nor the flags for that section.
+func TestNullSectionWithOtherSources(t *testing.T) {
+	t.Parallel()
+	for range 20 { // settings are built from maps: repeat to catch an order dependence
+		c := mustLoad(t, "bitrix:\n  # burst: 1\n", []string{"SUPPORTBOT_BITRIX_BURST=7"}, "--bitrix.rate_per_second=3")
+		if c.Bitrix.Burst != 7 || c.Bitrix.RatePerSecond != 3 || c.Bitrix.BotID != 0 {
+			t.Fatalf("bitrix = %+v", c.Bitrix)
+		}
+	}
+}
+
+// TestDecodeHook decodes through viper, as LoadFrom does, into a type of its
+// own: no key has a duration yet, and a list hook should not depend on one.
+func TestDecodeHook(t *testing.T) {
+	t.Parallel()
+	type target struct {
+		After time.Duration `mapstructure:"after"`
+		IDs   []int64       `mapstructure:"ids"`
+	}
+	for _, tc := range []struct {
+		name    string
+		key     string
+		in      any
+		want    target
+		wantErr string
+	}{
+		{name: "duration", key: "after", in: "72h", want: target{After: 72 * time.Hour}},
+		{name: "duration with spaces", key: "after", in: " 1h30m ", want: target{After: 90 * time.Minute}},
+		{name: "duration value", key: "after", in: 5 * time.Second, want: target{After: 5 * time.Second}},
+		{name: "duration without unit", key: "after", in: "72", wantErr: `"72" is not a duration such as "72h"`},
+		{name: "duration as a YAML number", key: "after", in: 72, wantErr: `72 is not a duration such as "72h"`},
+		{name: "duration not a duration", key: "after", in: "soon", wantErr: `"soon" is not a duration`},
+		{name: "duration list", key: "after", in: []any{"1h"}, wantErr: "expected a single value, got a list"},
+		{name: "list comma-separated", key: "ids", in: "7, 8,9", want: target{IDs: []int64{7, 8, 9}}},
+		{name: "list from a repeated flag", key: "ids", in: []string{"7", " 8", "9"}, want: target{IDs: []int64{7, 8, 9}}},
+		{name: "list from YAML", key: "ids", in: []any{7, "8", 9.0}, want: target{IDs: []int64{7, 8, 9}}},
+		{name: "list of one YAML number", key: "ids", in: 7, want: target{IDs: []int64{7}}},
+		{name: "list blank", key: "ids", in: " ", want: target{}},
+		{name: "list from an unset flag", key: "ids", in: []string{}, want: target{}},
+		{name: "list empty entry", key: "ids", in: "7,,8", wantErr: `empty entry in list "7,,8"`},
+		{name: "list bad entry", key: "ids", in: "7,x", wantErr: `"x" is not an integer`},
+		{name: "list fraction", key: "ids", in: []any{7.5}, wantErr: "7.5 is not an integer"},
+		{name: "list entry out of range", key: "ids", in: []any{uint64(1 << 63)}, wantErr: "9223372036854775808 is out of range"},
+		{name: "list of mappings", key: "ids", in: map[string]any{"a": 1}, wantErr: "expected a single value, got a mapping"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			v := viper.New()
+			v.Set(tc.key, tc.in)
+			var got target
+			err := v.UnmarshalExact(&got, viper.DecodeHook(decodeHook))
+			if tc.wantErr != "" {
+				assertErr(t, err, "'"+tc.key, tc.wantErr)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestBadListReportedOnce: a list with a bad entry keeps its default, rather
+// than zeros that Validate would report as user IDs.
+func TestBadListReportedOnce(t *testing.T) {
+	t.Parallel()
+	for _, file := range []string{"support:\n  agents: [1, x, 2.5]\n", "support:\n  agents: \"1,x\"\n"} {
+		c, err := load(t, file, nil)
+		assertErr(t, err, "support.agents (from file", `"x" is not an integer`)
+		if n := strings.Count(err.Error(), "\n") + 1; n != 1 || c.Support.Agents != nil {
+			t.Errorf("%q: agents %v, %d problems: %v", file, c.Support.Agents, n, err)
+		}
 	}
 }

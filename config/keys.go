@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -29,135 +28,70 @@ type Key struct {
 // the README table is generated from it and should read the same way.
 // Env, Flag and List are filled in by buildKeys rather than typed by hand.
 var keys = buildKeys([]Key{
-	{Name: "http.addr", Default: ":8080",
-		Description: "listen address"},
-	{Name: "http.public_url",
-		Description: "the public URL Bitrix24 posts events to (used by `register`)"},
-	{Name: "db.path", Default: "supportbot.db",
-		Description: "SQLite database file"},
-	{Name: "bitrix.webhook_url", Secret: true,
-		Description: "inbound webhook base, `https://PORTAL/rest/USER_ID/SECRET/`; empty = dry-run (outbound calls are logged, not sent)"},
-	{Name: "bitrix.application_token", Secret: true,
-		Description: "application token that every event must carry; required unless dry-run"},
-	{Name: "bitrix.bot_id",
-		Description: "the registered bot's ID; unset or 0 = the one `register` stored in the database"},
-	{Name: "bitrix.client_id",
-		Description: "`CLIENT_ID` used when the bot is registered through a webhook"},
-	{Name: "bitrix.rate_per_second", Default: float64(2),
-		Description: "the portal's REST limit: requests per second (Enterprise: 5)"},
-	{Name: "bitrix.burst", Default: 50,
-		Description: "the portal's REST limit: burst size (Enterprise: 250)"},
-	{Name: "bot.name", Default: "Поддержка",
-		Description: "the bot's display name"},
-	{Name: "bot.language", Default: "ru",
-		Description: "fallback language: `ru` or `en`"},
-	{Name: "bot.code", Default: "supportbot",
-		Description: "the bot's `CODE` in `imbot.register`: latin letters, digits, `_` and `-`"},
-	{Name: "bot.color", Default: "AQUA",
-		Description: "the bot's avatar colour: `RED`, `GREEN`, `MINT`, `LIGHT_BLUE`, `DARK_BLUE`, `PURPLE`, `AQUA`, `PINK`, `LIME`, `BROWN`, `AZURE`, `KHAKI`, `SAND`, `MARENGO`, `GRAY` or `GRAPHITE`"},
-	{Name: "support.agents",
-		Description: "agent user IDs (positive integers)"},
-	{Name: "access.admins",
-		Description: "admin user IDs, allowed to open dialogs"},
-	{Name: "access.integrators",
-		Description: "integrator user IDs, allowed to open dialogs"},
-	{Name: "portal.plan", Default: "commercial",
-		Description: "the portal's plan: `commercial` or `free`"},
-	{Name: "dialogs.max_active", Default: 5,
-		Description: "active dialogs per client"},
-	{Name: "app.client_id",
-		Description: "OAuth `client_id` of a local or marketplace application; set = app mode: portals install the app and each gets its own bot"},
-	{Name: "app.client_secret", Secret: true,
-		Description: "OAuth `client_secret` of the application; required in app mode"},
-	{Name: "app.oauth_url", Default: "https://oauth.bitrix.info/",
-		Description: "Bitrix24's OAuth server, where app-mode tokens are refreshed"},
-	{Name: "log.level", Default: "info",
-		Description: "log level: `debug`, `info`, `warn` or `error`"},
-	{Name: "log.format", Default: "text",
-		Description: "log format: `text` or `json`"},
+	{Name: "http.addr", Default: ":8080", Description: "listen address"},
+	{Name: "http.public_url", Description: "the public URL Bitrix24 posts events to (used by `register`)"},
+	{Name: "db.path", Default: "supportbot.db", Description: "SQLite database file"},
+	{Name: "bitrix.webhook_url", Secret: true, Description: "inbound webhook base, `https://PORTAL/rest/USER_ID/SECRET/`; empty = dry-run (outbound calls are logged, not sent)"},
+	{Name: "bitrix.application_token", Secret: true, Description: "application token that every event must carry; required unless dry-run"},
+	{Name: "bitrix.bot_id", Description: "the registered bot's ID; unset or 0 = the one `register` stored in the database"},
+	{Name: "bitrix.client_id", Description: "`CLIENT_ID` used when the bot is registered through a webhook"},
+	{Name: "bitrix.rate_per_second", Default: float64(2), Description: "the portal's REST limit: requests per second (Enterprise: 5)"},
+	{Name: "bitrix.burst", Default: 50, Description: "the portal's REST limit: burst size (Enterprise: 250)"},
+	{Name: "bot.name", Default: "Поддержка", Description: "the bot's display name"},
+	{Name: "bot.language", Default: "ru", Description: "fallback language: `ru` or `en`"},
+	{Name: "bot.code", Default: "supportbot", Description: "the bot's `CODE` in `imbot.register`: latin letters, digits, `_` and `-`"},
+	{Name: "bot.color", Default: "AQUA", Description: "the bot's avatar colour: `RED`, `GREEN`, `MINT`, `LIGHT_BLUE`, `DARK_BLUE`, `PURPLE`, `AQUA`, `PINK`, `LIME`, `BROWN`, `AZURE`, `KHAKI`, `SAND`, `MARENGO`, `GRAY` or `GRAPHITE`"},
+	{Name: "support.agents", Description: "agent user IDs (positive integers)"},
+	{Name: "access.admins", Description: "admin user IDs, allowed to open dialogs"},
+	{Name: "access.integrators", Description: "integrator user IDs, allowed to open dialogs"},
+	{Name: "portal.plan", Default: "commercial", Description: "the portal's plan: `commercial` or `free`"},
+	{Name: "dialogs.max_active", Default: 5, Description: "active dialogs per client"},
+	{Name: "app.client_id", Description: "OAuth `client_id` of a local or marketplace application; set = app mode: portals install the app and each gets its own bot"},
+	{Name: "app.client_secret", Secret: true, Description: "OAuth `client_secret` of the application; required in app mode"},
+	{Name: "app.oauth_url", Default: "https://oauth.bitrix.info/", Description: "Bitrix24's OAuth server, where app-mode tokens are refreshed"},
+	{Name: "log.level", Default: "info", Description: "log level: `debug`, `info`, `warn` or `error`"},
+	{Name: "log.format", Default: "text", Description: "log format: `text` or `json`"},
 })
 
 // Keys lists every configuration key in table order. It returns a copy, so
 // callers cannot change how the configuration is loaded.
 func Keys() []Key { return slices.Clone(keys) }
 
-// envName is the environment variable for a key: nested keys are joined by
-// "_" and upper-cased. Key names already contain underscores, which is why
-// the variable is always looked up by this exact name and never split back
-// into a path.
-func envName(name string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, ".", "_"))
-}
-
-// field locates a key's value inside Config. Going through reflection keeps
-// Keys the single source of truth: a key without a field, or a field without
-// a key, is a programming error caught when the package is initialised.
-type field struct {
-	index []int
-	typ   reflect.Type
-}
-
-var fields = configFields()
-
-func buildKeys(ks []Key) []Key {
-	seen := make(map[string]bool, len(ks))
-	for i := range ks {
-		k := &ks[i]
-		f, ok := fields[k.Name]
-		if !ok {
-			panic(fmt.Sprintf("config: key %q has no Config field", k.Name))
-		}
-		if seen[k.Name] {
-			panic(fmt.Sprintf("config: key %q listed twice", k.Name))
-		}
-		seen[k.Name] = true
-		if k.Default != nil && reflect.TypeOf(k.Default) != f.typ {
-			panic(fmt.Sprintf("config: default of %q is %T, field is %s", k.Name, k.Default, f.typ))
-		}
-		k.Env = envName(k.Name)
-		k.Flag = k.Name
-		k.List = f.typ.Kind() == reflect.Slice
-	}
-	for name := range fields {
-		if !seen[name] {
-			panic(fmt.Sprintf("config: Config field %q has no key", name))
-		}
-	}
-	return ks
-}
-
-// configFields maps "section.key" (from the mapstructure tags) to the field.
-func configFields() map[string]field {
-	out := make(map[string]field)
+// fields maps each key to its Config field, found through the mapstructure
+// tags, with Index leading from Config down to the field. TestKeys checks
+// that keys and fields match one to one and that defaults have the field's
+// type, which is what keeps Keys the single source of truth.
+var fields = func() map[string]reflect.StructField {
+	out := make(map[string]reflect.StructField)
 	ct := reflect.TypeFor[Config]()
 	for i := range ct.NumField() {
 		sec := ct.Field(i)
 		for j := range sec.Type.NumField() {
 			f := sec.Type.Field(j)
-			name := sec.Tag.Get("mapstructure") + "." + f.Tag.Get("mapstructure")
-			out[name] = field{index: []int{i, j}, typ: f.Type}
+			f.Index = []int{i, j}
+			out[sec.Tag.Get("mapstructure")+"."+f.Tag.Get("mapstructure")] = f
 		}
 	}
 	return out
+}()
+
+func buildKeys(ks []Key) []Key {
+	for i, k := range ks {
+		ks[i].Env, ks[i].Flag = envName(k.Name), k.Name
+		ks[i].List = fields[k.Name].Type.Kind() == reflect.Slice
+	}
+	return ks
 }
 
-// isSection reports whether name is a key prefix ("http", "bitrix", ...), so
-// that a file section whose keys are all commented out is not mistaken for a
-// typo.
+// envName joins a key's parts with "_" and upper-cases them. Key names
+// already contain underscores, which is why a variable is always looked up
+// by this exact name and never split back into a path.
+func envName(name string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, ".", "_"))
+}
+
+// isSection reports whether name is a section ("http", "bitrix", ...),
+// which in the file must hold keys rather than a value.
 func isSection(name string) bool {
-	for _, k := range keys {
-		if strings.HasPrefix(k.Name, name+".") {
-			return true
-		}
-	}
-	return false
-}
-
-func lookupKey(name string) (Key, bool) {
-	for _, k := range keys {
-		if k.Name == name {
-			return k, true
-		}
-	}
-	return Key{}, false
+	return slices.ContainsFunc(keys, func(k Key) bool { return strings.HasPrefix(k.Name, name+".") })
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -25,111 +26,75 @@ var ErrTokenRequired = errors.New("bitrix.application_token is required when bit
 // URL or the token.
 func (c *Config) Validate() error {
 	var errs []error
-	add := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf(format, args...))
-	}
-
-	if c.HTTP.Addr == "" {
-		add(`http.addr is empty: the server needs a listen address such as ":8080"`)
-	} else if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
-		add(`http.addr %q is not host:port (e.g. ":8080" or "127.0.0.1:8080")`, c.HTTP.Addr)
-	}
-	if c.HTTP.PublicURL != "" {
-		if reason := checkHTTPURL(c.HTTP.PublicURL); reason != "" {
-			add("http.public_url %q %s", c.HTTP.PublicURL, reason)
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	check := func(bad bool, format string, args ...any) {
+		if bad {
+			add(format, args...)
 		}
 	}
-	if c.DB.Path == "" {
-		add("db.path is empty")
+
+	_, _, addrErr := net.SplitHostPort(c.HTTP.Addr)
+	check(c.HTTP.Addr == "", `http.addr is empty: the server needs a listen address such as ":8080"`)
+	check(c.HTTP.Addr != "" && addrErr != nil, `http.addr %q is not host:port (e.g. ":8080" or "127.0.0.1:8080")`, c.HTTP.Addr)
+	if reason := checkHTTPURL(c.HTTP.PublicURL); c.HTTP.PublicURL != "" && reason != "" {
+		add("http.public_url %q %s", c.HTTP.PublicURL, reason)
 	}
+	check(c.DB.Path == "", "db.path is empty")
 
 	if c.Bitrix.WebhookURL != "" {
-		if reason := checkHTTPURL(c.Bitrix.WebhookURL); reason != "" {
+		u, _ := url.Parse(c.Bitrix.WebhookURL)
+		switch reason := checkHTTPURL(c.Bitrix.WebhookURL); {
+		case reason != "":
 			add("bitrix.webhook_url %s (expected https://PORTAL/rest/USER_ID/SECRET/)", reason)
-		} else if u, _ := url.Parse(c.Bitrix.WebhookURL); u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
 			add("bitrix.webhook_url must not have a query or fragment: method names are appended to it")
-		} else if !strings.HasSuffix(c.Bitrix.WebhookURL, "/") {
+		case !strings.HasSuffix(c.Bitrix.WebhookURL, "/"):
 			c.Bitrix.WebhookURL += "/"
 		}
 		if c.Bitrix.ApplicationToken == "" {
 			errs = append(errs, ErrTokenRequired)
 		}
 	}
-	if c.Bitrix.BotID < 0 {
-		add("bitrix.bot_id must be >= 0 (0 = take it from the database), got %d", c.Bitrix.BotID)
-	}
-	if !(c.Bitrix.RatePerSecond > 0) || math.IsInf(c.Bitrix.RatePerSecond, 0) {
-		add("bitrix.rate_per_second must be a number > 0, got %v", c.Bitrix.RatePerSecond)
-	}
-	if c.Bitrix.Burst < 1 {
-		add("bitrix.burst must be >= 1, got %d", c.Bitrix.Burst)
-	}
+	check(c.Bitrix.BotID < 0, "bitrix.bot_id must be >= 0 (0 = take it from the database), got %d", c.Bitrix.BotID)
+	check(!(c.Bitrix.RatePerSecond > 0) || math.IsInf(c.Bitrix.RatePerSecond, 0), "bitrix.rate_per_second must be a number > 0, got %v", c.Bitrix.RatePerSecond)
+	check(c.Bitrix.Burst < 1, "bitrix.burst must be >= 1, got %d", c.Bitrix.Burst)
 
-	if c.Bot.Code == "" || strings.IndexFunc(c.Bot.Code, func(r rune) bool {
+	check(c.Bot.Code == "" || strings.IndexFunc(c.Bot.Code, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
-	}) >= 0 {
-		add("bot.code %q: use latin letters, digits, _ and -", c.Bot.Code)
-	}
-	if !botColors[c.Bot.Color] {
-		add("bot.color %q is not a Bitrix24 colour (RED, GREEN, MINT, LIGHT_BLUE, DARK_BLUE, PURPLE, AQUA, PINK, LIME, BROWN, AZURE, KHAKI, SAND, MARENGO, GRAY, GRAPHITE)", c.Bot.Color)
-	}
+	}) >= 0, "bot.code %q: use latin letters, digits, _ and -", c.Bot.Code)
+	check(!slices.Contains(botColors, c.Bot.Color), "bot.color %q is not a Bitrix24 colour (%s)", c.Bot.Color, strings.Join(botColors, ", "))
 	if c.App.ClientID != "" {
-		if c.App.ClientSecret == "" {
-			add("app.client_secret is required when app.client_id is set: tokens could not be refreshed")
-		}
-		if c.Bitrix.WebhookURL != "" {
-			add("app.client_id and bitrix.webhook_url are both set: run either as an application (app.*) or on one portal's webhook (bitrix.webhook_url)")
-		}
-		if c.HTTP.PublicURL == "" {
-			add("http.public_url is required in app mode: the bot is registered with its event URL when a portal installs the app")
-		}
+		check(c.App.ClientSecret == "", "app.client_secret is required when app.client_id is set: tokens could not be refreshed")
+		check(c.Bitrix.WebhookURL != "", "app.client_id and bitrix.webhook_url are both set: run either as an application (app.*) or on one portal's webhook (bitrix.webhook_url)")
+		check(c.HTTP.PublicURL == "", "http.public_url is required in app mode: the bot is registered with its event URL when a portal installs the app")
 	}
 	if reason := checkHTTPURL(c.App.OAuthURL); reason != "" {
 		add("app.oauth_url %q %s", c.App.OAuthURL, reason)
 	} else if !strings.HasSuffix(c.App.OAuthURL, "/") {
 		c.App.OAuthURL += "/"
 	}
-	if c.Bot.Name == "" {
-		add("bot.name is empty: the portal requires a display name")
-	}
-	if c.Bot.Language != "ru" && c.Bot.Language != "en" {
-		add(`bot.language must be "ru" or "en", got %q`, c.Bot.Language)
-	}
+	check(c.Bot.Name == "", "bot.name is empty: the portal requires a display name")
+	check(c.Bot.Language != "ru" && c.Bot.Language != "en", `bot.language must be "ru" or "en", got %q`, c.Bot.Language)
 
 	checkIDs := func(name string, ids []int64) {
 		for _, id := range ids {
-			if id <= 0 {
-				add("%s: %d is not a user ID (must be > 0)", name, id)
-			}
+			check(id <= 0, "%s: %d is not a user ID (must be > 0)", name, id)
 		}
 	}
 	checkIDs("support.agents", c.Support.Agents)
 	checkIDs("access.admins", c.Access.Admins)
 	checkIDs("access.integrators", c.Access.Integrators)
 
-	if c.Portal.Plan != "commercial" && c.Portal.Plan != "free" {
-		add(`portal.plan must be "commercial" or "free", got %q`, c.Portal.Plan)
-	}
-	if c.Dialogs.MaxActive < 1 {
-		add("dialogs.max_active must be >= 1, got %d", c.Dialogs.MaxActive)
-	}
-
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(c.Log.Level)); err != nil {
-		add(`log.level must be "debug", "info", "warn" or "error", got %q`, c.Log.Level)
-	}
-	if c.Log.Format != "text" && c.Log.Format != "json" {
-		add(`log.format must be "text" or "json", got %q`, c.Log.Format)
-	}
+	check(c.Portal.Plan != "commercial" && c.Portal.Plan != "free", `portal.plan must be "commercial" or "free", got %q`, c.Portal.Plan)
+	check(c.Dialogs.MaxActive < 1, "dialogs.max_active must be >= 1, got %d", c.Dialogs.MaxActive)
+	check(new(slog.Level).UnmarshalText([]byte(c.Log.Level)) != nil, `log.level must be "debug", "info", "warn" or "error", got %q`, c.Log.Level)
+	check(c.Log.Format != "text" && c.Log.Format != "json", `log.format must be "text" or "json", got %q`, c.Log.Format)
 	return errors.Join(errs...)
 }
 
 // botColors are the avatar colours Bitrix24 knows.
-var botColors = map[string]bool{
-	"RED": true, "GREEN": true, "MINT": true, "LIGHT_BLUE": true, "DARK_BLUE": true, "PURPLE": true, "AQUA": true,
-	"PINK": true, "LIME": true, "BROWN": true, "AZURE": true, "KHAKI": true, "SAND": true, "MARENGO": true,
-	"GRAY": true, "GRAPHITE": true,
-}
+var botColors = []string{"RED", "GREEN", "MINT", "LIGHT_BLUE", "DARK_BLUE", "PURPLE", "AQUA", "PINK",
+	"LIME", "BROWN", "AZURE", "KHAKI", "SAND", "MARENGO", "GRAY", "GRAPHITE"}
 
 // checkHTTPURL returns why s is not an absolute http(s) URL, or "". The
 // reason never quotes s, since the webhook URL is a secret.
@@ -151,21 +116,21 @@ func checkHTTPURL(s string) string {
 // only in the events it sends after the bot is registered, so `register` must run
 // before the token can be configured.
 func ExceptMissingToken(err error) error {
-	var rest []error
-	var walk func(error)
-	walk = func(e error) {
-		if j, ok := e.(interface{ Unwrap() []error }); ok {
-			for _, inner := range j.Unwrap() {
-				walk(inner)
-			}
-			return
+	return errors.Join(slices.DeleteFunc(leafErrors(err), func(e error) bool { return e == ErrTokenRequired })...)
+}
+
+// leafErrors flattens the tree that nested errors.Join calls build.
+func leafErrors(err error) []error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		if err == nil {
+			return nil
 		}
-		if e != ErrTokenRequired {
-			rest = append(rest, e)
-		}
+		return []error{err}
 	}
-	if err != nil {
-		walk(err)
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, leafErrors(e)...)
 	}
-	return errors.Join(rest...)
+	return out
 }
