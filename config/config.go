@@ -109,6 +109,23 @@ func (c *Config) AppMode() bool { return c.App.ClientID != "" }
 // would otherwise use, so callers branch on this rather than on the string.
 func (c *Config) FreePlan() bool { return c.Portal.Plan == "free" }
 
+// WebhookMemberID names the webhook-mode portal by the webhook's host, so
+// pointing the bot at another portal never mixes the two portals' dialogs.
+func (c *Config) WebhookMemberID() string {
+	if c.DryRun() {
+		return "dry-run"
+	}
+	if u, err := url.Parse(c.Bitrix.WebhookURL); err == nil && u.Host != "" {
+		return "webhook:" + u.Host
+	}
+	return "webhook"
+}
+
+// HandlerURL is where Bitrix24 posts events: http.public_url + /bitrix/events.
+func (c *Config) HandlerURL() string {
+	return strings.TrimRight(c.HTTP.PublicURL, "/") + "/bitrix/events"
+}
+
 // SlogLevel parses Log.Level. A Config that passed Validate always parses;
 // anything else falls back to Info, so a logger can still be built in order
 // to report the validation error itself.

@@ -1021,6 +1021,43 @@ func TestDecodeHook(t *testing.T) {
 	}
 }
 
+func TestWebhookMemberID(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"dry-run", func(*Config) {}, "dry-run"},
+		{"webhook", func(c *Config) { c.Bitrix.WebhookURL = webhookURL + "/" }, "webhook:portal.bitrix24.ru"},
+		{"webhook with a port", func(c *Config) { c.Bitrix.WebhookURL = "https://b24.example.com:8443/rest/1/x/" }, "webhook:b24.example.com:8443"},
+		{"webhook without host", func(c *Config) { c.Bitrix.WebhookURL = "https:///rest/1/x/" }, "webhook"},
+		{"webhook unparsable", func(c *Config) { c.Bitrix.WebhookURL = "https://por tal/" }, "webhook"},
+		{"app mode", func(c *Config) { c.App.ClientID = "local.1" }, "webhook"},
+	} {
+		c := defaultConfig()
+		tc.mutate(&c)
+		if got := c.WebhookMemberID(); got != tc.want {
+			t.Errorf("%s: WebhookMemberID() = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestHandlerURL(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"https://bot.example.com":      "https://bot.example.com/bitrix/events",
+		"https://bot.example.com/":     "https://bot.example.com/bitrix/events",
+		"https://bot.example.com/sb//": "https://bot.example.com/sb/bitrix/events",
+		"":                             "/bitrix/events",
+	} {
+		c := Config{HTTP: HTTP{PublicURL: in}}
+		if got := c.HandlerURL(); got != want {
+			t.Errorf("HandlerURL() with %q = %q, want %q", in, got, want)
+		}
+	}
+}
+
 // TestBadListReportedOnce: a list with a bad entry keeps its default, rather
 // than zeros that Validate would report as user IDs.
 func TestBadListReportedOnce(t *testing.T) {
