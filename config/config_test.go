@@ -94,16 +94,16 @@ func sampleConfig(t *testing.T, omit ...string) Config {
 }
 
 func defaultConfig() Config {
-	return Config{
-		HTTP:    HTTP{Addr: ":8080"},
-		DB:      DB{Path: "supportbot.db"},
-		Bitrix:  Bitrix{RatePerSecond: 2, Burst: 50},
-		Bot:     Bot{Name: "Поддержка", Language: "ru", Code: "supportbot", Color: "AQUA"},
-		Portal:  Portal{Plan: "commercial"},
-		Dialogs: Dialogs{MaxActive: 5},
-		App:     App{OAuthURL: "https://oauth.bitrix.info/"},
-		Log:     Log{Level: "info", Format: "text"},
-	}
+	var c Config
+	c.HTTP.Addr = ":8080"
+	c.DB.Path = "supportbot.db"
+	c.Bitrix.RatePerSecond, c.Bitrix.Burst = 2, 50
+	c.Bot.Name, c.Bot.Language, c.Bot.Code, c.Bot.Color = "Поддержка", "ru", "supportbot", "AQUA"
+	c.Portal.Plan = "commercial"
+	c.Dialogs.MaxActive = 5
+	c.App.OAuthURL = "https://oauth.bitrix.info/"
+	c.Log.Level, c.Log.Format = "info", "text"
+	return c
 }
 
 // writeFile writes a config file into a fresh temporary directory.
@@ -447,7 +447,7 @@ func TestLists(t *testing.T) {
 	}{
 		{name: "env comma list with spaces", env: "7, 8,9", want: []int64{7, 8, 9}},
 		{name: "env single", env: " 7 ", want: []int64{7}},
-		{name: "env empty entry", env: "7,,8", wantErr: []string{"support.agents (from env SUPPORTBOT_SUPPORT_AGENTS): empty entry"}},
+		{name: "env empty entry", env: "7,,8", wantErr: []string{`support.agents (from env SUPPORTBOT_SUPPORT_AGENTS): "" is not an integer`}},
 		{name: "env not a number", env: "7,x", wantErr: []string{"support.agents (from env SUPPORTBOT_SUPPORT_AGENTS)", `"x" is not an integer`}},
 		{name: "env zero", env: "0", wantErr: []string{"support.agents: 0 is not a user ID"}},
 		{name: "env negative", env: "7,-5", wantErr: []string{"support.agents: -5 is not a user ID"}},
@@ -456,8 +456,8 @@ func TestLists(t *testing.T) {
 		{name: "yaml number", file: `7`, want: []int64{7}},
 		{name: "yaml mixed", file: `["7", 8]`, want: []int64{7, 8}},
 		{name: "yaml empty list", file: `[]`, want: []int64{}},
-		{name: "yaml fraction", file: `[7.5]`, wantErr: []string{"support.agents (from file", "7.5 is not an integer"}},
-		{name: "yaml mapping", file: `{a: 1}`, wantErr: []string{"support.agents", "got a mapping"}},
+		{name: "yaml fraction", file: `[7.5]`, wantErr: []string{"support.agents (from file", `"7.5" is not an integer`}},
+		{name: "yaml mapping", file: `{a: 1}`, wantErr: []string{"support.agents (from file", "got unconvertible type 'map[string]interface {}'"}},
 		{name: "flag comma list", args: []string{"--support.agents=7,8"}, want: []int64{7, 8}},
 		{name: "flag repeated", args: []string{"--support.agents=7", "--support.agents=8"}, want: []int64{7, 8}},
 		{name: "flag repeated lists", args: []string{"--support.agents", "7, 8", "--support.agents=9"}, want: []int64{7, 8, 9}},
@@ -528,17 +528,25 @@ func TestScalarConversion(t *testing.T) {
 		{name: "yaml integral float", file: map[string]string{"bitrix.burst": `50.0`},
 			check: func(c *Config) bool { return c.Bitrix.Burst == 50 }},
 		{name: "yaml fraction for int", file: map[string]string{"bitrix.burst": `2.5`},
-			wantErr: []string{"bitrix.burst (from file", "2.5 is not an integer"}},
+			wantErr: []string{"bitrix.burst (from file", `"2.5" is not an integer`}},
 		{name: "yaml quoted float", file: map[string]string{"bitrix.rate_per_second": `"3.5"`},
 			check: func(c *Config) bool { return c.Bitrix.RatePerSecond == 3.5 }},
 		{name: "yaml number as string", file: map[string]string{"bitrix.client_id": `12345`},
 			check: func(c *Config) bool { return c.Bitrix.ClientID == "12345" }},
 		{name: "yaml list for string", file: map[string]string{"bot.name": `[a, b]`},
-			wantErr: []string{"bot.name", "expected a single value, got a list"}},
+			wantErr: []string{"bot.name (from file", "expected type 'string', got unconvertible type '[]interface {}'"}},
 		{name: "yaml list for secret", file: map[string]string{"bitrix.webhook_url": "[" + webhookURL + "]"},
-			wantErr: []string{"bitrix.webhook_url", "got a list"}, notErr: []string{webhookSecret}},
+			wantErr: []string{"bitrix.webhook_url (from file", "got unconvertible type '[]interface {}'"}, notErr: []string{webhookSecret}},
 		{name: "yaml null value is unset", file: map[string]string{"http.addr": `~`},
 			check: func(c *Config) bool { return c.HTTP.Addr == ":8080" }},
+		{name: "env leading zero is decimal, not octal", env: []string{"SUPPORTBOT_BITRIX_BOT_ID=010"},
+			check: func(c *Config) bool { return c.Bitrix.BotID == 10 }},
+		{name: "env hex is no integer", env: []string{"SUPPORTBOT_BITRIX_BOT_ID=0x10"},
+			wantErr: []string{`bitrix.bot_id (from env SUPPORTBOT_BITRIX_BOT_ID): "0x10" is not an integer`}},
+		{name: "yaml bool for int", file: map[string]string{"bitrix.burst": `true`},
+			wantErr: []string{"bitrix.burst (from file", `"true" is not an integer`}},
+		{name: "yaml bool as string", file: map[string]string{"bot.name": `true`},
+			check: func(c *Config) bool { return c.Bot.Name == "true" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -872,7 +880,8 @@ func TestSlogLevel(t *testing.T) {
 		"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn,
 		"error": slog.LevelError, "WARN": slog.LevelWarn, "bogus": slog.LevelInfo,
 	} {
-		c := Config{Log: Log{Level: in}}
+		var c Config
+		c.Log.Level = in
 		if got := c.SlogLevel(); got != want {
 			t.Errorf("SlogLevel(%q) = %v, want %v", in, got, want)
 		}
@@ -985,21 +994,21 @@ func TestDecodeHook(t *testing.T) {
 		{name: "duration", key: "after", in: "72h", want: target{After: 72 * time.Hour}},
 		{name: "duration with spaces", key: "after", in: " 1h30m ", want: target{After: 90 * time.Minute}},
 		{name: "duration value", key: "after", in: 5 * time.Second, want: target{After: 5 * time.Second}},
-		{name: "duration without unit", key: "after", in: "72", wantErr: `"72" is not a duration such as "72h"`},
+		{name: "duration without unit", key: "after", in: "72", wantErr: "time: missing unit in duration"},
 		{name: "duration as a YAML number", key: "after", in: 72, wantErr: `72 is not a duration such as "72h"`},
-		{name: "duration not a duration", key: "after", in: "soon", wantErr: `"soon" is not a duration`},
-		{name: "duration list", key: "after", in: []any{"1h"}, wantErr: "expected a single value, got a list"},
+		{name: "duration not a duration", key: "after", in: "soon", wantErr: "time: invalid duration"},
+		{name: "duration list", key: "after", in: []any{"1h"}, wantErr: "got unconvertible type '[]interface {}'"},
 		{name: "list comma-separated", key: "ids", in: "7, 8,9", want: target{IDs: []int64{7, 8, 9}}},
 		{name: "list from a repeated flag", key: "ids", in: []string{"7", " 8", "9"}, want: target{IDs: []int64{7, 8, 9}}},
 		{name: "list from YAML", key: "ids", in: []any{7, "8", 9.0}, want: target{IDs: []int64{7, 8, 9}}},
 		{name: "list of one YAML number", key: "ids", in: 7, want: target{IDs: []int64{7}}},
-		{name: "list blank", key: "ids", in: " ", want: target{}},
-		{name: "list from an unset flag", key: "ids", in: []string{}, want: target{}},
-		{name: "list empty entry", key: "ids", in: "7,,8", wantErr: `empty entry in list "7,,8"`},
+		{name: "list blank", key: "ids", in: " ", want: target{IDs: []int64{}}},
+		{name: "list from an emptied flag", key: "ids", in: []string{}, want: target{IDs: []int64{}}},
+		{name: "list empty entry", key: "ids", in: "7,,8", wantErr: `"" is not an integer`},
 		{name: "list bad entry", key: "ids", in: "7,x", wantErr: `"x" is not an integer`},
-		{name: "list fraction", key: "ids", in: []any{7.5}, wantErr: "7.5 is not an integer"},
-		{name: "list entry out of range", key: "ids", in: []any{uint64(1 << 63)}, wantErr: "9223372036854775808 is out of range"},
-		{name: "list of mappings", key: "ids", in: map[string]any{"a": 1}, wantErr: "expected a single value, got a mapping"},
+		{name: "list fraction", key: "ids", in: []any{7.5}, wantErr: `"7.5" is not an integer`},
+		{name: "list entry out of range", key: "ids", in: []any{uint64(1 << 63)}, wantErr: `"9223372036854775808" is not an integer`},
+		{name: "list of mappings", key: "ids", in: map[string]any{"a": 1}, wantErr: "got unconvertible type 'map[string]interface {}'"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -1051,7 +1060,8 @@ func TestHandlerURL(t *testing.T) {
 		"https://bot.example.com/sb//": "https://bot.example.com/sb/bitrix/events",
 		"":                             "/bitrix/events",
 	} {
-		c := Config{HTTP: HTTP{PublicURL: in}}
+		var c Config
+		c.HTTP.PublicURL = in
 		if got := c.HandlerURL(); got != want {
 			t.Errorf("HandlerURL() with %q = %q, want %q", in, got, want)
 		}
