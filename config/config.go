@@ -1,117 +1,169 @@
-// Package config loads supportbot's settings from defaults, an optional YAML
-// file, SUPPORTBOT_* environment variables and command-line flags (in rising
-// precedence), and validates them once at start-up so that the rest of the
-// program can trust every value.
-//
-// Keys is the single list of settings; everything else here is derived from
-// it, so a new setting needs a field in Config and an entry in Keys, nothing
-// more.
+// Package config loads supportbot's settings from defaults, a YAML file,
+// SUPPORTBOT_* variables and flags (in rising precedence), and validates them
+// once. A new setting needs a field in Config and an entry in keys, no more.
 package config
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
+	"math"
+	"net"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 )
 
 // Config is the whole configuration. The mapstructure tags are the key names
-// ("section.key"); Keys is checked against them when the package starts.
+// ("section.key"); TestKeys checks them against Keys, which describes each.
 type Config struct {
-	HTTP    HTTP    `mapstructure:"http"`
-	DB      DB      `mapstructure:"db"`
-	Bitrix  Bitrix  `mapstructure:"bitrix"`
-	Bot     Bot     `mapstructure:"bot"`
-	Support Support `mapstructure:"support"`
-	Access  Access  `mapstructure:"access"`
-	Portal  Portal  `mapstructure:"portal"`
-	Dialogs Dialogs `mapstructure:"dialogs"`
-	App     App     `mapstructure:"app"`
-	Log     Log     `mapstructure:"log"`
+	HTTP struct {
+		Addr      string `mapstructure:"addr"`
+		PublicURL string `mapstructure:"public_url"`
+	} `mapstructure:"http"`
+	DB struct {
+		Path string `mapstructure:"path"`
+	} `mapstructure:"db"`
+	Bitrix struct {
+		WebhookURL       string  `mapstructure:"webhook_url"` // normalised to end with "/"
+		ApplicationToken string  `mapstructure:"application_token"`
+		BotID            int64   `mapstructure:"bot_id"` // 0 = take it from the database
+		ClientID         string  `mapstructure:"client_id"`
+		RatePerSecond    float64 `mapstructure:"rate_per_second"`
+		Burst            int     `mapstructure:"burst"`
+	} `mapstructure:"bitrix"`
+	Bot struct {
+		Name     string `mapstructure:"name"`
+		Language string `mapstructure:"language"` // "ru" | "en"
+		Code     string `mapstructure:"code"`
+		Color    string `mapstructure:"color"`
+	} `mapstructure:"bot"`
+	Support struct {
+		Agents []int64 `mapstructure:"agents"`
+	} `mapstructure:"support"`
+	Access struct {
+		Admins      []int64 `mapstructure:"admins"`
+		Integrators []int64 `mapstructure:"integrators"`
+	} `mapstructure:"access"`
+	Portal struct {
+		Plan string `mapstructure:"plan"` // "commercial" | "free"
+	} `mapstructure:"portal"`
+	Dialogs struct {
+		MaxActive int `mapstructure:"max_active"`
+	} `mapstructure:"dialogs"`
+	App struct {
+		ClientID     string `mapstructure:"client_id"`
+		ClientSecret string `mapstructure:"client_secret"`
+		OAuthURL     string `mapstructure:"oauth_url"` // normalised to end with "/"
+	} `mapstructure:"app"`
+	Log struct {
+		Level  string `mapstructure:"level"`
+		Format string `mapstructure:"format"` // "text" | "json"
+	} `mapstructure:"log"`
 }
 
-// HTTP is the inbound side: where the server listens and how the portal
-// reaches it.
-type HTTP struct {
-	Addr      string `mapstructure:"addr"`       // http.addr
-	PublicURL string `mapstructure:"public_url"` // http.public_url
+// Key describes one configuration key. The keys table is the only place
+// where keys, defaults, variables and flags are written down.
+type Key struct {
+	Name        string // "bitrix.webhook_url"
+	Default     any    // nil when there is none; otherwise of the field's Go type
+	Env         string // "SUPPORTBOT_BITRIX_WEBHOOK_URL"
+	Flag        string // "bitrix.webhook_url" (the flag is named exactly like the key)
+	Description string
+	Secret      bool // never logged, never echoed in errors
+	List        bool // comma-separated in the environment and on the command line
 }
 
-// DB is the SQLite store.
-type DB struct {
-	Path string `mapstructure:"path"` // db.path
+// keys is in the order of the SPEC's table, as is the README's made from it.
+var keys = buildKeys([]Key{
+	{Name: "http.addr", Default: ":8080", Description: "listen address"},
+	{Name: "http.public_url", Description: "the public URL Bitrix24 posts events to (used by `register`)"},
+	{Name: "db.path", Default: "supportbot.db", Description: "SQLite database file"},
+	{Name: "bitrix.webhook_url", Secret: true, Description: "inbound webhook base, `https://PORTAL/rest/USER_ID/SECRET/`; empty = dry-run (outbound calls are logged, not sent)"},
+	{Name: "bitrix.application_token", Secret: true, Description: "application token that every event must carry; required unless dry-run"},
+	{Name: "bitrix.bot_id", Description: "the registered bot's ID; unset or 0 = the one `register` stored in the database"},
+	{Name: "bitrix.client_id", Description: "`CLIENT_ID` used when the bot is registered through a webhook"},
+	{Name: "bitrix.rate_per_second", Default: float64(2), Description: "the portal's REST limit: requests per second (Enterprise: 5)"},
+	{Name: "bitrix.burst", Default: 50, Description: "the portal's REST limit: burst size (Enterprise: 250)"},
+	{Name: "bot.name", Default: "Поддержка", Description: "the bot's display name"},
+	{Name: "bot.language", Default: "ru", Description: "fallback language: `ru` or `en`"},
+	{Name: "bot.code", Default: "supportbot", Description: "the bot's `CODE` in `imbot.register`: latin letters, digits, `_` and `-`"},
+	{Name: "bot.color", Default: "AQUA", Description: "the bot's avatar colour: `RED`, `GREEN`, `MINT`, `LIGHT_BLUE`, `DARK_BLUE`, `PURPLE`, `AQUA`, `PINK`, `LIME`, `BROWN`, `AZURE`, `KHAKI`, `SAND`, `MARENGO`, `GRAY` or `GRAPHITE`"},
+	{Name: "support.agents", Description: "agent user IDs (positive integers)"},
+	{Name: "access.admins", Description: "admin user IDs, allowed to open dialogs"},
+	{Name: "access.integrators", Description: "integrator user IDs, allowed to open dialogs"},
+	{Name: "portal.plan", Default: "commercial", Description: "the portal's plan: `commercial` or `free`"},
+	{Name: "dialogs.max_active", Default: 5, Description: "active dialogs per client"},
+	{Name: "app.client_id", Description: "OAuth `client_id` of a local or marketplace application; set = app mode: portals install the app and each gets its own bot"},
+	{Name: "app.client_secret", Secret: true, Description: "OAuth `client_secret` of the application; required in app mode"},
+	{Name: "app.oauth_url", Default: "https://oauth.bitrix.info/", Description: "Bitrix24's OAuth server, where app-mode tokens are refreshed"},
+	{Name: "log.level", Default: "info", Description: "log level: `debug`, `info`, `warn` or `error`"},
+	{Name: "log.format", Default: "text", Description: "log format: `text` or `json`"},
+})
+
+// Keys lists every configuration key in table order; it returns a copy.
+func Keys() []Key { return slices.Clone(keys) }
+
+// fields maps each key to its Config field, Index leading from Config down;
+// TestKeys checks that they match.
+var fields = func() map[string]reflect.StructField {
+	out := make(map[string]reflect.StructField)
+	ct := reflect.TypeFor[Config]()
+	for i := range ct.NumField() {
+		sec := ct.Field(i)
+		for j := range sec.Type.NumField() {
+			f := sec.Type.Field(j)
+			f.Index = []int{i, j}
+			out[sec.Tag.Get("mapstructure")+"."+f.Tag.Get("mapstructure")] = f
+		}
+	}
+	return out
+}()
+
+// buildKeys names a variable after the whole key: key names contain
+// underscores, so a variable cannot be split back into a path.
+func buildKeys(ks []Key) []Key {
+	for i, k := range ks {
+		ks[i].Env = "SUPPORTBOT_" + strings.ToUpper(strings.ReplaceAll(k.Name, ".", "_"))
+		ks[i].Flag, ks[i].List = k.Name, fields[k.Name].Type.Kind() == reflect.Slice
+	}
+	return ks
 }
 
-// Bitrix is the portal connection.
-type Bitrix struct {
-	WebhookURL       string  `mapstructure:"webhook_url"`       // bitrix.webhook_url, normalised to end with "/"
-	ApplicationToken string  `mapstructure:"application_token"` // bitrix.application_token
-	BotID            int64   `mapstructure:"bot_id"`            // bitrix.bot_id; 0 = take it from the database
-	ClientID         string  `mapstructure:"client_id"`         // bitrix.client_id
-	RatePerSecond    float64 `mapstructure:"rate_per_second"`   // bitrix.rate_per_second
-	Burst            int     `mapstructure:"burst"`             // bitrix.burst
+// isSection reports whether name is a section ("http", "bitrix", ...).
+func isSection(name string) bool {
+	return slices.ContainsFunc(keys, func(k Key) bool { return strings.HasPrefix(k.Name, name+".") })
 }
 
-// Bot is how the bot presents itself.
-type Bot struct {
-	Name     string `mapstructure:"name"`     // bot.name
-	Language string `mapstructure:"language"` // bot.language: "ru" | "en"
-	Code     string `mapstructure:"code"`     // bot.code
-	Color    string `mapstructure:"color"`    // bot.color
-}
-
-// Support lists the people who answer clients.
-type Support struct {
-	Agents []int64 `mapstructure:"agents"` // support.agents
-}
-
-// Access lists the people, besides clients, who may open dialogs.
-type Access struct {
-	Admins      []int64 `mapstructure:"admins"`      // access.admins
-	Integrators []int64 `mapstructure:"integrators"` // access.integrators
-}
-
-// Portal describes the customer's Bitrix24 plan, which limits what the bot
-// may do there.
-type Portal struct {
-	Plan string `mapstructure:"plan"` // portal.plan: "commercial" | "free"
-}
-
-// Dialogs bounds the work one client can create.
-type Dialogs struct {
-	MaxActive int `mapstructure:"max_active"` // dialogs.max_active
-}
-
-// App is the OAuth application, for app mode: portals install it, and every call
-// to a portal uses that portal's tokens.
-type App struct {
-	ClientID     string `mapstructure:"client_id"`     // app.client_id
-	ClientSecret string `mapstructure:"client_secret"` // app.client_secret
-	OAuthURL     string `mapstructure:"oauth_url"`     // app.oauth_url, normalised to end with "/"
-}
-
-// Log configures the process logger.
-type Log struct {
-	Level  string `mapstructure:"level"`  // log.level
-	Format string `mapstructure:"format"` // log.format: "text" | "json"
-}
-
-// DryRun reports that no portal is configured (no webhook URL, no application):
-// outbound calls are then logged instead of sent, so `supportbot serve` works
-// without a portal.
+// DryRun reports that no portal is configured: outbound calls are logged, not sent.
 func (c *Config) DryRun() bool { return c.Bitrix.WebhookURL == "" && !c.AppMode() }
 
-// AppMode reports that the bot runs as an OAuth application installed on portals,
-// rather than on one portal's inbound webhook.
+// AppMode reports that the bot runs as an OAuth application installed on portals.
 func (c *Config) AppMode() bool { return c.App.ClientID != "" }
 
-// FreePlan reports portal.plan == "free"; free portals lack features the bot
-// would otherwise use, so callers branch on this rather than on the string.
+// FreePlan reports portal.plan == "free": free portals lack some features.
 func (c *Config) FreePlan() bool { return c.Portal.Plan == "free" }
 
-// SlogLevel parses Log.Level. A Config that passed Validate always parses;
-// anything else falls back to Info, so a logger can still be built in order
-// to report the validation error itself.
+// WebhookMemberID names the webhook-mode portal by the webhook's host, so
+// pointing the bot at another portal never mixes the two portals' dialogs.
+func (c *Config) WebhookMemberID() string {
+	if c.DryRun() {
+		return "dry-run"
+	}
+	if u, err := url.Parse(c.Bitrix.WebhookURL); err == nil && u.Host != "" {
+		return "webhook:" + u.Host
+	}
+	return "webhook"
+}
+
+// HandlerURL is where Bitrix24 posts events: http.public_url + /bitrix/events.
+func (c *Config) HandlerURL() string {
+	return strings.TrimRight(c.HTTP.PublicURL, "/") + "/bitrix/events"
+}
+
+// SlogLevel parses Log.Level, falling back to Info for a level Validate
+// refuses, so that a logger can be built to report that error itself.
 func (c *Config) SlogLevel() slog.Level {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(c.Log.Level)); err != nil {
@@ -120,42 +172,133 @@ func (c *Config) SlogLevel() slog.Level {
 	return l
 }
 
-// LogValue lets the whole configuration be logged at start-up, which is the
-// quickest way to see which source won, without leaking the two secrets: the
-// webhook URL embeds the REST secret in its path, so only its scheme and
-// host are shown, and the application token is shown as "set" or "".
-//
-// It has a value receiver so that both Config and *Config are redacted.
+// LogValue logs the configuration without its secrets: the webhook URL holds
+// the REST secret in its path, so only its scheme and host are shown; other
+// secrets show as "set" or "". The value receiver serves *Config as well.
 func (c Config) LogValue() slog.Value {
 	rv := reflect.ValueOf(c)
-	var groups []slog.Attr
-	var cur []slog.Attr
-	section := ""
+	var groups []slog.Attr // one per section; keys lists each section's keys together
 	for _, k := range keys {
 		sec, name, _ := strings.Cut(k.Name, ".")
-		if sec != section && cur != nil {
-			groups = append(groups, slog.Attr{Key: section, Value: slog.GroupValue(cur...)})
-			cur = nil
+		v := rv.FieldByIndex(fields[k.Name].Index).Interface()
+		if s, _ := v.(string); k.Secret && s != "" {
+			v = "set"
+			if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Host != "" {
+				v = u.Scheme + "://" + u.Host + "/…"
+			}
 		}
-		section = sec
-		v := rv.FieldByIndex(fields[k.Name].index).Interface()
-		if k.Secret {
-			v = redact(v.(string))
+		if n := len(groups); n == 0 || groups[n-1].Key != sec {
+			groups = append(groups, slog.Group(sec))
 		}
-		cur = append(cur, slog.Any(name, v))
+		g := &groups[len(groups)-1]
+		g.Value = slog.GroupValue(append(g.Value.Group(), slog.Any(name, v))...)
 	}
-	groups = append(groups, slog.Attr{Key: section, Value: slog.GroupValue(cur...)})
 	return slog.GroupValue(groups...)
 }
 
-// redact keeps just enough of a secret to tell which portal is configured,
-// and whether a value is set at all.
-func redact(s string) string {
-	if s == "" {
-		return ""
+// ErrTokenRequired is the one mistake every new installation makes: without
+// the token the bot would accept forged events from anyone.
+var ErrTokenRequired = errors.New("bitrix.application_token is required when bitrix.webhook_url is set: events from the portal could not be verified")
+
+// Validate returns one error naming every problem, so that a configuration
+// can be fixed in one edit rather than one restart per mistake; the messages
+// never contain a secret. It also makes bitrix.webhook_url and app.oauth_url
+// end in "/", as method names are appended to them and portals show both.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	check := func(bad bool, format string, args ...any) {
+		if bad {
+			add(format, args...)
+		}
 	}
-	if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Host != "" {
-		return u.Scheme + "://" + u.Host + "/…"
+	_, _, addrErr := net.SplitHostPort(c.HTTP.Addr)
+	check(c.HTTP.Addr == "", `http.addr is empty: the server needs a listen address such as ":8080"`)
+	check(c.HTTP.Addr != "" && addrErr != nil, `http.addr %q is not host:port (e.g. ":8080" or "127.0.0.1:8080")`, c.HTTP.Addr)
+	reason := checkHTTPURL(c.HTTP.PublicURL)
+	check(c.HTTP.PublicURL != "" && reason != "", "http.public_url %q %s", c.HTTP.PublicURL, reason)
+	check(c.DB.Path == "", "db.path is empty")
+
+	if c.Bitrix.WebhookURL != "" {
+		u, _ := url.Parse(c.Bitrix.WebhookURL)
+		switch reason := checkHTTPURL(c.Bitrix.WebhookURL); {
+		case reason != "":
+			add("bitrix.webhook_url %s (expected https://PORTAL/rest/USER_ID/SECRET/)", reason)
+		case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+			add("bitrix.webhook_url must not have a query or fragment: method names are appended to it")
+		case !strings.HasSuffix(c.Bitrix.WebhookURL, "/"):
+			c.Bitrix.WebhookURL += "/"
+		}
+		if c.Bitrix.ApplicationToken == "" {
+			errs = append(errs, ErrTokenRequired)
+		}
 	}
-	return "set"
+	check(c.Bitrix.BotID < 0, "bitrix.bot_id must be >= 0 (0 = take it from the database), got %d", c.Bitrix.BotID)
+	check(!(c.Bitrix.RatePerSecond > 0) || math.IsInf(c.Bitrix.RatePerSecond, 0), "bitrix.rate_per_second must be a number > 0, got %v", c.Bitrix.RatePerSecond)
+	check(c.Bitrix.Burst < 1, "bitrix.burst must be >= 1, got %d", c.Bitrix.Burst)
+	check(c.Bot.Code == "" || strings.IndexFunc(c.Bot.Code, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+	}) >= 0, "bot.code %q: use latin letters, digits, _ and -", c.Bot.Code)
+	check(!slices.Contains(botColors, c.Bot.Color), "bot.color %q is not a Bitrix24 colour (%s)", c.Bot.Color, strings.Join(botColors, ", "))
+	if c.App.ClientID != "" {
+		check(c.App.ClientSecret == "", "app.client_secret is required when app.client_id is set: tokens could not be refreshed")
+		check(c.Bitrix.WebhookURL != "", "app.client_id and bitrix.webhook_url are both set: run either as an application (app.*) or on one portal's webhook (bitrix.webhook_url)")
+		check(c.HTTP.PublicURL == "", "http.public_url is required in app mode: the bot is registered with its event URL when a portal installs the app")
+	}
+	if reason := checkHTTPURL(c.App.OAuthURL); reason != "" {
+		add("app.oauth_url %q %s", c.App.OAuthURL, reason)
+	} else if !strings.HasSuffix(c.App.OAuthURL, "/") {
+		c.App.OAuthURL += "/"
+	}
+	check(c.Bot.Name == "", "bot.name is empty: the portal requires a display name")
+	check(c.Bot.Language != "ru" && c.Bot.Language != "en", `bot.language must be "ru" or "en", got %q`, c.Bot.Language)
+
+	checkIDs := func(name string, ids []int64) {
+		for _, id := range ids {
+			check(id <= 0, "%s: %d is not a user ID (must be > 0)", name, id)
+		}
+	}
+	checkIDs("support.agents", c.Support.Agents)
+	checkIDs("access.admins", c.Access.Admins)
+	checkIDs("access.integrators", c.Access.Integrators)
+	check(c.Portal.Plan != "commercial" && c.Portal.Plan != "free", `portal.plan must be "commercial" or "free", got %q`, c.Portal.Plan)
+	check(c.Dialogs.MaxActive < 1, "dialogs.max_active must be >= 1, got %d", c.Dialogs.MaxActive)
+	check(new(slog.Level).UnmarshalText([]byte(c.Log.Level)) != nil, `log.level must be "debug", "info", "warn" or "error", got %q`, c.Log.Level)
+	check(c.Log.Format != "text" && c.Log.Format != "json", `log.format must be "text" or "json", got %q`, c.Log.Format)
+	return errors.Join(errs...)
+}
+
+var botColors = []string{"RED", "GREEN", "MINT", "LIGHT_BLUE", "DARK_BLUE", "PURPLE", "AQUA", "PINK",
+	"LIME", "BROWN", "AZURE", "KHAKI", "SAND", "MARENGO", "GRAY", "GRAPHITE"}
+
+// checkHTTPURL returns why s is not an absolute http(s) URL, or "". The
+// reason never quotes s, since the webhook URL is a secret.
+func checkHTTPURL(s string) string {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return "is not a valid URL"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "must be an absolute http(s) URL"
+	case u.Host == "":
+		return "must be an absolute http(s) URL with a host"
+	}
+	return ""
+}
+
+// ExceptMissingToken returns err without ErrTokenRequired, for the set-up commands:
+// the portal reveals the application token only in the events it sends once the bot
+// is registered, so `register` must run before the token can be configured.
+func ExceptMissingToken(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok { // errors.Join, maybe nested
+		var rest []error
+		for _, e := range j.Unwrap() {
+			rest = append(rest, ExceptMissingToken(e))
+		}
+		return errors.Join(rest...) // which drops the nils
+	}
+	if err == ErrTokenRequired {
+		return nil
+	}
+	return err
 }

@@ -13,8 +13,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
 )
 
 const (
@@ -92,16 +94,16 @@ func sampleConfig(t *testing.T, omit ...string) Config {
 }
 
 func defaultConfig() Config {
-	return Config{
-		HTTP:    HTTP{Addr: ":8080"},
-		DB:      DB{Path: "supportbot.db"},
-		Bitrix:  Bitrix{RatePerSecond: 2, Burst: 50},
-		Bot:     Bot{Name: "Поддержка", Language: "ru", Code: "supportbot", Color: "AQUA"},
-		Portal:  Portal{Plan: "commercial"},
-		Dialogs: Dialogs{MaxActive: 5},
-		App:     App{OAuthURL: "https://oauth.bitrix.info/"},
-		Log:     Log{Level: "info", Format: "text"},
-	}
+	var c Config
+	c.HTTP.Addr = ":8080"
+	c.DB.Path = "supportbot.db"
+	c.Bitrix.RatePerSecond, c.Bitrix.Burst = 2, 50
+	c.Bot.Name, c.Bot.Language, c.Bot.Code, c.Bot.Color = "Поддержка", "ru", "supportbot", "AQUA"
+	c.Portal.Plan = "commercial"
+	c.Dialogs.MaxActive = 5
+	c.App.OAuthURL = "https://oauth.bitrix.info/"
+	c.Log.Level, c.Log.Format = "info", "text"
+	return c
 }
 
 // writeFile writes a config file into a fresh temporary directory.
@@ -304,7 +306,7 @@ func TestBindFlags(t *testing.T) {
 			t.Errorf("no flag --%s", k.Flag)
 			continue
 		}
-		// A flag default of its own could be mistaken for a user's choice.
+		// The defaults live in Keys alone (and the usage text names them).
 		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "[]" {
 			t.Errorf("--%s has default %q", k.Flag, f.DefValue)
 		}
@@ -401,7 +403,7 @@ func TestPrecedence(t *testing.T) {
 		{"bitrix.bot_id", layer{`11`, "12", "13"}, [4]any{int64(0), int64(11), int64(12), int64(13)}},
 		{"support.agents", layer{`[1, 2]`, "3,4", "5"}, [4]any{[]int64(nil), []int64{1, 2}, []int64{3, 4}, []int64{5}}},
 	} {
-		k, _ := lookupKey(tc.key)
+		k := Keys()[slices.IndexFunc(Keys(), func(k Key) bool { return k.Name == tc.key })]
 		// Every subset of {file, env, flag}; the highest present wins.
 		for mask := range 8 {
 			useFile, useEnv, useFlag := mask&1 != 0, mask&2 != 0, mask&4 != 0
@@ -445,7 +447,7 @@ func TestLists(t *testing.T) {
 	}{
 		{name: "env comma list with spaces", env: "7, 8,9", want: []int64{7, 8, 9}},
 		{name: "env single", env: " 7 ", want: []int64{7}},
-		{name: "env empty entry", env: "7,,8", wantErr: []string{"support.agents (from env SUPPORTBOT_SUPPORT_AGENTS): empty entry"}},
+		{name: "env empty entry", env: "7,,8", wantErr: []string{`support.agents (from env SUPPORTBOT_SUPPORT_AGENTS): "" is not an integer`}},
 		{name: "env not a number", env: "7,x", wantErr: []string{"support.agents (from env SUPPORTBOT_SUPPORT_AGENTS)", `"x" is not an integer`}},
 		{name: "env zero", env: "0", wantErr: []string{"support.agents: 0 is not a user ID"}},
 		{name: "env negative", env: "7,-5", wantErr: []string{"support.agents: -5 is not a user ID"}},
@@ -454,8 +456,8 @@ func TestLists(t *testing.T) {
 		{name: "yaml number", file: `7`, want: []int64{7}},
 		{name: "yaml mixed", file: `["7", 8]`, want: []int64{7, 8}},
 		{name: "yaml empty list", file: `[]`, want: []int64{}},
-		{name: "yaml fraction", file: `[7.5]`, wantErr: []string{"support.agents (from file", "7.5 is not an integer"}},
-		{name: "yaml mapping", file: `{a: 1}`, wantErr: []string{"support.agents", "got a mapping"}},
+		{name: "yaml fraction", file: `[7.5]`, wantErr: []string{"support.agents (from file", `"7.5" is not an integer`}},
+		{name: "yaml mapping", file: `{a: 1}`, wantErr: []string{"support.agents (from file", "got unconvertible type 'map[string]interface {}'"}},
 		{name: "flag comma list", args: []string{"--support.agents=7,8"}, want: []int64{7, 8}},
 		{name: "flag repeated", args: []string{"--support.agents=7", "--support.agents=8"}, want: []int64{7, 8}},
 		{name: "flag repeated lists", args: []string{"--support.agents", "7, 8", "--support.agents=9"}, want: []int64{7, 8, 9}},
@@ -526,17 +528,25 @@ func TestScalarConversion(t *testing.T) {
 		{name: "yaml integral float", file: map[string]string{"bitrix.burst": `50.0`},
 			check: func(c *Config) bool { return c.Bitrix.Burst == 50 }},
 		{name: "yaml fraction for int", file: map[string]string{"bitrix.burst": `2.5`},
-			wantErr: []string{"bitrix.burst (from file", "2.5 is not an integer"}},
+			wantErr: []string{"bitrix.burst (from file", `"2.5" is not an integer`}},
 		{name: "yaml quoted float", file: map[string]string{"bitrix.rate_per_second": `"3.5"`},
 			check: func(c *Config) bool { return c.Bitrix.RatePerSecond == 3.5 }},
 		{name: "yaml number as string", file: map[string]string{"bitrix.client_id": `12345`},
 			check: func(c *Config) bool { return c.Bitrix.ClientID == "12345" }},
 		{name: "yaml list for string", file: map[string]string{"bot.name": `[a, b]`},
-			wantErr: []string{"bot.name", "expected a single value, got a list"}},
+			wantErr: []string{"bot.name (from file", "expected type 'string', got unconvertible type '[]interface {}'"}},
 		{name: "yaml list for secret", file: map[string]string{"bitrix.webhook_url": "[" + webhookURL + "]"},
-			wantErr: []string{"bitrix.webhook_url", "got a list"}, notErr: []string{webhookSecret}},
+			wantErr: []string{"bitrix.webhook_url (from file", "got unconvertible type '[]interface {}'"}, notErr: []string{webhookSecret}},
 		{name: "yaml null value is unset", file: map[string]string{"http.addr": `~`},
 			check: func(c *Config) bool { return c.HTTP.Addr == ":8080" }},
+		{name: "env leading zero is decimal, not octal", env: []string{"SUPPORTBOT_BITRIX_BOT_ID=010"},
+			check: func(c *Config) bool { return c.Bitrix.BotID == 10 }},
+		{name: "env hex is no integer", env: []string{"SUPPORTBOT_BITRIX_BOT_ID=0x10"},
+			wantErr: []string{`bitrix.bot_id (from env SUPPORTBOT_BITRIX_BOT_ID): "0x10" is not an integer`}},
+		{name: "yaml bool for int", file: map[string]string{"bitrix.burst": `true`},
+			wantErr: []string{"bitrix.burst (from file", `"true" is not an integer`}},
+		{name: "yaml bool as string", file: map[string]string{"bot.name": `true`},
+			check: func(c *Config) bool { return c.Bot.Name == "true" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -616,7 +626,7 @@ func TestUnknownFileKeys(t *testing.T) {
 		{name: "section as a value", file: "bitrix: 5\n",
 			wantErr: []string{"bitrix must be a mapping"}},
 		{name: "top level list", file: "- a\n- b\n",
-			wantErr: []string{"top level must be a mapping"}},
+			wantErr: []string{"config file", "cannot unmarshal !!seq into map"}},
 		{name: "invalid yaml", file: "bitrix: [\n",
 			wantErr: []string{"config file"}},
 		{name: "duplicate key", file: "bitrix:\n  burst: 5\n  burst: 6\n",
@@ -870,7 +880,8 @@ func TestSlogLevel(t *testing.T) {
 		"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn,
 		"error": slog.LevelError, "WARN": slog.LevelWarn, "bogus": slog.LevelInfo,
 	} {
-		c := Config{Log: Log{Level: in}}
+		var c Config
+		c.Log.Level = in
 		if got := c.SlogLevel(); got != want {
 			t.Errorf("SlogLevel(%q) = %v, want %v", in, got, want)
 		}
@@ -950,5 +961,122 @@ func TestLoadUsesProcessEnvironment(t *testing.T) {
 	c2, err2 := LoadFrom(nil, os.Environ())
 	if !reflect.DeepEqual(c1, c2) || fmt.Sprint(err1) != fmt.Sprint(err2) {
 		t.Errorf("Load = %+v, %v; LoadFrom = %+v, %v", c1, err1, c2, err2)
+	}
+}
+
+// TestNullSectionWithOtherSources: a section whose keys are all commented out
+// hides neither the environment nor the flags for that section.
+func TestNullSectionWithOtherSources(t *testing.T) {
+	t.Parallel()
+	for range 20 { // settings are built from maps: repeat to catch an order dependence
+		c := mustLoad(t, "bitrix:\n  # burst: 1\n", []string{"SUPPORTBOT_BITRIX_BURST=7"}, "--bitrix.rate_per_second=3")
+		if c.Bitrix.Burst != 7 || c.Bitrix.RatePerSecond != 3 || c.Bitrix.BotID != 0 {
+			t.Fatalf("bitrix = %+v", c.Bitrix)
+		}
+	}
+}
+
+// TestDecodeHook decodes through viper, as LoadFrom does, into a type of its
+// own: no key has a duration yet, and a list hook should not depend on one.
+func TestDecodeHook(t *testing.T) {
+	t.Parallel()
+	type target struct {
+		After time.Duration `mapstructure:"after"`
+		IDs   []int64       `mapstructure:"ids"`
+	}
+	for _, tc := range []struct {
+		name    string
+		key     string
+		in      any
+		want    target
+		wantErr string
+	}{
+		{name: "duration", key: "after", in: "72h", want: target{After: 72 * time.Hour}},
+		{name: "duration with spaces", key: "after", in: " 1h30m ", want: target{After: 90 * time.Minute}},
+		{name: "duration value", key: "after", in: 5 * time.Second, want: target{After: 5 * time.Second}},
+		{name: "duration without unit", key: "after", in: "72", wantErr: "time: missing unit in duration"},
+		{name: "duration as a YAML number", key: "after", in: 72, wantErr: `72 is not a duration such as "72h"`},
+		{name: "duration not a duration", key: "after", in: "soon", wantErr: "time: invalid duration"},
+		{name: "duration list", key: "after", in: []any{"1h"}, wantErr: "got unconvertible type '[]interface {}'"},
+		{name: "list comma-separated", key: "ids", in: "7, 8,9", want: target{IDs: []int64{7, 8, 9}}},
+		{name: "list from a repeated flag", key: "ids", in: []string{"7", " 8", "9"}, want: target{IDs: []int64{7, 8, 9}}},
+		{name: "list from YAML", key: "ids", in: []any{7, "8", 9.0}, want: target{IDs: []int64{7, 8, 9}}},
+		{name: "list of one YAML number", key: "ids", in: 7, want: target{IDs: []int64{7}}},
+		{name: "list blank", key: "ids", in: " ", want: target{IDs: []int64{}}},
+		{name: "list from an emptied flag", key: "ids", in: []string{}, want: target{IDs: []int64{}}},
+		{name: "list empty entry", key: "ids", in: "7,,8", wantErr: `"" is not an integer`},
+		{name: "list bad entry", key: "ids", in: "7,x", wantErr: `"x" is not an integer`},
+		{name: "list fraction", key: "ids", in: []any{7.5}, wantErr: `"7.5" is not an integer`},
+		{name: "list entry out of range", key: "ids", in: []any{uint64(1 << 63)}, wantErr: `"9223372036854775808" is not an integer`},
+		{name: "list of mappings", key: "ids", in: map[string]any{"a": 1}, wantErr: "got unconvertible type 'map[string]interface {}'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			v := viper.New()
+			v.Set(tc.key, tc.in)
+			var got target
+			err := v.UnmarshalExact(&got, viper.DecodeHook(decodeHook))
+			if tc.wantErr != "" {
+				assertErr(t, err, "'"+tc.key, tc.wantErr)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestWebhookMemberID(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"dry-run", func(*Config) {}, "dry-run"},
+		{"webhook", func(c *Config) { c.Bitrix.WebhookURL = webhookURL + "/" }, "webhook:portal.bitrix24.ru"},
+		{"webhook with a port", func(c *Config) { c.Bitrix.WebhookURL = "https://b24.example.com:8443/rest/1/x/" }, "webhook:b24.example.com:8443"},
+		{"webhook without host", func(c *Config) { c.Bitrix.WebhookURL = "https:///rest/1/x/" }, "webhook"},
+		{"webhook unparsable", func(c *Config) { c.Bitrix.WebhookURL = "https://por tal/" }, "webhook"},
+		{"app mode", func(c *Config) { c.App.ClientID = "local.1" }, "webhook"},
+	} {
+		c := defaultConfig()
+		tc.mutate(&c)
+		if got := c.WebhookMemberID(); got != tc.want {
+			t.Errorf("%s: WebhookMemberID() = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestHandlerURL(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"https://bot.example.com":      "https://bot.example.com/bitrix/events",
+		"https://bot.example.com/":     "https://bot.example.com/bitrix/events",
+		"https://bot.example.com/sb//": "https://bot.example.com/sb/bitrix/events",
+		"":                             "/bitrix/events",
+	} {
+		var c Config
+		c.HTTP.PublicURL = in
+		if got := c.HandlerURL(); got != want {
+			t.Errorf("HandlerURL() with %q = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestBadListReportedOnce: a list with a bad entry keeps its default, rather
+// than zeros that Validate would report as user IDs.
+func TestBadListReportedOnce(t *testing.T) {
+	t.Parallel()
+	for _, file := range []string{"support:\n  agents: [1, x, 2.5]\n", "support:\n  agents: \"1,x\"\n"} {
+		c, err := load(t, file, nil)
+		assertErr(t, err, "support.agents (from file", `"x" is not an integer`)
+		if n := strings.Count(err.Error(), "\n") + 1; n != 1 || c.Support.Agents != nil {
+			t.Errorf("%q: agents %v, %d problems: %v", file, c.Support.Agents, n, err)
+		}
 	}
 }
