@@ -63,7 +63,7 @@ func newSetup(r *run, cmd *cobra.Command) (*setup.Setup, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	portal, err := store.EnsurePortal(r.ctx, setup.WebhookMemberID(cfg), "")
+	portal, err := store.EnsurePortal(r.ctx, cfg.WebhookMemberID(), "")
 	if err != nil {
 		store.Close()
 		return nil, nil, err
@@ -78,7 +78,7 @@ func newSetup(r *run, cmd *cobra.Command) (*setup.Setup, func(), error) {
 		Client: setup.Patient(client),
 		Profile: bitrix24.BotProfile{
 			Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color,
-			HandlerURL: setup.HandlerURL(cfg), ClientID: cfg.Bitrix.ClientID,
+			HandlerURL: cfg.HandlerURL(), ClientID: cfg.Bitrix.ClientID,
 		},
 		Out: cmd.OutOrStdout(),
 	}

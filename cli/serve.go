@@ -20,7 +20,6 @@ import (
 	"supportbot/handlers"
 	"supportbot/metrics"
 	"supportbot/portals"
-	"supportbot/setup"
 	"supportbot/storage"
 )
 
@@ -70,7 +69,7 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 		FreePlan:    cfg.FreePlan(),
 		MaxActive:   cfg.Dialogs.MaxActive,
 		Language:    cfg.Bot.Language,
-		Profile:     bitrix24.BotProfile{Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color, HandlerURL: setup.HandlerURL(cfg)},
+		Profile:     bitrix24.BotProfile{Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color, HandlerURL: cfg.HandlerURL()},
 	}, log)
 	return &house{
 		store:      store,
@@ -97,7 +96,7 @@ func portalAccess(ctx context.Context, cfg *config.Config, store *storage.Store,
 		callers := func(portalID int64) (delivery.Caller, error) { return conns.Client(context.Background(), portalID) }
 		return &portals.App{Store: store, OAuth: app, Connections: conns, Log: log}, callers, nil
 	}
-	portal, err := store.EnsurePortal(ctx, setup.WebhookMemberID(cfg), "")
+	portal, err := store.EnsurePortal(ctx, cfg.WebhookMemberID(), "")
 	if err != nil {
 		return nil, nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,24 +15,6 @@ import (
 	"supportbot/config"
 	"supportbot/storage"
 )
-
-// WebhookMemberID names the webhook-mode portal by the webhook's host, so pointing the
-// bot at another portal never mixes the two portals' dialogs.
-func WebhookMemberID(cfg *config.Config) string {
-	if cfg.DryRun() {
-		return "dry-run"
-	}
-	u, err := url.Parse(cfg.Bitrix.WebhookURL)
-	if err != nil || u.Host == "" {
-		return "webhook"
-	}
-	return "webhook:" + u.Host
-}
-
-// HandlerURL is where Bitrix24 posts events: http.public_url + /bitrix/events.
-func HandlerURL(cfg *config.Config) string {
-	return strings.TrimRight(cfg.HTTP.PublicURL, "/") + "/bitrix/events"
-}
 
 // Doctor checks an installation piece by piece and says what to fix.
 type Doctor struct {
@@ -87,7 +68,7 @@ func (d *Doctor) Run(ctx context.Context) bool {
 		d.warn("configuration", "valid, but no portal is configured: dry-run, calls are logged, not sent",
 			"set bitrix.webhook_url and bitrix.application_token")
 	default:
-		d.ok("configuration", "valid; webhook mode on "+strings.TrimPrefix(WebhookMemberID(cfg), "webhook:"))
+		d.ok("configuration", "valid; webhook mode on "+strings.TrimPrefix(cfg.WebhookMemberID(), "webhook:"))
 	}
 
 	store := d.checkDatabase(ctx, cfg)
@@ -148,10 +129,10 @@ func (d *Doctor) checkPublicURL(cfg *config.Config) {
 		d.fail("public URL", "http.public_url is not set: Bitrix24 would not know where to post events",
 			"set http.public_url to the address the portal can reach, e.g. https://support.example.com")
 	case strings.HasPrefix(cfg.HTTP.PublicURL, "http://"):
-		d.warn("public URL", HandlerURL(cfg)+" is plain http: events (and their token) cross the network unencrypted",
+		d.warn("public URL", cfg.HandlerURL()+" is plain http: events (and their token) cross the network unencrypted",
 			"serve the bot behind https")
 	default:
-		d.ok("public URL", "events are expected at "+HandlerURL(cfg))
+		d.ok("public URL", "events are expected at "+cfg.HandlerURL())
 	}
 }
 
@@ -179,7 +160,7 @@ func (d *Doctor) checkPortal(ctx context.Context, cfg *config.Config, store *sto
 	}
 	var portal storage.Portal
 	if store != nil {
-		portal, err = store.PortalByMemberID(ctx, WebhookMemberID(cfg))
+		portal, err = store.PortalByMemberID(ctx, cfg.WebhookMemberID())
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			d.fail("bot", err.Error(), "")
 			return
@@ -235,7 +216,7 @@ func (d *Doctor) checkInstallations(ctx context.Context, cfg *config.Config, sto
 	}
 	if len(list) == 0 {
 		d.warn("installations", "no portal has installed the application yet",
-			"install it on a portal, with "+HandlerURL(cfg)+" as its installation handler")
+			"install it on a portal, with "+cfg.HandlerURL()+" as its installation handler")
 		return
 	}
 	for _, p := range list {
