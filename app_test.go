@@ -92,6 +92,7 @@ func questionTitles(p *b24test.Portal) []string {
 // refused; and after the portal expires the tokens, replies still arrive, through one
 // refresh whose new refresh token is stored.
 func TestAppModeTwoPortals(t *testing.T) {
+	t.Parallel()
 	o := b24test.NewOAuth(t, appClientID, appClientSecret)
 	pa, pb := b24test.NewAppPortal(t, o), b24test.NewAppPortal(t, o)
 	pb.SetAdmins(1, 7) // user 7 is in no access list: only user.admin says they are an admin

@@ -130,6 +130,7 @@ func (p *process) url() string {
 // on ./supportbot.db, handles an event, logs the calls instead of sending them, and
 // stops cleanly on SIGTERM.
 func TestRunOnFreshMachine(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := startBinary(t, dir, []string{"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0", "SUPPORTBOT_ACCESS_ADMINS=27"})
 	if _, err := os.Stat(filepath.Join(dir, "supportbot.db")); err != nil {
@@ -172,6 +173,7 @@ func TestRunOnFreshMachine(t *testing.T) {
 }
 
 func TestVersionCommand(t *testing.T) {
+	t.Parallel()
 	out, err := exec.Command(buildBinary(t), "version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "supportbot ") {
 		t.Fatalf("version: %q %v", out, err)

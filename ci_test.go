@@ -11,6 +11,7 @@ import (
 // TestNoCompiledFilesCheck: .ci/run's check passes on this tree and fails once a
 // compiled binary is tracked, so a built artefact cannot be committed unnoticed.
 func TestNoCompiledFilesCheck(t *testing.T) {
+	t.Parallel()
 	script, err := filepath.Abs(".ci/no-binaries")
 	if err != nil {
 		t.Fatal(err)

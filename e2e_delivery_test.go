@@ -137,6 +137,7 @@ func metricValue(t *testing.T, url, name string, labels ...string) float64 {
 // fails, 500 events that each need a reply end with every reply delivered, in order
 // per chat, and duplicates only where the bot counted a call that may have run.
 func TestDeliveryUnderFaults(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("slow")
 	}
@@ -187,6 +188,7 @@ func TestDeliveryUnderFaults(t *testing.T) {
 // of events; restarted on the same database it processes every event that got 200 and
 // delivers every reply it decided to send.
 func TestKillNineLosesNothing(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("slow")
 	}
@@ -282,6 +284,7 @@ func TestKillNineLosesNothing(t *testing.T) {
 // TestMetrics: /metrics exposes events by type and outcome, HTTP latency, outbox depth
 // and age, REST calls by method and outcome, rate-limit waits, retries and maybe-duplicates.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	portal.SetRateLimit(1000, 3) // a tiny bucket: the bot must wait for it
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "metrics.db"), "SUPPORTBOT_BITRIX_RATE_PER_SECOND=20", "SUPPORTBOT_BITRIX_BURST=3")
@@ -343,6 +346,7 @@ func TestMetrics(t *testing.T) {
 // TestShutdownFinishesCallsInFlight: SIGTERM during a slow call to the portal stops
 // taking events, lets the call finish and records it, and exits within 10 s.
 func TestShutdownFinishesCallsInFlight(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	dir := t.TempDir()
 	p := startBinary(t, dir, []string{

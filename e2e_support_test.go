@@ -75,6 +75,7 @@ func chatDialog(id int64) string { return "chat" + strconv.FormatInt(id, 10) }
 // the client's press is recorded, announced in the dialog and disables the buttons;
 // anyone else's press, or a second one, changes nothing.
 func TestEscalateAccessRequest(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "escalate.db"))
 	chats := b.openDialogs(4)
@@ -170,6 +171,7 @@ func TestEscalateAccessRequest(t *testing.T) {
 // TestAgentOpensPastLimit: at the limit the client is refused, an agent's /new in one
 // of the dialogs opens a sixth.
 func TestAgentOpensPastLimit(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "past.db"))
 	chats := b.openDialogs(5)
@@ -198,6 +200,7 @@ func TestAgentOpensPastLimit(t *testing.T) {
 // under resolved, the rating is stored; the client's message in a resolved dialog
 // reopens it under the limit and gets the limit message at it.
 func TestCloseRateReopen(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "close.db"))
 	chats := b.openDialogs(5)
@@ -291,6 +294,7 @@ func indexOf(msgs []b24test.Message, id int64) int {
 // TestNonAgentsRefused: /close, /escalate, /new for others and /queue by non-agents
 // change nothing.
 func TestNonAgentsRefused(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "refuse.db"))
 	chats := b.openDialogs(5)
@@ -326,6 +330,7 @@ func TestNonAgentsRefused(t *testing.T) {
 // TestQueue: /queue lists active dialogs waiting for an answer, longest waiting first,
 // with the agents' unread counts.
 func TestQueue(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "queue.db"))
 	chats := b.openDialogs(4)
@@ -370,6 +375,7 @@ func TestQueue(t *testing.T) {
 // TestCommandsSameEitherWay: a slash command typed as text and the same command
 // arriving as ONIMCOMMANDADD get the same answer.
 func TestCommandsSameEitherWay(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "same.db"))
 	chats := b.openDialogs(2)
@@ -400,6 +406,7 @@ func TestCommandsSameEitherWay(t *testing.T) {
 // TestBotDeleted: after ONIMBOTDELETE nothing more is sent to the portal; events are
 // still stored.
 func TestBotDeleted(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "deleted.db"))
 	b.openDialogs(1)

@@ -203,6 +203,7 @@ func dialogChats(p *b24test.Portal) []int64 {
 // TestStory plays SPEC §2–4 end to end: five dialogs, the refused sixth, the list with
 // unread counts, an agent's answer and the client's reply, a rename, and a stranger.
 func TestStory(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "story.db"))
 
@@ -313,6 +314,7 @@ func TestStory(t *testing.T) {
 // TestConcurrentOpenNew: 50 simultaneous "open new" from one client give exactly the
 // limit of dialogs.
 func TestConcurrentOpenNew(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "race.db"))
 	var wg sync.WaitGroup
@@ -346,6 +348,7 @@ func TestConcurrentOpenNew(t *testing.T) {
 
 // TestEventRoute checks the statuses of POST /bitrix/events.
 func TestEventRoute(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "route.db"))
 	b.mustPost(privateMessage(client, "ru", "Первый вопрос"))
@@ -422,6 +425,7 @@ func TestEventRoute(t *testing.T) {
 // TestRestartKeepsState: dialogs, unread counts and marks survive a restart on the
 // same file.
 func TestRestartKeepsState(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	dbPath := filepath.Join(t.TempDir(), "restart.db")
 	b := startBot(t, portal, dbPath)

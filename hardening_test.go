@@ -25,6 +25,7 @@ import (
 // told, with the question, they do not count towards the limit, no list shows them,
 // and once the portal works the client asks again.
 func TestChatThatCannotBeCreated(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "nochat.db"))
 	refuse := func(bitrix24.Form) (any, *bitrix24.Error) {
@@ -73,6 +74,7 @@ func TestChatThatCannotBeCreated(t *testing.T) {
 // message the portal gets is within its limits, the list is paged, and the "More"
 // button shows the next page.
 func TestLongDataIsPaged(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "long.db"), "SUPPORTBOT_DIALOGS_MAX_ACTIVE=100")
 	b.mustPost(privateMessage(client, "en", strings.Repeat("[b]", 6667)))
@@ -146,6 +148,7 @@ func batchCommands(c b24test.Call) []bitrix24.Form {
 // second time, later, is a new event and gets a second answer; the same press
 // delivered twice is answered once.
 func TestPressAgainIsAnswered(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "press.db"))
 	b.openDialogs(1)
@@ -178,6 +181,7 @@ func TestPressAgainIsAnswered(t *testing.T) {
 // client's link goes to the chat the portal created, and the stranger's words stay
 // out of the transcript.
 func TestEntityClaimCannotTakeADialog(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "claim.db"))
 	b.openDialogs(1)
@@ -214,6 +218,7 @@ func TestEntityClaimCannotTakeADialog(t *testing.T) {
 // TestEditBackIsRecorded (finding 6): a message edited to A, then B, then A again
 // reads A.
 func TestEditBackIsRecorded(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "edit.db"))
 	chats := b.openDialogs(1)
@@ -242,6 +247,7 @@ func TestEditBackIsRecorded(t *testing.T) {
 // webhook secret into the portal's error_description; it reaches neither the log,
 // nor the outbox's last error, nor doctor's report.
 func TestPortalTextsRedacted(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	secret := portal.WebhookURL()
 	echo := func(bitrix24.Form) (any, *bitrix24.Error) {
@@ -284,6 +290,7 @@ func TestPortalTextsRedacted(t *testing.T) {
 // TestFreePlanOneRule (finding 8): on a free plan a user who is both an agent and an
 // administrator is refused a question of their own however they ask it.
 func TestFreePlanOneRule(t *testing.T) {
+	t.Parallel()
 	portal := b24test.New(t)
 	b := startBot(t, portal, filepath.Join(t.TempDir(), "free.db"), "SUPPORTBOT_PORTAL_PLAN=free",
 		"SUPPORTBOT_SUPPORT_AGENTS=27")

@@ -39,6 +39,7 @@ func configTable() string {
 // TestREADMEConfigTable: the README's configuration table is the one the code
 // describes, key for key, both ways.
 func TestREADMEConfigTable(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +82,7 @@ func TestREADMEConfigTable(t *testing.T) {
 
 // TestDockerfileBuildsLikeCI: the image's binary comes from the build CI checks.
 func TestDockerfileBuildsLikeCI(t *testing.T) {
+	t.Parallel()
 	docker, err := os.ReadFile("Dockerfile")
 	if err != nil {
 		t.Fatal(err)
