@@ -223,9 +223,10 @@ func TestAppModeTwoPortals(t *testing.T) {
 
 	// Both portals number their chats alike, so the same chat ID names a dialog on
 	// each: an agent's answer in B's chat raises only B's unread count.
-	chatsA, chatsB := dialogChats(pa), dialogChats(pb)
-	if chatsA[0] != chatsB[0] {
-		t.Fatalf("the fake portals' chat IDs differ (%d, %d): the test needs them equal", chatsA[0], chatsB[0])
+	waitIdle(t, dbPath)
+	chatsA, chatsB := chatsByNumber(t, dbPath, portalOf(t, dbPath, pa).ID), chatsByNumber(t, dbPath, portalOf(t, dbPath, pb).ID)
+	if !slices.Contains(chatsA, chatsB[0]) {
+		t.Fatalf("B's chat %d is no chat of A's (%v): the test needs the same ID on both", chatsB[0], chatsA)
 	}
 	chat, _ := pb.Chat(chatsB[0])
 	answer := pb.AppEvent("v1/onimbotmessageadd-group.form", agentID,
@@ -234,6 +235,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 		t.Fatal("agent's answer refused")
 	}
 	lists := map[*b24test.Portal]string{}
+	waitIdle(t, dbPath)
 	for _, p := range []*b24test.Portal{pa, pb} {
 		sent := len(p.Messages(strconv.Itoa(client)))
 		if status := postTo(t, b, p, appMessage(p, client, "all chats")); status != http.StatusOK {

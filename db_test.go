@@ -229,3 +229,20 @@ func state(t *testing.T, path string, parts ...string) string {
 	}
 	return b.String()
 }
+
+// chatsByNumber are the chats of a portal's dialogs (every portal's, for 0), by
+// dialog number: chats are created in whatever order requests reach the portal, so
+// their IDs say nothing of the dialogs' order.
+func chatsByNumber(t *testing.T, path string, portalID int64) []int64 {
+	t.Helper()
+	var ids []int64
+	for _, d := range dialogsAt(t, path) {
+		if (portalID == 0 || d.PortalID == portalID) && d.ChatID != 0 {
+			ids = append(ids, d.ChatID)
+		}
+	}
+	return ids
+}
+
+// chats are the chats of the bot's dialogs, by dialog number.
+func (b *runningBot) chats() []int64 { return chatsByNumber(b.t, b.dbPath, 0) }

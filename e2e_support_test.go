@@ -62,7 +62,7 @@ func (b *runningBot) openDialogs(n int) []int64 {
 	}
 	b.portal.WaitCalls(b.t, "imbot.chat.add", n, 10*time.Second)
 	waitIdle(b.t, b.dbPath)
-	chats := dialogChats(b.portal)
+	chats := b.chats()
 	if len(chats) != n {
 		b.t.Fatalf("%d chats, want %d", len(chats), n)
 	}
@@ -192,7 +192,7 @@ func TestAgentOpensPastLimit(t *testing.T) {
 	}
 	b.waitMessage("27", 0, "Support opened question #6 for you")
 	b.waitMessage(chatDialog(chats[0]), 0, "Opened question #6 for the client")
-	six := dialogChats(portal)[5]
+	six := b.chats()[5]
 	b.waitMessage(chatDialog(six), 0, "Follow-up: permissions for the sales team")
 }
 
@@ -418,7 +418,7 @@ func TestBotDeleted(t *testing.T) {
 	}
 	// The new dialog's calls wait in the outbox, and none of them is due: the
 	// dispatcher sends nothing but what is due.
-	due, err := storeAt(t, b.dbPath).DueOutbox(context.Background(), 50)
+	due, err := storeAt(t, b.dbPath).DuePortals(context.Background())
 	if err != nil || len(due) != 0 || countOutbox(t, b.dbPath, storage.OutboxPending) == 0 {
 		t.Fatalf("after the bot was deleted: %d due (%v), %d pending", len(due), err, countOutbox(t, b.dbPath, storage.OutboxPending))
 	}

@@ -83,7 +83,7 @@ func TestLongDataIsPaged(t *testing.T) {
 	}
 	portal.WaitCalls(t, "imbot.chat.add", 60, 20*time.Second)
 	waitIdle(t, b.dbPath)
-	chats := dialogChats(portal)
+	chats := b.chats()
 	long := strings.Repeat("[", 200000)
 	for _, c := range chats[:3] {
 		chat, _ := portal.Chat(c)

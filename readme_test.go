@@ -25,7 +25,7 @@ func configTable() string {
 	for _, k := range config.Keys() {
 		def := "—"
 		if k.Default != nil {
-			def = fmt.Sprintf("`%v`", k.Default)
+			def = "`" + strings.Trim(k.DefaultText(), `"`) + "`"
 		}
 		desc := k.Description
 		if k.Secret {

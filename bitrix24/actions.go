@@ -189,6 +189,11 @@ func (UnregisterCommand) Repeatable() bool { return true }
 func (BindEvent) Repeatable() bool         { return true }
 func (FindChat) Repeatable() bool          { return true }
 
+// ResultAwaited reports an action kind whose result what follows it in its lane
+// uses (the bot's ID for the commands, the chat's ID for the greeting): nothing of
+// the lane may go in the same request after it.
+func ResultAwaited(kind string) bool { return kind == KindRegisterBot || kind == KindCreateChat }
+
 // EncodeAction is the action as the outbox stores it.
 func EncodeAction(a Action) (kind string, data []byte, err error) {
 	data, err = marshalJSON(a)

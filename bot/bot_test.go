@@ -495,7 +495,7 @@ func TestBotDeleteStopsSending(t *testing.T) {
 	h := newHarness(t)
 	h.process(h.private(admin, "q"))
 	h.process(&bitrix24.BotDelete{Envelope: bitrix24.Envelope{Type: bitrix24.EventBotDelete}, BotID: botID})
-	due, err := h.store.DueOutbox(context.Background(), 10)
+	due, err := h.store.DuePortals(context.Background())
 	if err != nil || len(due) != 0 {
 		t.Fatalf("due after bot deletion: %d %v", len(due), err)
 	}

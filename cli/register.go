@@ -32,7 +32,7 @@ func setupCommand(r *run, use, short string, step func(*setup.Setup, context.Con
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := config.ExceptMissingToken(r.cfgErr); err != nil {
+			if err := exceptMissingToken(r.cfgErr); err != nil {
 				return err
 			}
 			s, closeStore, err := newSetup(r, cmd)
@@ -83,4 +83,21 @@ func newSetup(r *run, cmd *cobra.Command) (*setup.Setup, func(), error) {
 		Out: cmd.OutOrStdout(),
 	}
 	return s, func() { store.Close() }, nil
+}
+
+// exceptMissingToken returns err without config.ErrTokenRequired, for the set-up commands:
+// the portal reveals the application token only in the events it sends once the bot
+// is registered, so `register` must run before the token can be configured.
+func exceptMissingToken(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok { // errors.Join, maybe nested
+		var rest []error
+		for _, e := range j.Unwrap() {
+			rest = append(rest, exceptMissingToken(e))
+		}
+		return errors.Join(rest...) // which drops the nils
+	}
+	if err == config.ErrTokenRequired {
+		return nil
+	}
+	return err
 }

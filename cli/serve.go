@@ -20,6 +20,7 @@ import (
 	"supportbot/handlers"
 	"supportbot/metrics"
 	"supportbot/portals"
+	"supportbot/schedule"
 	"supportbot/storage"
 )
 
@@ -47,6 +48,7 @@ type house struct {
 	store      *storage.Store
 	dispatcher *delivery.Dispatcher
 	handler    http.Handler
+	jobs       []schedule.Job
 }
 
 // assemble wires the rooms for cfg. The two modes differ only in how events are
@@ -71,9 +73,18 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 		Language:    cfg.Bot.Language,
 		Profile:     bitrix24.BotProfile{Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color, HandlerURL: cfg.HandlerURL()},
 	}, log)
+	dispatcher := delivery.New(store, callers, brain.Settle, log, m)
+	dispatcher.MaxAge = cfg.Delivery.MaxAge
 	return &house{
 		store:      store,
-		dispatcher: delivery.New(store, callers, brain.Settle, log, m),
+		dispatcher: dispatcher,
+		jobs: []schedule.Job{{Name: "prune", Every: time.Hour, Run: func(ctx context.Context) error {
+			n, err := store.Housekeep(ctx, cfg.DB.Retention, cfg.Delivery.MaxAge)
+			if n > 0 {
+				log.Info("pruned the database", "rows", n, "retention", cfg.DB.Retention)
+			}
+			return err
+		}}},
 		handler: handlers.NewServer(handlers.Routes{
 			Events:      &handlers.Events{Store: store, Bot: brain, Auth: auth, Log: log, Observe: m.ObserveEvent},
 			DB:          store,
@@ -156,6 +167,7 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 	defer abortCalls()
 	var wg sync.WaitGroup
 	wg.Go(func() { h.dispatcher.Run(dispatchCtx, callsCtx) })
+	wg.Go(func() { schedule.Run(dispatchCtx, log, h.jobs...) })
 
 	var runErr error
 	select {

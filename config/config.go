@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Config is the whole configuration. The mapstructure tags are the key names
@@ -23,7 +24,8 @@ type Config struct {
 		PublicURL string `mapstructure:"public_url"`
 	} `mapstructure:"http"`
 	DB struct {
-		Path string `mapstructure:"path"`
+		Path      string        `mapstructure:"path"`
+		Retention time.Duration `mapstructure:"retention"`
 	} `mapstructure:"db"`
 	Bitrix struct {
 		WebhookURL       string  `mapstructure:"webhook_url"` // normalised to end with "/"
@@ -61,6 +63,9 @@ type Config struct {
 		Level  string `mapstructure:"level"`
 		Format string `mapstructure:"format"` // "text" | "json"
 	} `mapstructure:"log"`
+	Delivery struct {
+		MaxAge time.Duration `mapstructure:"max_age"`
+	} `mapstructure:"delivery"`
 }
 
 // Key describes one configuration key. The keys table is the only place
@@ -75,11 +80,24 @@ type Key struct {
 	List        bool // comma-separated in the environment and on the command line
 }
 
+// DefaultText is the default as the usage and the README show it: "72h", not
+// 72h0m0s; strings quoted.
+func (k Key) DefaultText() string {
+	switch d := k.Default.(type) {
+	case time.Duration:
+		return strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m")
+	case string:
+		return fmt.Sprintf("%q", d)
+	}
+	return fmt.Sprint(k.Default)
+}
+
 // keys is in the order of the SPEC's table, as is the README's made from it.
 var keys = buildKeys([]Key{
 	{Name: "http.addr", Default: ":8080", Description: "listen address"},
 	{Name: "http.public_url", Description: "the public URL Bitrix24 posts events to (used by `register`)"},
 	{Name: "db.path", Default: "supportbot.db", Description: "SQLite database file"},
+	{Name: "db.retention", Default: 30 * 24 * time.Hour, Description: "how long delivered actions and the keys of processed events are kept"},
 	{Name: "bitrix.webhook_url", Secret: true, Description: "inbound webhook base, `https://PORTAL/rest/USER_ID/SECRET/`; empty = dry-run (outbound calls are logged, not sent)"},
 	{Name: "bitrix.application_token", Secret: true, Description: "application token that every event must carry; required unless dry-run"},
 	{Name: "bitrix.bot_id", Description: "the registered bot's ID; unset or 0 = the one `register` stored in the database"},
@@ -100,6 +118,7 @@ var keys = buildKeys([]Key{
 	{Name: "app.oauth_url", Default: "https://oauth.bitrix.info/", Description: "Bitrix24's OAuth server, where app-mode tokens are refreshed"},
 	{Name: "log.level", Default: "info", Description: "log level: `debug`, `info`, `warn` or `error`"},
 	{Name: "log.format", Default: "text", Description: "log format: `text` or `json`"},
+	{Name: "delivery.max_age", Default: 24 * time.Hour, Description: "an action still failing after this long is given up (logged, counted)"},
 })
 
 // Keys lists every configuration key in table order; it returns a copy.
@@ -265,6 +284,8 @@ func (c *Config) Validate() error {
 	check(c.Dialogs.MaxActive < 1, "dialogs.max_active must be >= 1, got %d", c.Dialogs.MaxActive)
 	check(new(slog.Level).UnmarshalText([]byte(c.Log.Level)) != nil, `log.level must be "debug", "info", "warn" or "error", got %q`, c.Log.Level)
 	check(c.Log.Format != "text" && c.Log.Format != "json", `log.format must be "text" or "json", got %q`, c.Log.Format)
+	check(c.Delivery.MaxAge < time.Minute, "delivery.max_age must be at least 1m, got %v", c.Delivery.MaxAge)
+	check(c.DB.Retention < time.Hour, "db.retention must be at least 1h, got %v", c.DB.Retention)
 	return errors.Join(errs...)
 }
 
@@ -284,21 +305,4 @@ func checkHTTPURL(s string) string {
 		return "must be an absolute http(s) URL with a host"
 	}
 	return ""
-}
-
-// ExceptMissingToken returns err without ErrTokenRequired, for the set-up commands:
-// the portal reveals the application token only in the events it sends once the bot
-// is registered, so `register` must run before the token can be configured.
-func ExceptMissingToken(err error) error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok { // errors.Join, maybe nested
-		var rest []error
-		for _, e := range j.Unwrap() {
-			rest = append(rest, ExceptMissingToken(e))
-		}
-		return errors.Join(rest...) // which drops the nils
-	}
-	if err == ErrTokenRequired {
-		return nil
-	}
-	return err
 }

@@ -30,14 +30,15 @@ func BindFlags(fs *pflag.FlagSet) {
 	for _, k := range keys {
 		usage := strings.ReplaceAll(k.Description, "`", "") + " (env " + k.Env // `x` would name pflag's placeholder
 		if k.Default != nil {
-			usage += fmt.Sprintf(", default %#v", k.Default)
+			usage += ", default " + k.DefaultText()
 		}
-		switch usage += ")"; fields[k.Name].Type.Kind() {
-		case reflect.String:
+		usage += ")"
+		switch t := fields[k.Name].Type; {
+		case t.Kind() == reflect.String || t == reflect.TypeFor[time.Duration](): // "72h" is text to a flag
 			fs.String(k.Flag, "", usage)
-		case reflect.Int, reflect.Int64:
+		case t.Kind() == reflect.Int || t.Kind() == reflect.Int64:
 			fs.Int64(k.Flag, 0, usage)
-		case reflect.Float64:
+		case t.Kind() == reflect.Float64:
 			fs.Float64(k.Flag, 0, usage)
 		default: // strings, not int64s: --access.admins= must be accepted, to clear a list
 			fs.StringSlice(k.Flag, nil, usage+"; comma-separated, may be repeated")

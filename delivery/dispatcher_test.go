@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -291,11 +292,20 @@ func TestChatAddThatMayHaveRunIsFoundNotRepeated(t *testing.T) {
 // twice, and that is the only way it may.
 type countingObserver struct {
 	nopObserver
-	mu   sync.Mutex
-	dups int
+	mu      sync.Mutex
+	dups    int
+	expired int
 }
 
 func (c *countingObserver) ObserveMaybeDuplicate(string) { c.mu.Lock(); c.dups++; c.mu.Unlock() }
+
+func (c *countingObserver) ObserveDelivery(_, outcome string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if outcome == "expired" {
+		c.expired++
+	}
+}
 
 func TestMaybeSentMessageCounted(t *testing.T) {
 	f := newFixture(t)
@@ -312,5 +322,220 @@ func TestMaybeSentMessageCounted(t *testing.T) {
 	}
 	if s := f.states(); s[storage.OutboxDone] != 1 {
 		t.Fatalf("states %v", s)
+	}
+}
+
+// TestHotChatInOrder: 120 replies due in one chat go in batches of 50, several of the
+// lane in each, in order; the least is 3 requests.
+func TestHotChatInOrder(t *testing.T) {
+	f := newFixture(t)
+	for i := range 120 {
+		f.enqueue("27", bitrix24.SendMessage{DialogID: "27", Text: fmt.Sprint("m", i)})
+	}
+	f.drain()
+	if n := f.fake.Requests(); n != 3 {
+		t.Errorf("%d requests for 120 replies in one chat, want 3", n)
+	}
+	msgs := f.fake.Messages("27")
+	if len(msgs) != 120 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	for i, m := range msgs {
+		if m.Text != fmt.Sprint("m", i) {
+			t.Fatalf("message %d is %q: out of order", i, m.Text)
+		}
+	}
+}
+
+// TestHaltKeepsOrder: a batch stops at a chat's failing call; what came after it in
+// the batch did not run, is sent again without counting as a possible duplicate, and
+// nothing of the failing chat overtakes it.
+func TestHaltKeepsOrder(t *testing.T) {
+	f := newFixture(t)
+	obs := &countingObserver{}
+	f.disp = New(f.store, Single(bitrix24.NewClient(f.fake.WebhookURL())), f.bot.Settle, nil, obs)
+	var mu sync.Mutex
+	failures := 1
+	f.fake.Handle("imbot.message.add", func(p bitrix24.Form) (any, *bitrix24.Error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if p.String("MESSAGE") == "a1" && failures > 0 {
+			failures--
+			return nil, &bitrix24.Error{Code: "QUERY_LIMIT_EXCEEDED", HTTPStatus: 503}
+		}
+		return 7000, nil
+	})
+	for i := range 3 {
+		f.enqueue("a", bitrix24.SendMessage{DialogID: "a", Text: fmt.Sprint("a", i)})
+		f.enqueue("b", bitrix24.SendMessage{DialogID: "b", Text: fmt.Sprint("b", i)})
+	}
+	f.drain()
+	f.advance(3 * time.Second)
+	f.drain()
+	if s := f.states(); s[storage.OutboxDone] != 6 {
+		t.Fatalf("states %v", s)
+	}
+	var order []string
+	for _, c := range f.fake.CallsTo("imbot.message.add") {
+		order = append(order, c.Params.String("MESSAGE"))
+	}
+	// First batch: a0 b0 a1(fails) and nothing after; then the rest in order.
+	if got := fmt.Sprint(order); got != "[a0 b0 a1 b1 b2 a1 a2]" {
+		t.Fatalf("calls %s", got)
+	}
+	if obs.dups != 0 {
+		t.Errorf("%d possible duplicates counted for calls that surely did not run", obs.dups)
+	}
+	list, _ := f.store.Outbox(context.Background(), f.portal.ID)
+	for _, e := range list {
+		if e.MaybeSent {
+			t.Errorf("entry %d marked as maybe sent", e.ID)
+		}
+	}
+}
+
+// TestRenamesCoalesce: three renames of one chat waiting together send only the last
+// title, and the dialog takes titles from its chat's events again afterwards.
+func TestRenamesCoalesce(t *testing.T) {
+	f := newFixture(t)
+	d := f.newDialog()
+	f.drain()
+	err := f.store.Update(context.Background(), func(tx *storage.Tx) error {
+		p, _ := tx.Portal(f.portal.ID)
+		for _, title := range []string{"one", "two", "three"} {
+			ev := &bitrix24.MessageAdd{Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageAdd},
+				Message: bitrix24.Message{ID: 9000 + int64(len(title)), DialogID: "27", ChatType: "P", FromUserID: 27,
+					Text: "rename 1 " + title, Language: "en"}, User: bitrix24.User{ID: 27}}
+			if _, err := f.bot.Process(tx, p, ev, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.fake.Reset()
+	f.drain()
+	calls := f.fake.CallsTo("imbot.chat.updateTitle")
+	if len(calls) != 1 || calls[0].Params.String("TITLE") != "three" {
+		t.Fatalf("renames sent: %+v", calls)
+	}
+	f.store.View(context.Background(), func(tx *storage.Tx) error {
+		got, _ := tx.Dialog(d.ID)
+		if got.Title != "three" || got.TitlePending {
+			t.Errorf("dialog title %q, pending %v", got.Title, got.TitlePending)
+		}
+		return nil
+	})
+}
+
+// TestGivenUpAfterMaxAge: an entry that keeps failing is given up once MaxAge has
+// passed since it was queued, counted as expired; a dialog's chat given up so is
+// withdrawn and the client told.
+func TestGivenUpAfterMaxAge(t *testing.T) {
+	f := newFixture(t)
+	obs := &countingObserver{}
+	f.disp = New(f.store, Single(bitrix24.NewClient(f.fake.WebhookURL())), f.bot.Settle, nil, obs)
+	f.disp.MaxAge = time.Hour
+	f.fake.Handle("imbot.chat.add", func(bitrix24.Form) (any, *bitrix24.Error) {
+		return nil, &bitrix24.Error{Code: "INTERNAL_SERVER_ERROR", HTTPStatus: 500}
+	})
+	d := f.newDialog()
+	for range 30 {
+		f.drain()
+		f.advance(5 * time.Minute)
+	}
+	if obs.expired != 1 {
+		t.Fatalf("%d expired, want 1", obs.expired)
+	}
+	f.store.View(context.Background(), func(tx *storage.Tx) error {
+		got, _ := tx.Dialog(d.ID)
+		if !got.ChatFailed || got.Active() {
+			t.Errorf("dialog after giving up: %+v", got)
+		}
+		return nil
+	})
+	if msgs := f.fake.Messages("27"); len(msgs) != 1 || !strings.Contains(msgs[0].Text, "withdrawn") {
+		t.Fatalf("the client was not told: %+v", msgs)
+	}
+}
+
+// TestHungChatDelaysOnlyItself: one chat's call hangs; replies to other chats of the
+// same portal, and to another portal, keep flowing meanwhile; the hung entry is
+// retried in ever smaller requests.
+func TestHungChatDelaysOnlyItself(t *testing.T) {
+	f := newFixture(t)
+	other := b24test.New(t)
+	otherPortal, _ := f.store.EnsurePortal(context.Background(), "other", "")
+	clients := map[int64]Caller{
+		f.portal.ID:    bitrix24.NewClient(f.fake.WebhookURL(), bitrix24.WithHTTPClient(&http.Client{Timeout: 2 * time.Second})),
+		otherPortal.ID: bitrix24.NewClient(other.WebhookURL()),
+	}
+	f.disp = New(f.store, func(id int64) (Caller, error) { return clients[id], nil }, f.bot.Settle, nil, nil)
+	f.fake.HangChat("200")
+	f.enqueue("200", bitrix24.SendMessage{DialogID: "200", Text: "stuck"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.disp.Run(ctx, context.Background()); close(done) }()
+	defer func() { cancel(); <-done }()
+	f.fake.WaitCalls(t, "imbot.message.add", 1, 5*time.Second) // the hung call is under way
+	start := time.Now()
+	for i := range 20 {
+		f.enqueue(fmt.Sprint(201+i), bitrix24.SendMessage{DialogID: fmt.Sprint(201 + i), Text: "fine"})
+	}
+	kind, data, _ := bitrix24.EncodeAction(bitrix24.SendMessage{DialogID: "300", Text: "elsewhere"})
+	f.store.Update(context.Background(), func(tx *storage.Tx) error {
+		_, err := tx.Enqueue(storage.OutboxEntry{PortalID: otherPortal.ID, Lane: "300", Kind: kind, Action: data})
+		return err
+	})
+	waitUntil(t, func() bool {
+		return len(f.fake.AllMessages()) == 20 && len(other.AllMessages()) == 1
+	})
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the other chats waited %v behind the hung one", d)
+	}
+}
+
+// waitUntil waits up to 10 s for cond.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestTimeoutHalvesTheBatch: the entries of a request that timed out go in requests
+// half as large, until the one that hangs goes alone and the rest are delivered.
+func TestTimeoutHalvesTheBatch(t *testing.T) {
+	f := newFixture(t)
+	f.disp = New(f.store, Single(bitrix24.NewClient(f.fake.WebhookURL(), bitrix24.WithHTTPClient(&http.Client{Timeout: 200 * time.Millisecond}))),
+		f.bot.Settle, nil, nil)
+	f.fake.HangChat("208")
+	for i := range 8 {
+		f.enqueue(fmt.Sprint(201+i), bitrix24.SendMessage{DialogID: fmt.Sprint(201 + i), Text: "x"})
+	}
+	for range 6 {
+		if _, err := f.disp.RunOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		f.advance(10 * time.Minute)
+	}
+	got := map[string]bool{}
+	for _, m := range f.fake.AllMessages() {
+		got[m.DialogID] = true // a timed-out batch may have run in part: repeats are counted duplicates
+	}
+	if len(got) != 7 || got["208"] {
+		t.Fatalf("%d of the 7 chats that do not hang got their message: %v", len(got), got)
+	}
+	list, _ := f.store.Outbox(context.Background(), f.portal.ID)
+	for _, e := range list {
+		if e.Lane == "208" && (e.State != storage.OutboxPending || e.BatchLimit != 1) {
+			t.Fatalf("the hung entry: %+v", e)
+		}
 	}
 }

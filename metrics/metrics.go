@@ -67,7 +67,7 @@ func New(outbox Outbox) *Metrics {
 		}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "supportbot_outbox_deliveries_total",
-			Help: "Outbox entries finished, by method and outcome (delivered, failed).",
+			Help: "Outbox entries finished, by method and outcome (delivered, merged, failed, expired).",
 		}, []string{"method", "outcome"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "supportbot_outbox_retries_total",

@@ -1,6 +1,7 @@
 package portals
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -72,7 +73,8 @@ type App struct {
 	Connections *Connections
 	HTTP        *http.Client
 	Log         *slog.Logger
-	AdminTTL    time.Duration // how long a user.admin answer is trusted; 0 = 10 minutes
+	AdminTTL    time.Duration // how long a yes from user.admin is trusted; 0 = 10 minutes; a no, a tenth of it
+	AdminCache  int           // the most answers kept; 0 = 10,000
 
 	mu     sync.Mutex
 	admins map[[2]int64]adminEntry
@@ -204,16 +206,25 @@ func (a *App) isAdmin(ctx context.Context, portalID int64, auth bitrix24.Auth) b
 		a.log().Warn("cannot ask the portal whether the author is an administrator", "portal", portalID, "user", auth.UserID, "err", err)
 		return false
 	}
-	ttl := a.AdminTTL
-	if ttl == 0 {
-		ttl = 10 * time.Minute
+	ttl := cmp.Or(a.AdminTTL, 10*time.Minute)
+	if !admin {
+		ttl /= 10 // someone just made an administrator should not wait long
 	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.admins == nil {
 		a.admins = map[[2]int64]adminEntry{}
 	}
+	// Bounded: a portal's users are many; expired answers go first, then any.
+	if size := cmp.Or(a.AdminCache, 10_000); len(a.admins) >= size {
+		now := time.Now()
+		for k, e := range a.admins {
+			if now.After(e.until) || len(a.admins) >= size {
+				delete(a.admins, k)
+			}
+		}
+	}
 	a.admins[key] = adminEntry{admin: admin, until: time.Now().Add(ttl)}
-	a.mu.Unlock()
 	return admin
 }
 
@@ -232,4 +243,11 @@ func (a *App) log() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return a.Log
+}
+
+// CachedAdmins is how many user.admin answers are kept.
+func (a *App) CachedAdmins() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.admins)
 }

@@ -289,3 +289,27 @@ func TestRejectedRefreshIsNotAPermanentRefusal(t *testing.T) {
 		t.Fatalf("got %v (%T), want a RefreshError that is no *bitrix24.Error", err, err)
 	}
 }
+
+// TestAdminCacheBounded: however many users write, the cache of user.admin answers
+// stays within its size.
+func TestAdminCacheBounded(t *testing.T) {
+	o := b24test.NewOAuth(t, clientID, clientSecret)
+	p := b24test.NewAppPortal(t, o)
+	store := openStore(t)
+	app := portals.OAuthApp{ClientID: clientID, ClientSecret: clientSecret, URL: o.URL() + "/"}
+	conns := portals.NewConnections(store, app, 1000, 1000, nil, nil)
+	auth := &portals.App{Store: store, OAuth: app, Connections: conns, AdminCache: 20}
+	install(t, auth, p)
+	for user := int64(100); user < 160; user++ {
+		ev, err := bitrix24.Decode(p.AppEvent("v1/onimbotmessageadd-private.form", user, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := auth.Authenticate(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := auth.CachedAdmins(); n > 20 {
+		t.Fatalf("%d answers cached, the bound is 20", n)
+	}
+}

@@ -49,6 +49,7 @@ type OutboxEntry struct {
 	State         string
 	Attempts      int
 	MaybeSent     bool // an earlier attempt may have run on the portal
+	BatchLimit    int  // the largest request it may go in; 0 for any
 	NextAttemptAt time.Time
 	LastError     string
 	Result        json.RawMessage
@@ -82,7 +83,7 @@ func (tx *Tx) Enqueue(e OutboxEntry) (int64, error) {
 }
 
 const outboxColumns = `o.id, o.portal_id, o.lane, o.kind, o.action, o.awaits_dialog, o.effect, o.effect_ref,
-	o.state, o.attempts, o.next_attempt_at, o.last_error, o.result, o.created_at, o.done_at, o.maybe_sent OR o.in_flight`
+	o.state, o.attempts, o.next_attempt_at, o.last_error, o.result, o.created_at, o.done_at, o.maybe_sent OR o.in_flight, o.batch_limit`
 
 func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxEntry, error) {
 	var e OutboxEntry
@@ -90,7 +91,7 @@ func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxEntry,
 	var awaits, next, created, done sql.NullInt64
 	var result sql.NullString
 	dest := append([]any{&e.ID, &e.PortalID, &e.Lane, &e.Kind, &action, &awaits, &e.Effect, &e.EffectRef,
-		&e.State, &e.Attempts, &next, &e.LastError, &result, &created, &done, &e.MaybeSent}, extra...)
+		&e.State, &e.Attempts, &next, &e.LastError, &result, &created, &done, &e.MaybeSent, &e.BatchLimit}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return OutboxEntry{}, err
 	}
@@ -105,17 +106,26 @@ func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxEntry,
 	return e, nil
 }
 
-// DueOutbox returns the entries that may be sent now: the oldest pending entry of each
-// lane, if it is due, its portal still has the bot, and the dialog chat it needs exists
-// (or has failed, so the dispatcher can give the entry up). Oldest first.
-func (s *Store) DueOutbox(ctx context.Context, limit int) ([]OutboxEntry, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+outboxColumns+`, COALESCE(d.chat_id, 0), COALESCE(d.chat_failed, 0), p.bot_id
-		FROM (SELECT MIN(id) AS id FROM outbox WHERE state = 'pending' GROUP BY portal_id, lane) h
-		JOIN outbox o ON o.id = h.id
-		JOIN portals p ON p.id = o.portal_id AND p.bot_deleted_at IS NULL AND p.uninstalled_at IS NULL
-		LEFT JOIN dialogs d ON d.id = o.awaits_dialog
-		WHERE o.next_attempt_at <= ? AND (o.awaits_dialog IS NULL OR d.chat_id IS NOT NULL OR d.chat_failed = 1)
-		ORDER BY o.id LIMIT ?`, millis(s.clock()), limit)
+// readySQL marks, for one portal's pending entries, those that may be sent now: due,
+// and not waiting for a dialog's chat that does not exist yet (one whose chat failed
+// is ready, so the dispatcher can give it up).
+const readySQL = `SELECT o.*, COALESCE(d.chat_id, 0) AS dialog_chat, COALESCE(d.chat_failed, 0) AS dialog_failed,
+		(o.next_attempt_at <= ? AND (o.awaits_dialog IS NULL OR d.chat_id IS NOT NULL OR d.chat_failed = 1)) AS ready
+	FROM outbox o LEFT JOIN dialogs d ON d.id = o.awaits_dialog
+	WHERE o.state = 'pending' AND o.portal_id = ?`
+
+// DueOutbox returns a portal's entries that may be sent now, oldest first: from each
+// lane the run of ready entries from its head, up to the first that is not ready, so
+// that what is sent of a lane is always a prefix of it and keeps its order. Nothing is
+// due while the portal has no live bot.
+func (s *Store) DueOutbox(ctx context.Context, portalID int64, limit int) ([]OutboxEntry, error) {
+	rows, err := s.read.QueryContext(ctx, `WITH p AS (`+readySQL+`),
+		blocked AS (SELECT lane, MIN(id) AS first FROM p WHERE NOT ready GROUP BY lane)
+		SELECT `+outboxColumns+`, o.dialog_chat, o.dialog_failed, pt.bot_id FROM p o
+		JOIN portals pt ON pt.id = o.portal_id AND pt.bot_deleted_at IS NULL AND pt.uninstalled_at IS NULL
+		LEFT JOIN blocked b ON b.lane = o.lane
+		WHERE o.ready AND (b.first IS NULL OR o.id < b.first)
+		ORDER BY o.id LIMIT ?`, millis(s.clock()), portalID, limit)
 	list, err := collect(rows, err, func(r *sql.Rows) (OutboxEntry, error) {
 		var chatID, botID int64
 		var failed bool
@@ -124,7 +134,19 @@ func (s *Store) DueOutbox(ctx context.Context, limit int) ([]OutboxEntry, error)
 		return e, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("due outbox: %w", err)
+		return nil, fmt.Errorf("due outbox of portal %d: %w", portalID, err)
+	}
+	return list, nil
+}
+
+// DuePortals lists the portals with entries due now, so that each gets a sender.
+func (s *Store) DuePortals(ctx context.Context) ([]int64, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT DISTINCT o.portal_id FROM outbox o
+		JOIN portals p ON p.id = o.portal_id AND p.bot_deleted_at IS NULL AND p.uninstalled_at IS NULL
+		WHERE o.state = 'pending' AND o.next_attempt_at <= ? ORDER BY o.portal_id`, millis(s.clock()))
+	list, err := collect(rows, err, func(r *sql.Rows) (id int64, err error) { return id, r.Scan(&id) })
+	if err != nil {
+		return nil, fmt.Errorf("due portals: %w", err)
 	}
 	return list, nil
 }
@@ -174,12 +196,25 @@ func (tx *Tx) FailOutbox(id int64, reason string) error {
 }
 
 // RetryOutbox schedules another attempt; the entry keeps its place in its lane.
-// maybeSent records that this attempt may have run on the portal.
-func (tx *Tx) RetryOutbox(id int64, at time.Time, reason string, maybeSent bool) error {
+// maybeSent records that this attempt may have run on the portal; batchLimit, if not
+// 0, is the largest request the entry may go in from now on.
+func (tx *Tx) RetryOutbox(id int64, at time.Time, reason string, maybeSent bool, batchLimit int) error {
 	_, err := tx.exec(`UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,
-		maybe_sent = maybe_sent OR ?, in_flight = 0 WHERE id = ? AND state = 'pending'`, millis(at), reason, maybeSent, id)
+		maybe_sent = maybe_sent OR ?, batch_limit = CASE WHEN ? > 0 THEN ? ELSE batch_limit END, in_flight = 0
+		WHERE id = ? AND state = 'pending'`, millis(at), reason, maybeSent, batchLimit, batchLimit, id)
 	if err != nil {
 		return fmt.Errorf("retry outbox %d: %w", id, err)
+	}
+	return nil
+}
+
+// ReleaseOutbox puts back entries whose attempt surely did not run (a batch halted
+// before them): no attempt is counted and nothing says they may have run.
+func (tx *Tx) ReleaseOutbox(ids []int64) error {
+	for _, id := range ids {
+		if _, err := tx.exec(`UPDATE outbox SET in_flight = 0 WHERE id = ? AND state = 'pending'`, id); err != nil {
+			return fmt.Errorf("release outbox %d: %w", id, err)
+		}
 	}
 	return nil
 }
@@ -216,4 +251,68 @@ func (tx *Tx) FailDependents(dialogID int64, reason string) (int64, error) {
 		return 0, fmt.Errorf("fail entries waiting for dialog %d: %w", dialogID, err)
 	}
 	return res.RowsAffected()
+}
+
+// Prune deletes what has served its time: finished outbox entries and processed event
+// keys older than before, and messages kept from chats that never became a dialog's.
+// It returns how many rows went.
+func (tx *Tx) Prune(before time.Time) (int64, error) {
+	var total int64
+	for _, q := range []string{
+		`DELETE FROM outbox WHERE state IN ('done', 'failed') AND done_at < ?`,
+		`DELETE FROM processed_events WHERE received_at < ?`,
+		`DELETE FROM stray_messages WHERE created_at < ?`,
+	} {
+		res, err := tx.exec(q, millis(before))
+		if err != nil {
+			return total, fmt.Errorf("prune: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		total += n
+	}
+	return total, nil
+}
+
+// FailOrphans gives up the pending entries, queued before before, of portals that no
+// longer have the bot: they can never be sent.
+func (tx *Tx) FailOrphans(before time.Time, reason string) (int64, error) {
+	res, err := tx.exec(`UPDATE outbox SET state = 'failed', last_error = ?, done_at = ?, in_flight = 0
+		WHERE state = 'pending' AND created_at < ? AND portal_id IN
+		(SELECT id FROM portals WHERE bot_deleted_at IS NOT NULL OR uninstalled_at IS NOT NULL)`, reason, millis(tx.now), millis(before))
+	if err != nil {
+		return 0, fmt.Errorf("fail orphans: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// RowCounts are the sizes of the tables that grow with traffic, for housekeeping's
+// tests and the metrics.
+func (s *Store) RowCounts(ctx context.Context) (map[string]int, error) {
+	out := map[string]int{}
+	for _, table := range []string{"outbox", "processed_events", "stray_messages", "messages", "dialogs"} {
+		var n int
+		// The table names are our own constants.
+		if err := s.read.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n); err != nil {
+			return nil, fmt.Errorf("count %s: %w", table, err)
+		}
+		out[table] = n
+	}
+	return out, nil
+}
+
+// Housekeep prunes what is older than retention (Prune) and gives up what waits for a
+// portal that no longer has the bot for longer than orphanAge (FailOrphans), in one
+// transaction. It returns how many rows it touched.
+func (s *Store) Housekeep(ctx context.Context, retention, orphanAge time.Duration) (int64, error) {
+	var n int64
+	err := s.Update(ctx, func(tx *Tx) error {
+		pruned, err := tx.Prune(tx.Now().Add(-retention))
+		if err != nil {
+			return err
+		}
+		failed, err := tx.FailOrphans(tx.Now().Add(-orphanAge), "the portal no longer has the bot")
+		n = pruned + failed
+		return err
+	})
+	return n, err
 }

@@ -238,7 +238,7 @@ func TestOutboxLanes(t *testing.T) {
 		t.Fatal("no outbox signal after commit")
 	}
 	due := func() []int64 {
-		list, err := s.DueOutbox(ctx, 50)
+		list, err := s.DueOutbox(ctx, p.ID, 50)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,19 +256,20 @@ func TestOutboxLanes(t *testing.T) {
 		if err := tx.CompleteOutbox(ids[0], json.RawMessage("1001")); err != nil {
 			return err
 		}
-		if err := tx.RetryOutbox(ids[4], now.Add(time.Minute), "later", false); err != nil {
+		if err := tx.RetryOutbox(ids[4], now.Add(time.Minute), "later", false, 0); err != nil {
 			return err
 		}
 		return tx.SetDialogChat(d.ID, 1001)
 	})
-	list, _ := s.DueOutbox(ctx, 50)
-	if len(list) != 2 || list[0].ID != ids[1] || list[0].DialogChatID != 1001 || list[1].ID != ids[2] {
+	// Now a lane's run of ready entries is due, not only its head: both of lane 27.
+	list, _ := s.DueOutbox(ctx, p.ID, 50)
+	if len(list) != 3 || list[0].ID != ids[1] || list[0].DialogChatID != 1001 || list[1].ID != ids[2] || list[2].ID != ids[3] {
 		t.Fatalf("due after chat = %+v", list)
 	}
 	mu.Lock()
 	now = now.Add(2 * time.Minute)
 	mu.Unlock()
-	if got := due(); len(got) != 3 || got[2] != ids[4] {
+	if got := due(); len(got) != 4 || got[3] != ids[4] {
 		t.Fatalf("due after retry time = %v", got)
 	}
 	pending, oldest, err := s.OutboxStats(ctx)
@@ -346,5 +347,53 @@ func TestPingNeedsACommit(t *testing.T) {
 	}
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("not ready after room was made: %v", err)
+	}
+}
+
+// TestPruneKeepsTheDatabaseSmall: four months of simulated traffic, pruned daily with
+// a retention of 30 days, leave no more than about 30 days of processed events and
+// finished outbox entries.
+func TestPruneKeepsTheDatabaseSmall(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s, _ := openTest(t, WithClock(clock))
+	ctx := context.Background()
+	p, _ := s.EnsurePortal(ctx, "webhook", "")
+	const perDay, retention = 50, 30 * 24 * time.Hour
+	counts := func() map[string]int {
+		c, err := s.RowCounts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for day := range 120 {
+		mustUpdate(t, s, func(tx *Tx) error {
+			for i := range perDay {
+				if _, err := tx.MarkProcessed(p.ID, fmt.Sprintf("message:%d:%d", day, i), "ONIMBOTMESSAGEADD"); err != nil {
+					return err
+				}
+				id, err := tx.Enqueue(OutboxEntry{PortalID: p.ID, Lane: "27", Kind: "send_message", Action: json.RawMessage(`{}`)})
+				if err != nil {
+					return err
+				}
+				if err := tx.CompleteOutbox(id, json.RawMessage("1")); err != nil {
+					return err
+				}
+			}
+			_, err := tx.Prune(tx.Now().Add(-retention))
+			return err
+		})
+		mu.Lock()
+		now = now.Add(24 * time.Hour)
+		mu.Unlock()
+	}
+	c := counts()
+	if limit := 31 * perDay; c["processed_events"] > limit || c["outbox"] > limit {
+		t.Fatalf("after 120 days: %v, want at most %d of each", c, limit)
+	}
+	if c["processed_events"] < 29*perDay {
+		t.Fatalf("pruned too much: %v", c)
 	}
 }

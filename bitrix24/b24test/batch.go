@@ -34,6 +34,10 @@ func (p *Portal) runBatch(req *request) any {
 			continue
 		}
 		start := time.Now()
+		if _, query, _ := strings.Cut(cmds.String(k), "?"); p.hangs(formOfQuery(query)) {
+			<-req.r.Context().Done() // the whole batch hangs; nothing after it runs
+			return nil
+		}
 		res, err := p.runCommand(req.caller, cmds.String(k))
 		if err != nil {
 			failures.set(k, errorBody(err))
@@ -96,4 +100,9 @@ func cmdOrder(req *request) []string {
 		keys = append(keys, tok.(string))
 	}
 	return keys
+}
+
+func formOfQuery(query string) bitrix24.Form {
+	f, _ := bitrix24.ParseForm([]byte(query))
+	return f
 }

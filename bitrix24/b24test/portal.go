@@ -48,6 +48,7 @@ type Portal struct {
 	calls    []Call
 	handlers map[string]handler
 	raw      map[string]http.HandlerFunc
+	hung     map[string]bool // chats whose calls hang (HangChat)
 
 	// Chats and messages (methods.go).
 	chats    map[int64]*Chat
@@ -89,7 +90,7 @@ func New(t testing.TB) *Portal {
 // newPortal starts a portal; o is the OAuth server of the application installed on
 // it, or nil for a webhook portal.
 func newPortal(t testing.TB, o *OAuth) *Portal {
-	p := &Portal{secret: randomHex(8), changed: make(chan struct{}), handlers: map[string]handler{}, raw: map[string]http.HandlerFunc{},
+	p := &Portal{secret: randomHex(8), changed: make(chan struct{}), handlers: map[string]handler{}, raw: map[string]http.HandlerFunc{}, hung: map[string]bool{},
 		chats: map[int64]*Chat{}, nextChat: 1001,
 		bucket: bucket{rate: defaultRate, burst: defaultBurst}, faultCounts: map[Fault]int{}, blocked: map[string]time.Time{}, done: make(chan struct{}),
 		oauth: o, clientID: defaultClientID, memberID: randomHex(16), appToken: randomHex(16),
@@ -135,6 +136,22 @@ func (p *Portal) HandleHTTP(method string, h http.HandlerFunc) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	setOrDelete(p.raw, method, h, h == nil)
+}
+
+// HangChat makes every call for a chat ("chat1001", or a private chat's "27") hang
+// without an answer until the client gives up, as a portal's stuck call does; a batch
+// with such a call hangs whole. The call does not run.
+func (p *Portal) HangChat(dialogID string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hung[dialogID] = true
+}
+
+// hangs reports a call for a chat HangChat named, by its DIALOG_ID or CHAT_ID.
+func (p *Portal) hangs(params bitrix24.Form) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.hung) > 0 && (p.hung[params.String("DIALOG_ID")] || p.hung["chat"+params.String("CHAT_ID")])
 }
 
 // setOrDelete sets m[method] (lower case, as Bitrix24 ignores the case of methods),
@@ -308,6 +325,9 @@ func (p *Portal) execute(w http.ResponseWriter, req *request) {
 	case raw != nil:
 		req.r.Body = io.NopCloser(bytes.NewReader(req.body))
 		raw(w, req.r)
+		return
+	case p.hangs(req.params):
+		<-req.r.Context().Done() // no answer until the client gives up
 		return
 	case strings.EqualFold(req.method, "batch"):
 		result = p.runBatch(req)

@@ -1,0 +1,322 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"time"
+
+	"supportbot/bitrix24"
+	"supportbot/bot"
+	"supportbot/storage"
+)
+
+// choose picks the entries of one request to a portal: up to a batch of due entries,
+// oldest first, several of a lane in a row, none of the lanes in busy (held by
+// another request in flight), and no more than any picked entry's batch limit: an
+// entry of a request that timed out goes in requests half as large, so that a call
+// that hangs is soon sent alone and holds up no other chat.
+func (d *Dispatcher) choose(ctx context.Context, portalID int64, busy map[string]bool) ([]storage.OutboxEntry, error) {
+	due, err := d.store.DueOutbox(ctx, portalID, 4*bitrix24.MaxBatch)
+	if err != nil {
+		return nil, err
+	}
+	var picked []storage.OutboxEntry
+	limit := bitrix24.MaxBatch
+	passed := map[string]bool{} // lanes left out of this request from some entry on: the rest must wait
+	for _, e := range due {
+		if busy[e.Lane] || passed[e.Lane] {
+			continue
+		}
+		own := bitrix24.MaxBatch
+		if e.BatchLimit > 0 {
+			own = e.BatchLimit
+		}
+		if len(picked) >= min(limit, own) {
+			passed[e.Lane] = true
+			continue
+		}
+		picked, limit = append(picked, e), min(limit, own)
+		if len(picked) == limit {
+			break
+		}
+		if bitrix24.ResultAwaited(e.Kind) {
+			passed[e.Lane] = true // the rest of its lane needs its answer first
+		}
+	}
+	return picked, nil
+}
+
+// outcome is what became of one entry's attempt.
+type outcome struct {
+	entry     storage.OutboxEntry
+	action    bitrix24.Action // nil when the entry could not be read
+	method    string          // the call's method, or the action's kind when no call was made
+	result    json.RawMessage
+	err       error
+	maybeSent bool   // the failed attempt may have run on the portal
+	giveUp    string // set: fail the entry without a call
+	found     int64  // set: what the action creates exists already, with this ID
+	skipped   bool   // the batch halted before it: it surely did not run
+	merged    bool   // a later rename of the same chat in the request does its work
+	sent      int    // how many calls went in its request
+}
+
+// deliver makes one request of entries to a portal and records what became of each.
+func (d *Dispatcher) deliver(ctx context.Context, portalID int64, entries []storage.OutboxEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(entries))
+	for i, e := range entries {
+		ids[i] = e.ID
+	}
+	if err := d.store.Update(ctx, func(tx *storage.Tx) error { return tx.MarkInFlight(ids) }); err != nil {
+		return err
+	}
+	outcomes := d.send(ctx, portalID, entries)
+	if ctx.Err() != nil {
+		// Abandoned: nothing is recorded. The entries stay pending and in flight, so
+		// the next attempt knows they may have run.
+		return ctx.Err()
+	}
+	return d.record(ctx, outcomes)
+}
+
+// prepared is an entry ready to send: its action and the call that does it.
+type prepared struct {
+	entry  storage.OutboxEntry
+	action bitrix24.Action
+	call   bitrix24.Call
+}
+
+// send makes the request: a single call for one entry, one batch for more, with halt
+// so that after a failure nothing of a lane runs out of order.
+func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []storage.OutboxEntry) []outcome {
+	outcomes := make([]outcome, 0, len(entries))
+	var toSend []prepared
+	caller, callerErr := d.callers(portalID)
+	actions := make([]bitrix24.Action, len(entries))
+	errs := make([]error, len(entries))
+	lastRename := map[string]int{} // chat → the last rename of it in this request
+	for i, e := range entries {
+		actions[i], errs[i] = bitrix24.DecodeAction(e.Kind, e.Action, e.DialogChatID)
+		if r, ok := actions[i].(bitrix24.RenameChat); ok {
+			lastRename[r.DialogID] = i
+		}
+	}
+	for i, e := range entries {
+		a, err := actions[i], errs[i]
+		switch {
+		case err != nil:
+			// Our own JSON: cannot happen unless the database was edited by hand.
+			outcomes = append(outcomes, outcome{entry: e, method: e.Kind, giveUp: "unreadable action: " + err.Error()})
+			continue
+		case callerErr != nil:
+			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, err: callerErr})
+			continue
+		case e.AwaitsDialog != 0 && e.DialogChatFailed:
+			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, giveUp: "the dialog's chat could not be created"})
+			continue
+		}
+		if r, ok := a.(bitrix24.RenameChat); ok && lastRename[r.DialogID] != i {
+			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, merged: true})
+			continue
+		}
+		if e.MaybeSent && !a.Repeatable() {
+			if lookup, ok := d.wire.Lookup(a); ok {
+				// What it creates may exist already: look for it rather than make a second.
+				if o, found := d.findExisting(ctx, caller, e, a, lookup); found {
+					outcomes = append(outcomes, o)
+					continue
+				}
+			}
+		}
+		call, err := d.wire.Render(a, bitrix24.Context{BotID: e.PortalBotID})
+		if err != nil {
+			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, giveUp: err.Error()})
+			continue
+		}
+		if e.MaybeSent && !a.Repeatable() {
+			if _, lookable := d.wire.Lookup(a); !lookable {
+				d.obs.ObserveMaybeDuplicate(call.Method)
+				d.log.Warn("sending again a call that may have run: the portal may show it twice",
+					"method", call.Method, "outbox_id", e.ID, "lane", e.Lane)
+			}
+		}
+		toSend = append(toSend, prepared{entry: e, action: a, call: call})
+	}
+	switch len(toSend) {
+	case 0:
+		return outcomes
+	case 1:
+		p := toSend[0]
+		result, err := caller.Call(ctx, p.call.Method, p.call.Params)
+		return append(outcomes, d.outcomeOf(p, result, err))
+	}
+	batch := make([]bitrix24.BatchCommand, len(toSend))
+	for i, p := range toSend {
+		batch[i] = bitrix24.BatchCommand{Key: "o" + strconv.FormatInt(p.entry.ID, 10), Method: p.call.Method, Params: p.call.Params}
+	}
+	results, err := caller.Batch(ctx, batch, true)
+	for i, p := range toSend {
+		switch {
+		case err != nil:
+			o := d.outcomeOf(p, nil, err)
+			o.sent = len(toSend)
+			outcomes = append(outcomes, o)
+		case errors.Is(results[i].Err, bitrix24.ErrBatchSkipped):
+			outcomes = append(outcomes, outcome{entry: p.entry, action: p.action, method: p.call.Method, skipped: true})
+		default:
+			outcomes = append(outcomes, d.outcomeOf(p, results[i].Result, results[i].Err))
+		}
+	}
+	return outcomes
+}
+
+func (d *Dispatcher) outcomeOf(p prepared, result json.RawMessage, err error) outcome {
+	o := outcome{entry: p.entry, action: p.action, method: p.call.Method, result: result, err: err, sent: 1}
+	var te *bitrix24.TransportError
+	if errors.As(err, &te) {
+		o.maybeSent = te.MaybeSent
+	}
+	return o
+}
+
+// findExisting asks the portal for what an action that may have run created (the
+// chat of a dialog, by its entity). found is false when there is nothing: the first
+// attempt did not run, and the action is sent again.
+func (d *Dispatcher) findExisting(ctx context.Context, caller Caller, e storage.OutboxEntry, a, lookup bitrix24.Action) (outcome, bool) {
+	call, err := d.wire.Render(lookup, bitrix24.Context{BotID: e.PortalBotID})
+	if err != nil {
+		return outcome{}, false
+	}
+	raw, err := caller.Call(ctx, call.Method, call.Params)
+	if err != nil {
+		// Not knowing is not a reason to create a second one: try again later.
+		return d.outcomeOf(prepared{entry: e, action: a, call: call}, nil, err), true
+	}
+	id := d.wire.ResultID(lookup, raw)
+	if id == 0 {
+		return outcome{}, false
+	}
+	d.log.Info("found what an earlier attempt created", "outbox_id", e.ID, "kind", e.Kind, "id", id)
+	return outcome{entry: e, action: a, method: call.Method, result: json.RawMessage(strconv.FormatInt(id, 10)), found: id}, true
+}
+
+// record writes every outcome of a round in one transaction.
+func (d *Dispatcher) record(ctx context.Context, outcomes []outcome) error {
+	now := d.store.Now()
+	return d.store.Update(context.WithoutCancel(ctx), func(tx *storage.Tx) error {
+		for _, o := range outcomes {
+			if err := d.recordOne(tx, now, o); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (d *Dispatcher) recordOne(tx *storage.Tx, now time.Time, o outcome) error {
+	e := o.entry
+	var apiErr *bitrix24.Error
+	switch {
+	case o.skipped:
+		return tx.ReleaseOutbox([]int64{e.ID})
+	case o.merged:
+		d.obs.ObserveDelivery(o.method, "merged")
+		if err := tx.CompleteOutbox(e.ID, json.RawMessage(`"merged into a later rename"`)); err != nil {
+			return err
+		}
+		return d.settle(tx, e, o.action, bot.Result{})
+	case o.giveUp != "":
+		d.log.Error("giving an action up", "method", o.method, "reason", o.giveUp, "outbox_id", e.ID)
+		return d.fail(tx, o, "failed", o.giveUp)
+	case o.err == nil:
+		d.obs.ObserveDelivery(o.method, "delivered")
+		if err := tx.CompleteOutbox(e.ID, o.result); err != nil {
+			return err
+		}
+		id := o.found
+		if id == 0 {
+			id = d.wire.ResultID(o.action, o.result)
+		}
+		return d.settle(tx, e, o.action, bot.Result{ID: id})
+	case errors.As(o.err, &apiErr) && !apiErr.Temporary():
+		d.log.Error("the portal refused a call; giving it up", "method", o.method, "code", apiErr.Code,
+			"description", apiErr.Description, "outbox_id", e.ID, "lane", e.Lane)
+		return d.fail(tx, o, "failed", apiErr.Code+": "+apiErr.Description)
+	case d.MaxAge > 0 && now.Sub(e.CreatedAt) >= d.MaxAge:
+		code := "transport"
+		if errors.As(o.err, &apiErr) {
+			code = apiErr.Code
+		}
+		d.log.Error("an action kept failing; giving it up", "method", o.method, "code", code, "err", o.err,
+			"attempts", e.Attempts+1, "since", e.CreatedAt, "outbox_id", e.ID, "lane", e.Lane)
+		return d.fail(tx, o, "expired", fmt.Sprintf("given up after %v of failures: %v", d.MaxAge, o.err))
+	default:
+		at, reason := d.retryAt(now, e.Attempts, o.err)
+		d.obs.ObserveRetry(o.method, reason)
+		d.log.Warn("call failed; will retry", "method", o.method, "reason", reason, "err", o.err,
+			"attempt", e.Attempts+1, "retry_at", at, "maybe_sent", o.maybeSent, "outbox_id", e.ID)
+		limit := 0
+		if timedOut(o.err) {
+			limit = max(o.sent/2, 1)
+		}
+		return tx.RetryOutbox(e.ID, at, o.err.Error(), o.maybeSent, limit)
+	}
+}
+
+// fail gives an entry up for good ("failed", or "expired" after MaxAge) and tells the
+// bot.
+func (d *Dispatcher) fail(tx *storage.Tx, o outcome, how, reason string) error {
+	d.obs.ObserveDelivery(o.method, how)
+	if err := tx.FailOutbox(o.entry.ID, reason); err != nil {
+		return err
+	}
+	if o.action == nil {
+		return nil // unreadable: nothing the bot could make of it
+	}
+	return d.settle(tx, o.entry, o.action, bot.Result{Failed: true})
+}
+
+// retryAt decides when to try again after attempts failures: exponential backoff with
+// jitter, gentler where the portal asks for it, and never before operating_reset_at.
+func (d *Dispatcher) retryAt(now time.Time, attempts int, err error) (time.Time, string) {
+	base, limit, reason := time.Second, d.MaxBackoff, "transport"
+	var apiErr *bitrix24.Error
+	if errors.As(err, &apiErr) {
+		reason = apiErr.Code
+		switch {
+		case errors.Is(apiErr, bitrix24.ErrQueryLimitExceeded):
+			// The limiter already waits for the bucket to drain; the retry only needs
+			// to leave it room.
+			limit = 2 * time.Second
+		case errors.Is(apiErr, bitrix24.ErrOverloadLimit):
+			// A manual block: hammering it prolongs it.
+			base, limit = 30*time.Second, 10*time.Minute
+		}
+	}
+	wait := base
+	for i := 0; i < attempts && wait < limit; i++ {
+		wait *= 2
+	}
+	wait = min(wait, limit)
+	// Full jitter on the upper half: entries that failed together spread out.
+	wait = wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1))
+	at := now.Add(wait)
+	if apiErr != nil && at.Before(apiErr.ResetAt) {
+		at = apiErr.ResetAt.Add(time.Duration(rand.Int64N(int64(time.Second))))
+	}
+	return at, reason
+}
+
+// timedOut reports a call that got no answer in time: the kind that may hang again.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
