@@ -368,8 +368,9 @@ func (c *Client) send(ctx context.Context, method string, body []byte, token str
 		return nil, te
 	}
 	result, err := c.decodeEnvelope(method, resp, data, token)
-	if c.limiter != nil && errors.Is(err, ErrQueryLimitExceeded) {
-		c.limiter.Fill()
+	var be *Error
+	if c.limiter != nil && errors.As(err, &be) && (errors.Is(be, ErrQueryLimitExceeded) || be.HTTPStatus == http.StatusTooManyRequests) {
+		c.limiter.Fill() // the portal's bucket is full (v2 answers 429)
 	}
 	c.logCall(ctx, method, start, resp.StatusCode, err)
 	return result, err

@@ -2,6 +2,7 @@ package bitrix24
 
 import (
 	"errors"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -59,7 +60,8 @@ func (e *Error) Temporary() bool {
 	if temporaryCodes[code] {
 		return true
 	}
-	return e.HTTPStatus >= 500 && !permanentCodes[code]
+	// 429: imbot.v2's rate limit, whatever code it comes with.
+	return (e.HTTPStatus >= 500 || e.HTTPStatus == http.StatusTooManyRequests) && !permanentCodes[code]
 }
 
 // Codes that mean "not now" rather than "never".

@@ -45,6 +45,7 @@ type Event interface {
 // Envelope is the part common to every event.
 type Envelope struct {
 	Type      string
+	ID        int64 // imbot.v2's eventId, in fetch mode; v1 events have none
 	HandlerID int64
 	Time      time.Time
 	Auth      Auth
@@ -263,6 +264,9 @@ func Decode(body []byte) (Event, error) {
 // DecodeForm turns a parsed form into a typed event, checking the fields each type
 // cannot do without.
 func DecodeForm(f Form) (Event, error) {
+	if IsV2(f.String("event")) {
+		return decodeV2Form(f)
+	}
 	d := decoder{}
 	env := Envelope{
 		Type:      strings.ToUpper(strings.TrimSpace(f.String("event"))),

@@ -1,6 +1,7 @@
-// Package bitrix24 speaks the Bitrix24 wire protocol: it decodes the PHP bracket-form
-// event bodies the portal posts into typed events, and calls the portal's REST API.
-// It knows nothing of supportbot's rules.
+// Package bitrix24 speaks the Bitrix24 wire protocol: it decodes events — v1's and
+// imbot.v2's bracket forms, v2's Event.get answers — into one set of typed events,
+// calls the portal's REST API, and renders the bot's actions as v1 or v2 calls. It
+// knows nothing of supportbot's rules.
 package bitrix24
 
 import (
@@ -204,17 +205,19 @@ func splitKey(key string, path []string) ([]string, error) {
 // every group along the path.
 func (b *formBuilder) put(node Form, path []string, value string, visit func(i int, group Form, key string)) error {
 	for i, key := range path {
-		id := reflect.ValueOf(node).UnsafePointer()
 		if key == "" {
 			// PHP's "a[]": the next integer index of this level.
-			key = strconv.Itoa(b.next[id])
+			key = strconv.Itoa(b.next[reflect.ValueOf(node).UnsafePointer()])
 		}
 		existing, exists := node[key]
-		if n, err := strconv.Atoi(key); !exists && err == nil && n >= b.next[id] {
-			if b.next == nil {
-				b.next = map[unsafe.Pointer]int{}
+		if !exists && key[0] >= '0' && key[0] <= '9' { // only numeric keys move the next index
+			if n, err := strconv.Atoi(key); err == nil {
+				id := reflect.ValueOf(node).UnsafePointer()
+				if b.next == nil {
+					b.next = map[unsafe.Pointer]int{}
+				}
+				b.next[id] = max(b.next[id], n+1)
 			}
-			b.next[id] = n + 1
 		}
 		if i == len(path)-1 {
 			if _, isMap := existing.(Form); isMap {

@@ -28,16 +28,19 @@ type Config struct {
 		Retention time.Duration `mapstructure:"retention"`
 	} `mapstructure:"db"`
 	Bitrix struct {
-		WebhookURL       string  `mapstructure:"webhook_url"` // normalised to end with "/"
-		ApplicationToken string  `mapstructure:"application_token"`
-		BotID            int64   `mapstructure:"bot_id"` // 0 = take it from the database
-		ClientID         string  `mapstructure:"client_id"`
-		RatePerSecond    float64 `mapstructure:"rate_per_second"`
-		Burst            int     `mapstructure:"burst"`
+		WebhookURL       string        `mapstructure:"webhook_url"` // normalised to end with "/"
+		ApplicationToken string        `mapstructure:"application_token"`
+		BotID            int64         `mapstructure:"bot_id"` // 0 = take it from the database
+		ClientID         string        `mapstructure:"client_id"`
+		RatePerSecond    float64       `mapstructure:"rate_per_second"`
+		Burst            int           `mapstructure:"burst"`
+		API              string        `mapstructure:"api"`
+		Events           string        `mapstructure:"events"`
+		PollInterval     time.Duration `mapstructure:"poll_interval"`
 	} `mapstructure:"bitrix"`
 	Bot struct {
 		Name     string `mapstructure:"name"`
-		Language string `mapstructure:"language"` // "ru" | "en"
+		Language string `mapstructure:"language"`
 		Code     string `mapstructure:"code"`
 		Color    string `mapstructure:"color"`
 	} `mapstructure:"bot"`
@@ -49,7 +52,7 @@ type Config struct {
 		Integrators []int64 `mapstructure:"integrators"`
 	} `mapstructure:"access"`
 	Portal struct {
-		Plan string `mapstructure:"plan"` // "commercial" | "free"
+		Plan string `mapstructure:"plan"`
 	} `mapstructure:"portal"`
 	Dialogs struct {
 		MaxActive int `mapstructure:"max_active"`
@@ -61,7 +64,7 @@ type Config struct {
 	} `mapstructure:"app"`
 	Log struct {
 		Level  string `mapstructure:"level"`
-		Format string `mapstructure:"format"` // "text" | "json"
+		Format string `mapstructure:"format"`
 	} `mapstructure:"log"`
 	Delivery struct {
 		MaxAge time.Duration `mapstructure:"max_age"`
@@ -76,8 +79,10 @@ type Key struct {
 	Env         string // "SUPPORTBOT_BITRIX_WEBHOOK_URL"
 	Flag        string // "bitrix.webhook_url" (the flag is named exactly like the key)
 	Description string
-	Secret      bool // never logged, never echoed in errors
-	List        bool // comma-separated in the environment and on the command line
+	Secret      bool     // never logged, never echoed in errors
+	List        bool     // comma-separated in the environment and on the command line
+	OneOf       []string // the values allowed, when only some are
+	Min         any      // the least allowed, of the field's type
 }
 
 // DefaultText is the default as the usage and the README show it: "72h", not
@@ -97,28 +102,32 @@ var keys = buildKeys([]Key{
 	{Name: "http.addr", Default: ":8080", Description: "listen address"},
 	{Name: "http.public_url", Description: "the public URL Bitrix24 posts events to (used by `register`)"},
 	{Name: "db.path", Default: "supportbot.db", Description: "SQLite database file"},
-	{Name: "db.retention", Default: 30 * 24 * time.Hour, Description: "how long delivered actions and the keys of processed events are kept"},
+	{Name: "db.retention", Default: 30 * 24 * time.Hour, Min: time.Hour, Description: "how long delivered actions and the keys of processed events are kept"},
 	{Name: "bitrix.webhook_url", Secret: true, Description: "inbound webhook base, `https://PORTAL/rest/USER_ID/SECRET/`; empty = dry-run (outbound calls are logged, not sent)"},
 	{Name: "bitrix.application_token", Secret: true, Description: "application token that every event must carry; required unless dry-run"},
-	{Name: "bitrix.bot_id", Description: "the registered bot's ID; unset or 0 = the one `register` stored in the database"},
+	{Name: "bitrix.bot_id", Min: int64(0), Description: "the registered bot's ID; unset or 0 = the one `register` stored in the database"},
 	{Name: "bitrix.client_id", Description: "`CLIENT_ID` used when the bot is registered through a webhook"},
 	{Name: "bitrix.rate_per_second", Default: float64(2), Description: "the portal's REST limit: requests per second (Enterprise: 5)"},
-	{Name: "bitrix.burst", Default: 50, Description: "the portal's REST limit: burst size (Enterprise: 250)"},
+	{Name: "bitrix.burst", Default: 50, Min: 1, Description: "the portal's REST limit: burst size (Enterprise: 250)"},
 	{Name: "bot.name", Default: "Поддержка", Description: "the bot's display name"},
-	{Name: "bot.language", Default: "ru", Description: "fallback language: `ru` or `en`"},
+	{Name: "bot.language", Default: "ru", OneOf: []string{"ru", "en"}, Description: "fallback language: `ru` or `en`"},
 	{Name: "bot.code", Default: "supportbot", Description: "the bot's `CODE` in `imbot.register`: latin letters, digits, `_` and `-`"},
-	{Name: "bot.color", Default: "AQUA", Description: "the bot's avatar colour: `RED`, `GREEN`, `MINT`, `LIGHT_BLUE`, `DARK_BLUE`, `PURPLE`, `AQUA`, `PINK`, `LIME`, `BROWN`, `AZURE`, `KHAKI`, `SAND`, `MARENGO`, `GRAY` or `GRAPHITE`"},
+	{Name: "bot.color", Default: "AQUA", OneOf: []string{"RED", "GREEN", "MINT", "LIGHT_BLUE", "DARK_BLUE", "PURPLE", "AQUA", "PINK", "LIME", "BROWN", "AZURE", "KHAKI", "SAND", "MARENGO", "GRAY", "GRAPHITE"},
+		Description: "the bot's avatar colour: `RED`, `GREEN`, `MINT`, `LIGHT_BLUE`, `DARK_BLUE`, `PURPLE`, `AQUA`, `PINK`, `LIME`, `BROWN`, `AZURE`, `KHAKI`, `SAND`, `MARENGO`, `GRAY` or `GRAPHITE`"},
 	{Name: "support.agents", Description: "agent user IDs (positive integers)"},
 	{Name: "access.admins", Description: "admin user IDs, allowed to open dialogs"},
 	{Name: "access.integrators", Description: "integrator user IDs, allowed to open dialogs"},
-	{Name: "portal.plan", Default: "commercial", Description: "the portal's plan: `commercial` or `free`"},
-	{Name: "dialogs.max_active", Default: 5, Description: "active dialogs per client"},
+	{Name: "portal.plan", Default: "commercial", OneOf: []string{"commercial", "free"}, Description: "the portal's plan: `commercial` or `free`"},
+	{Name: "dialogs.max_active", Default: 5, Min: 1, Description: "active dialogs per client"},
 	{Name: "app.client_id", Description: "OAuth `client_id` of a local or marketplace application; set = app mode: portals install the app and each gets its own bot"},
 	{Name: "app.client_secret", Secret: true, Description: "OAuth `client_secret` of the application; required in app mode"},
 	{Name: "app.oauth_url", Default: "https://oauth.bitrix.info/", Description: "Bitrix24's OAuth server, where app-mode tokens are refreshed"},
-	{Name: "log.level", Default: "info", Description: "log level: `debug`, `info`, `warn` or `error`"},
-	{Name: "log.format", Default: "text", Description: "log format: `text` or `json`"},
-	{Name: "delivery.max_age", Default: 24 * time.Hour, Description: "an action still failing after this long is given up (logged, counted)"},
+	{Name: "log.level", Default: "info", OneOf: []string{"debug", "info", "warn", "error"}, Description: "log level: `debug`, `info`, `warn` or `error`"},
+	{Name: "log.format", Default: "text", OneOf: []string{"text", "json"}, Description: "log format: `text` or `json`"},
+	{Name: "bitrix.api", Default: "v2", OneOf: []string{"v2", "v1"}, Description: "chat-bot API for `register`: `v2` (imbot.v2) or `v1` (for bots registered that way)"},
+	{Name: "bitrix.events", Default: "fetch", OneOf: []string{"fetch", "webhook"}, Description: "v2 event delivery: `fetch` (poll the portal: no public URL) or `webhook` (needs `http.public_url`)"},
+	{Name: "bitrix.poll_interval", Default: 2 * time.Second, Min: 100 * time.Millisecond, Description: "fetch mode: the wait between polls when no events are queued"},
+	{Name: "delivery.max_age", Default: 24 * time.Hour, Min: time.Minute, Description: "an action still failing after this long is given up (logged, counted)"},
 })
 
 // Keys lists every configuration key in table order; it returns a copy.
@@ -181,13 +190,10 @@ func (c *Config) HandlerURL() string {
 	return strings.TrimRight(c.HTTP.PublicURL, "/") + "/bitrix/events"
 }
 
-// SlogLevel parses Log.Level, falling back to Info for a level Validate
-// refuses, so that a logger can be built to report that error itself.
-func (c *Config) SlogLevel() slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(c.Log.Level)); err != nil {
-		return slog.LevelInfo
-	}
+// SlogLevel parses Log.Level; a level Validate refuses leaves Info (zero), so
+// that a logger can be built to report that error itself.
+func (c *Config) SlogLevel() (l slog.Level) {
+	_ = l.UnmarshalText([]byte(c.Log.Level))
 	return l
 }
 
@@ -252,13 +258,10 @@ func (c *Config) Validate() error {
 			errs = append(errs, ErrTokenRequired)
 		}
 	}
-	check(c.Bitrix.BotID < 0, "bitrix.bot_id must be >= 0 (0 = take it from the database), got %d", c.Bitrix.BotID)
 	check(!(c.Bitrix.RatePerSecond > 0) || math.IsInf(c.Bitrix.RatePerSecond, 0), "bitrix.rate_per_second must be a number > 0, got %v", c.Bitrix.RatePerSecond)
-	check(c.Bitrix.Burst < 1, "bitrix.burst must be >= 1, got %d", c.Bitrix.Burst)
 	check(c.Bot.Code == "" || strings.IndexFunc(c.Bot.Code, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
 	}) >= 0, "bot.code %q: use latin letters, digits, _ and -", c.Bot.Code)
-	check(!slices.Contains(botColors, c.Bot.Color), "bot.color %q is not a Bitrix24 colour (%s)", c.Bot.Color, strings.Join(botColors, ", "))
 	if c.App.ClientID != "" {
 		check(c.App.ClientSecret == "", "app.client_secret is required when app.client_id is set: tokens could not be refreshed")
 		check(c.Bitrix.WebhookURL != "", "app.client_id and bitrix.webhook_url are both set: run either as an application (app.*) or on one portal's webhook (bitrix.webhook_url)")
@@ -270,27 +273,24 @@ func (c *Config) Validate() error {
 		c.App.OAuthURL += "/"
 	}
 	check(c.Bot.Name == "", "bot.name is empty: the portal requires a display name")
-	check(c.Bot.Language != "ru" && c.Bot.Language != "en", `bot.language must be "ru" or "en", got %q`, c.Bot.Language)
 
-	checkIDs := func(name string, ids []int64) {
+	for _, k := range keys { // the bounds the keys table gives
+		v := reflect.ValueOf(c).Elem().FieldByIndex(fields[k.Name].Index)
+		if s, _ := v.Interface().(string); k.OneOf != nil && !slices.Contains(k.OneOf, s) {
+			n := len(k.OneOf) - 1
+			quoted := strings.Trim(fmt.Sprintf("%q", k.OneOf[:n]), "[]")
+			add("%s must be %s or %q, got %q", k.Name, strings.ReplaceAll(quoted, `" "`, `", "`), k.OneOf[n], s)
+		}
+		if k.Min != nil && v.CanInt() && v.Int() < reflect.ValueOf(k.Min).Int() {
+			add("%s must be >= %s, got %s", k.Name, Key{Default: k.Min}.DefaultText(), Key{Default: v.Interface()}.DefaultText())
+		}
+		ids, _ := v.Interface().([]int64) // the lists are all of user IDs
 		for _, id := range ids {
-			check(id <= 0, "%s: %d is not a user ID (must be > 0)", name, id)
+			check(id <= 0, "%s: %d is not a user ID (must be > 0)", k.Name, id)
 		}
 	}
-	checkIDs("support.agents", c.Support.Agents)
-	checkIDs("access.admins", c.Access.Admins)
-	checkIDs("access.integrators", c.Access.Integrators)
-	check(c.Portal.Plan != "commercial" && c.Portal.Plan != "free", `portal.plan must be "commercial" or "free", got %q`, c.Portal.Plan)
-	check(c.Dialogs.MaxActive < 1, "dialogs.max_active must be >= 1, got %d", c.Dialogs.MaxActive)
-	check(new(slog.Level).UnmarshalText([]byte(c.Log.Level)) != nil, `log.level must be "debug", "info", "warn" or "error", got %q`, c.Log.Level)
-	check(c.Log.Format != "text" && c.Log.Format != "json", `log.format must be "text" or "json", got %q`, c.Log.Format)
-	check(c.Delivery.MaxAge < time.Minute, "delivery.max_age must be at least 1m, got %v", c.Delivery.MaxAge)
-	check(c.DB.Retention < time.Hour, "db.retention must be at least 1h, got %v", c.DB.Retention)
 	return errors.Join(errs...)
 }
-
-var botColors = []string{"RED", "GREEN", "MINT", "LIGHT_BLUE", "DARK_BLUE", "PURPLE", "AQUA", "PINK",
-	"LIME", "BROWN", "AZURE", "KHAKI", "SAND", "MARENGO", "GRAY", "GRAPHITE"}
 
 // checkHTTPURL returns why s is not an absolute http(s) URL, or "". The
 // reason never quotes s, since the webhook URL is a secret.

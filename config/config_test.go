@@ -59,6 +59,9 @@ var samples = map[string]sample{
 	"log.level":                {"debug", `debug`, "debug"},
 	"log.format":               {"json", `json`, "json"},
 	"delivery.max_age":         {"48h", `48h`, 48 * time.Hour},
+	"bitrix.api":               {"v1", `v1`, "v1"},
+	"bitrix.events":            {"webhook", `webhook`, "webhook"},
+	"bitrix.poll_interval":     {"5s", `5s`, 5 * time.Second},
 	"db.retention":             {"168h", `"168h"`, 168 * time.Hour},
 }
 
@@ -105,6 +108,7 @@ func defaultConfig() Config {
 	c.App.OAuthURL = "https://oauth.bitrix.info/"
 	c.Log.Level, c.Log.Format = "info", "text"
 	c.Delivery.MaxAge, c.DB.Retention = 24*time.Hour, 720*time.Hour
+	c.Bitrix.API, c.Bitrix.Events, c.Bitrix.PollInterval = "v2", "fetch", 2*time.Second
 	return c
 }
 
@@ -781,7 +785,7 @@ func TestValidate(t *testing.T) {
 		{name: "zero burst", mutate: func(c *Config) { c.Bitrix.Burst = 0 }, wantErr: []string{"bitrix.burst must be >= 1"}},
 		{name: "empty bot name", mutate: func(c *Config) { c.Bot.Name = "" }, wantErr: []string{"bot.name is empty"}},
 		{name: "bot code with spaces", mutate: func(c *Config) { c.Bot.Code = "support bot" }, wantErr: []string{`bot.code "support bot"`}},
-		{name: "unknown colour", mutate: func(c *Config) { c.Bot.Color = "ORANGE" }, wantErr: []string{`bot.color "ORANGE" is not a Bitrix24 colour`}},
+		{name: "unknown colour", mutate: func(c *Config) { c.Bot.Color = "ORANGE" }, wantErr: []string{`bot.color must be "RED", "GREEN", "MINT", "LIGHT_BLUE", "DARK_BLUE", "PURPLE", "AQUA", "PINK", "LIME", "BROWN", "AZURE", "KHAKI", "SAND", "MARENGO", "GRAY" or "GRAPHITE", got "ORANGE"`}},
 		{name: "app mode is valid", mutate: func(c *Config) {
 			c.Bitrix.WebhookURL, c.App.ClientID, c.App.ClientSecret, c.HTTP.PublicURL = "", "local.1", "s", "https://bot.example.com"
 		}},

@@ -26,7 +26,23 @@ type Portal struct {
 	TokenExpiresAt   time.Time
 	InstalledAt      time.Time
 	UninstalledAt    time.Time // the application was removed: send nothing more
+
+	API         string // "v1" or "v2": the chat-bot API the bot is registered with
+	BotToken    string // a v2 bot's secret (webhook mode): never logged
+	EventMode   string // a v2 bot's: "fetch" or "webhook"
+	FetchOffset int64  // fetch mode: the first event not yet processed
 }
+
+// API versions and v2 event modes.
+const (
+	APIv1       = "v1"
+	APIv2       = "v2"
+	EventsFetch = "fetch"
+	EventsHook  = "webhook"
+)
+
+// Fetches reports a bot whose events the bot polls for.
+func (p Portal) Fetches() bool { return p.API == APIv2 && p.EventMode == EventsFetch }
 
 // BotDeleted reports whether the portal removed the bot.
 func (p Portal) BotDeleted() bool { return !p.BotDeletedAt.IsZero() }
@@ -38,13 +54,15 @@ func (p Portal) LogValue() slog.Value {
 }
 
 const portalColumns = `id, member_id, domain, bot_id, bot_deleted_at, created_at, client_id, client_endpoint,
-	application_token, access_token, refresh_token, token_expires_at, installed_at, uninstalled_at`
+	application_token, access_token, refresh_token, token_expires_at, installed_at, uninstalled_at,
+	api, bot_token, event_mode, fetch_offset`
 
 func scanPortal(row interface{ Scan(...any) error }) (Portal, error) {
 	var p Portal
 	var deleted, created, expires, installed, uninstalled sql.NullInt64
 	if err := row.Scan(&p.ID, &p.MemberID, &p.Domain, &p.BotID, &deleted, &created, &p.ClientID, &p.ClientEndpoint,
-		&p.ApplicationToken, &p.AccessToken, &p.RefreshToken, &expires, &installed, &uninstalled); err != nil {
+		&p.ApplicationToken, &p.AccessToken, &p.RefreshToken, &expires, &installed, &uninstalled,
+		&p.API, &p.BotToken, &p.EventMode, &p.FetchOffset); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Portal{}, ErrNotFound
 		}
@@ -242,6 +260,39 @@ func (tx *Tx) SetBotID(portalID, botID int64) error {
 		botID, millis(tx.now), portalID)
 	if err != nil {
 		return fmt.Errorf("set bot of portal %d: %w", portalID, err)
+	}
+	return nil
+}
+
+// SetBotV2 records a bot registered through imbot.v2: its ID, its secret (empty for
+// an application's, which calls with its OAuth token) and how it gets its events.
+func (tx *Tx) SetBotV2(portalID, botID int64, token, eventMode string) error {
+	clear(tx.portals)
+	_, err := tx.exec(`UPDATE portals SET bot_id = ?, api = 'v2', bot_token = ?, event_mode = ?, bot_deleted_at = NULL,
+		updated_at = ? WHERE id = ?`, botID, token, eventMode, millis(tx.now), portalID)
+	if err != nil {
+		return fmt.Errorf("set v2 bot of portal %d: %w", portalID, err)
+	}
+	return nil
+}
+
+// SetAPI records the API the portal's bot is registered with (v1 after a v1
+// registration, which clears a v2 bot's token and offset).
+func (tx *Tx) SetAPI(portalID int64, api string) error {
+	clear(tx.portals)
+	_, err := tx.exec(`UPDATE portals SET api = ?, bot_token = CASE WHEN ? = 'v1' THEN '' ELSE bot_token END,
+		updated_at = ? WHERE id = ?`, api, api, millis(tx.now), portalID)
+	return err
+}
+
+// SetFetchOffset records how far the portal's event queue has been processed. It is
+// written in the transaction that holds the effects of the events it confirms, so
+// that a crash neither loses nor repeats one.
+func (tx *Tx) SetFetchOffset(portalID, offset int64) error {
+	clear(tx.portals)
+	_, err := tx.exec(`UPDATE portals SET fetch_offset = ? WHERE id = ?`, offset, portalID)
+	if err != nil {
+		return fmt.Errorf("set fetch offset of portal %d: %w", portalID, err)
 	}
 	return nil
 }
