@@ -40,7 +40,10 @@ func TestDecodeV2Fetched(t *testing.T) {
 	}
 	for i, check := range []func(Event) bool{
 		nil, nil,
-		func(e Event) bool { m, ok := e.(*MessageAdd); return ok && m.Message.Private() == false && m.Message.ChatTitle != "" },
+		func(e Event) bool {
+			m, ok := e.(*MessageAdd)
+			return ok && m.Message.Private() == false && m.Message.ChatTitle != ""
+		},
 		func(e Event) bool {
 			c, ok := e.(*CommandAdd)
 			return ok && c.Command.Name == "help" && c.Command.Params == "topic" && c.Command.Context == ContextTextarea && c.Command.MessageID == 790
@@ -50,7 +53,10 @@ func TestDecodeV2Fetched(t *testing.T) {
 			return ok && c.Command.Name == "open" && c.Command.Params == "2" && c.Command.Context == ContextKeyboard && c.User.ID == 1
 		},
 		func(e Event) bool { u, ok := e.(*MessageUpdate); return ok && u.Message.ID > 0 && u.Message.Text != "" },
-		func(e Event) bool { d, ok := e.(*MessageDelete); return ok && d.Message.ID == 789 && d.Message.ChatID == 5 },
+		func(e Event) bool {
+			d, ok := e.(*MessageDelete)
+			return ok && d.Message.ID == 789 && d.Message.ChatID == 5
+		},
 		func(e Event) bool { _, ok := e.(*Unknown); return ok && e.Head().Type == "ONIMBOTV2REACTIONCHANGE" },
 		func(e Event) bool { _, ok := e.(*Unknown); return ok && e.Head().Type == "ONIMBOTV2CONTEXTGET" },
 		func(e Event) bool { d, ok := e.(*BotDelete); return ok && d.BotID == 456 },
