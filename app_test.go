@@ -28,8 +28,10 @@ func startApp(t *testing.T, o *b24test.OAuth, any *b24test.Portal, dbPath string
 	return startServe(t, any, dbPath, appEnv(o, dbPath))
 }
 
+// appEnv runs the application with v1 bots, as applications installed before imbot.v2 do.
 func appEnv(o *b24test.OAuth, dbPath string) []string {
 	return []string{
+		"SUPPORTBOT_BITRIX_API=v1",
 		"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0",
 		"SUPPORTBOT_HTTP_PUBLIC_URL=https://support.example.com",
 		"SUPPORTBOT_DB_PATH=" + dbPath,

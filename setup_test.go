@@ -57,11 +57,12 @@ func storedCommands(t *testing.T, path string, portalID int64) int {
 	return len(cmds)
 }
 
-// setupEnv configures the binary for one portal's webhook as step 3 of the README's
-// guide does: no application token yet, since the portal reveals it only after
-// `register`.
+// setupEnv configures the binary for one portal's webhook with a v1 bot, as the
+// README's v1 alternative does: no application token yet, since the portal reveals
+// it only after `register`.
 func setupEnv(dir, webhookURL string) []string {
 	return []string{
+		"SUPPORTBOT_BITRIX_API=v1",
 		"SUPPORTBOT_BITRIX_WEBHOOK_URL=" + webhookURL,
 		"SUPPORTBOT_HTTP_PUBLIC_URL=https://support.example.com",
 		"SUPPORTBOT_DB_PATH=" + filepath.Join(dir, "supportbot.db"),
@@ -250,6 +251,7 @@ func TestDoctorReportsEachBrokenPiece(t *testing.T) {
 	portal.SetScopes("im", "user") // the webhook was created without imbot
 	dir := t.TempDir()
 	broken := []string{
+		"SUPPORTBOT_BITRIX_API=v1",
 		"SUPPORTBOT_BITRIX_WEBHOOK_URL=" + portal.WebhookURL(), // and no application token
 		"SUPPORTBOT_DB_PATH=" + filepath.Join(dir, "no-such-dir", "supportbot.db"),
 		"SUPPORTBOT_DIALOGS_MAX_ACTIVE=0",
@@ -264,7 +266,7 @@ func TestDoctorReportsEachBrokenPiece(t *testing.T) {
 		"✗ configuration: bitrix.application_token is required",
 		"fix: run `supportbot register`, then `supportbot token`",
 		"✗ configuration: dialogs.max_active must be >= 1",
-		`✗ configuration: bot.color "TEAL" is not a Bitrix24 colour`,
+		`✗ configuration: bot.color must be "RED", "GREEN"`,
 		"✗ database: ",
 		"✗ public URL: http.public_url is not set",
 		"! people: support.agents is empty",

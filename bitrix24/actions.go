@@ -86,8 +86,9 @@ type BotProfile struct {
 	Code       string `json:"code"` // unique per application
 	Name       string `json:"name"`
 	Color      string `json:"color"`
-	HandlerURL string `json:"handler_url"`         // where the portal posts the bot's events
-	ClientID   string `json:"client_id,omitempty"` // for a bot registered through a webhook
+	HandlerURL string `json:"handler_url"`          // where the portal posts the bot's events
+	ClientID   string `json:"client_id,omitempty"`  // for a v1 bot registered through a webhook
+	EventMode  string `json:"event_mode,omitempty"` // a v2 bot's: "fetch" (polled, no handler) or "webhook"
 }
 
 // CommandTitle is a command's title and parameter hint in one language.
@@ -110,10 +111,12 @@ type RegisterBot struct {
 	Profile BotProfile `json:"profile"`
 }
 
-// UpdateBot updates a registered bot's profile and handlers.
+// UpdateBot updates a registered bot's profile and handlers; NewToken, if set,
+// replaces a v2 bot's secret (the Context's is the current one).
 type UpdateBot struct {
-	BotID   int64      `json:"bot_id"`
-	Profile BotProfile `json:"profile"`
+	BotID    int64      `json:"bot_id"`
+	Profile  BotProfile `json:"profile"`
+	NewToken string     `json:"-"` // a secret: never stored in the outbox
 }
 
 // UnregisterBot removes the bot.

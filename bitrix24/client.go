@@ -173,7 +173,22 @@ func (c *Client) Call(ctx context.Context, method string, params any) (json.RawM
 	if err != nil {
 		return nil, err
 	}
-	return c.do(ctx, method, body)
+	return c.do(ctx, method, body, bodySecrets(params))
+}
+
+// bodySecrets are the secrets a call carries in its body: a v2 bot's botToken (the
+// current one, and in fields a new one). The portal's answer may quote the request,
+// and what it says goes into logs and stored error texts.
+func bodySecrets(params any) []string {
+	var out []string
+	m, _ := params.(map[string]any)
+	fields, _ := m["fields"].(map[string]any)
+	for _, v := range []any{m["botToken"], fields["botToken"]} {
+		if s, _ := v.(string); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // BatchCommand is one command of a batch call.
@@ -247,7 +262,7 @@ func (c *Client) Batch(ctx context.Context, cmds []BatchCommand, halt bool) ([]B
 	}
 	body.WriteString("}}")
 
-	raw, err := c.do(ctx, "batch", body.Bytes())
+	raw, err := c.do(ctx, "batch", body.Bytes(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +287,7 @@ func (c *Client) Batch(ctx context.Context, cmds []BatchCommand, halt bool) ([]B
 	for i, bc := range cmds {
 		out[i].Key = bc.Key
 		if fe, ok := failures[bc.Key]; ok {
-			be := c.redactError(batchError(bc.Method, fe), "")
+			be := c.redactError(batchError(bc.Method, fe))
 			be.ResetAt = operatingResetAt(times[bc.Key])
 			out[i].Err = be
 			continue
@@ -288,27 +303,27 @@ func (c *Client) Batch(ctx context.Context, cmds []BatchCommand, halt bool) ([]B
 
 // do sends one request, with the application's access token if there is one; an
 // expired token is refreshed once and the request sent again.
-func (c *Client) do(ctx context.Context, method string, body []byte) (json.RawMessage, error) {
+func (c *Client) do(ctx context.Context, method string, body []byte, secrets []string) (json.RawMessage, error) {
 	if c.tokens == nil {
-		return c.send(ctx, method, body, "")
+		return c.send(ctx, method, body, "", secrets)
 	}
 	token, err := c.tokens.Token(ctx)
 	if err != nil {
 		return nil, err
 	}
-	result, err := c.send(ctx, method, body, token)
+	result, err := c.send(ctx, method, body, token, secrets)
 	if !errors.Is(err, ErrExpiredToken) {
 		return result, err
 	}
 	if token, err = c.tokens.Refresh(ctx, token); err != nil {
 		return nil, &RefreshError{Method: method, Err: err}
 	}
-	return c.send(ctx, method, body, token)
+	return c.send(ctx, method, body, token, secrets)
 }
 
 // send sends one request. It is the single place requests go through: the rate
 // limiter and the metrics see every one.
-func (c *Client) send(ctx context.Context, method string, body []byte, token string) (json.RawMessage, error) {
+func (c *Client) send(ctx context.Context, method string, body []byte, token string, secrets []string) (json.RawMessage, error) {
 	if c.baseErr != nil {
 		return nil, c.baseErr
 	}
@@ -367,7 +382,7 @@ func (c *Client) send(ctx context.Context, method string, body []byte, token str
 		c.logCall(ctx, method, start, resp.StatusCode, te)
 		return nil, te
 	}
-	result, err := c.decodeEnvelope(method, resp, data, token)
+	result, err := c.decodeEnvelope(method, resp, data, append(secrets, token))
 	var be *Error
 	if c.limiter != nil && errors.As(err, &be) && (errors.Is(be, ErrQueryLimitExceeded) || be.HTTPStatus == http.StatusTooManyRequests) {
 		c.limiter.Fill() // the portal's bucket is full (v2 answers 429)
@@ -378,7 +393,7 @@ func (c *Client) send(ctx context.Context, method string, body []byte, token str
 
 // decodeEnvelope decides by the envelope, not the status: Bitrix24 sends some errors
 // with 200, and a proxy in front of it sends HTML pages with any status.
-func (c *Client) decodeEnvelope(method string, resp *http.Response, data []byte, token string) (json.RawMessage, error) {
+func (c *Client) decodeEnvelope(method string, resp *http.Response, data []byte, secrets []string) (json.RawMessage, error) {
 	var env map[string]json.RawMessage
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 || trimmed[0] != '{' || json.Unmarshal(trimmed, &env) != nil {
@@ -396,7 +411,7 @@ func (c *Client) decodeEnvelope(method string, resp *http.Response, data []byte,
 			Description: jsonText(env["error_description"]),
 			HTTPStatus:  resp.StatusCode,
 			ResetAt:     operatingResetAt(env["time"]),
-		}, token)
+		}, secrets...)
 	}
 
 	result, ok := env["result"]
@@ -455,10 +470,12 @@ func (c *Client) logCall(ctx context.Context, method string, start time.Time, st
 // redactError takes the webhook secret out of what the portal said: whatever answers
 // in its place may echo the request, path and all, and its words reach logs, the
 // outbox's last error and doctor's report.
-func (c *Client) redactError(e *Error, token string) *Error {
+func (c *Client) redactError(e *Error, secrets ...string) *Error {
 	e.Code, e.Description = c.redact.Replace(e.Code), c.redact.Replace(e.Description)
-	if token != "" { // an application's access token travels in the query
-		e.Code, e.Description = strings.ReplaceAll(e.Code, token, "***"), strings.ReplaceAll(e.Description, token, "***")
+	for _, s := range secrets { // an application's access token in the query, a bot's token in the body
+		if s != "" {
+			e.Code, e.Description = strings.ReplaceAll(e.Code, s, "***"), strings.ReplaceAll(e.Description, s, "***")
+		}
 	}
 	return e
 }

@@ -677,3 +677,31 @@ func TestClientConcurrentUse(t *testing.T) {
 	wg.Wait()
 	p.WaitCalls(t, "imbot.message.add", 20, time.Second)
 }
+
+// TestBotTokenNeverInErrors: a v2 bot's token travels in the body; a portal that
+// quotes the request in its error does not put it into the error text, which is
+// logged and stored.
+func TestBotTokenNeverInErrors(t *testing.T) {
+	p := b24test.New(t)
+	const token, rotated = "b0tt0k3n-0f-th3-b0t", "n3w-b0tt0k3n-r0tat3d"
+	for _, method := range []string{"imbot.v2.Chat.Message.send", "imbot.v2.Bot.update"} {
+		p.Handle(method, func(f bitrix24.Form) (any, *bitrix24.Error) {
+			return nil, &bitrix24.Error{Code: "BOT_OWNERSHIP_ERROR", Description: "bad token " + f.String("botToken") + " / " + f.String("fields", "botToken")}
+		})
+	}
+	var logs bytes.Buffer
+	c := bitrix24.NewClient(p.WebhookURL(), bitrix24.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	_, err1 := c.Call(t.Context(), "imbot.v2.Chat.Message.send", map[string]any{"botId": 1, "botToken": token, "dialogId": "1"})
+	_, err2 := c.Call(t.Context(), "imbot.v2.Bot.update", map[string]any{"botId": 1, "botToken": token, "fields": map[string]any{"botToken": rotated}})
+	for _, err := range []error{err1, err2} {
+		if err == nil || !strings.Contains(err.Error(), "BOT_OWNERSHIP_ERROR") {
+			t.Fatalf("error %v", err)
+		}
+		if strings.Contains(err.Error(), token) || strings.Contains(err.Error(), rotated) {
+			t.Errorf("the bot token is in the error: %v", err)
+		}
+	}
+	if !strings.Contains(logs.String(), "BOT_OWNERSHIP_ERROR") || strings.Contains(logs.String(), token) || strings.Contains(logs.String(), rotated) {
+		t.Errorf("log: %s", logs.String())
+	}
+}

@@ -91,6 +91,23 @@ type User struct {
 	IsNetwork  bool
 }
 
+// Author is the user an event is from (who wrote, pressed, added the bot), or 0.
+func Author(ev Event) int64 {
+	switch e := ev.(type) {
+	case *MessageAdd:
+		return e.User.ID
+	case *MessageUpdate:
+		return e.User.ID
+	case *MessageDelete:
+		return e.User.ID
+	case *CommandAdd:
+		return e.User.ID
+	case *JoinChat:
+		return e.User.ID
+	}
+	return 0
+}
+
 // Message is data[PARAMS] of a message event.
 type Message struct {
 	ID             int64

@@ -20,11 +20,22 @@ type Wire interface {
 	// Lookup is the query that finds what a created, for an a that may have run
 	// although its answer was lost (a chat, by the entity the bot stamped on it).
 	Lookup(a Action) (Action, bool)
+	// Batch reports that its calls may go together in one batch request.
+	Batch() bool
 }
 
 // Context is what a call needs beyond its action.
 type Context struct {
-	BotID int64 // the portal's bot; 0 while it is not registered
+	BotID    int64  // the portal's bot; 0 while it is not registered
+	BotToken string // a v2 bot's secret, through a webhook; empty for an application's
+}
+
+// WireFor is the wire of an API version: "v2" for imbot.v2, anything else v1.
+func WireFor(api string) Wire {
+	if api == "v2" {
+		return V2
+	}
+	return V1
 }
 
 // Call is one REST call: a method and its parameters.
@@ -202,6 +213,8 @@ func (v1) ResultID(a Action, raw json.RawMessage) int64 {
 	}
 	return 0
 }
+
+func (v1) Batch() bool { return true }
 
 func (v1) Lookup(a Action) (Action, bool) {
 	if c, ok := a.(CreateChat); ok && c.EntityType != "" && c.EntityID != "" {

@@ -36,8 +36,10 @@ type Config struct {
 	FreePlan    bool
 	MaxActive   int
 	Language    string // fallback when the event's language is neither ru nor en
-	// Profile is how the bot registers itself when an application is installed.
+	// Profile is how the bot registers itself when an application is installed, and
+	// API through which: "v2" (imbot.v2, in Profile.EventMode) or "v1".
 	Profile bitrix24.BotProfile
+	API     string
 }
 
 // Bot applies supportbot's rules to events.
@@ -78,6 +80,11 @@ const (
 	Duplicate
 	Ignored
 )
+
+// String is the outcome as logs, answers and metrics name it.
+func (o Outcome) String() string {
+	return [...]string{Processed: "processed", Duplicate: "duplicate", Ignored: "ignored"}[o]
+}
 
 // Process records the event's key and, unless it was seen before, applies the rules.
 // It runs inside the transaction that also commits the event, so an event is either

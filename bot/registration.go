@@ -1,6 +1,8 @@
 package bot
 
 import (
+	"cmp"
+
 	"supportbot/bitrix24"
 	"supportbot/storage"
 )
@@ -53,6 +55,17 @@ func (b *Bot) onInstall(tx *storage.Tx, portal storage.Portal) error {
 	p := b.cfg.Profile
 	do := func(a bitrix24.Action, effect string) error {
 		return enqueue(tx, portal.ID, storage.OutboxEntry{Lane: setupLane, Effect: effect}, a)
+	}
+	api := storage.APIv1
+	if b.cfg.API == storage.APIv2 {
+		// An application's v2 bot has no token of its own: its OAuth token names it.
+		api = storage.APIv2
+		if err := tx.SetBotV2(portal.ID, portal.BotID, "", cmp.Or(p.EventMode, storage.EventsFetch)); err != nil {
+			return err
+		}
+	}
+	if err := tx.SetAPI(portal.ID, api); err != nil {
+		return err
 	}
 	if err := do(bitrix24.RegisterBot{Profile: p}, effectBotRegistered); err != nil {
 		return err

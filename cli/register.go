@@ -17,7 +17,9 @@ import (
 )
 
 func registerCommand(r *run) *cobra.Command {
-	return setupCommand(r, "register", "Register the bot and its commands on the portal (again: update them)", (*setup.Setup).Register)
+	cmd := setupCommand(r, "register", "Register the bot and its commands on the portal (again: update them)", (*setup.Setup).Register)
+	cmd.Flags().BoolVar(&r.rotateToken, "rotate-token", false, "give the imbot.v2 bot a new token (the old one stops working at once)")
+	return cmd
 }
 
 func unregisterCommand(r *run) *cobra.Command {
@@ -56,8 +58,9 @@ func newSetup(r *run, cmd *cobra.Command) (*setup.Setup, func(), error) {
 		return nil, nil, errors.New("in app mode the bot is registered when a portal installs the application; nothing to do here")
 	case cfg.DryRun():
 		return nil, nil, errors.New("bitrix.webhook_url is not set: create an inbound webhook with the imbot scope in Bitrix24 and configure it")
-	case cfg.HTTP.PublicURL == "":
-		return nil, nil, errors.New("http.public_url is not set: Bitrix24 needs the address to post events to")
+	case cfg.HTTP.PublicURL == "" && (cfg.Bitrix.API == storage.APIv1 || cfg.Bitrix.Events == storage.EventsHook):
+		return nil, nil, errors.New("http.public_url is not set: Bitrix24 needs the address to post events to " +
+			"(with bitrix.api v2 and bitrix.events fetch it needs none)")
 	}
 	store, err := storage.Open(r.ctx, cfg.DB.Path)
 	if err != nil {
@@ -69,16 +72,26 @@ func newSetup(r *run, cmd *cobra.Command) (*setup.Setup, func(), error) {
 		return nil, nil, err
 	}
 	portal.BotID = cmp.Or(cfg.Bitrix.BotID, portal.BotID)
+	// A v2 bot's token: the one stored, or a new one for a new bot (or on request).
+	var newToken string
+	if portal.BotToken == "" {
+		portal.BotToken = setup.NewBotToken()
+	}
+	if r.rotateToken {
+		newToken = setup.NewBotToken()
+	}
 	client := bitrix24.NewClient(cfg.Bitrix.WebhookURL, bitrix24.WithLogger(r.logger()),
 		bitrix24.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}),
 		bitrix24.WithLimiter(bitrix24.NewLimiter(cfg.Bitrix.RatePerSecond, cfg.Bitrix.Burst)))
 	s := &setup.Setup{
-		Store:  store,
-		Portal: portal,
-		Client: setup.Patient(client),
+		API:      cfg.Bitrix.API,
+		NewToken: newToken,
+		Store:    store,
+		Portal:   portal,
+		Client:   setup.Patient(client),
 		Profile: bitrix24.BotProfile{
 			Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color,
-			HandlerURL: cfg.HandlerURL(), ClientID: cfg.Bitrix.ClientID,
+			HandlerURL: cfg.HandlerURL(), ClientID: cfg.Bitrix.ClientID, EventMode: cfg.Bitrix.Events,
 		},
 		Out: cmd.OutOrStdout(),
 	}

@@ -27,6 +27,8 @@ type run struct {
 	stderr  io.Writer
 	cfg     *config.Config
 	cfgErr  error
+
+	rotateToken bool // register --rotate-token
 }
 
 // logger builds the process logger the configuration asks for.

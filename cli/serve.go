@@ -19,6 +19,7 @@ import (
 	"supportbot/delivery"
 	"supportbot/handlers"
 	"supportbot/metrics"
+	"supportbot/poller"
 	"supportbot/portals"
 	"supportbot/schedule"
 	"supportbot/storage"
@@ -47,6 +48,7 @@ func serveCommand(r *run) *cobra.Command {
 type house struct {
 	store      *storage.Store
 	dispatcher *delivery.Dispatcher
+	poller     *poller.Poller
 	handler    http.Handler
 	jobs       []schedule.Job
 }
@@ -60,6 +62,10 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 	}
 	m := metrics.New(store)
 	auth, callers, err := portalAccess(ctx, cfg, store, log, m)
+	var fetchedAdmin func(storage.Portal, bitrix24.Event) int64
+	if cfg.AppMode() {
+		fetchedAdmin = portals.FetchedAdmin
+	}
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -71,13 +77,21 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 		FreePlan:    cfg.FreePlan(),
 		MaxActive:   cfg.Dialogs.MaxActive,
 		Language:    cfg.Bot.Language,
-		Profile:     bitrix24.BotProfile{Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color, HandlerURL: cfg.HandlerURL()},
+		Profile: bitrix24.BotProfile{Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color,
+			HandlerURL: cfg.HandlerURL(), EventMode: cfg.Bitrix.Events},
+		API: cfg.Bitrix.API,
 	}, log)
 	dispatcher := delivery.New(store, callers, brain.Settle, log, m)
 	dispatcher.MaxAge = cfg.Delivery.MaxAge
 	return &house{
 		store:      store,
 		dispatcher: dispatcher,
+		// Fetch mode: the portals whose v2 bot fetches its events are polled through
+		// the same clients as the replies, so both share each portal's rate limit.
+		poller: &poller.Poller{
+			Store: store, Bot: brain, Log: log, Obs: m, Interval: cfg.Bitrix.PollInterval, Admin: fetchedAdmin,
+			Callers: func(id int64) (bitrix24.Caller, error) { return callers(id) },
+		},
 		jobs: []schedule.Job{{Name: "prune", Every: time.Hour, Run: func(ctx context.Context) error {
 			n, err := store.Housekeep(ctx, cfg.DB.Retention, cfg.Delivery.MaxAge)
 			if n > 0 {
@@ -116,6 +130,16 @@ func portalAccess(ctx context.Context, cfg *config.Config, store *storage.Store,
 			return nil, nil, err
 		}
 	}
+	switch {
+	case cfg.DryRun():
+	case portal.API == storage.APIv2 && portal.Fetches():
+		log.Info("the bot fetches its events from the portal (imbot.v2)", "bot_id", portal.BotID, "poll_interval", cfg.Bitrix.PollInterval)
+	case portal.BotID == 0 && !cfg.Pushed():
+		log.Warn("no bot is registered on the portal yet: run `supportbot register`, which registers it through imbot.v2")
+	case portal.API != cfg.Bitrix.API && portal.BotID != 0:
+		log.Warn("the portal's bot was registered through "+portal.API+" and keeps working that way; bitrix.api applies at the next register",
+			"bitrix.api", cfg.Bitrix.API)
+	}
 	var caller delivery.Caller
 	if cfg.DryRun() {
 		log.Warn("dry-run: bitrix.webhook_url is not set, so calls to Bitrix24 are logged, not sent")
@@ -133,9 +157,13 @@ func portalAccess(ctx context.Context, cfg *config.Config, store *storage.Store,
 		caller = bitrix24.NewClient(cfg.Bitrix.WebhookURL, opts...)
 	}
 	auth := portals.Webhook{PortalID: portal.ID, Token: cfg.Bitrix.ApplicationToken}
-	if cfg.Bitrix.ApplicationToken == "" {
+	switch {
+	case cfg.Bitrix.ApplicationToken == "" && cfg.DryRun():
 		log.Warn("dry-run without bitrix.application_token: events are accepted without a token check")
 		auth.Open = true
+	case cfg.Bitrix.ApplicationToken == "":
+		// Fetch mode: events come from the portal's queue; anything posted is refused.
+		log.Info("no bitrix.application_token: events posted to /bitrix/events are refused")
 	}
 	return auth, func(int64) (delivery.Caller, error) { return caller, nil }, nil
 }
@@ -167,6 +195,7 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 	defer abortCalls()
 	var wg sync.WaitGroup
 	wg.Go(func() { h.dispatcher.Run(dispatchCtx, callsCtx) })
+	wg.Go(func() { h.poller.Run(dispatchCtx) })
 	wg.Go(func() { schedule.Run(dispatchCtx, log, h.jobs...) })
 
 	var runErr error

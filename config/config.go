@@ -85,8 +85,7 @@ type Key struct {
 	Min         any      // the least allowed, of the field's type
 }
 
-// DefaultText is the default as the usage and the README show it: "72h", not
-// 72h0m0s; strings quoted.
+// DefaultText is the default as the usage and the README show it: "72h", strings quoted.
 func (k Key) DefaultText() string {
 	switch d := k.Default.(type) {
 	case time.Duration:
@@ -100,11 +99,11 @@ func (k Key) DefaultText() string {
 // keys is in the order of the SPEC's table, as is the README's made from it.
 var keys = buildKeys([]Key{
 	{Name: "http.addr", Default: ":8080", Description: "listen address"},
-	{Name: "http.public_url", Description: "the public URL Bitrix24 posts events to (used by `register`)"},
+	{Name: "http.public_url", Description: "the public URL Bitrix24 posts events to (v1, v2 webhook mode, app mode; fetch mode needs none)"},
 	{Name: "db.path", Default: "supportbot.db", Description: "SQLite database file"},
 	{Name: "db.retention", Default: 30 * 24 * time.Hour, Min: time.Hour, Description: "how long delivered actions and the keys of processed events are kept"},
 	{Name: "bitrix.webhook_url", Secret: true, Description: "inbound webhook base, `https://PORTAL/rest/USER_ID/SECRET/`; empty = dry-run (outbound calls are logged, not sent)"},
-	{Name: "bitrix.application_token", Secret: true, Description: "application token that every event must carry; required unless dry-run"},
+	{Name: "bitrix.application_token", Secret: true, Description: "application token that every posted event must carry; required for v1 and v2 webhook mode, not for fetch"},
 	{Name: "bitrix.bot_id", Min: int64(0), Description: "the registered bot's ID; unset or 0 = the one `register` stored in the database"},
 	{Name: "bitrix.client_id", Description: "`CLIENT_ID` used when the bot is registered through a webhook"},
 	{Name: "bitrix.rate_per_second", Default: float64(2), Description: "the portal's REST limit: requests per second (Enterprise: 5)"},
@@ -173,6 +172,9 @@ func (c *Config) AppMode() bool { return c.App.ClientID != "" }
 // FreePlan reports portal.plan == "free": free portals lack some features.
 func (c *Config) FreePlan() bool { return c.Portal.Plan == "free" }
 
+// Pushed: the portal posts events to http.public_url (v1, v2 webhook), so they need the token.
+func (c *Config) Pushed() bool { return c.Bitrix.API == "v1" || c.Bitrix.Events == "webhook" }
+
 // WebhookMemberID names the webhook-mode portal by the webhook's host, so
 // pointing the bot at another portal never mixes the two portals' dialogs.
 func (c *Config) WebhookMemberID() string {
@@ -223,7 +225,7 @@ func (c Config) LogValue() slog.Value {
 
 // ErrTokenRequired is the one mistake every new installation makes: without
 // the token the bot would accept forged events from anyone.
-var ErrTokenRequired = errors.New("bitrix.application_token is required when bitrix.webhook_url is set: events from the portal could not be verified")
+var ErrTokenRequired = errors.New("bitrix.application_token is required for events posted to http.public_url: they could not be verified")
 
 // Validate returns one error naming every problem, so that a configuration
 // can be fixed in one edit rather than one restart per mistake; the messages
@@ -254,7 +256,7 @@ func (c *Config) Validate() error {
 		case !strings.HasSuffix(c.Bitrix.WebhookURL, "/"):
 			c.Bitrix.WebhookURL += "/"
 		}
-		if c.Bitrix.ApplicationToken == "" {
+		if c.Bitrix.ApplicationToken == "" && c.Pushed() {
 			errs = append(errs, ErrTokenRequired)
 		}
 	}

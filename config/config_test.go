@@ -22,7 +22,7 @@ const (
 	webhookSecret = "s3cr3tw3bh00k"
 	tokenSecret   = "t0k3n-s3cr3t"
 	webhookURL    = "https://portal.bitrix24.ru/rest/1/" + webhookSecret
-	tokenMessage  = "bitrix.application_token is required when bitrix.webhook_url is set: events from the portal could not be verified"
+	tokenMessage  = "bitrix.application_token is required for events posted to http.public_url: they could not be verified"
 )
 
 // sample is a non-default value for one key, spelled for each source.
@@ -627,7 +627,7 @@ func TestUnknownFileKeys(t *testing.T) {
 		{name: "all unknown keys are named", file: "bitrix:\n  burst: 5\n  rate: 3\nfoo: 1\n",
 			wantErr: []string{"unknown key bitrix.rate", "unknown key foo"}},
 		{name: "unknown keys are reported with every other problem",
-			file:    "dialog:\n  max_active: 3\nbot:\n  language: de\nbitrix:\n  webhook_url: " + webhookURL + "\n  aplication_token: x\n",
+			file:    "dialog:\n  max_active: 3\nbot:\n  language: de\nbitrix:\n  webhook_url: " + webhookURL + "\n  api: v1\n  aplication_token: x\n",
 			wantErr: []string{"unknown key dialog.max_active", `bot.language must be "ru" or "en"`, "did you mean bitrix.application_token?", tokenMessage}},
 		{name: "section as a value", file: "bitrix: 5\n",
 			wantErr: []string{"bitrix must be a mapping"}},
@@ -758,8 +758,12 @@ func TestValidate(t *testing.T) {
 		{name: "defaults (dry-run) are valid", mutate: func(c *Config) { *c = defaultConfig() }},
 		{name: "dry-run with a token is valid", mutate: func(c *Config) { c.Bitrix.WebhookURL = "" }},
 		{name: "full sample is valid", mutate: func(c *Config) { *c = sample }},
-		{name: "webhook without token", mutate: func(c *Config) { c.Bitrix.ApplicationToken = "" },
+		{name: "v1 webhook without token", mutate: func(c *Config) { c.Bitrix.ApplicationToken, c.Bitrix.API = "", "v1" },
 			wantErr: []string{tokenMessage}},
+		{name: "v2 webhook events without token", mutate: func(c *Config) { c.Bitrix.ApplicationToken, c.Bitrix.Events = "", "webhook" },
+			wantErr: []string{tokenMessage}},
+		// Fetched events come from the portal the bot asked: no token to check.
+		{name: "v2 fetch without token is valid", mutate: func(c *Config) { c.Bitrix.ApplicationToken, c.Bitrix.Events = "", "fetch" }},
 		{name: "webhook not http", mutate: func(c *Config) { c.Bitrix.WebhookURL = "ftp://portal/rest/1/" + webhookSecret },
 			wantErr: []string{"bitrix.webhook_url must be an absolute http(s) URL"}},
 		{name: "webhook without scheme", mutate: func(c *Config) { c.Bitrix.WebhookURL = "portal.bitrix24.ru/rest/1/" + webhookSecret },
@@ -809,7 +813,7 @@ func TestValidate(t *testing.T) {
 		{name: "empty log level", mutate: func(c *Config) { c.Log.Level = "" }, wantErr: []string{"log.level must be"}},
 		{name: "unknown log format", mutate: func(c *Config) { c.Log.Format = "xml" }, wantErr: []string{`log.format must be "text" or "json"`}},
 		{name: "every problem is named", mutate: func(c *Config) {
-			c.Bitrix.ApplicationToken = ""
+			c.Bitrix.ApplicationToken, c.Bitrix.API = "", "v1"
 			c.Bitrix.Burst = 0
 			c.Dialogs.MaxActive = 0
 			c.Log.Format = "xml"
@@ -839,7 +843,7 @@ func TestValidate(t *testing.T) {
 
 func TestWebhookWithoutTokenMessage(t *testing.T) {
 	t.Parallel()
-	_, err := load(t, "", []string{"SUPPORTBOT_BITRIX_WEBHOOK_URL=" + webhookURL})
+	_, err := load(t, "", []string{"SUPPORTBOT_BITRIX_WEBHOOK_URL=" + webhookURL, "SUPPORTBOT_BITRIX_API=v1"})
 	if err == nil || err.Error() != tokenMessage {
 		t.Fatalf("error = %v, want exactly %q", err, tokenMessage)
 	}

@@ -55,7 +55,6 @@ func (nopObserver) ObserveMaybeDuplicate(string)   {}
 type Dispatcher struct {
 	store   *storage.Store
 	callers func(portalID int64) (Caller, error)
-	wire    bitrix24.Wire
 	settle  Settle
 	log     *slog.Logger
 	obs     Observer
@@ -85,7 +84,7 @@ func New(store *storage.Store, callers func(portalID int64) (Caller, error), set
 		obs = nopObserver{}
 	}
 	return &Dispatcher{
-		store: store, callers: callers, wire: bitrix24.V1, settle: settle, log: log, obs: obs,
+		store: store, callers: callers, settle: settle, log: log, obs: obs,
 		Poll: time.Second, MaxBackoff: 2 * time.Minute, MaxAge: 24 * time.Hour, PerPortal: 4, Workers: 64,
 		senders: map[int64]*sender{},
 	}

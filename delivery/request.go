@@ -27,6 +27,9 @@ func (d *Dispatcher) choose(ctx context.Context, portalID int64, busy map[string
 	}
 	var picked []storage.OutboxEntry
 	limit := bitrix24.MaxBatch
+	if len(due) > 0 && !bitrix24.WireFor(due[0].PortalAPI).Batch() {
+		limit = 1 // a call a request
+	}
 	passed := map[string]bool{} // lanes left out of this request from some entry on: the rest must wait
 	for _, e := range due {
 		if busy[e.Lane] || passed[e.Lane] {
@@ -128,7 +131,7 @@ func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []storage
 			continue
 		}
 		if e.MaybeSent && !a.Repeatable() {
-			if lookup, ok := d.wire.Lookup(a); ok {
+			if lookup, ok := wireOf(e).Lookup(a); ok {
 				// What it creates may exist already: look for it rather than make a second.
 				if o, found := d.findExisting(ctx, caller, e, a, lookup); found {
 					outcomes = append(outcomes, o)
@@ -136,13 +139,13 @@ func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []storage
 				}
 			}
 		}
-		call, err := d.wire.Render(a, bitrix24.Context{BotID: e.PortalBotID})
+		call, err := wireOf(e).Render(a, contextOf(e))
 		if err != nil {
 			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, giveUp: err.Error()})
 			continue
 		}
 		if e.MaybeSent && !a.Repeatable() {
-			if _, lookable := d.wire.Lookup(a); !lookable {
+			if _, lookable := wireOf(e).Lookup(a); !lookable {
 				d.obs.ObserveMaybeDuplicate(call.Method)
 				d.log.Warn("sending again a call that may have run: the portal may show it twice",
 					"method", call.Method, "outbox_id", e.ID, "lane", e.Lane)
@@ -191,7 +194,7 @@ func (d *Dispatcher) outcomeOf(p prepared, result json.RawMessage, err error) ou
 // chat of a dialog, by its entity). found is false when there is nothing: the first
 // attempt did not run, and the action is sent again.
 func (d *Dispatcher) findExisting(ctx context.Context, caller Caller, e storage.OutboxEntry, a, lookup bitrix24.Action) (outcome, bool) {
-	call, err := d.wire.Render(lookup, bitrix24.Context{BotID: e.PortalBotID})
+	call, err := wireOf(e).Render(lookup, contextOf(e))
 	if err != nil {
 		return outcome{}, false
 	}
@@ -200,7 +203,7 @@ func (d *Dispatcher) findExisting(ctx context.Context, caller Caller, e storage.
 		// Not knowing is not a reason to create a second one: try again later.
 		return d.outcomeOf(prepared{entry: e, action: a, call: call}, nil, err), true
 	}
-	id := d.wire.ResultID(lookup, raw)
+	id := wireOf(e).ResultID(lookup, raw)
 	if id == 0 {
 		return outcome{}, false
 	}
@@ -243,7 +246,7 @@ func (d *Dispatcher) recordOne(tx *storage.Tx, now time.Time, o outcome) error {
 		}
 		id := o.found
 		if id == 0 {
-			id = d.wire.ResultID(o.action, o.result)
+			id = wireOf(e).ResultID(o.action, o.result)
 		}
 		return d.settle(tx, e, o.action, bot.Result{ID: id})
 	case errors.As(o.err, &apiErr) && !apiErr.Temporary():
@@ -319,4 +322,12 @@ func (d *Dispatcher) retryAt(now time.Time, attempts int, err error) (time.Time,
 func timedOut(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// wireOf is the wire of the API the entry's portal's bot is registered with.
+func wireOf(e storage.OutboxEntry) bitrix24.Wire { return bitrix24.WireFor(e.PortalAPI) }
+
+// contextOf is what the entry's calls need of its portal's bot.
+func contextOf(e storage.OutboxEntry) bitrix24.Context {
+	return bitrix24.Context{BotID: e.PortalBotID, BotToken: e.PortalBotToken}
 }

@@ -95,7 +95,7 @@ func (h *Events) Handle(c echo.Context) error {
 		}
 		return jsonError(c, http.StatusInternalServerError, "event not stored")
 	}
-	result := map[bot.Outcome]string{bot.Processed: "processed", bot.Duplicate: "duplicate", bot.Ignored: "ignored"}[outcome]
+	result := outcome.String()
 	h.observe(typ, result)
 	h.Log.Debug("event", "event", typ, "key", ev.DedupKey(), "outcome", result)
 	return c.JSON(http.StatusOK, map[string]string{"result": result})

@@ -33,6 +33,9 @@ type Metrics struct {
 	deliveries     *prometheus.CounterVec
 	retries        *prometheus.CounterVec
 	maybeDup       *prometheus.CounterVec
+	fetchLag       *prometheus.GaugeVec
+	fetchSuccess   *prometheus.GaugeVec
+	fetchFailures  *prometheus.CounterVec
 }
 
 // New registers the metrics; outbox, if not nil, is asked for the backlog on scrape.
@@ -41,7 +44,7 @@ func New(outbox Outbox) *Metrics {
 		registry: prometheus.NewRegistry(),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "supportbot_events_total",
-			Help: "Events received on /bitrix/events, by type and outcome (processed, duplicate, ignored, unknown, rejected, failed).",
+			Help: "Events received on /bitrix/events or fetched from the portal's queue, by type and outcome (processed, duplicate, ignored, unknown, rejected, failed).",
 		}, []string{"type", "outcome"}),
 		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "supportbot_http_request_duration_seconds",
@@ -77,9 +80,21 @@ func New(outbox Outbox) *Metrics {
 			Name: "supportbot_outbox_maybe_duplicates_total",
 			Help: "Non-idempotent calls sent again after an attempt that may have run (a timeout after sending): the only case where the portal may show a reply twice.",
 		}, []string{"method"}),
+		fetchLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "supportbot_fetch_lag_seconds",
+			Help: "Fetch mode: the age of the oldest event the last poll of the portal's queue brought (0 when it was empty).",
+		}, []string{"portal"}),
+		fetchSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "supportbot_fetch_last_success_timestamp_seconds",
+			Help: "Fetch mode: when the portal's event queue was last polled successfully (Unix time).",
+		}, []string{"portal"}),
+		fetchFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "supportbot_fetch_failures_total",
+			Help: "Fetch mode: polls of the portal's event queue that failed.",
+		}, []string{"portal"}),
 	}
 	m.registry.MustRegister(m.events, m.httpDuration, m.restCalls, m.restDuration, m.rateLimitWaits,
-		m.rateLimitTime, m.deliveries, m.retries, m.maybeDup,
+		m.rateLimitTime, m.deliveries, m.retries, m.maybeDup, m.fetchLag, m.fetchSuccess, m.fetchFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if outbox != nil {
 		m.registry.MustRegister(&outboxCollector{outbox: outbox,
@@ -99,6 +114,8 @@ func (m *Metrics) Handler() http.Handler {
 var knownEvents = map[string]bool{
 	"ONIMBOTMESSAGEADD": true, "ONIMBOTMESSAGEUPDATE": true, "ONIMBOTMESSAGEDELETE": true, "ONIMCOMMANDADD": true,
 	"ONIMBOTJOINCHAT": true, "ONIMBOTDELETE": true, "ONAPPINSTALL": true, "ONAPPUNINSTALL": true,
+	"ONIMBOTV2MESSAGEADD": true, "ONIMBOTV2MESSAGEUPDATE": true, "ONIMBOTV2MESSAGEDELETE": true, "ONIMBOTV2COMMANDADD": true,
+	"ONIMBOTV2JOINCHAT": true, "ONIMBOTV2DELETE": true, "ONIMBOTV2REACTIONCHANGE": true, "ONIMBOTV2CONTEXTGET": true,
 }
 
 // ObserveEvent counts an event on /bitrix/events.
@@ -110,6 +127,25 @@ func (m *Metrics) ObserveEvent(eventType, outcome string) {
 		eventType = "other"
 	}
 	m.events.WithLabelValues(eventType, outcome).Inc()
+}
+
+// ObservePoll implements poller.Observer.
+func (m *Metrics) ObservePoll(portalID int64, ok bool, lag time.Duration) {
+	portal := strconv.FormatInt(portalID, 10)
+	if !ok {
+		m.fetchFailures.WithLabelValues(portal).Inc()
+		return
+	}
+	m.fetchLag.WithLabelValues(portal).Set(lag.Seconds())
+	m.fetchSuccess.WithLabelValues(portal).SetToCurrentTime()
+}
+
+// ForgetPortal implements poller.Observer: a portal no longer polled leaves no gauges behind.
+func (m *Metrics) ForgetPortal(portalID int64) {
+	portal := strconv.FormatInt(portalID, 10)
+	m.fetchLag.DeleteLabelValues(portal)
+	m.fetchSuccess.DeleteLabelValues(portal)
+	m.fetchFailures.DeleteLabelValues(portal)
 }
 
 // ObserveHTTP records one request's latency.

@@ -167,7 +167,7 @@ func (a *App) install(ctx context.Context, ev *bitrix24.AppInstall) (int64, erro
 		portal, err = tx.InstallPortal(storage.Installation{
 			MemberID: ts.MemberID, Domain: endpointHost(ts.ClientEndpoint), ClientEndpoint: ts.ClientEndpoint,
 			ApplicationToken: ev.Auth.ApplicationToken, AccessToken: ts.AccessToken, RefreshToken: ts.RefreshToken,
-			TokenExpiresAt: ts.ExpiresAt,
+			TokenExpiresAt: ts.ExpiresAt, InstalledBy: ts.UserID,
 		})
 		return err
 	})
@@ -226,6 +226,16 @@ func (a *App) isAdmin(ctx context.Context, portalID int64, auth bitrix24.Auth) b
 	}
 	a.admins[key] = adminEntry{admin: admin, until: time.Now().Add(ttl)}
 	return admin
+}
+
+// FetchedAdmin is Origin.Admin for an event fetched from the portal's queue (imbot.v2
+// fetch mode): it carries no token to ask user.admin with, so the one administrator
+// known is the one who installed the application. Webhook mode recognises every one.
+func FetchedAdmin(portal storage.Portal, ev bitrix24.Event) int64 {
+	if author := bitrix24.Author(ev); author != 0 && author == portal.InstalledBy {
+		return author
+	}
+	return 0
 }
 
 // endpointHost is the portal's domain. The OAuth server's answer names the portal by

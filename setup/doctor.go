@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"supportbot/bitrix24"
 	"supportbot/bot"
@@ -123,6 +125,8 @@ func (d *Doctor) checkDatabase(ctx context.Context, cfg *config.Config) *storage
 
 func (d *Doctor) checkPublicURL(cfg *config.Config) {
 	switch {
+	case !cfg.Pushed() && !cfg.AppMode():
+		d.ok("public URL", "not needed: the bot fetches its events from the portal (imbot.v2, bitrix.events fetch)")
 	case cfg.HTTP.PublicURL == "" && cfg.DryRun():
 		d.warn("public URL", "http.public_url is not set", "set it before `supportbot register`: the address Bitrix24 posts events to")
 	case cfg.HTTP.PublicURL == "":
@@ -153,18 +157,25 @@ func (d *Doctor) checkPortal(ctx context.Context, cfg *config.Config, store *sto
 		return
 	}
 	d.ok("webhook", "reachable, with the imbot scope")
-	bots, err := bitrix24.Bots(ctx, d.Client)
-	if err != nil {
-		d.fail("bot", "list bots: "+err.Error(), Explain(err))
-		return
-	}
 	var portal storage.Portal
 	if store != nil {
+		var err error
 		portal, err = store.PortalByMemberID(ctx, cfg.WebhookMemberID())
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			d.fail("bot", err.Error(), "")
 			return
 		}
+	}
+	if portal.API == storage.APIv2 || (portal.BotID == 0 && cfg.Bitrix.API == storage.APIv2) {
+		if d.checkBotV2(ctx, cfg, portal) {
+			d.checkCommands(ctx, store, portal)
+		}
+		return
+	}
+	bots, err := bitrix24.Bots(ctx, d.Client)
+	if err != nil {
+		d.fail("bot", "list bots: "+err.Error(), Explain(err))
+		return
 	}
 	botID := cfg.Bitrix.BotID
 	if botID == 0 {
@@ -185,6 +196,66 @@ func (d *Doctor) checkPortal(ctx context.Context, cfg *config.Config, store *sto
 		return
 	}
 	d.ok("bot", fmt.Sprintf("%q (ID %d, code %s) is registered", found.Name, found.ID, found.Code))
+	d.checkCommands(ctx, store, portal)
+}
+
+// checkBotV2 looks for the imbot.v2 bot, its event mode and, in fetch mode, how
+// far behind the portal's queue the poller is. It reports whether the bot is there.
+func (d *Doctor) checkBotV2(ctx context.Context, cfg *config.Config, portal storage.Portal) bool {
+	bots, err := bitrix24.BotsV2(ctx, d.Client, portal.BotToken)
+	if err != nil {
+		d.fail("bot", "list imbot.v2 bots: "+err.Error(), Explain(err))
+		return false
+	}
+	i := slices.IndexFunc(bots, func(b bitrix24.BotV2) bool {
+		return (portal.BotID != 0 && b.ID == portal.BotID) || (portal.BotID == 0 && b.Code == cfg.Bot.Code)
+	})
+	switch {
+	case i < 0 && portal.BotID == 0:
+		d.fail("bot", "no bot is registered", "run `supportbot register`")
+		return false
+	case i < 0:
+		d.fail("bot", fmt.Sprintf("bot ID %d is not on the portal (removed in Bitrix24?)", portal.BotID), "run `supportbot register` again")
+		return false
+	case portal.BotID == 0:
+		d.fail("bot", fmt.Sprintf("bot %q (ID %d) is on the portal, but this database does not know it", bots[i].Code, bots[i].ID),
+			"run `supportbot register`")
+		return false
+	}
+	found := bots[i]
+	d.ok("bot", fmt.Sprintf("ID %d, code %s, imbot.v2 %s, events by %s", found.ID, found.Code, found.Type, found.EventMode))
+	if found.EventMode != cfg.Bitrix.Events {
+		d.warn("events", fmt.Sprintf("the bot takes its events by %s, but bitrix.events is %s", found.EventMode, cfg.Bitrix.Events),
+			"run `supportbot register` to apply bitrix.events")
+	}
+	if found.EventMode != storage.EventsFetch {
+		return true
+	}
+	// A peek at the queue from the offset already processed: it confirms nothing new.
+	page, err := bitrix24.FetchEvents(ctx, d.Client, bitrix24.Context{BotID: portal.BotID, BotToken: portal.BotToken}, portal.FetchOffset, 1)
+	switch {
+	case err != nil:
+		d.fail("events", "cannot read the event queue: "+err.Error(), Explain(err))
+	case len(page.Events) == 0:
+		d.ok("events", "fetched from the portal; none waiting")
+	default:
+		lag := time.Since(page.Events[0].Head().Time).Round(time.Second)
+		more := ""
+		if page.HasMore {
+			more = " and more after it"
+		}
+		if lag > time.Minute {
+			d.warn("events", fmt.Sprintf("an event has waited %s in the portal's queue%s: the poller is behind", lag, more),
+				"make sure `supportbot serve` is running and reaches the portal; see supportbot_fetch_lag_seconds")
+		} else {
+			d.ok("events", fmt.Sprintf("fetched from the portal; the oldest waiting is %s old%s", lag, more))
+		}
+	}
+	return true
+}
+
+// checkCommands reports commands the database does not know as registered.
+func (d *Doctor) checkCommands(ctx context.Context, store *storage.Store, portal storage.Portal) {
 	if store == nil {
 		return
 	}

@@ -30,11 +30,17 @@ type Setup struct {
 	Client  Caller
 	Profile bitrix24.BotProfile // ClientID may be empty: then the stored one, or a new one, is used
 	Out     io.Writer
+	// API is the chat-bot API to register through: "v2" (imbot.v2) or "v1". What a
+	// bot was registered with is unregistered the same way, whatever API says.
+	API string
+	// NewToken, if set, replaces an existing v2 bot's token (Portal.BotToken is the
+	// current one, or the one a new bot is registered with).
+	NewToken string
 }
 
-// do performs one set-up action on the portal, the v1 way.
+// do performs one set-up action on the portal, through the API being registered with.
 func (s *Setup) do(ctx context.Context, a bitrix24.Action) (int64, error) {
-	return bitrix24.Perform(ctx, s.Client, bitrix24.V1, a, bitrix24.Context{BotID: s.Portal.BotID})
+	return bitrix24.Perform(ctx, s.Client, bitrix24.WireFor(s.API), a, bitrix24.Context{BotID: s.Portal.BotID, BotToken: s.Portal.BotToken})
 }
 
 // ErrNoImbotScope: the webhook was created without the imbot scope.
@@ -47,6 +53,12 @@ func (s *Setup) printf(format string, args ...any) { fmt.Fprintf(s.Out, format+"
 func (s *Setup) Register(ctx context.Context) error {
 	if err := CheckScope(ctx, s.Client); err != nil {
 		return err
+	}
+	if s.API == storage.APIv2 {
+		if err := s.registerBotV2(ctx); err != nil {
+			return err
+		}
+		return s.registerCommands(ctx)
 	}
 	if s.Profile.ClientID == "" {
 		s.Profile.ClientID = s.Portal.ClientID
@@ -78,11 +90,21 @@ func (s *Setup) Register(ctx context.Context) error {
 		}
 		s.printf("registered bot %q (ID %d): events go to %s", s.Profile.Code, botID, s.Profile.HandlerURL)
 	}
-	if err := s.Store.Update(ctx, func(tx *storage.Tx) error { return tx.SetBotID(s.Portal.ID, botID) }); err != nil {
+	err = s.Store.Update(ctx, func(tx *storage.Tx) error {
+		if err := tx.SetBotID(s.Portal.ID, botID); err != nil {
+			return err
+		}
+		return tx.SetAPI(s.Portal.ID, storage.APIv1)
+	})
+	if err != nil {
 		return err
 	}
 	s.Portal.BotID = botID
+	return s.registerCommands(ctx)
+}
 
+// registerCommands registers the bot's commands, or updates those registered before.
+func (s *Setup) registerCommands(ctx context.Context) error {
 	stored, err := s.Store.Commands(ctx, s.Portal.ID)
 	if err != nil {
 		return err
@@ -147,7 +169,11 @@ func (s *Setup) Unregister(ctx context.Context) error {
 	if clientID == "" {
 		clientID = s.Portal.ClientID
 	}
-	botID, err := s.existingBot(ctx)
+	s.API = s.Portal.API // removed the way it was registered
+	botID, err := s.Portal.BotID, error(nil)
+	if s.API != storage.APIv2 {
+		botID, err = s.existingBot(ctx)
+	}
 	if err != nil {
 		return err
 	}
@@ -178,7 +204,10 @@ func (s *Setup) Unregister(ctx context.Context) error {
 		if err := tx.DeleteCommands(s.Portal.ID); err != nil {
 			return err
 		}
-		return tx.SetBotID(s.Portal.ID, 0)
+		if err := tx.SetBotID(s.Portal.ID, 0); err != nil {
+			return err
+		}
+		return tx.SetAPI(s.Portal.ID, storage.APIv1)
 	})
 }
 
@@ -187,7 +216,7 @@ func gone(err error) bool {
 	var be *bitrix24.Error
 	return errors.As(err, &be) && !be.Temporary() &&
 		!errors.Is(err, bitrix24.ErrInsufficientScope) && !errors.Is(err, bitrix24.ErrNoAuthFound) &&
-		!errors.Is(err, bitrix24.ErrAccessDenied) && !strings.EqualFold(be.Code, codeAppIDError)
+		!errors.Is(err, bitrix24.ErrAccessDenied) && !strings.EqualFold(be.Code, codeAppIDError) && be.Code != codeBotOwnership
 }
 
 // CheckScope makes sure the webhook may manage bots.
@@ -203,8 +232,13 @@ func CheckScope(ctx context.Context, c Caller) error {
 }
 
 // codeAppIDError: the bot or command belongs to another application — for a webhook,
-// another CLIENT_ID.
-const codeAppIDError = "APP_ID_ERROR"
+// another CLIENT_ID. codeBotOwnership and codeCodeTaken are imbot.v2's: another
+// botToken.
+const (
+	codeAppIDError   = "APP_ID_ERROR"
+	codeBotOwnership = "BOT_OWNERSHIP_ERROR"
+	codeCodeTaken    = "BOT_CODE_ALREADY_TAKEN"
+)
 
 // newClientID makes a CLIENT_ID for a bot registered through a webhook: 32 random hex
 // digits, like an application's client ID.
@@ -225,6 +259,9 @@ func Explain(err error) string {
 	case errors.Is(err, bitrix24.ErrNoAuthFound), errors.Is(err, bitrix24.ErrInvalidToken):
 		return "the portal did not accept the webhook: check bitrix.webhook_url (https://PORTAL/rest/USER_ID/SECRET/, " +
 			"as shown on the webhook's page in Bitrix24)"
+	case errors.As(err, &be) && (be.Code == codeBotOwnership || be.Code == codeCodeTaken):
+		return "the bot on the portal was registered with another bot token (a lost database?): remove the bot in Bitrix24 " +
+			"(or change bot.code) and run `supportbot register` again"
 	case errors.As(err, &be) && strings.EqualFold(be.Code, codeAppIDError):
 		return "the bot on the portal was registered with another CLIENT_ID (a lost database?): set bitrix.client_id to the one " +
 			"`register` printed then, or remove the bot in Bitrix24 and run `supportbot register` again"

@@ -59,8 +59,11 @@ type OutboxEntry struct {
 	// Filled by DueOutbox for entries with AwaitsDialog.
 	DialogChatID     int64
 	DialogChatFailed bool
-	// Filled by DueOutbox: the portal's bot ID when the entry is due.
-	PortalBotID int64
+	// Filled by DueOutbox: the portal's bot when the entry is due — its ID, the API
+	// it is registered with, and a v2 bot's token.
+	PortalBotID    int64
+	PortalAPI      string
+	PortalBotToken string
 }
 
 // Enqueue adds an action to the outbox; it is sent after the transaction commits.
@@ -121,7 +124,7 @@ const readySQL = `SELECT o.*, COALESCE(d.chat_id, 0) AS dialog_chat, COALESCE(d.
 func (s *Store) DueOutbox(ctx context.Context, portalID int64, limit int) ([]OutboxEntry, error) {
 	rows, err := s.read.QueryContext(ctx, `WITH p AS (`+readySQL+`),
 		blocked AS (SELECT lane, MIN(id) AS first FROM p WHERE NOT ready GROUP BY lane)
-		SELECT `+outboxColumns+`, o.dialog_chat, o.dialog_failed, pt.bot_id FROM p o
+		SELECT `+outboxColumns+`, o.dialog_chat, o.dialog_failed, pt.bot_id, pt.api, pt.bot_token FROM p o
 		JOIN portals pt ON pt.id = o.portal_id AND pt.bot_deleted_at IS NULL AND pt.uninstalled_at IS NULL
 		LEFT JOIN blocked b ON b.lane = o.lane
 		WHERE o.ready AND (b.first IS NULL OR o.id < b.first)
@@ -129,8 +132,9 @@ func (s *Store) DueOutbox(ctx context.Context, portalID int64, limit int) ([]Out
 	list, err := collect(rows, err, func(r *sql.Rows) (OutboxEntry, error) {
 		var chatID, botID int64
 		var failed bool
-		e, err := scanOutbox(r, &chatID, &failed, &botID)
-		e.DialogChatID, e.DialogChatFailed, e.PortalBotID = chatID, failed, botID
+		var api, token string
+		e, err := scanOutbox(r, &chatID, &failed, &botID, &api, &token)
+		e.DialogChatID, e.DialogChatFailed, e.PortalBotID, e.PortalAPI, e.PortalBotToken = chatID, failed, botID, api, token
 		return e, err
 	})
 	if err != nil {

@@ -31,6 +31,7 @@ type Portal struct {
 	BotToken    string // a v2 bot's secret (webhook mode): never logged
 	EventMode   string // a v2 bot's: "fetch" or "webhook"
 	FetchOffset int64  // fetch mode: the first event not yet processed
+	InstalledBy int64  // app mode: the administrator who installed the application
 }
 
 // API versions and v2 event modes.
@@ -55,14 +56,14 @@ func (p Portal) LogValue() slog.Value {
 
 const portalColumns = `id, member_id, domain, bot_id, bot_deleted_at, created_at, client_id, client_endpoint,
 	application_token, access_token, refresh_token, token_expires_at, installed_at, uninstalled_at,
-	api, bot_token, event_mode, fetch_offset`
+	api, bot_token, event_mode, fetch_offset, installed_by`
 
 func scanPortal(row interface{ Scan(...any) error }) (Portal, error) {
 	var p Portal
 	var deleted, created, expires, installed, uninstalled sql.NullInt64
 	if err := row.Scan(&p.ID, &p.MemberID, &p.Domain, &p.BotID, &deleted, &created, &p.ClientID, &p.ClientEndpoint,
 		&p.ApplicationToken, &p.AccessToken, &p.RefreshToken, &expires, &installed, &uninstalled,
-		&p.API, &p.BotToken, &p.EventMode, &p.FetchOffset); err != nil {
+		&p.API, &p.BotToken, &p.EventMode, &p.FetchOffset, &p.InstalledBy); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Portal{}, ErrNotFound
 		}
@@ -94,6 +95,7 @@ type Installation struct {
 	AccessToken      string
 	RefreshToken     string
 	TokenExpiresAt   time.Time
+	InstalledBy      int64 // the administrator who installed it
 }
 
 // InstallPortal records an installation of the application, creating the portal or
@@ -102,14 +104,15 @@ func (tx *Tx) InstallPortal(in Installation) (Portal, error) {
 	clear(tx.portals)
 	now := millis(tx.now)
 	_, err := tx.exec(`INSERT INTO portals (member_id, domain, client_endpoint, application_token, access_token, refresh_token,
-			token_expires_at, installed_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			token_expires_at, installed_at, installed_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (member_id) DO UPDATE SET domain = excluded.domain, client_endpoint = excluded.client_endpoint,
+			installed_by = excluded.installed_by,
 			application_token = excluded.application_token, access_token = excluded.access_token,
 			refresh_token = excluded.refresh_token, token_expires_at = excluded.token_expires_at,
 			installed_at = excluded.installed_at, uninstalled_at = NULL, bot_deleted_at = NULL,
 			updated_at = excluded.updated_at`,
 		in.MemberID, in.Domain, in.ClientEndpoint, in.ApplicationToken, in.AccessToken, in.RefreshToken,
-		millis(in.TokenExpiresAt), now, now, now)
+		millis(in.TokenExpiresAt), now, in.InstalledBy, now, now)
 	if err != nil {
 		return Portal{}, fmt.Errorf("install portal %s: %w", in.MemberID, err)
 	}

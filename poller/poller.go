@@ -1,0 +1,269 @@
+// Package poller reads imbot.v2 bots' event queues (fetch mode): the bot asks the
+// portal for its events instead of waiting for them at a public address, and the
+// portal keeps every event until the bot confirms it, so nothing is lost while the
+// bot is down.
+//
+// Each page of events is handled exactly as the webhook route handles one event,
+// and the offset that confirms the page is committed in the same transaction as
+// the page's effects: a crash before the commit leaves the offset where it was,
+// and the events come again (to be handled for the first time); a crash after it
+// has them confirmed at the next poll. Neither loses nor repeats an event.
+package poller
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"supportbot/bitrix24"
+	"supportbot/bot"
+	"supportbot/storage"
+)
+
+// Processor applies the bot's rules to an event inside its transaction.
+type Processor interface {
+	Process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event, admin int64) (bot.Outcome, error)
+}
+
+// Observer is told what the poller does; metrics implements it.
+type Observer interface {
+	// ObserveEvent counts an event by type and outcome, like the webhook route's.
+	ObserveEvent(eventType, outcome string)
+	// ObservePoll reports a poll of a portal's queue: whether it succeeded and, when
+	// it did, how far behind the queue the bot is (the age of the oldest event it
+	// brought; 0 for an empty queue).
+	ObservePoll(portalID int64, ok bool, lag time.Duration)
+	// ForgetPortal drops a portal no longer polled.
+	ForgetPortal(portalID int64)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ObserveEvent(string, string)            {}
+func (nopObserver) ObservePoll(int64, bool, time.Duration) {}
+func (nopObserver) ForgetPortal(int64)                     {}
+
+// Poller runs one loop per portal whose bot fetches its events.
+type Poller struct {
+	Store *storage.Store
+	Bot   Processor
+	// Callers gives the client of a portal: the one delivery uses, so that polls and
+	// replies share the portal's rate limit.
+	Callers func(portalID int64) (bitrix24.Caller, error)
+	Log     *slog.Logger
+	Obs     Observer
+	// Admin, if set, says whether a fetched event's author administers the portal
+	// (app mode); fetched events carry no token to ask the portal with.
+	Admin func(portal storage.Portal, ev bitrix24.Event) int64
+
+	Interval   time.Duration // the wait between polls of an empty queue (bitrix.poll_interval)
+	MaxBackoff time.Duration // the longest wait after failed polls; 0 = 1 minute
+	Limit      int           // events asked for per poll; 0 = 100
+	Attempts   int           // how often one event may fail to be stored before it is skipped; 0 = 5
+	Rescan     time.Duration // how often the portals are looked at for bots to start or stop polling; 0 = 5 s
+}
+
+// Run polls every fetching portal until ctx ends; it starts a loop for each new
+// one and stops the loops of portals that stopped fetching (a bot unregistered,
+// deleted, or registered again in webhook mode).
+func (p *Poller) Run(ctx context.Context) {
+	if p.Obs == nil {
+		p.Obs = nopObserver{}
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	loops := map[int64]context.CancelFunc{}
+	defer func() {
+		for _, stop := range loops {
+			stop()
+		}
+	}()
+	tick := time.NewTicker(cmp.Or(p.Rescan, 5*time.Second))
+	defer tick.Stop()
+	for {
+		list, err := p.Store.Portals(ctx)
+		if err != nil && ctx.Err() == nil {
+			p.Log.Error("cannot list the portals to poll", "err", err)
+		}
+		want := map[int64]bool{}
+		for _, portal := range list {
+			if portal.Fetches() && portal.BotID != 0 && !portal.BotDeleted() && !portal.UninstalledAt.After(portal.InstalledAt) {
+				want[portal.ID] = true
+			}
+		}
+		for id := range want {
+			if loops[id] == nil {
+				loopCtx, stop := context.WithCancel(ctx)
+				loops[id] = stop
+				wg.Go(func() { p.loop(loopCtx, id) })
+			}
+		}
+		for id, stop := range loops {
+			if !want[id] && err == nil {
+				stop()
+				delete(loops, id)
+				p.Obs.ForgetPortal(id)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// loop polls one portal's queue until ctx ends.
+func (p *Poller) loop(ctx context.Context, portalID int64) {
+	p.Log.Info("polling the portal's event queue", "portal", portalID, "interval", p.Interval)
+	failures := 0
+	for ctx.Err() == nil {
+		more, err := p.PollOnce(ctx, portalID)
+		var wait time.Duration
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			failures++
+			// Doubling from the interval, to a bound: a portal that is down is asked
+			// again, never for ever at full speed, and every failure is logged.
+			wait = min(cmp.Or(p.Interval, 2*time.Second)<<min(failures-1, 16), cmp.Or(p.MaxBackoff, time.Minute))
+			p.Log.Warn("poll of the portal's event queue failed", "portal", portalID, "failures", failures, "retry_in", wait, "err", err)
+		case more:
+			failures = 0
+			continue // the limiter paces it
+		default:
+			failures = 0
+			wait = cmp.Or(p.Interval, 2*time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// PollOnce asks the portal for the next page of events, handles them and commits
+// them with the offset that confirms them. more reports that the portal holds
+// further events.
+func (p *Poller) PollOnce(ctx context.Context, portalID int64) (more bool, err error) {
+	if p.Obs == nil {
+		p.Obs = nopObserver{}
+	}
+	portal, err := p.Store.Portal(ctx, portalID)
+	if err != nil {
+		return false, err
+	}
+	caller, err := p.Callers(portalID)
+	if err != nil {
+		return false, err
+	}
+	page, err := bitrix24.FetchEvents(ctx, caller, bitrix24.Context{BotID: portal.BotID, BotToken: portal.BotToken},
+		portal.FetchOffset, cmp.Or(p.Limit, 100))
+	if err != nil {
+		p.Obs.ObservePoll(portalID, false, 0)
+		return false, err
+	}
+	var lag time.Duration
+	if len(page.Events) > 0 {
+		if t := page.Events[0].Head().Time; !t.IsZero() {
+			lag = max(time.Since(t), 0)
+		}
+	}
+	p.Obs.ObservePoll(portalID, true, lag)
+	next := max(page.NextOffset, portal.FetchOffset)
+	if len(page.Events) == 0 {
+		if next != portal.FetchOffset {
+			err = p.Store.Update(ctx, func(tx *storage.Tx) error { return tx.SetFetchOffset(portalID, next) })
+		}
+		return false, err
+	}
+	if err := p.apply(ctx, portal, page.Events, next); err != nil {
+		return false, err
+	}
+	return page.HasMore, nil
+}
+
+// apply handles a page in one transaction with its offset. If that fails, the
+// events go one by one, each with the offset just past it, so that one event that
+// cannot be stored does not hold up the others; an event that fails Attempts times
+// is skipped (logged and counted) rather than stall the queue for ever.
+func (p *Poller) apply(ctx context.Context, portal storage.Portal, events []bitrix24.Event, next int64) error {
+	outcomes, err := p.commit(ctx, portal, events, next)
+	if err == nil {
+		for i, ev := range events {
+			p.Obs.ObserveEvent(ev.Head().Type, outcomes[i])
+		}
+		return nil
+	}
+	if ctx.Err() != nil || errors.Is(err, storage.ErrClosed) {
+		return err
+	}
+	p.Log.Warn("a page of fetched events could not be stored: storing them one by one", "portal", portal.ID, "err", err)
+	for _, ev := range events {
+		id := ev.Head().ID
+		var outcomes []string
+		var err error
+		for attempt := 1; ; attempt++ {
+			if outcomes, err = p.commit(ctx, portal, []bitrix24.Event{ev}, id+1); err == nil {
+				break
+			}
+			if ctx.Err() != nil || errors.Is(err, storage.ErrClosed) {
+				return err
+			}
+			if attempt >= cmp.Or(p.Attempts, 5) {
+				p.Log.Error("a fetched event cannot be stored: skipped", "portal", portal.ID, "event", ev.Head().Type,
+					"event_id", id, "attempts", attempt, "err", err)
+				outcomes = []string{"failed"}
+				if _, err := p.commit(ctx, portal, nil, id+1); err != nil {
+					return err
+				}
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+			}
+		}
+		p.Obs.ObserveEvent(ev.Head().Type, outcomes[0])
+	}
+	_, err = p.commit(ctx, portal, nil, next)
+	return err
+}
+
+// commit processes events in one transaction that also moves the portal's offset
+// to next, and returns each event's outcome.
+func (p *Poller) commit(ctx context.Context, portal storage.Portal, events []bitrix24.Event, next int64) ([]string, error) {
+	admins := make([]int64, len(events))
+	if p.Admin != nil { // asked before the transaction: it may use the network
+		for i, ev := range events {
+			admins[i] = p.Admin(portal, ev)
+		}
+	}
+	var outcomes []string
+	err := p.Store.Update(ctx, func(tx *storage.Tx) error {
+		outcomes = outcomes[:0]
+		for i, ev := range events {
+			if _, unknown := ev.(*bitrix24.Unknown); unknown {
+				outcomes = append(outcomes, "unknown") // confirmed with the rest, and ignored
+				continue
+			}
+			current, err := tx.Portal(portal.ID) // re-read: an event may have changed it (a deleted bot)
+			if err != nil {
+				return err
+			}
+			o, err := p.Bot.Process(tx, current, ev, admins[i])
+			if err != nil {
+				return err
+			}
+			outcomes = append(outcomes, o.String())
+		}
+		return tx.SetFetchOffset(portal.ID, next)
+	})
+	return outcomes, err
+}
