@@ -131,7 +131,13 @@ func (p *Poller) loop(ctx context.Context, portalID int64) {
 			// Doubling from the interval, to a bound: a portal that is down is asked
 			// again, never for ever at full speed, and every failure is logged.
 			wait = min(cmp.Or(p.Interval, 2*time.Second)<<min(failures-1, 16), cmp.Or(p.MaxBackoff, time.Minute))
-			p.Log.Warn("poll of the portal's event queue failed", "portal", portalID, "failures", failures, "retry_in", wait, "err", err)
+			var be *bitrix24.Error
+			if errors.As(err, &be) && (be.Code == "BOT_NOT_FOUND" || be.Code == "BOT_OWNERSHIP_ERROR") {
+				p.Log.Error("the portal does not know the bot or its token: run `supportbot register`", "portal", portalID,
+					"failures", failures, "retry_in", wait, "err", err)
+			} else {
+				p.Log.Warn("poll of the portal's event queue failed", "portal", portalID, "failures", failures, "retry_in", wait, "err", err)
+			}
 		case more:
 			failures = 0
 			continue // the limiter paces it
