@@ -11,6 +11,7 @@ import (
 
 	"supportbot/bitrix24"
 	"supportbot/bitrix24/b24test"
+	"supportbot/bitrix24/b24test/botv2"
 	"supportbot/bot"
 	"supportbot/config"
 	"supportbot/setup"
@@ -320,4 +321,48 @@ func portalOf(t *testing.T, path string, p *b24test.Portal) storage.Portal {
 		t.Fatal(err)
 	}
 	return stored
+}
+
+// TestAppModeV2Fetch: an application registers its bot through imbot.v2 with its
+// OAuth token (no bot token), in fetch mode, and polls the portal's queue. Fetched
+// events carry no user token, so the administrator recognised is the one who
+// installed the application.
+func TestAppModeV2Fetch(t *testing.T) {
+	t.Parallel()
+	o := b24test.NewOAuth(t, appClientID, appClientSecret)
+	p := b24test.NewAppPortal(t, o)
+	p.SetAdmins(7, 8) // 7 installs the application; neither is in access.admins
+	fake := botv2.Attach(p)
+	dbPath := filepath.Join(t.TempDir(), "app-v2.db")
+	// The first of two equal names wins: v2 over appEnv's v1.
+	b := startServe(t, p, dbPath, append([]string{"SUPPORTBOT_BITRIX_API=v2", "SUPPORTBOT_BITRIX_POLL_INTERVAL=100ms"}, appEnv(o, dbPath)...))
+	if status := postTo(t, b, p, p.InstallEvent()); status != http.StatusOK {
+		t.Fatalf("ONAPPINSTALL answered %d", status)
+	}
+	waitFor(t, "the v2 registration", func() bool { return len(fake.Bots()) == 1 && len(fake.Commands()) == len(bot.Commands()) })
+	reg := fake.Bots()[0]
+	if !reg.App || reg.Token != "" || reg.EventMode != "fetch" || reg.Type != "supervisor" {
+		t.Fatalf("registered %+v", reg)
+	}
+	for _, c := range p.CallsTo("imbot.v2.Bot.register") {
+		if c.Auth == "webhook" || c.Params.String("fields", "botToken") != "" {
+			t.Errorf("registered through %s with a bot token: %+v", c.Auth, c.Params)
+		}
+	}
+	if len(p.CallsTo("imbot.register")) != 0 {
+		t.Error("a v1 registration as well")
+	}
+
+	fake.Message(7, "7", "open new Printing from CRM")
+	b.waitMessage("7", 0, "Question #1 is open")
+	fake.Message(8, "8", "open new")
+	b.waitMessage("8", 0, "administrators and integrators")
+	waitIdle(t, dbPath)
+	if n := countDialogs(t, dbPath, anyDialog); n != 1 {
+		t.Errorf("%d dialogs", n)
+	}
+	if got := len(p.CallsTo("imbot.v2.Chat.add")); got != 1 {
+		t.Errorf("%d chats created", got)
+	}
+	waitFor(t, "the queue confirmed", func() bool { return fake.Pending() == 0 })
 }

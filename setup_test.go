@@ -266,7 +266,7 @@ func TestDoctorReportsEachBrokenPiece(t *testing.T) {
 		"✗ configuration: bitrix.application_token is required",
 		"fix: run `supportbot register`, then `supportbot token`",
 		"✗ configuration: dialogs.max_active must be >= 1",
-		`✗ configuration: bot.color must be "RED", "GREEN"`,
+		`✗ configuration: bot.color must be "RED", "GREEN",`, `"GRAPHITE", got "TEAL"`,
 		"✗ database: ",
 		"✗ public URL: http.public_url is not set",
 		"! people: support.agents is empty",

@@ -34,7 +34,7 @@ func (p *Portal) runBatch(req *request) any {
 			continue
 		}
 		start := time.Now()
-		if _, query, _ := strings.Cut(cmds.String(k), "?"); p.hangs(formOfQuery(query)) {
+		if _, query, _ := strings.Cut(cmds.String(k), "?"); p.hangs(formOf(query)) {
 			<-req.r.Context().Done() // the whole batch hangs; nothing after it runs
 			return nil
 		}
@@ -67,7 +67,8 @@ func (p *Portal) runCommand(c caller, cmd string) (any, *bitrix24.Error) {
 		return nil, &bitrix24.Error{Code: "ERROR_BATCH_METHOD_NOT_ALLOWED", Description: "Method is not allowed for batch usage"}
 	}
 	c.strip(params)
-	p.record(Call{Method: method, Params: params, Batched: true, Auth: c.name(), UserID: c.userID})
+	call := Call{Method: method, Params: params, Batched: true, Auth: c.name(), UserID: c.userID}
+	p.record(call)
 	if serr := p.checkScope(c, method); serr != nil {
 		// Inside a batch Bitrix24 leaves the description empty (batch.md).
 		return nil, &bitrix24.Error{Code: serr.Code}
@@ -75,7 +76,7 @@ func (p *Portal) runCommand(c caller, cmd string) (any, *bitrix24.Error) {
 	if _, blocked := p.blockedUntil(method); blocked {
 		return nil, errOperationTimeLimit
 	}
-	return p.dispatch(c, method, params)
+	return p.dispatch(c, call)
 }
 
 // cmdOrder lists the cmd keys of a JSON batch in the order the body gives them:
@@ -100,9 +101,4 @@ func cmdOrder(req *request) []string {
 		keys = append(keys, tok.(string))
 	}
 	return keys
-}
-
-func formOfQuery(query string) bitrix24.Form {
-	f, _ := bitrix24.ParseForm([]byte(query))
-	return f
 }

@@ -95,8 +95,7 @@ func commandsOf(p *Portal) map[int64]*commandRecord { return p.commands }
 
 // Bots returns the registered bots by ID.
 func (p *Portal) Bots() []Bot {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	var out []Bot
 	for _, id := range slices.Sorted(maps.Keys(p.bots)) {
 		r := p.bots[id]
@@ -116,8 +115,7 @@ func (p *Portal) Bots() []Bot {
 
 // Commands returns the registered commands by ID.
 func (p *Portal) Commands() []Command {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	var out []Command
 	for _, id := range slices.Sorted(maps.Keys(p.commands)) {
 		cmd := p.commands[id].Command
@@ -130,8 +128,7 @@ func (p *Portal) Commands() []Command {
 // AppHandler is the handler the application with clientID has bound for event, or "".
 // For a webhook's application it is "custom"+CLIENT_ID.
 func (p *Portal) AppHandler(clientID, event string) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	return p.handlerURLs[[2]string{clientID, strings.ToUpper(event)}]
 }
 
@@ -170,8 +167,7 @@ func forApp(m func(*Portal, application, bitrix24.Form) (any, *bitrix24.Error)) 
 func owned[R interface{ installedBy() string }](records func(*Portal) map[int64]R, param, what string,
 	m func(*Portal, application, R, bitrix24.Form) (any, *bitrix24.Error)) method {
 	return forApp(func(p *Portal, app application, f bitrix24.Form) (any, *bitrix24.Error) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
+		defer p.lock()()
 		r, err := findLocked(records(p), app, f, param, what)
 		if err != nil {
 			return nil, err
@@ -273,8 +269,7 @@ func (p *Portal) botRegister(app application, f bitrix24.Form) (any, *bitrix24.E
 		return nil, wrongRequest("NAME_ERROR", "Bot name isn't specified")
 	}
 
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	var b *botRecord
 	for _, other := range p.bots {
 		if other.Code == code {
@@ -348,8 +343,7 @@ func (p *Portal) botUnregister(app application, b *botRecord, _ bitrix24.Form) (
 // imbot.bot.list: every bot of the portal, by ID: {"567":{"ID":567,"NAME":…,"CODE":…,"OPENLINE":"N"}}
 // (imbot-bot-list.md); [] when there is none, as PHP encodes an empty array.
 func (p *Portal) botList(caller, bitrix24.Form) (any, *bitrix24.Error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	out := &phpArray{}
 	for _, id := range slices.Sorted(maps.Keys(p.bots)) {
 		b := p.bots[id]
@@ -386,8 +380,7 @@ func (p *Portal) commandRegister(app application, f bitrix24.Form) (any, *bitrix
 	if !hasValue(f, "COMMAND") {
 		return nil, wrongRequest("COMMAND_ERROR", "Command isn't specified")
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	b, err := findLocked(p.bots, app, f, "BOT_ID", "Bot")
 	if err != nil {
 		return nil, err
@@ -460,8 +453,7 @@ func (p *Portal) eventBind(c caller, f bitrix24.Form) (any, *bitrix24.Error) {
 	if u, err := url.Parse(handler); event == "" || err != nil || u.Host == "" {
 		return nil, wrongRequest("ERROR_ARGUMENT", "Wrong event or handler")
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	p.handlerURLs[[2]string{c.clientID, event}] = handler
 	return true, nil
 }

@@ -55,16 +55,14 @@ func (b *bucket) allow(now time.Time) bool {
 // good credentials counts once, a batch too; those answered 401 do not. A request
 // that does not fit is answered 503 QUERY_LIMIT_EXCEEDED and not run or recorded.
 func (p *Portal) SetRateLimit(perSecond float64, burst int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	p.bucket = bucket{rate: perSecond, burst: float64(max(burst, 1))}
 }
 
 // LimitRejections is how many requests the leaky bucket refused with
 // QUERY_LIMIT_EXCEEDED. Injected FaultQueryLimit answers are not counted here.
 func (p *Portal) LimitRejections() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	return p.rejections
 }
 
@@ -72,8 +70,7 @@ func (p *Portal) LimitRejections() int {
 // right credentials, whether they ran or were refused (by the bucket or an injected
 // fault); a batch counts once.
 func (p *Portal) Requests() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	return p.requests
 }
 
@@ -142,8 +139,7 @@ func (p *Portal) InjectFaults(plan FaultPlan) {
 	if f.SlowDelay <= 0 {
 		f.SlowDelay = 3 * time.Second
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	p.faults = f
 	if f.Share == 0 {
 		p.faults = nil
@@ -152,16 +148,14 @@ func (p *Portal) InjectFaults(plan FaultPlan) {
 
 // FaultCounts is how many faults of each kind were injected so far.
 func (p *Portal) FaultCounts() map[Fault]int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	return maps.Clone(p.faultCounts)
 }
 
 // admit counts a request that passed authentication, puts it through the leaky
 // bucket, and draws its fault. ok is false when the bucket refuses it.
 func (p *Portal) admit(method string) (fault Fault, slow time.Duration, ok bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	p.requests++
 	if !p.bucket.allow(time.Now()) {
 		p.rejections++
@@ -223,15 +217,13 @@ func (p *Portal) serveFaulted(w http.ResponseWriter, req *request, fault Fault, 
 // call is recorded but does not run, whatever Handle or HandleHTTP say. A zero or
 // past until lifts the block.
 func (p *Portal) BlockMethod(method string, until time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	setOrDelete(p.blocked, method, until, until.IsZero())
 }
 
 // blockedUntil reports whether method is blocked now, and until when.
 func (p *Portal) blockedUntil(method string) (time.Time, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	until, ok := p.blocked[strings.ToLower(method)]
 	return until, ok && time.Now().Before(until)
 }

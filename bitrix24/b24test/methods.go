@@ -14,11 +14,11 @@ import (
 // Chat is a chat the portal knows: created through imbot.chat.add, added with AddChat,
 // or learnt from an event sent with Portal.Post.
 type Chat struct {
-	ID         int64
-	Title      string
-	Users      []int64
-	EntityType string
-	EntityID   string
+	ID                   int64
+	Title                string
+	Users                []int64
+	EntityType, EntityID string
+	Description          string // imbot.v2's (botv2); v1 chats have none
 }
 
 // Message is a message the bot posted (imbot.message.add, the MESSAGE of
@@ -38,8 +38,7 @@ const firstMessageID = 5001
 
 // Chat returns a chat by ID.
 func (p *Portal) Chat(id int64) (Chat, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	c, ok := p.chats[id]
 	if !ok {
 		return Chat{}, false
@@ -63,24 +62,21 @@ func (p *Portal) Chats() []Chat {
 
 // Messages returns the bot's messages in a dialog ("27", "chat1001"), oldest first.
 func (p *Portal) Messages(dialogID string) []Message {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	return slices.DeleteFunc(slices.Clone(p.messages), func(m Message) bool { return m.DialogID != dialogID })
 }
 
 // AllMessages returns every message the bot posted, in any dialog, in the order the
 // portal created them — a message sent twice shows up twice.
 func (p *Portal) AllMessages() []Message {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	return slices.Clone(p.messages)
 }
 
 // AddChat makes a chat exist, as if created on the portal, so the bot may post to it.
 // A zero ID takes the next free one. It returns the chat's ID.
 func (p *Portal) AddChat(c Chat) int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	if c.ID <= 0 {
 		c.ID = p.newChatIDLocked()
 	}
@@ -126,29 +122,40 @@ var builtins = map[string]method{
 	"user.admin":               (*Portal).userAdmin,
 }
 
-// dispatch runs one method for caller c: an override from Handle, else the built-in
-// one.
-func (p *Portal) dispatch(c caller, name string, params bitrix24.Form) (any, *bitrix24.Error) {
-	key := strings.ToLower(name)
+// dispatch runs a call for caller c: an override from Handle, else a method of
+// AddMethod, else the built-in one.
+func (p *Portal) dispatch(c caller, call Call) (any, *bitrix24.Error) {
+	key := strings.ToLower(call.Method)
 	p.mu.Lock()
-	h := p.handlers[key]
+	h, m := p.handlers[key], p.added[key]
 	p.mu.Unlock()
-	if h != nil {
-		return h(params)
-	}
-	if m := builtins[key]; m != nil {
-		return m(p, c, params)
+	switch {
+	case h != nil:
+		return h(call.Params)
+	case m != nil:
+		return m(call)
+	case builtins[key] != nil:
+		return builtins[key](p, c, call.Params)
 	}
 	return nil, errMethodNotFound
 }
 
-// hasMethod reports whether the portal has a method: built in, or added with Handle
-// or HandleHTTP.
+// Builtin runs a built-in method (imbot.message.add, imbot.chat.add…) as the webhook's
+// user, whatever Handle says, without recording a call: for methods of AddMethod that
+// work through the built-in ones.
+func (p *Portal) Builtin(method string, params bitrix24.Form) (any, *bitrix24.Error) {
+	if m := builtins[strings.ToLower(method)]; m != nil {
+		return m(p, caller{userID: webhookUser}, params)
+	}
+	return nil, errMethodNotFound
+}
+
+// hasMethod reports whether the portal has a method: built in, or added with Handle,
+// HandleHTTP or AddMethod.
 func (p *Portal) hasMethod(name string) bool {
 	key := strings.ToLower(name)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return builtins[key] != nil || p.handlers[key] != nil || p.raw[key] != nil
+	defer p.lock()()
+	return builtins[key] != nil || p.handlers[key] != nil || p.raw[key] != nil || p.added[key] != nil
 }
 
 // imbot.chat.add: TITLE, USERS[], ENTITY_TYPE, ENTITY_ID, MESSAGE → chat ID (TYPE is not kept).
@@ -160,8 +167,7 @@ func (p *Portal) chatAdd(_ caller, f bitrix24.Form) (any, *bitrix24.Error) {
 	if f.String("USERS") != "" || slices.ContainsFunc(users, func(id int64) bool { return id <= 0 }) {
 		return nil, wrongRequest("INVALID_FORMAT", "Parameter USERS has wrong type")
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	c := &Chat{ID: p.newChatIDLocked(), Title: strings.TrimSpace(f.String("TITLE")), Users: users,
 		EntityType: f.String("ENTITY_TYPE"), EntityID: f.String("ENTITY_ID")}
 	p.chats[c.ID] = c
@@ -184,8 +190,7 @@ func (p *Portal) messageAdd(_ caller, f bitrix24.Form) (any, *bitrix24.Error) {
 	case err != nil:
 		return nil, err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	if !p.dialogExistsLocked(dialog) {
 		// Bitrix24 fails in Bot::addMessage for a dialog it cannot post to.
 		return nil, wrongRequest("WRONG_REQUEST", "Message isn't added")
@@ -218,8 +223,7 @@ func (p *Portal) messageUpdate(_ caller, f bitrix24.Form) (any, *bitrix24.Error)
 	} else if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	if i := id - firstMessageID; i < 0 || i >= int64(len(p.messages)) {
 		// Bitrix24 cannot tell "no such message" from "not yours" or "too old".
 		return nil, &bitrix24.Error{Code: "CANT_EDIT_MESSAGE",
@@ -243,8 +247,7 @@ func (p *Portal) chatUpdateTitle(_ caller, f bitrix24.Form) (any, *bitrix24.Erro
 	} else if title == "" {
 		return nil, wrongRequest("TITLE_EMPTY", "Title can't be empty")
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	c, ok := p.chats[id]
 	if !ok {
 		return nil, wrongRequest("WRONG_REQUEST", "This title currently set or chat isn't exists")
@@ -264,8 +267,7 @@ func (p *Portal) chatGet(_ caller, f bitrix24.Form) (any, *bitrix24.Error) {
 	if !hasValue(f, "ENTITY_TYPE") || !hasValue(f, "ENTITY_ID") {
 		return nil, nil
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	for _, id := range slices.Sorted(maps.Keys(p.chats)) {
 		if c := p.chats[id]; c.EntityType == f.String("ENTITY_TYPE") && c.EntityID == f.String("ENTITY_ID") {
 			return map[string]int64{"ID": id}, nil
@@ -287,7 +289,7 @@ func keyboardParam(f bitrix24.Form) ([]bitrix24.Button, *bitrix24.Error) {
 		if json.Unmarshal([]byte(s), &decoded) != nil {
 			return nil, bad
 		}
-		if tree, _ = formOf(map[string]any{"KEYBOARD": decoded})["KEYBOARD"].(bitrix24.Form); tree == nil {
+		if tree, _ = formOf(bitrix24.EncodeQuery(map[string]any{"KEYBOARD": decoded}))["KEYBOARD"].(bitrix24.Form); tree == nil {
 			return nil, bad
 		}
 	}

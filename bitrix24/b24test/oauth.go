@@ -110,8 +110,7 @@ func (p *Portal) ApplicationToken() string { return p.appToken }
 // UserToken issues an access token acting as userID: calls made with it act as that
 // user (user.admin answers for them). It works on a webhook portal too.
 func (p *Portal) UserToken(userID int64) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	tok, _ := p.issueLocked(userID)
 	return tok
 }
@@ -119,8 +118,7 @@ func (p *Portal) UserToken(userID int64) string {
 // ExpireTokens makes every access token issued so far answer expired_token from now
 // on. Refresh tokens keep working; tokens issued later are good.
 func (p *Portal) ExpireTokens() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	for _, t := range p.tokens {
 		t.expires = time.Time{}
 	}
@@ -129,8 +127,7 @@ func (p *Portal) ExpireTokens() {
 // SetAdmins says who user.admin calls an administrator; at first only user 1, the
 // webhook's user.
 func (p *Portal) SetAdmins(userIDs ...int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	p.admins = map[int64]bool{}
 	for _, id := range userIDs {
 		p.admins[id] = true
@@ -139,23 +136,20 @@ func (p *Portal) SetAdmins(userIDs ...int64) {
 
 // user.admin: whether the caller is an administrator.
 func (p *Portal) userAdmin(c caller, _ bitrix24.Form) (any, *bitrix24.Error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	return p.admins[c.userID], nil
 }
 
 // SetScopes sets the scopes of the webhook and of the application's tokens (all of
 // them, issued or not); at first imbot, im and user.
 func (p *Portal) SetScopes(scopes ...string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	p.scopes = slices.Clone(scopes)
 }
 
 // scope: the granted scopes, a JSON array of strings (api-reference/common/system/scope.md).
 func (p *Portal) scopeList(caller, bitrix24.Form) (any, *bitrix24.Error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	return append([]string{}, p.scopes...), nil
 }
 
@@ -331,8 +325,7 @@ func (o *OAuth) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // endpoint's answer (its keys are in alphabetical order, as encoding/json writes them;
 // domain is the authorisation server's, as documented).
 func (o *OAuth) rotate(p *Portal, refresh string) map[string]any {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	user, ok := p.grants[refresh]
 	if !ok {
 		return nil

@@ -47,6 +47,7 @@ type Portal struct {
 	changed  chan struct{} // closed and replaced whenever a call is recorded
 	calls    []Call
 	handlers map[string]handler
+	added    map[string]func(Call) (any, *bitrix24.Error) // AddMethod's
 	raw      map[string]http.HandlerFunc
 	hung     map[string]bool // chats whose calls hang (HangChat)
 
@@ -90,7 +91,7 @@ func New(t testing.TB) *Portal {
 // newPortal starts a portal; o is the OAuth server of the application installed on
 // it, or nil for a webhook portal.
 func newPortal(t testing.TB, o *OAuth) *Portal {
-	p := &Portal{secret: randomHex(8), changed: make(chan struct{}), handlers: map[string]handler{}, raw: map[string]http.HandlerFunc{}, hung: map[string]bool{},
+	p := &Portal{secret: randomHex(8), changed: make(chan struct{}), handlers: map[string]handler{}, added: map[string]func(Call) (any, *bitrix24.Error){}, raw: map[string]http.HandlerFunc{}, hung: map[string]bool{},
 		chats: map[int64]*Chat{}, nextChat: 1001,
 		bucket: bucket{rate: defaultRate, burst: defaultBurst}, faultCounts: map[Fault]int{}, blocked: map[string]time.Time{}, done: make(chan struct{}),
 		oauth: o, clientID: defaultClientID, memberID: randomHex(16), appToken: randomHex(16),
@@ -110,6 +111,12 @@ func newPortal(t testing.TB, o *OAuth) *Portal {
 	return p
 }
 
+// lock locks the portal and returns the unlock, for defer p.lock()().
+func (p *Portal) lock() func() {
+	p.mu.Lock()
+	return p.mu.Unlock
+}
+
 // WebhookURL is the inbound webhook base, "http://127.0.0.1:PORT/rest/1/<secret>/".
 func (p *Portal) WebhookURL() string {
 	return p.srv.URL + "/rest/" + itoa(webhookUser) + "/" + p.secret + "/"
@@ -123,9 +130,16 @@ func (p *Portal) URL() string { return p.srv.URL }
 // the portal's methods; it must not modify params, which are also the recorded
 // Call's. A nil handler restores the built-in behaviour.
 func (p *Portal) Handle(method string, h func(params bitrix24.Form) (result any, err *bitrix24.Error)) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	setOrDelete(p.handlers, method, h, h == nil)
+}
+
+// AddMethod adds a method as if built in (Handle overrides it), for packages that
+// extend the fake (botv2). m gets the recorded Call, whose Auth and UserID say who
+// called; it runs without the portal's lock and must not modify the Call's Params.
+func (p *Portal) AddMethod(method string, m func(c Call) (result any, err *bitrix24.Error)) {
+	defer p.lock()()
+	setOrDelete(p.added, method, m, m == nil)
 }
 
 // HandleHTTP takes over the whole HTTP answer for direct calls to method — to send an
@@ -133,8 +147,7 @@ func (p *Portal) Handle(method string, h func(params bitrix24.Form) (result any,
 // Batch sub-commands are not affected. A nil handler removes it. A handler that hangs
 // must return when r.Context() is done, or the test's end waits for it.
 func (p *Portal) HandleHTTP(method string, h http.HandlerFunc) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	setOrDelete(p.raw, method, h, h == nil)
 }
 
@@ -142,16 +155,14 @@ func (p *Portal) HandleHTTP(method string, h http.HandlerFunc) {
 // without an answer until the client gives up, as a portal's stuck call does; a batch
 // with such a call hangs whole. The call does not run.
 func (p *Portal) HangChat(dialogID string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	p.hung[dialogID] = true
 }
 
 // hangs reports a call for a chat HangChat named, by its DIALOG_ID or CHAT_ID.
 func (p *Portal) hangs(params bitrix24.Form) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.hung) > 0 && (p.hung[params.String("DIALOG_ID")] || p.hung["chat"+params.String("CHAT_ID")])
+	defer p.lock()()
+	return len(p.hung) > 0 && (p.hung[params.String("DIALOG_ID")] || p.hung[params.String("dialogId")] || p.hung["chat"+params.String("CHAT_ID")])
 }
 
 // setOrDelete sets m[method] (lower case, as Bitrix24 ignores the case of methods),
@@ -167,27 +178,20 @@ func setOrDelete[V any](m map[string]V, method string, v V, remove bool) {
 // Calls returns every recorded call in arrival order. A batch appears as the "batch"
 // call followed by each sub-command it ran, with Batched set, in command order.
 func (p *Portal) Calls() []Call {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	return slices.Clone(p.calls)
 }
 
 // CallsTo returns the calls to method (compared case-insensitively, as Bitrix24
 // does), direct and batched.
 func (p *Portal) CallsTo(method string) []Call {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.callsToLocked(method)
-}
-
-func (p *Portal) callsToLocked(method string) []Call {
+	defer p.lock()()
 	return slices.DeleteFunc(slices.Clone(p.calls), func(c Call) bool { return !strings.EqualFold(c.Method, method) })
 }
 
 // Reset forgets the recorded calls; chats and messages stay.
 func (p *Portal) Reset() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	p.calls = nil
 }
 
@@ -199,9 +203,9 @@ func (p *Portal) WaitCalls(t testing.TB, method string, n int, timeout time.Dura
 	defer timer.Stop()
 	for {
 		p.mu.Lock()
-		got := p.callsToLocked(method)
-		changed := p.changed
+		changed := p.changed // before the calls: one recorded after them closes it
 		p.mu.Unlock()
+		got := p.CallsTo(method)
 		if len(got) >= n {
 			return got
 		}
@@ -215,8 +219,7 @@ func (p *Portal) WaitCalls(t testing.TB, method string, n int, timeout time.Dura
 }
 
 func (p *Portal) record(c Call) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock()()
 	p.calls = append(p.calls, c)
 	close(p.changed)
 	p.changed = make(chan struct{})
@@ -280,7 +283,7 @@ func readRequest(w http.ResponseWriter, r *http.Request, method string) (*reques
 		if dec.Decode(&req.json) != nil {
 			return nil, wrongRequest("INVALID_REQUEST", "Malformed JSON body")
 		}
-		fromBody = formOf(req.json)
+		fromBody = formOf(bitrix24.EncodeQuery(req.json))
 	default:
 		if fromBody, err = bitrix24.ParseForm(req.body); err != nil {
 			return nil, wrongRequest("INVALID_REQUEST", "Malformed form body")
@@ -310,7 +313,8 @@ func (p *Portal) execute(w http.ResponseWriter, req *request) {
 		writeError(w, errMethodNotFound)
 		return
 	}
-	p.record(Call{Method: req.method, Params: req.params, JSON: req.json, Auth: req.name(), UserID: req.userID})
+	call := Call{Method: req.method, Params: req.params, JSON: req.json, Auth: req.name(), UserID: req.userID}
+	p.record(call)
 	p.mu.Lock()
 	raw := p.raw[strings.ToLower(req.method)]
 	p.mu.Unlock()
@@ -332,7 +336,7 @@ func (p *Portal) execute(w http.ResponseWriter, req *request) {
 	case strings.EqualFold(req.method, "batch"):
 		result = p.runBatch(req)
 	default:
-		result, err = p.dispatch(req.caller, req.method, req.params)
+		result, err = p.dispatch(req.caller, call)
 	}
 	if err != nil {
 		writeError(w, err)
@@ -345,11 +349,10 @@ func isJSON(r *http.Request) bool {
 	return strings.Contains(strings.ToLower(r.Header.Get("Content-Type")), "json")
 }
 
-// formOf is a decoded JSON object as PHP would read it sent as a form: written by
-// bitrix24.EncodeQuery (http_build_query) and read back by ParseForm. It is nil if the
-// object has keys ParseForm cannot take.
-func formOf(obj map[string]any) bitrix24.Form {
-	f, _ := bitrix24.ParseForm([]byte(bitrix24.EncodeQuery(obj)))
+// formOf parses a query, nil if ParseForm cannot take it. formOf(bitrix24.EncodeQuery(obj))
+// is a decoded JSON object as PHP would read it sent as a form (http_build_query).
+func formOf(query string) bitrix24.Form {
+	f, _ := bitrix24.ParseForm([]byte(query))
 	return f
 }
 
@@ -380,29 +383,29 @@ type phpArray []any
 func (a *phpArray) set(k string, v any) { *a = append(*a, k, v) }
 
 func (a phpArray) MarshalJSON() ([]byte, error) {
-	list := []any{}
+	list := true
 	for i := 0; i < len(a); i += 2 {
-		if a[i] != strconv.Itoa(i/2) {
-			list = nil
-			break
+		list = list && a[i] == strconv.Itoa(i/2)
+	}
+	b, end := []byte{'{'}, byte('}')
+	if list {
+		b, end = []byte{'['}, ']'
+	}
+	for i := 0; i < len(a); i += 2 {
+		if !list {
+			kb, _ := json.Marshal(a[i])
+			b = append(append(b, kb...), ':')
 		}
-		list = append(list, a[i+1])
-	}
-	if list != nil {
-		return json.Marshal(list)
-	}
-	b := []byte{'{'}
-	for i := 0; i < len(a); i += 2 {
-		kb, _ := json.Marshal(a[i])
 		vb, err := json.Marshal(a[i+1])
 		if err != nil {
 			return nil, err
 		}
-		b = append(append(append(b, kb...), ':'), vb...)
-		b = append(b, ',')
+		b = append(append(b, vb...), ',')
 	}
-	b[len(b)-1] = '}'
-	return b, nil
+	if len(a) > 0 {
+		b = b[:len(b)-1] // the last comma
+	}
+	return append(b, end), nil
 }
 
 func errorBody(e *bitrix24.Error) map[string]string {

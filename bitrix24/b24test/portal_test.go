@@ -423,6 +423,40 @@ func TestHandleOverrides(t *testing.T) {
 	}
 }
 
+// AddMethod's methods get the call and who made it; Handle overrides them and a nil
+// Handle brings them back; Builtin runs a built-in method whatever Handle says.
+func TestAddMethodAndBuiltin(t *testing.T) {
+	p := b24test.New(t)
+	var got []b24test.Call
+	p.AddMethod("ext.Method", func(c b24test.Call) (any, *bitrix24.Error) {
+		got = append(got, c)
+		if c.Batched {
+			return nil, &bitrix24.Error{Code: "ERROR_BATCH_METHOD_NOT_ALLOWED"}
+		}
+		return c.Params.String("x"), nil
+	})
+	wantResult(t, callJSON(t, p, "ext.Method", map[string]any{"x": "1"}), `"1"`)
+	a := do(t, p.WebhookURL()+"batch", "application/json", `{"halt":0,"cmd":{"a":"ext.Method?x=2"}}`)
+	if !strings.Contains(a.Raw, `"result_error":{"a":{"error":"ERROR_BATCH_METHOD_NOT_ALLOWED"`) {
+		t.Fatalf("batched %s", a.Raw)
+	}
+	if len(got) != 2 || got[0].Auth != "webhook" || got[0].UserID != 1 || got[0].Batched || !got[1].Batched || got[1].Params.String("x") != "2" {
+		t.Fatalf("calls %+v", got)
+	}
+	p.Handle("ext.method", func(bitrix24.Form) (any, *bitrix24.Error) { return "override", nil })
+	wantResult(t, callJSON(t, p, "ext.Method", nil), `"override"`)
+	p.Handle("ext.method", nil)
+	wantResult(t, callJSON(t, p, "ext.Method", map[string]any{"x": "3"}), `"3"`)
+
+	p.Handle("imbot.message.add", func(bitrix24.Form) (any, *bitrix24.Error) { return nil, &bitrix24.Error{Code: "NO"} })
+	if id, err := p.Builtin("imbot.message.add", bitrix24.Form{"DIALOG_ID": "27", "MESSAGE": "x"}); err != nil || id != int64(5001) {
+		t.Fatalf("Builtin: %v %v", id, err)
+	}
+	if m := p.Messages("27"); len(m) != 1 || len(p.Calls()) != 5 { // Builtin records nothing
+		t.Fatalf("messages %+v, calls %d", m, len(p.Calls()))
+	}
+}
+
 func TestWaitCallsAndReset(t *testing.T) {
 	p := b24test.New(t)
 	c := bitrix24.NewClient(p.WebhookURL())

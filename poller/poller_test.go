@@ -1,0 +1,224 @@
+package poller_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"supportbot/bitrix24"
+	"supportbot/bitrix24/b24test"
+	"supportbot/bitrix24/b24test/botv2"
+	"supportbot/bot"
+	"supportbot/poller"
+	"supportbot/storage"
+	"supportbot/storage/storagetest"
+)
+
+const token = "poller-test-bot-token"
+
+// setUp registers a fetch-mode v2 bot on a fake portal and records it in a real
+// database, as `supportbot register` does.
+func setUp(t *testing.T) (*storage.Store, storage.Portal, *botv2.Fake, *bitrix24.Client) {
+	t.Helper()
+	portal := b24test.New(t)
+	portal.SetRateLimit(100, 200)
+	fake := botv2.Attach(portal)
+	client := bitrix24.NewClient(portal.WebhookURL())
+	id, err := bitrix24.Perform(t.Context(), client, bitrix24.V2,
+		bitrix24.RegisterBot{Profile: bitrix24.BotProfile{Code: "supportbot", Name: "Support", EventMode: "fetch"}},
+		bitrix24.Context{BotToken: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := storagetest.Open(t)
+	p, err := store.EnsurePortal(t.Context(), "webhook:test", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Update(t.Context(), func(tx *storage.Tx) error { return tx.SetBotV2(p.ID, id, token, storage.EventsFetch) }); err != nil {
+		t.Fatal(err)
+	}
+	p, _ = store.Portal(t.Context(), p.ID)
+	return store, p, fake, client
+}
+
+func newBot() *bot.Bot {
+	return bot.New(bot.Config{Admins: []int64{27}, Agents: []int64{50}, MaxActive: 500, Language: "en"}, quiet())
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+type observed struct {
+	mu       sync.Mutex
+	outcomes map[string]int
+	polls    int
+	lag      time.Duration
+	forgot   []int64
+}
+
+func (o *observed) ObserveEvent(_, outcome string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.outcomes == nil {
+		o.outcomes = map[string]int{}
+	}
+	o.outcomes[outcome]++
+}
+
+func (o *observed) ObservePoll(_ int64, ok bool, lag time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if ok {
+		o.polls++
+		o.lag = max(o.lag, lag)
+	}
+}
+
+func (o *observed) ForgetPortal(id int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.forgot = append(o.forgot, id)
+}
+
+func (o *observed) count(outcome string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.outcomes[outcome]
+}
+
+// TestPollOncePages: 250 queued questions come in pages of 100; each page is
+// handled with its offset in one transaction; the offset confirms them at the
+// portal on the next poll; every question opens exactly one dialog.
+func TestPollOncePages(t *testing.T) {
+	store, portal, fake, client := setUp(t)
+	var last int64
+	for i := range 250 {
+		last = fake.Message(27, "27", "open new question "+strconv.Itoa(i))
+	}
+	obs := &observed{}
+	p := &poller.Poller{Store: store, Bot: newBot(), Log: quiet(), Obs: obs, Limit: 100,
+		Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
+	var rounds []bool
+	for {
+		more, err := p.PollOnce(t.Context(), portal.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rounds = append(rounds, more)
+		if !more {
+			break
+		}
+	}
+	if len(rounds) != 3 || !rounds[0] || !rounds[1] {
+		t.Fatalf("polls said more: %v", rounds)
+	}
+	stored, _ := store.Portal(t.Context(), portal.ID)
+	if stored.FetchOffset != last+1 {
+		t.Fatalf("stored offset %d, want %d", stored.FetchOffset, last+1)
+	}
+	// The portal forgets a page only when the next poll confirms it.
+	if fake.Pending() != 50 {
+		t.Fatalf("pending before the confirming poll: %d, want the last page's 50", fake.Pending())
+	}
+	if more, err := p.PollOnce(t.Context(), portal.ID); err != nil || more {
+		t.Fatalf("empty poll: %v %v", more, err)
+	}
+	if fake.Pending() != 0 || fake.Confirmed() != last+1 {
+		t.Fatalf("pending %d, confirmed %d", fake.Pending(), fake.Confirmed())
+	}
+	var dialogs []storage.Dialog
+	err := store.View(t.Context(), func(tx *storage.Tx) (err error) { dialogs, err = tx.Dialogs(portal.ID); return err })
+	if err != nil || len(dialogs) != 250 {
+		t.Fatalf("%d dialogs (%v)", len(dialogs), err)
+	}
+	if obs.count("processed") != 250 || obs.polls != 4 {
+		t.Errorf("observed %v, %d polls", obs.outcomes, obs.polls)
+	}
+	if obs.lag <= 0 {
+		t.Error("no lag reported for a page of waiting events")
+	}
+}
+
+// failing is the real bot, except that it cannot store the event with one message.
+type failing struct {
+	*bot.Bot
+	poison int64
+	tries  int
+}
+
+func (f *failing) Process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event, admin int64) (bot.Outcome, error) {
+	if m, ok := ev.(*bitrix24.MessageAdd); ok && m.Message.ID == f.poison {
+		f.tries++
+		return 0, errors.New("disk full")
+	}
+	return f.Bot.Process(tx, portal, ev, admin)
+}
+
+// TestPoisonEventSkipped: an event that cannot be stored is tried a bounded number
+// of times, then skipped, logged and counted; the events around it are handled and
+// the queue moves on.
+func TestPoisonEventSkipped(t *testing.T) {
+	store, portal, fake, client := setUp(t)
+	fake.Message(27, "27", "open new first")
+	poisonEvent := fake.Message(27, "27", "open new poison")
+	fake.Message(27, "27", "open new third")
+	obs := &observed{}
+	proc := &failing{Bot: newBot(), poison: fake.MessageID(poisonEvent)}
+	p := &poller.Poller{Store: store, Bot: proc, Log: quiet(), Obs: obs, Attempts: 3,
+		Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
+	if _, err := p.PollOnce(t.Context(), portal.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Once in the page, then three times alone.
+	if proc.tries != 4 || obs.count("failed") != 1 || obs.count("processed") != 2 {
+		t.Fatalf("tries %d, outcomes %v", proc.tries, obs.outcomes)
+	}
+	var dialogs []storage.Dialog
+	_ = store.View(t.Context(), func(tx *storage.Tx) (err error) { dialogs, err = tx.Dialogs(portal.ID); return err })
+	if len(dialogs) != 2 {
+		t.Fatalf("%d dialogs", len(dialogs))
+	}
+	if stored, _ := store.Portal(t.Context(), portal.ID); stored.FetchOffset != poisonEvent+2 {
+		t.Fatalf("offset %d, want %d", stored.FetchOffset, poisonEvent+2)
+	}
+}
+
+// TestRunFollowsThePortals: Run polls a portal whose bot fetches and stops when the
+// bot is gone, forgetting its gauges.
+func TestRunFollowsThePortals(t *testing.T) {
+	store, portal, fake, client := setUp(t)
+	obs := &observed{}
+	p := &poller.Poller{Store: store, Bot: newBot(), Log: quiet(), Obs: obs, Interval: 20 * time.Millisecond, Rescan: 20 * time.Millisecond,
+		Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	fake.Message(27, "27", "open new")
+	waitFor(t, func() bool { return obs.count("processed") == 1 })
+	if err := store.Update(t.Context(), func(tx *storage.Tx) error { return tx.MarkBotDeleted(portal.ID) }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return len(obs.forgot) == 1 })
+	fake.Message(27, "27", "open new")
+	time.Sleep(100 * time.Millisecond)
+	if obs.count("processed") != 1 {
+		t.Error("a deleted bot's portal is still polled")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("timed out")
+}
