@@ -23,7 +23,7 @@ const token = "poller-test-bot-token"
 
 // setUp registers a fetch-mode v2 bot on a fake portal and records it in a real
 // database, as `supportbot register` does.
-func setUp(t *testing.T) (*storage.Store, storage.Portal, *botv2.Fake, *bitrix24.Client) {
+func setUp(t testing.TB) (*storage.Store, storage.Portal, *botv2.Fake, *bitrix24.Client) {
 	t.Helper()
 	portal := b24test.New(t)
 	portal.SetRateLimit(100, 200)
