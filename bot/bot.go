@@ -36,6 +36,11 @@ type Config struct {
 	FreePlan    bool
 	MaxActive   int
 	Language    string // fallback when the event's language is neither ru nor en
+	// AutoCloseAfter: a dialog an agent answered last, whose client has been silent
+	// this long, is resolved (0 = never); the client is warned AutoCloseWarning before.
+	AutoCloseAfter, AutoCloseWarning time.Duration
+	// RatingWindow is how long after a resolve the client's rating is recorded.
+	RatingWindow time.Duration
 	// Profile is how the bot registers itself when an application is installed, and
 	// API through which: "v2" (imbot.v2, in Profile.EventMode) or "v1".
 	Profile bitrix24.BotProfile
@@ -332,9 +337,14 @@ func (b *Bot) record(tx *storage.Tx, d storage.Dialog, messageID, authorID int64
 	case b.agents[authorID]:
 		role = storage.RoleAgent
 	}
-	seq, _, err := tx.AddMessage(storage.Message{DialogID: d.ID, BitrixMessageID: messageID, AuthorID: authorID, AuthorRole: role, Text: text})
+	seq, added, err := tx.AddMessage(storage.Message{DialogID: d.ID, BitrixMessageID: messageID, AuthorID: authorID, AuthorRole: role, Text: text})
 	if err != nil {
 		return "", err
+	}
+	if life := map[string]string{storage.RoleClient: storage.LifeClientMessage, storage.RoleAgent: storage.LifeAgentAnswer}[role]; added && life != "" {
+		if err := tx.AddDialogEvent(d, life, authorID); err != nil {
+			return "", err
+		}
 	}
 	if err := tx.TouchDialog(d.ID); err != nil {
 		return "", err
@@ -362,6 +372,9 @@ func (t *turn) clientWritesInResolved() error {
 		return err
 	}
 	d.Status = storage.StatusActive
+	if err := t.tx.AddDialogEvent(*d, storage.LifeReopened, t.from.id); err != nil {
+		return err
+	}
 	return t.reply(t.t.Reopened, nil)
 }
 

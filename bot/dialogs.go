@@ -179,6 +179,9 @@ func (t *turn) createDialog(nd newDialog) (storage.Dialog, error) {
 	if err != nil {
 		return d, err
 	}
+	if err := t.tx.AddDialogEvent(d, storage.LifeOpened, t.from.id); err != nil {
+		return d, err
+	}
 	users := []int64{nd.clientID}
 	for _, a := range t.b.cfg.Agents {
 		if a != nd.clientID {
@@ -196,6 +199,9 @@ func (t *turn) createDialog(nd newDialog) (storage.Dialog, error) {
 		seq, _, err := t.tx.AddMessage(storage.Message{
 			DialogID: d.ID, BitrixMessageID: nd.questionMsgID, AuthorID: nd.questionBy, AuthorRole: nd.questionRole, Text: question,
 		})
+		if err == nil && nd.questionRole == storage.RoleClient {
+			err = t.tx.AddDialogEvent(d, storage.LifeClientMessage, nd.questionBy)
+		}
 		if err != nil {
 			return d, err
 		}

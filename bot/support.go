@@ -42,6 +42,9 @@ func (t *turn) closeDialog() error {
 		return err
 	}
 	d.Status = storage.StatusResolved
+	if err := t.tx.AddDialogEvent(*d, storage.LifeResolved, t.from.id); err != nil {
+		return err
+	}
 	if err := t.reply(t.t.Resolved(d.Number), nil); err != nil {
 		return err
 	}
@@ -64,6 +67,9 @@ func (t *turn) reopenDialog() error {
 		return err
 	}
 	d.Status = storage.StatusActive
+	if err := t.tx.AddDialogEvent(*d, storage.LifeReopened, t.from.id); err != nil {
+		return err
+	}
 	return t.reply(t.t.ReopenedByAgent(d.Number), nil)
 }
 
@@ -102,6 +108,9 @@ func (t *turn) escalate() error {
 		return err
 	}
 	if err := t.tx.EscalateDialog(d.ID, t.from.id); err != nil {
+		return err
+	}
+	if err := t.tx.AddDialogEvent(*d, storage.LifeEscalated, t.from.id); err != nil {
 		return err
 	}
 	req, err := t.tx.CreateAccessRequest(d.ID, d.ClientID, t.from.id)

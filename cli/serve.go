@@ -71,12 +71,14 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 		return nil, err
 	}
 	brain := bot.New(bot.Config{
-		Agents:      cfg.Support.Agents,
-		Admins:      cfg.Access.Admins,
-		Integrators: cfg.Access.Integrators,
-		FreePlan:    cfg.FreePlan(),
-		MaxActive:   cfg.Dialogs.MaxActive,
-		Language:    cfg.Bot.Language,
+		Agents:         cfg.Support.Agents,
+		Admins:         cfg.Access.Admins,
+		Integrators:    cfg.Access.Integrators,
+		FreePlan:       cfg.FreePlan(),
+		MaxActive:      cfg.Dialogs.MaxActive,
+		AutoCloseAfter: cfg.Dialogs.AutoCloseAfter, AutoCloseWarning: cfg.Dialogs.AutoCloseWarning,
+		RatingWindow: cfg.Dialogs.RatingWindow,
+		Language:     cfg.Bot.Language,
 		Profile: bitrix24.BotProfile{Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color,
 			HandlerURL: cfg.HandlerURL(), EventMode: cfg.Bitrix.Events},
 		API: cfg.Bitrix.API,

@@ -16,8 +16,7 @@ import (
 	"time"
 )
 
-// Config is the whole configuration. The mapstructure tags are the key names
-// ("section.key"); TestKeys checks them against Keys, which describes each.
+// Config is the whole configuration; its mapstructure tags are the key names, which TestKeys checks.
 type Config struct {
 	HTTP struct {
 		Addr      string `mapstructure:"addr"`
@@ -55,7 +54,10 @@ type Config struct {
 		Plan string `mapstructure:"plan"`
 	} `mapstructure:"portal"`
 	Dialogs struct {
-		MaxActive int `mapstructure:"max_active"`
+		MaxActive        int           `mapstructure:"max_active"`
+		AutoCloseAfter   time.Duration `mapstructure:"auto_close_after"`
+		AutoCloseWarning time.Duration `mapstructure:"auto_close_warning"`
+		RatingWindow     time.Duration `mapstructure:"rating_window"`
 	} `mapstructure:"dialogs"`
 	App struct {
 		ClientID     string `mapstructure:"client_id"`
@@ -71,8 +73,7 @@ type Config struct {
 	} `mapstructure:"delivery"`
 }
 
-// Key describes one configuration key. The keys table is the only place
-// where keys, defaults, variables and flags are written down.
+// Key describes one configuration key: the keys table is the one place they are written down.
 type Key struct {
 	Name        string // "bitrix.webhook_url"
 	Default     any    // nil when there is none; otherwise of the field's Go type
@@ -118,6 +119,9 @@ var keys = buildKeys([]Key{
 	{Name: "access.integrators", Description: "integrator user IDs, allowed to open dialogs"},
 	{Name: "portal.plan", Default: "commercial", OneOf: []string{"commercial", "free"}, Description: "the portal's plan: `commercial` or `free`"},
 	{Name: "dialogs.max_active", Default: 5, Min: 1, Description: "active dialogs per client"},
+	{Name: "dialogs.auto_close_after", Default: 72 * time.Hour, Min: time.Duration(0), Description: "an agent answered and the client has been silent this long: the dialog is resolved; 0 = never"},
+	{Name: "dialogs.auto_close_warning", Default: 24 * time.Hour, Min: time.Duration(0), Description: "how long before the auto-close the client is warned, with a button to keep it open"},
+	{Name: "dialogs.rating_window", Default: 7 * 24 * time.Hour, Min: time.Minute, Description: "how long after a resolve the client's rating is recorded"},
 	{Name: "app.client_id", Description: "OAuth `client_id` of a local or marketplace application; set = app mode: portals install the app and each gets its own bot"},
 	{Name: "app.client_secret", Secret: true, Description: "OAuth `client_secret` of the application; required in app mode"},
 	{Name: "app.oauth_url", Default: "https://oauth.bitrix.info/", Description: "Bitrix24's OAuth server, where app-mode tokens are refreshed"},
@@ -132,8 +136,7 @@ var keys = buildKeys([]Key{
 // Keys lists every configuration key in table order; it returns a copy.
 func Keys() []Key { return slices.Clone(keys) }
 
-// fields maps each key to its Config field, Index leading from Config down;
-// TestKeys checks that they match.
+// fields maps each key to its Config field (Index from Config down); TestKeys checks them.
 var fields = func() map[string]reflect.StructField {
 	out := make(map[string]reflect.StructField)
 	ct := reflect.TypeFor[Config]()
@@ -148,8 +151,7 @@ var fields = func() map[string]reflect.StructField {
 	return out
 }()
 
-// buildKeys names a variable after the whole key: key names contain
-// underscores, so a variable cannot be split back into a path.
+// buildKeys names a variable after the whole key: names hold "_", so it cannot be split back.
 func buildKeys(ks []Key) []Key {
 	for i, k := range ks {
 		ks[i].Env = "SUPPORTBOT_" + strings.ToUpper(strings.ReplaceAll(k.Name, ".", "_"))
@@ -175,8 +177,7 @@ func (c *Config) FreePlan() bool { return c.Portal.Plan == "free" }
 // Pushed: the portal posts events to http.public_url (v1, v2 webhook), so they need the token.
 func (c *Config) Pushed() bool { return c.Bitrix.API == "v1" || c.Bitrix.Events == "webhook" }
 
-// WebhookMemberID names the webhook-mode portal by the webhook's host, so
-// pointing the bot at another portal never mixes the two portals' dialogs.
+// WebhookMemberID names the webhook-mode portal by its host: another portal's dialogs never mix in.
 func (c *Config) WebhookMemberID() string {
 	if c.DryRun() {
 		return "dry-run"
@@ -192,16 +193,14 @@ func (c *Config) HandlerURL() string {
 	return strings.TrimRight(c.HTTP.PublicURL, "/") + "/bitrix/events"
 }
 
-// SlogLevel parses Log.Level; a level Validate refuses leaves Info (zero), so
-// that a logger can be built to report that error itself.
+// SlogLevel parses Log.Level; one Validate refuses gives Info, so a logger can report that error.
 func (c *Config) SlogLevel() (l slog.Level) {
 	_ = l.UnmarshalText([]byte(c.Log.Level))
 	return l
 }
 
-// LogValue logs the configuration without its secrets: the webhook URL holds
-// the REST secret in its path, so only its scheme and host are shown; other
-// secrets show as "set" or "". The value receiver serves *Config as well.
+// LogValue logs the configuration without its secrets: of the webhook URL (its path holds the
+// REST secret) only scheme and host, other secrets as "set" or "". It serves *Config as well.
 func (c Config) LogValue() slog.Value {
 	rv := reflect.ValueOf(c)
 	var groups []slog.Attr // one per section; keys lists each section's keys together
@@ -223,8 +222,7 @@ func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(groups...)
 }
 
-// ErrTokenRequired is the one mistake every new installation makes: without
-// the token the bot would accept forged events from anyone.
+// ErrTokenRequired: without the token the bot would accept forged events from anyone.
 var ErrTokenRequired = errors.New("bitrix.application_token is required for events posted to http.public_url: they could not be verified")
 
 // Validate returns one error naming every problem, so that a configuration
@@ -275,6 +273,7 @@ func (c *Config) Validate() error {
 		c.App.OAuthURL += "/"
 	}
 	check(c.Bot.Name == "", "bot.name is empty: the portal requires a display name")
+	check(c.Dialogs.AutoCloseAfter > 0 && c.Dialogs.AutoCloseWarning >= c.Dialogs.AutoCloseAfter, "dialogs.auto_close_warning must be shorter than dialogs.auto_close_after")
 
 	for _, k := range keys { // the bounds the keys table gives
 		v := reflect.ValueOf(c).Elem().FieldByIndex(fields[k.Name].Index)
@@ -294,8 +293,7 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// checkHTTPURL returns why s is not an absolute http(s) URL, or "". The
-// reason never quotes s, since the webhook URL is a secret.
+// checkHTTPURL returns why s is not an absolute http(s) URL, or "", never quoting s (a secret).
 func checkHTTPURL(s string) string {
 	u, err := url.Parse(s)
 	switch {

@@ -35,34 +35,37 @@ type sample struct {
 // samples must cover every key (TestSamplesCoverKeys), so that adding a key
 // without a way to set it from all three sources fails the tests below.
 var samples = map[string]sample{
-	"http.addr":                {"127.0.0.1:9090", `"127.0.0.1:9090"`, "127.0.0.1:9090"},
-	"http.public_url":          {"https://bot.example.com/", `https://bot.example.com/`, "https://bot.example.com/"},
-	"db.path":                  {"/var/lib/supportbot/bot.db", `/var/lib/supportbot/bot.db`, "/var/lib/supportbot/bot.db"},
-	"bitrix.webhook_url":       {webhookURL, webhookURL, webhookURL + "/"},
-	"bitrix.application_token": {tokenSecret, tokenSecret, tokenSecret},
-	"bitrix.bot_id":            {"42", `42`, int64(42)},
-	"bitrix.client_id":         {"local.abc123", `local.abc123`, "local.abc123"},
-	"bitrix.rate_per_second":   {"5", `5`, 5.0},
-	"bitrix.burst":             {"250", `250`, 250},
-	"bot.name":                 {"Helpdesk", `Helpdesk`, "Helpdesk"},
-	"bot.language":             {"en", `en`, "en"},
-	"bot.code":                 {"helpdesk_bot", `helpdesk_bot`, "helpdesk_bot"},
-	"bot.color":                {"GREEN", `GREEN`, "GREEN"},
-	"app.client_id":            {"local.64f0", `local.64f0`, "local.64f0"},
-	"app.client_secret":        {"appS3cretValue", `appS3cretValue`, "appS3cretValue"},
-	"app.oauth_url":            {"https://oauth.example.com/", `https://oauth.example.com/`, "https://oauth.example.com/"},
-	"support.agents":           {"7, 8,9", `[7, 8, 9]`, []int64{7, 8, 9}},
-	"access.admins":            {"1", `[1]`, []int64{1}},
-	"access.integrators":       {"3,4", `["3", 4]`, []int64{3, 4}},
-	"portal.plan":              {"free", `free`, "free"},
-	"dialogs.max_active":       {"3", `3`, 3},
-	"log.level":                {"debug", `debug`, "debug"},
-	"log.format":               {"json", `json`, "json"},
-	"delivery.max_age":         {"48h", `48h`, 48 * time.Hour},
-	"bitrix.api":               {"v1", `v1`, "v1"},
-	"bitrix.events":            {"webhook", `webhook`, "webhook"},
-	"bitrix.poll_interval":     {"5s", `5s`, 5 * time.Second},
-	"db.retention":             {"168h", `"168h"`, 168 * time.Hour},
+	"http.addr":                  {"127.0.0.1:9090", `"127.0.0.1:9090"`, "127.0.0.1:9090"},
+	"http.public_url":            {"https://bot.example.com/", `https://bot.example.com/`, "https://bot.example.com/"},
+	"db.path":                    {"/var/lib/supportbot/bot.db", `/var/lib/supportbot/bot.db`, "/var/lib/supportbot/bot.db"},
+	"bitrix.webhook_url":         {webhookURL, webhookURL, webhookURL + "/"},
+	"bitrix.application_token":   {tokenSecret, tokenSecret, tokenSecret},
+	"bitrix.bot_id":              {"42", `42`, int64(42)},
+	"bitrix.client_id":           {"local.abc123", `local.abc123`, "local.abc123"},
+	"bitrix.rate_per_second":     {"5", `5`, 5.0},
+	"bitrix.burst":               {"250", `250`, 250},
+	"bot.name":                   {"Helpdesk", `Helpdesk`, "Helpdesk"},
+	"bot.language":               {"en", `en`, "en"},
+	"bot.code":                   {"helpdesk_bot", `helpdesk_bot`, "helpdesk_bot"},
+	"bot.color":                  {"GREEN", `GREEN`, "GREEN"},
+	"app.client_id":              {"local.64f0", `local.64f0`, "local.64f0"},
+	"app.client_secret":          {"appS3cretValue", `appS3cretValue`, "appS3cretValue"},
+	"app.oauth_url":              {"https://oauth.example.com/", `https://oauth.example.com/`, "https://oauth.example.com/"},
+	"support.agents":             {"7, 8,9", `[7, 8, 9]`, []int64{7, 8, 9}},
+	"access.admins":              {"1", `[1]`, []int64{1}},
+	"access.integrators":         {"3,4", `["3", 4]`, []int64{3, 4}},
+	"portal.plan":                {"free", `free`, "free"},
+	"dialogs.max_active":         {"3", `3`, 3},
+	"dialogs.auto_close_after":   {"48h", `48h`, 48 * time.Hour},
+	"dialogs.auto_close_warning": {"12h", `12h`, 12 * time.Hour},
+	"dialogs.rating_window":      {"72h", `72h`, 72 * time.Hour},
+	"log.level":                  {"debug", `debug`, "debug"},
+	"log.format":                 {"json", `json`, "json"},
+	"delivery.max_age":           {"48h", `48h`, 48 * time.Hour},
+	"bitrix.api":                 {"v1", `v1`, "v1"},
+	"bitrix.events":              {"webhook", `webhook`, "webhook"},
+	"bitrix.poll_interval":       {"5s", `5s`, 5 * time.Second},
+	"db.retention":               {"168h", `"168h"`, 168 * time.Hour},
 }
 
 // fieldOf finds a key's field through the mapstructure tags, independently
@@ -105,6 +108,7 @@ func defaultConfig() Config {
 	c.Bot.Name, c.Bot.Language, c.Bot.Code, c.Bot.Color = "Поддержка", "ru", "supportbot", "AQUA"
 	c.Portal.Plan = "commercial"
 	c.Dialogs.MaxActive = 5
+	c.Dialogs.AutoCloseAfter, c.Dialogs.AutoCloseWarning, c.Dialogs.RatingWindow = 72*time.Hour, 24*time.Hour, 7*24*time.Hour
 	c.App.OAuthURL = "https://oauth.bitrix.info/"
 	c.Log.Level, c.Log.Format = "info", "text"
 	c.Delivery.MaxAge, c.DB.Retention = 24*time.Hour, 720*time.Hour
@@ -809,6 +813,9 @@ func TestValidate(t *testing.T) {
 		{name: "zero integrator", mutate: func(c *Config) { c.Access.Integrators = []int64{0} }, wantErr: []string{"access.integrators: 0 is not a user ID"}},
 		{name: "unknown plan", mutate: func(c *Config) { c.Portal.Plan = "enterprise" }, wantErr: []string{`portal.plan must be "commercial" or "free"`}},
 		{name: "zero max active", mutate: func(c *Config) { c.Dialogs.MaxActive = 0 }, wantErr: []string{"dialogs.max_active must be >= 1"}},
+		{name: "warning as long as the auto-close", mutate: func(c *Config) { c.Dialogs.AutoCloseWarning = c.Dialogs.AutoCloseAfter },
+			wantErr: []string{"dialogs.auto_close_warning must be shorter than dialogs.auto_close_after"}},
+		{name: "auto-close off needs no shorter warning", mutate: func(c *Config) { c.Dialogs.AutoCloseAfter = 0 }},
 		{name: "unknown log level", mutate: func(c *Config) { c.Log.Level = "verbose" }, wantErr: []string{`log.level must be "debug", "info", "warn" or "error", got "verbose"`}},
 		{name: "empty log level", mutate: func(c *Config) { c.Log.Level = "" }, wantErr: []string{"log.level must be"}},
 		{name: "unknown log format", mutate: func(c *Config) { c.Log.Format = "xml" }, wantErr: []string{`log.format must be "text" or "json"`}},
