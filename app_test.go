@@ -39,8 +39,6 @@ func appEnv(o *b24test.OAuth, dbPath string) []string {
 		"SUPPORTBOT_APP_CLIENT_ID=" + appClientID,
 		"SUPPORTBOT_APP_CLIENT_SECRET=" + appClientSecret,
 		"SUPPORTBOT_APP_OAUTH_URL=" + o.URL() + "/",
-		"SUPPORTBOT_SUPPORT_AGENTS=" + strconv.Itoa(agentID),
-		"SUPPORTBOT_ACCESS_ADMINS=" + strconv.Itoa(client),
 	}
 }
 
@@ -98,7 +96,9 @@ func TestAppModeTwoPortals(t *testing.T) {
 	t.Parallel()
 	o := b24test.NewOAuth(t, appClientID, appClientSecret)
 	pa, pb := b24test.NewAppPortal(t, o), b24test.NewAppPortal(t, o)
-	pb.SetAdmins(1, 7) // user 7 is in no access list: only user.admin says they are an admin
+	// Who may ask is who administers each portal (user.admin): no list applies to both.
+	pa.SetAdmins(1, client)
+	pb.SetAdmins(1, 7, client)
 	dbPath := filepath.Join(t.TempDir(), "app.db")
 	b := startApp(t, o, pa, dbPath)
 
@@ -199,7 +199,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 			t.Fatalf("message %d answered %d", i, status)
 		}
 	}
-	// On B, user 7 is an administrator by user.admin alone.
+	// On B, user 7 is an administrator as well.
 	if status := postTo(t, b, pb, appMessage(pb, 7, "admin's question")); status != http.StatusOK {
 		t.Fatal("admin's message refused")
 	}
@@ -232,6 +232,9 @@ func TestAppModeTwoPortals(t *testing.T) {
 		t.Fatalf("B's chat %d is no chat of A's (%v): the test needs the same ID on both", chatsB[0], chatsA)
 	}
 	chat, _ := pb.Chat(chatsB[0])
+	if status := postTo(t, b, pb, appMessage(pb, 1, "/agents add "+strconv.Itoa(agentID))); status != http.StatusOK {
+		t.Fatal("B's administrator could not name an agent")
+	}
 	answer := pb.AppEvent("v1/onimbotmessageadd-group.form", agentID,
 		groupFields(chat, agentID, strconv.FormatInt(nextMessageID.Add(1), 10), "Try Settings → CRM"))
 	if status := postTo(t, b, pb, answer); status != http.StatusOK {

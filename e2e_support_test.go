@@ -228,9 +228,9 @@ func TestCloseRateReopen(t *testing.T) {
 	var helped, notHelped *string
 	for _, btn := range notice.Buttons() {
 		p := btn.CommandParams
-		if strings.HasSuffix(p, " up") {
+		if strings.Contains(p, " up") {
 			helped = &p
-		} else if strings.HasSuffix(p, " down") {
+		} else if strings.Contains(p, " down") {
 			notHelped = &p
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,10 +50,9 @@ type Config struct {
 
 // Bot applies supportbot's rules to events.
 type Bot struct {
-	cfg     Config
-	agents  map[int64]bool
-	clients map[int64]bool
-	log     *slog.Logger
+	cfg  Config
+	seed map[string][]int64 // the configuration's role lists, which seed a portal's roles
+	log  *slog.Logger
 }
 
 // New builds a Bot.
@@ -63,17 +63,17 @@ func New(cfg Config, log *slog.Logger) *Bot {
 	if cfg.Language != "en" {
 		cfg.Language = "ru"
 	}
+	if cfg.RatingWindow <= 0 {
+		cfg.RatingWindow = 7 * 24 * time.Hour
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &Bot{cfg: cfg, agents: map[int64]bool{}, clients: map[int64]bool{}, log: log}
-	for _, id := range cfg.Agents {
-		b.agents[id] = true
+	seed := map[string][]int64{
+		storage.RoleOfAgent:  cfg.Agents,
+		storage.RoleOfClient: slices.Concat(cfg.Admins, cfg.Integrators),
 	}
-	for _, id := range append(append([]int64{}, cfg.Admins...), cfg.Integrators...) {
-		b.clients[id] = true
-	}
-	return b
+	return &Bot{cfg: cfg, seed: seed, log: log}
 }
 
 // Outcome says what became of an event.
@@ -108,6 +108,13 @@ func (b *Bot) Process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event, 
 	if !fresh {
 		return Duplicate, nil
 	}
+	// Webhook mode: the configuration's lists become the portal's roles, once; from
+	// then on the portal's administrators change them in the chat (see roles.go).
+	if !portal.RolesSeeded && len(b.seed[storage.RoleOfAgent])+len(b.seed[storage.RoleOfClient]) > 0 {
+		if _, err := tx.SeedRoles(portal.ID, b.seed); err != nil {
+			return 0, err
+		}
+	}
 	if err := b.handle(tx, portal, ev, admin); err != nil {
 		return 0, fmt.Errorf("%s %s: %w", ev.Head().Type, key, err)
 	}
@@ -120,13 +127,20 @@ func (b *Bot) handle(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event, a
 		if err := b.learnBot(tx, &portal, e.BotID); err != nil {
 			return err
 		}
-		return b.onMessage(tx, portal, e.Message, b.who(e.User, e.Message.FromUserID, admin), nil)
+		from, err := b.who(tx, portal, e.User, e.Message.FromUserID, admin)
+		if err != nil {
+			return err
+		}
+		return b.onMessage(tx, portal, e.Message, from, nil)
 	case *bitrix24.CommandAdd:
 		if err := b.learnBot(tx, &portal, e.Command.BotID); err != nil {
 			return err
 		}
 		cmd := fromButton(e.Command.Name, e.Command.Params)
-		from := b.who(e.User, e.Message.FromUserID, admin)
+		from, err := b.who(tx, portal, e.User, e.Message.FromUserID, admin)
+		if err != nil {
+			return err
+		}
 		if e.Command.Context == bitrix24.ContextKeyboard {
 			return b.onButton(tx, portal, e.Message, from, cmd, e.Command.MessageID)
 		}
@@ -139,7 +153,11 @@ func (b *Bot) handle(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event, a
 		if err := b.learnBot(tx, &portal, e.BotID); err != nil {
 			return err
 		}
-		return b.onJoin(tx, portal, e, b.who(e.User, e.UserID, admin))
+		from, err := b.who(tx, portal, e.User, e.UserID, admin)
+		if err != nil {
+			return err
+		}
+		return b.onJoin(tx, portal, e, from)
 	case *bitrix24.AppInstall:
 		return b.onInstall(tx, portal)
 	case *bitrix24.AppUninstall:
@@ -177,12 +195,15 @@ type who struct {
 	id     int64
 	name   string
 	bot    bool
-	agent  bool
+	agent  bool // an agent or the second line: the agents' commands are theirs
 	client bool
+	admin  bool // administers the portal: may ask, and manages the roles
 }
 
-// who is the event's author; admin is a user the portal confirmed as its administrator.
-func (b *Bot) who(u bitrix24.User, fallbackID, admin int64) who {
+// who is the event's author with their roles on the portal; admin is a user the
+// portal confirmed as its administrator (app mode), as a configured access.admins
+// user is in webhook mode.
+func (b *Bot) who(tx *storage.Tx, portal storage.Portal, u bitrix24.User, fallbackID, admin int64) (who, error) {
 	id := u.ID
 	if id == 0 {
 		id = fallbackID
@@ -191,8 +212,9 @@ func (b *Bot) who(u bitrix24.User, fallbackID, admin int64) who {
 	if name == "" {
 		name = strings.TrimSpace(u.FirstName + " " + u.LastName)
 	}
-	client := b.clients[id] || (admin != 0 && admin == id)
-	return who{id: id, name: name, bot: u.IsBot, agent: b.agents[id], client: client}
+	roles, err := tx.RolesOf(portal.ID, id)
+	isAdmin := id > 0 && (admin == id || slices.Contains(b.cfg.Admins, id))
+	return who{id: id, name: name, bot: u.IsBot, agent: roles.Agent || roles.Tech, client: roles.Client || isAdmin, admin: isAdmin}, err
 }
 
 // lang picks the reply language: the event's, else the configured fallback.
@@ -334,8 +356,14 @@ func (b *Bot) record(tx *storage.Tx, d storage.Dialog, messageID, authorID int64
 	switch {
 	case authorID == d.ClientID:
 		role = storage.RoleClient
-	case b.agents[authorID]:
-		role = storage.RoleAgent
+	default:
+		roles, err := tx.RolesOf(d.PortalID, authorID)
+		if err != nil {
+			return "", err
+		}
+		if roles.Agent || roles.Tech {
+			role = storage.RoleAgent
+		}
 	}
 	seq, added, err := tx.AddMessage(storage.Message{DialogID: d.ID, BitrixMessageID: messageID, AuthorID: authorID, AuthorRole: role, Text: text})
 	if err != nil {
@@ -454,7 +482,7 @@ func (t *turn) run(cmd command, m bitrix24.Message) error {
 	case cmdRename:
 		return t.rename(cmd.args)
 	case cmdClose, cmdResolve:
-		return t.closeDialog()
+		return t.closeDialog(cmd.args)
 	case cmdReopen:
 		return t.reopenDialog()
 	case cmdEscalate:
@@ -465,6 +493,8 @@ func (t *turn) run(cmd command, m bitrix24.Message) error {
 		return t.answerAccess(cmd.args, t.keyboardMessageID)
 	case cmdRate:
 		return t.rate(cmd.args, t.keyboardMessageID)
+	case cmdAgents, cmdTech, cmdClients:
+		return t.manageRoles(cmd.name, cmd.args)
 	}
 	return t.reply(t.t.UnknownCommand, nil)
 }
@@ -503,6 +533,9 @@ func (t *turn) help() error {
 		text := t.t.ClientHelp(t.b.cfg.MaxActive)
 		if t.from.agent {
 			text += "\n\n" + t.t.AgentHelp
+		}
+		if t.from.admin {
+			text += "\n\n" + t.t.AdminHelp
 		}
 		return t.reply(text, clientKeyboard(t.t))
 	case t.from.agent:

@@ -18,6 +18,9 @@ const (
 	cmdReopen   = "reopen"
 	cmdEscalate = "escalate"
 	cmdQueue    = "queue"
+	cmdAgents   = "agents"  // the portal's roles, for its administrators
+	cmdTech     = "tech"    // the second line
+	cmdClients  = "clients" // clients beyond the administrators
 	// Hidden commands only keyboard buttons send.
 	cmdOpen   = "open"   // open dialog N from the list, marking it read
 	cmdRate   = "rate"   // rate a resolved dialog: "N up" / "N down"
@@ -50,6 +53,7 @@ var phrases = []struct {
 var knownSlash = map[string]bool{
 	cmdChats: true, cmdNew: true, cmdRename: true, cmdHelp: true, cmdClose: true, cmdResolve: true,
 	cmdReopen: true, cmdEscalate: true, cmdQueue: true, cmdOpen: true, cmdRate: true, cmdAccess: true,
+	cmdAgents: true, cmdTech: true, cmdClients: true,
 }
 
 // parseCommand recognises a command in message text. Matching ignores case,

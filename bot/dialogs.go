@@ -182,8 +182,12 @@ func (t *turn) createDialog(nd newDialog) (storage.Dialog, error) {
 	if err := t.tx.AddDialogEvent(d, storage.LifeOpened, t.from.id); err != nil {
 		return d, err
 	}
+	agents, err := t.tx.Members(t.portal.ID, storage.RoleOfAgent)
+	if err != nil {
+		return d, err
+	}
 	users := []int64{nd.clientID}
-	for _, a := range t.b.cfg.Agents {
+	for _, a := range agents {
 		if a != nd.clientID {
 			users = append(users, a)
 		}

@@ -2,6 +2,8 @@ package bot
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,8 +31,8 @@ func clientTexts(d *storage.Dialog) *texts { return textsFor(d.Language) }
 // clientLane is the ordering lane of the client's main chat.
 func clientLane(clientID int64) string { return strconv.FormatInt(clientID, 10) }
 
-// closeDialog: /close, /resolve.
-func (t *turn) closeDialog() error {
+// closeDialog: /close, /resolve; "/close norate" asks the client for no rating.
+func (t *turn) closeDialog(args string) error {
 	if ok, err := t.agentInDialog(); !ok {
 		return err
 	}
@@ -49,8 +51,17 @@ func (t *turn) closeDialog() error {
 		return err
 	}
 	ct := clientTexts(d)
-	n := strconv.Itoa(d.Number)
-	kb := answerButtons(cmdRate, ct.BtnHelped, n+" up", ct.BtnNotHelped, n+" down")
+	var kb *bitrix24.Keyboard
+	if a := strings.ToLower(strings.TrimSpace(args)); a != "norate" && a != "без оценки" {
+		// The buttons name this resolve, so that a press on an older one is not taken
+		// for a rating of the newest.
+		resolved, err := t.tx.Dialog(d.ID)
+		if err != nil {
+			return err
+		}
+		ref := strconv.Itoa(d.Number) + " %s " + strconv.FormatInt(resolved.ResolvedAt.UnixMilli(), 10)
+		kb = answerButtons(cmdRate, ct.BtnHelped, fmt.Sprintf(ref, "up"), ct.BtnNotHelped, fmt.Sprintf(ref, "down"))
+	}
 	return t.send(clientLane(d.ClientID), clientLane(d.ClientID), ct.ResolvedNotice(d.Number, t.chatLink(*d, bitrix24.EscapeLine(d.Title))), kb, 0)
 }
 
@@ -117,6 +128,17 @@ func (t *turn) escalate() error {
 	if err != nil {
 		return err
 	}
+	// The second line joins the dialog's chat, and is told so there.
+	if techs, err := t.secondLine(); err != nil {
+		return err
+	} else if len(techs) > 0 {
+		if err := t.enqueue(storage.OutboxEntry{Lane: dialogLane(d.ID)}, bitrix24.AddUsers{DialogID: bitrix24.DialogIDForChat(d.ChatID), Users: techs}); err != nil {
+			return err
+		}
+		if err := t.send(dialogLane(d.ID), bitrix24.DialogIDForChat(d.ChatID), t.t.SecondLineJoined(mentions(techs)), nil, 0); err != nil {
+			return err
+		}
+	}
 	ct := clientTexts(d)
 	id := strconv.FormatInt(req.ID, 10)
 	lane := clientLane(d.ClientID)
@@ -125,6 +147,26 @@ func (t *turn) escalate() error {
 		Text:     t.accessRequestText(ct, d),
 		Keyboard: answerButtons(cmdAccess, ct.BtnGrant, id+" grant", ct.BtnDecline, id+" decline"),
 	})
+}
+
+// secondLine is the portal's technical agents who are not agents, whom every
+// dialog's chat has already.
+func (t *turn) secondLine() ([]int64, error) {
+	techs, err := t.tx.Members(t.portal.ID, storage.RoleOfTech)
+	if err != nil || len(techs) == 0 {
+		return nil, err
+	}
+	agents, err := t.tx.Members(t.portal.ID, storage.RoleOfAgent)
+	return slices.DeleteFunc(techs, func(id int64) bool { return slices.Contains(agents, id) }), err
+}
+
+// mentions names users so that Bitrix24 notifies them.
+func mentions(ids []int64) string {
+	list := make([]string, len(ids))
+	for i, id := range ids {
+		list[i] = mention(id, "")
+	}
+	return strings.Join(list, ", ")
 }
 
 func (t *turn) accessRequestText(ct *texts, d *storage.Dialog) string {
@@ -185,16 +227,29 @@ func (t *turn) answerAccess(args string, keyboardMessageID int64) error {
 		}
 	}
 	announce := ct.AccessAnnounced(d.Number, mention(d.ClientID, d.ClientName), granted, when)
+	if techs, err := t.secondLine(); err != nil {
+		return err
+	} else if len(techs) > 0 {
+		announce += "\n" + mentions(techs) // the second line decides what to do next: tell them by name
+	}
 	return t.send(dialogLane(d.ID), bitrix24.DialogIDForChat(d.ChatID), announce, nil, d.ID)
 }
 
 // rate records the client's 👍/👎 for a resolved dialog and turns the buttons into
 // the answer.
 func (t *turn) rate(args string, keyboardMessageID int64) error {
-	numText, verb, _ := strings.Cut(strings.TrimSpace(args), " ")
-	n, err := strconv.Atoi(numText)
-	if err != nil || (verb != "up" && verb != "down") {
+	fields := strings.Fields(args)
+	if len(fields) < 2 || (fields[1] != "up" && fields[1] != "down") {
 		return t.reply(t.t.UnknownCommand, nil)
+	}
+	n, err := strconv.Atoi(fields[0])
+	if err != nil {
+		return t.reply(t.t.UnknownCommand, nil)
+	}
+	verb := fields[1]
+	var resolvedAt int64 // which resolve the buttons were for; 0 on buttons sent before they said
+	if len(fields) > 2 {
+		resolvedAt, _ = strconv.ParseInt(fields[2], 10, 64)
 	}
 	d, err := t.tx.DialogByNumber(t.portal.ID, n)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && (d.ClientID != t.from.id || d.ResolvedAt.IsZero())) {
@@ -205,7 +260,11 @@ func (t *turn) rate(args string, keyboardMessageID int64) error {
 		return err
 	}
 	helped := verb == "up"
-	if err := t.tx.RateDialog(d, t.from.id, helped); err != nil {
+	// A press for an earlier resolve, or after the window, is thanked but not recorded.
+	late := t.tx.Now().Sub(d.ResolvedAt) > t.b.cfg.RatingWindow
+	if stale := resolvedAt != 0 && resolvedAt != d.ResolvedAt.UnixMilli(); late || stale || d.Active() {
+		t.b.log.Info("rating not recorded", "dialog", d.ID, "late", late, "stale", stale)
+	} else if err := t.tx.RateDialog(d, t.from.id, helped); err != nil {
 		return err
 	}
 	if keyboardMessageID <= 0 {

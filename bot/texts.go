@@ -81,6 +81,14 @@ type texts struct {
 	AccessAnswered  func(granted bool, when string) string                            // appended to the request
 	AccessAnnounced func(number int, client string, granted bool, when string) string // in the dialog
 	AccessPending   string
+	// SecondLineJoined: in the dialog, when /escalate adds the second line to it.
+	SecondLineJoined func(mentions string) string
+
+	// Roles, which the portal's administrators manage.
+	AdminHelp  string
+	AdminsOnly string
+	RolesUsage func(command string) string
+	RoleList   func(role string, users []string) string // role: storage.RoleOf…; users: "#50"…
 
 	// The agents' queue.
 	QueueEmpty  string

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"supportbot/storage"
 )
 
 var textsEN = texts{
@@ -24,6 +26,21 @@ var textsEN = texts{
 			"[b]rename N title[/b] — rename question #N\n" +
 			"[b]help[/b] — this help"
 	},
+	AdminHelp: "[b]Administrator[/b]: /agents, /tech (the second line, who join a question when it is escalated) and " +
+		"/clients (who may ask besides the administrators) show who is who; add [i]add 50 51[/i] or [i]remove 50[/i] to change it.",
+	AdminsOnly: "Only the portal's administrators manage who is who.",
+	RolesUsage: func(command string) string {
+		return "Use [b]/" + command + "[/b] to see the list, [b]/" + command + " add 50 51[/b] or [b]/" + command +
+			" remove 50[/b] to change it (user IDs or mentions)."
+	},
+	RoleList: func(role string, users []string) string {
+		name := map[string]string{storage.RoleOfAgent: "Support agents", storage.RoleOfTech: "Second line", storage.RoleOfClient: "Clients besides the administrators"}[role]
+		if len(users) == 0 {
+			return name + ": nobody yet."
+		}
+		return fmt.Sprintf("%s (%d): %s", name, len(users), strings.Join(users, ", "))
+	},
+
 	AgentHelp: "[b]Support commands[/b] (inside a question's chat)\n" +
 		"/close — the question is resolved\n" +
 		"/reopen — make it active again\n" +
@@ -146,7 +163,8 @@ var textsEN = texts{
 		}
 		return fmt.Sprintf("%s declined the access request for question #%d (%s).", client, n, when)
 	},
-	AccessPending: "An access request for this question is already waiting for the client's answer.",
+	SecondLineJoined: func(mentions string) string { return "The second line joins the question: " + mentions + "." },
+	AccessPending:    "An access request for this question is already waiting for the client's answer.",
 
 	QueueEmpty:  "The queue is empty: every client has an answer.",
 	QueueHeader: func(n int) string { return fmt.Sprintf("[b]Waiting for an answer[/b]: %d", n) },

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"supportbot/storage"
 )
 
 var textsRU = texts{
@@ -24,6 +26,21 @@ var textsRU = texts{
 			"[b]переименовать N название[/b] — переименовать обращение №N\n" +
 			"[b]помощь[/b] — эта справка"
 	},
+	AdminHelp: "[b]Администратору[/b]: /agents (агенты), /tech (вторая линия: подключаются к обращению при передаче " +
+		"в техподдержку) и /clients (кто ещё может задавать вопросы) — списки; [i]add 50 51[/i] или [i]remove 50[/i] меняют их.",
+	AdminsOnly: "Роли назначают только администраторы портала.",
+	RolesUsage: func(command string) string {
+		return "[b]/" + command + "[/b] — список, [b]/" + command + " add 50 51[/b] или [b]/" + command +
+			" remove 50[/b] — изменить его (ID пользователей или упоминания)."
+	},
+	RoleList: func(role string, users []string) string {
+		name := map[string]string{storage.RoleOfAgent: "Агенты поддержки", storage.RoleOfTech: "Вторая линия", storage.RoleOfClient: "Клиенты, кроме администраторов"}[role]
+		if len(users) == 0 {
+			return name + ": пока никого."
+		}
+		return fmt.Sprintf("%s (%d): %s", name, len(users), strings.Join(users, ", "))
+	},
+
 	AgentHelp: "[b]Команды поддержки[/b] (в чате обращения)\n" +
 		"/close — вопрос решён\n" +
 		"/reopen — вернуть обращение в работу\n" +
@@ -151,6 +168,9 @@ var textsRU = texts{
 			return fmt.Sprintf("%s предоставил(а) доступ технической поддержке по обращению №%d (%s).", client, n, when)
 		}
 		return fmt.Sprintf("%s отклонил(а) запрос доступа по обращению №%d (%s).", client, n, when)
+	},
+	SecondLineJoined: func(mentions string) string {
+		return "К обращению подключается вторая линия: " + mentions + "."
 	},
 	AccessPending: "Запрос доступа по этому обращению уже отправлен и ждёт ответа клиента.",
 

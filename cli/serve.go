@@ -117,6 +117,9 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 func portalAccess(ctx context.Context, cfg *config.Config, store *storage.Store, log *slog.Logger, m *metrics.Metrics) (
 	portals.Authenticator, func(int64) (delivery.Caller, error), error) {
 	if cfg.AppMode() {
+		if err := bot.NoRoleListsInAppMode(cfg.AppMode(), cfg.Support.Agents, cfg.Access.Admins, cfg.Access.Integrators); err != nil {
+			return nil, nil, err
+		}
 		app := portals.OAuthApp{ClientID: cfg.App.ClientID, ClientSecret: cfg.App.ClientSecret, URL: cfg.App.OAuthURL}
 		conns := portals.NewConnections(store, app, cfg.Bitrix.RatePerSecond, cfg.Bitrix.Burst, log, m)
 		log.Info("app mode: portals install the application", "client_id", cfg.App.ClientID)

@@ -141,10 +141,18 @@ func (d *Doctor) checkPublicURL(cfg *config.Config) {
 }
 
 func (d *Doctor) checkPeople(cfg *config.Config) {
-	if len(cfg.Support.Agents) == 0 {
-		d.warn("people", "support.agents is empty: nobody answers in the dialogs", "list the support agents' user IDs")
+	if err := bot.NoRoleListsInAppMode(cfg.AppMode(), cfg.Support.Agents, cfg.Access.Admins, cfg.Access.Integrators); err != nil {
+		d.fail("people", err.Error(), "remove them from the configuration: the server does not start with them")
+		return
 	}
-	if len(cfg.Access.Admins)+len(cfg.Access.Integrators) == 0 && !cfg.AppMode() {
+	if cfg.AppMode() {
+		return // each portal's administrators name its people
+	}
+	if len(cfg.Support.Agents) == 0 {
+		d.warn("people", "support.agents is empty: nobody answers in the dialogs until an administrator names agents with /agents",
+			"list the support agents' user IDs, or name them in the chat with the bot")
+	}
+	if len(cfg.Access.Admins)+len(cfg.Access.Integrators) == 0 {
 		d.warn("people", "access.admins and access.integrators are empty: nobody may open dialogs",
 			"list the portal administrators' and integrators' user IDs")
 	}

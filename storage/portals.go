@@ -32,6 +32,7 @@ type Portal struct {
 	EventMode   string // a v2 bot's: "fetch" or "webhook"
 	FetchOffset int64  // fetch mode: the first event not yet processed
 	InstalledBy int64  // app mode: the administrator who installed the application
+	RolesSeeded bool   // the configuration's role lists were applied (webhook mode, once)
 }
 
 // API versions and v2 event modes.
@@ -56,14 +57,14 @@ func (p Portal) LogValue() slog.Value {
 
 const portalColumns = `id, member_id, domain, bot_id, bot_deleted_at, created_at, client_id, client_endpoint,
 	application_token, access_token, refresh_token, token_expires_at, installed_at, uninstalled_at,
-	api, bot_token, event_mode, fetch_offset, installed_by`
+	api, bot_token, event_mode, fetch_offset, installed_by, roles_seeded`
 
 func scanPortal(row interface{ Scan(...any) error }) (Portal, error) {
 	var p Portal
 	var deleted, created, expires, installed, uninstalled sql.NullInt64
 	if err := row.Scan(&p.ID, &p.MemberID, &p.Domain, &p.BotID, &deleted, &created, &p.ClientID, &p.ClientEndpoint,
 		&p.ApplicationToken, &p.AccessToken, &p.RefreshToken, &expires, &installed, &uninstalled,
-		&p.API, &p.BotToken, &p.EventMode, &p.FetchOffset, &p.InstalledBy); err != nil {
+		&p.API, &p.BotToken, &p.EventMode, &p.FetchOffset, &p.InstalledBy, &p.RolesSeeded); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Portal{}, ErrNotFound
 		}
