@@ -95,6 +95,24 @@ type texts struct {
 	QueueHeader func(n int) string
 	QueueLine   func(number int, title, client, waited string, unread int, link string) string
 	Duration    func(d time.Duration) string
+
+	// Service figures.
+	StatsUsage    string
+	StatsHeader   func(days int) string
+	StatsCounts   func(opened, resolved, autoClosed int) string
+	StatsTime     func(name string, count int, median, p90 string) string // one of the three times
+	StatsNoTimes  func(name string) string                                // none measured in the window
+	StatsFirst    string                                                  // the times' names
+	StatsReply    string
+	StatsResolve  string
+	StatsCSAT     func(percent, helped, ratings int) string
+	StatsNoRating string
+	StatsBacklog  func(waiting int, oldest string) string
+	StatsNoQueue  string
+	Seconds       func(n int) string // a duration under a minute
+	// StatsSentPrivately answers /stats in a dialog, whose client reads along: the
+	// figures went to the agent's own chat with the bot.
+	StatsSentPrivately string
 }
 
 // textsFor returns the texts for a language code; anything but "en" is Russian,

@@ -47,7 +47,8 @@ var textsRU = texts{
 		"/escalate — передать в техническую поддержку (клиент получит запрос доступа)\n" +
 		"/new [i]вопрос[/i] — открыть клиенту новое обращение сверх лимита\n" +
 		"/rename [i]название[/i] — переименовать обращение\n" +
-		"/queue — обращения, ожидающие ответа",
+		"/queue — обращения, ожидающие ответа\n" +
+		"/stats [i]дни[/i] — показатели поддержки",
 
 	BtnAllChats: "Все чаты",
 	BtnOpenNew:  "Открыть новый",
@@ -189,4 +190,32 @@ var textsRU = texts{
 		}
 		return fmt.Sprintf("%d мин", m)
 	},
+
+	StatsUsage: "Показатели поддержки: [b]/stats[/b] — за последние 7 дней, [b]/stats N[/b] — за последние N дней (от 1 до 365).",
+	StatsHeader: func(days int) string {
+		if days == 1 {
+			return "[b]Показатели поддержки[/b] за последние 24 часа"
+		}
+		return fmt.Sprintf("[b]Показатели поддержки[/b] за последние %d дн.", days)
+	},
+	StatsCounts: func(opened, resolved, autoClosed int) string {
+		return fmt.Sprintf("Открыто: %d · решено агентами: %d · закрыто автоматически: %d", opened, resolved, autoClosed)
+	},
+	StatsTime: func(name string, count int, median, p90 string) string {
+		return fmt.Sprintf("%s (%d): медиана %s, 90-й перцентиль %s", name, count, median, p90)
+	},
+	StatsNoTimes: func(name string) string { return name + ": за период нет" },
+	StatsFirst:   "Первый ответ",
+	StatsReply:   "Ответ клиенту",
+	StatsResolve: "Решение",
+	StatsCSAT: func(percent, helped, ratings int) string {
+		return fmt.Sprintf("CSAT: %d%% (помогло — %d из %d оценок)", percent, helped, ratings)
+	},
+	StatsNoRating: "CSAT: за период оценок нет",
+	StatsBacklog: func(waiting int, oldest string) string {
+		return fmt.Sprintf("Сейчас ждут ответа: %d, дольше всех — %s", waiting, oldest)
+	},
+	StatsNoQueue:       "Сейчас ждут ответа: никто",
+	Seconds:            func(n int) string { return fmt.Sprintf("%d с", n) },
+	StatsSentPrivately: "Показатели поддержки отправлены вам в чат с ботом.",
 }

@@ -61,6 +61,7 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 		return nil, err
 	}
 	m := metrics.New(store)
+	m.WatchServiceTimes(store)
 	auth, callers, err := portalAccess(ctx, cfg, store, log, m)
 	var fetchedAdmin func(storage.Portal, bitrix24.Event) int64
 	if cfg.AppMode() {
