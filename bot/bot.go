@@ -465,6 +465,8 @@ func (t *turn) run(cmd command, m bitrix24.Message) error {
 		return t.answerAccess(cmd.args, t.keyboardMessageID)
 	case cmdRate:
 		return t.rate(cmd.args, t.keyboardMessageID)
+	case cmdKeep:
+		return t.keepOpen(cmd.args)
 	}
 	return t.reply(t.t.UnknownCommand, nil)
 }

@@ -22,6 +22,7 @@ const (
 	cmdOpen   = "open"   // open dialog N from the list, marking it read
 	cmdRate   = "rate"   // rate a resolved dialog: "N up" / "N down"
 	cmdAccess = "access" // answer an access request: "ID grant" / "ID decline"
+	cmdKeep   = "keep"   // keep dialog N open past an auto-close warning: "N"
 )
 
 // command is a parsed command: its name and the rest of the text as typed.
@@ -50,6 +51,7 @@ var phrases = []struct {
 var knownSlash = map[string]bool{
 	cmdChats: true, cmdNew: true, cmdRename: true, cmdHelp: true, cmdClose: true, cmdResolve: true,
 	cmdReopen: true, cmdEscalate: true, cmdQueue: true, cmdOpen: true, cmdRate: true, cmdAccess: true,
+	cmdKeep: true,
 }
 
 // parseCommand recognises a command in message text. Matching ignores case,

@@ -36,6 +36,7 @@ func Commands() []bitrix24.CommandSpec {
 		hidden(cmdOpen, "Открыть обращение", "Open a question"),
 		hidden(cmdRate, "Оценить ответ", "Rate the answer"),
 		hidden(cmdAccess, "Ответить на запрос доступа", "Answer an access request"),
+		hidden(cmdKeep, "Оставить обращение открытым", "Keep a question open"),
 	}
 }
 
