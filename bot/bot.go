@@ -500,6 +500,8 @@ func (t *turn) run(cmd command, m bitrix24.Message) error {
 		return t.manageRoles(cmd.name, cmd.args)
 	case cmdStats:
 		return t.stats(cmd.args)
+	case cmdKeep:
+		return t.keepOpen(cmd.args)
 	}
 	return t.reply(t.t.UnknownCommand, nil)
 }

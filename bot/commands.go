@@ -27,6 +27,7 @@ const (
 	cmdAccess = "access" // answer an access request: "ID grant" / "ID decline"
 	// Service figures, for agents: "/stats [days]".
 	cmdStats = "stats"
+	cmdKeep  = "keep" // keep dialog N open past an auto-close warning: "N"
 )
 
 // command is a parsed command: its name and the rest of the text as typed.
@@ -57,6 +58,7 @@ var knownSlash = map[string]bool{
 	cmdReopen: true, cmdEscalate: true, cmdQueue: true, cmdOpen: true, cmdRate: true, cmdAccess: true,
 	cmdAgents: true, cmdTech: true, cmdClients: true,
 	cmdStats: true,
+	cmdKeep:  true,
 }
 
 // parseCommand recognises a command in message text. Matching ignores case,

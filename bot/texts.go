@@ -113,6 +113,14 @@ type texts struct {
 	// StatsSentPrivately answers /stats in a dialog, whose client reads along: the
 	// figures went to the agent's own chat with the bot.
 	StatsSentPrivately string
+	// Auto-close.
+	// AutoCloseWarning tells the client, in the dialog, that it closes in left unless
+	// they answer or press BtnKeepOpen; client is a mention.
+	AutoCloseWarning func(number int, client, left string) string
+	BtnKeepOpen      string
+	KeptOpen         string                                 // appended to the warning once the client kept it open
+	AutoClosed       func(number int, silent string) string // in the dialog: closed after silent without a reply
+	Span             func(d time.Duration) string           // a configured duration in words: "3 days", "24 hours"
 }
 
 // textsFor returns the texts for a language code; anything but "en" is Russian,
@@ -122,4 +130,17 @@ func textsFor(lang string) *texts {
 		return &textsEN
 	}
 	return &textsRU
+}
+
+// spanOf is a configured duration as a count of its largest whole unit: days from two
+// days up (so 24 h stays "24 hours"), hours, else minutes (at least one).
+func spanOf(d time.Duration) (int, time.Duration) {
+	const day = 24 * time.Hour
+	switch {
+	case d >= 2*day && d%day == 0:
+		return int(d / day), day
+	case d >= time.Hour && d%time.Hour == 0:
+		return int(d / time.Hour), time.Hour
+	}
+	return max(int(d/time.Minute), 1), time.Minute
 }

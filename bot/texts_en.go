@@ -210,4 +210,22 @@ var textsEN = texts{
 	StatsNoQueue:       "Now waiting for an answer: none",
 	Seconds:            func(n int) string { return fmt.Sprintf("%d s", n) },
 	StatsSentPrivately: "The service figures are in your chat with the bot.",
+	AutoCloseWarning: func(n int, client, left string) string {
+		return fmt.Sprintf("%s, support is waiting for your reply in question #%d. If nothing is left, "+
+			"the question closes automatically in %s. To keep it open, press “Keep it open” or write here.", client, n, left)
+	},
+	BtnKeepOpen: "Keep it open",
+	KeptOpen:    "The question stays open.",
+	AutoClosed: func(n int, silent string) string {
+		return fmt.Sprintf("Question #%d was closed automatically: no reply for %s. "+
+			"If something is left, write here and it opens again.", n, silent)
+	},
+	Span: func(d time.Duration) string {
+		n, unit := spanOf(d)
+		word := map[time.Duration]string{24 * time.Hour: "day", time.Hour: "hour", time.Minute: "minute"}[unit]
+		if n != 1 {
+			word += "s"
+		}
+		return fmt.Sprintf("%d %s", n, word)
+	},
 }

@@ -218,4 +218,36 @@ var textsRU = texts{
 	StatsNoQueue:       "Сейчас ждут ответа: никто",
 	Seconds:            func(n int) string { return fmt.Sprintf("%d с", n) },
 	StatsSentPrivately: "Показатели поддержки отправлены вам в чат с ботом.",
+	AutoCloseWarning: func(n int, client, left string) string {
+		return fmt.Sprintf("%s, поддержка ждёт вашего ответа по обращению №%d. Если вопросов не осталось, "+
+			"обращение закроется автоматически через %s. Чтобы оставить его открытым, "+
+			"нажмите «Оставить открытым» или напишите сюда.", client, n, left)
+	},
+	BtnKeepOpen: "Оставить открытым",
+	KeptOpen:    "Обращение остаётся открытым.",
+	AutoClosed: func(n int, silent string) string {
+		return fmt.Sprintf("Обращение №%d закрыто автоматически: ответа не было %s. "+
+			"Если вопрос остался, напишите сюда — обращение откроется снова.", n, silent)
+	},
+	// Accusative, as both sentences need it: «через 1 минуту», «не было 3 дня».
+	Span: func(d time.Duration) string {
+		n, unit := spanOf(d)
+		forms := map[time.Duration][3]string{
+			24 * time.Hour: {"день", "дня", "дней"},
+			time.Hour:      {"час", "часа", "часов"},
+			time.Minute:    {"минуту", "минуты", "минут"},
+		}[unit]
+		return fmt.Sprintf("%d %s", n, ruPlural(n, forms))
+	},
+}
+
+// ruPlural picks the Russian form for n: one (1, 21…), few (2–4, 22–24…) or many.
+func ruPlural(n int, forms [3]string) string {
+	switch {
+	case n%10 == 1 && n%100 != 11:
+		return forms[0]
+	case n%10 >= 2 && n%10 <= 4 && (n%100 < 12 || n%100 > 14):
+		return forms[1]
+	}
+	return forms[2]
 }

@@ -101,6 +101,14 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 				log.Info("pruned the database", "rows", n, "retention", cfg.DB.Retention)
 			}
 			return err
+		}}, {Name: "auto-close", Every: time.Minute, Run: func(ctx context.Context) error {
+			// Every replica may run it: each dialog is claimed in the transaction that
+			// queues its message, so only one sweep acts on it.
+			warned, closed, err := brain.AutoClose(ctx, store)
+			if warned+closed > 0 {
+				log.Info("auto-close", "warned", warned, "closed", closed)
+			}
+			return err
 		}}},
 		handler: handlers.NewServer(handlers.Routes{
 			Events:      &handlers.Events{Store: store, Bot: brain, Auth: auth, Log: log, Observe: m.ObserveEvent},
