@@ -34,6 +34,7 @@ const (
 	KindUpdateCommand     = "update_command"
 	KindUnregisterCommand = "unregister_command"
 	KindFindChat          = "find_chat"
+	KindBindPlacement     = "bind_placement"
 )
 
 // AwaitedChatID stands for the chat ID of a dialog whose chat is still being created,
@@ -153,6 +154,25 @@ type BindEvent struct {
 	Handler string `json:"handler"`
 }
 
+// BindPlacement adds the application's page to a place of the portal's interface
+// (PlacementIMSidebar: an item of the messenger's chat sidebar), whose handler the
+// portal posts to when a user opens it. Titles' first is the default for languages
+// the others do not name.
+type BindPlacement struct {
+	Placement string           `json:"placement"`
+	Handler   string           `json:"handler"`
+	Titles    []PlacementTitle `json:"titles"`
+	Icon      string           `json:"icon"`              // a Font Awesome 4 icon's name: "fa-life-ring"
+	Context   string           `json:"context,omitempty"` // IM_SIDEBAR: ALL, USER, CHAT, LINES or CRM
+	Color     string           `json:"color,omitempty"`   // IM_SIDEBAR: the icon's colour, as the bot's (AQUA…)
+}
+
+// PlacementTitle is a placement's title in one language.
+type PlacementTitle struct {
+	Language string `json:"language"`
+	Title    string `json:"title"`
+}
+
 // FindChat looks up the chat the bot created with an entity; its result is the chat's
 // ID, or 0 when there is none.
 type FindChat struct {
@@ -174,6 +194,7 @@ func (UpdateCommand) Kind() string     { return KindUpdateCommand }
 func (UnregisterCommand) Kind() string { return KindUnregisterCommand }
 func (BindEvent) Kind() string         { return KindBindEvent }
 func (FindChat) Kind() string          { return KindFindChat }
+func (BindPlacement) Kind() string     { return KindBindPlacement }
 
 func (SendMessage) Repeatable() bool { return false }
 
@@ -191,6 +212,7 @@ func (UpdateCommand) Repeatable() bool     { return true }
 func (UnregisterCommand) Repeatable() bool { return true }
 func (BindEvent) Repeatable() bool         { return true }
 func (FindChat) Repeatable() bool          { return true }
+func (BindPlacement) Repeatable() bool     { return true } // a second bind is refused, not doubled
 
 // ResultAwaited reports an action kind whose result what follows it in its lane
 // uses (the bot's ID for the commands, the chat's ID for the greeting): nothing of
@@ -243,6 +265,7 @@ var decoders = map[string]func([]byte) (Action, error){
 	KindUnregisterCommand: decodeAs[UnregisterCommand],
 	KindBindEvent:         decodeAs[BindEvent],
 	KindFindChat:          decodeAs[FindChat],
+	KindBindPlacement:     decodeAs[BindPlacement],
 }
 
 func decodeAs[T Action](data []byte) (Action, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Questions to the portal that the set-up and the installation check ask directly,
@@ -68,4 +69,27 @@ func IsAdmin(ctx context.Context, c Caller) (bool, error) {
 		return false, err
 	}
 	return string(raw) == "true", nil
+}
+
+// CurrentUser asks who the user whose token the caller holds is (user.current):
+// with the AUTH_ID a page was opened with, the user looking at it.
+func CurrentUser(ctx context.Context, c Caller) (User, error) {
+	raw, err := c.Call(ctx, "user.current", nil)
+	if err != nil {
+		return User{}, err
+	}
+	var u struct {
+		ID       json.Number `json:"ID"`
+		Name     string      `json:"NAME"`
+		LastName string      `json:"LAST_NAME"`
+	}
+	if err := json.Unmarshal(raw, &u); err != nil {
+		return User{}, fmt.Errorf("bitrix24 user.current: unexpected answer %s", truncate(string(raw)))
+	}
+	id, err := u.ID.Int64()
+	if err != nil || id <= 0 {
+		return User{}, fmt.Errorf("bitrix24 user.current: no user ID in %s", truncate(string(raw)))
+	}
+	return User{ID: id, FirstName: u.Name, LastName: u.LastName,
+		Name: strings.TrimSpace(u.Name + " " + u.LastName)}, nil
 }

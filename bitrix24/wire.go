@@ -167,8 +167,33 @@ func (v1) Render(a Action, c Context) (Call, error) {
 		return Call{"event.bind", map[string]any{"event": a.Event, "handler": a.Handler}}, nil
 	case FindChat:
 		return Call{"imbot.chat.get", map[string]any{"ENTITY_TYPE": a.EntityType, "ENTITY_ID": a.EntityID}}, nil
+	case BindPlacement:
+		return placementBind(a)
 	}
 	return Call{}, fmt.Errorf("imbot v1 has no call for %T", a)
+}
+
+// placementBind is placement.bind (api-reference/widgets/placement-bind.md, im/sidebar.md):
+// an application's call, made with its OAuth token, the same whichever chat-bot API
+// the bot uses. The page is offered to every user (role USER), not to extranet users.
+func placementBind(a BindPlacement) (Call, error) {
+	if len(a.Titles) == 0 || a.Icon == "" {
+		return Call{}, fmt.Errorf("placement %s: a title and an icon are required", a.Placement)
+	}
+	langs := map[string]any{}
+	for _, t := range a.Titles {
+		langs[t.Language] = map[string]any{"TITLE": t.Title}
+	}
+	opts := map[string]any{"iconName": a.Icon, "role": "USER", "extranet": "N"}
+	if a.Context != "" {
+		opts["context"] = a.Context
+	}
+	if a.Color != "" {
+		opts["color"] = a.Color
+	}
+	return Call{"placement.bind", map[string]any{
+		"PLACEMENT": a.Placement, "HANDLER": a.Handler, "TITLE": a.Titles[0].Title, "LANG_ALL": langs, "OPTIONS": opts,
+	}}, nil
 }
 
 // botFields are imbot.register's and imbot.update's description of the bot: every

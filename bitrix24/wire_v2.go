@@ -31,10 +31,10 @@ func (v2) Render(a Action, c Context) (Call, error) {
 		return p
 	}
 	if c.BotID == 0 {
-		if _, ok := a.(RegisterBot); !ok {
-			if _, ok := a.(BindEvent); !ok {
-				return Call{}, fmt.Errorf("imbot.v2 %s: the bot is not registered", a.Kind())
-			}
+		switch a.(type) {
+		case RegisterBot, BindEvent, BindPlacement:
+		default:
+			return Call{}, fmt.Errorf("imbot.v2 %s: the bot is not registered", a.Kind())
 		}
 	}
 	switch a := a.(type) {
@@ -92,8 +92,8 @@ func (v2) Render(a Action, c Context) (Call, error) {
 		return Call{"imbot.v2.Command.update", bot(map[string]any{"commandId": a.CommandID, "fields": commandFieldsV2(a.Command)})}, nil
 	case UnregisterCommand:
 		return Call{"imbot.v2.Command.unregister", bot(map[string]any{"commandId": a.CommandID})}, nil
-	case BindEvent:
-		return V1.Render(a, c) // event.bind is the application's, the same for both
+	case BindEvent, BindPlacement:
+		return V1.Render(a, c) // event.bind and placement.bind are the application's, the same for both
 	}
 	return Call{}, fmt.Errorf("imbot.v2 has no call for %T", a)
 }

@@ -46,6 +46,9 @@ type Config struct {
 	// API through which: "v2" (imbot.v2, in Profile.EventMode) or "v1".
 	Profile bitrix24.BotProfile
 	API     string
+	// SidebarURL, if set, is bound as the handler of the messenger sidebar's item
+	// (IM_SIDEBAR) when the application is installed: app mode's page.
+	SidebarURL string
 }
 
 // Bot applies supportbot's rules to events.
@@ -519,15 +522,23 @@ func (t *turn) mayAsk() (bool, error) {
 // list. It is the one place of the plan rule: agents help clients on any plan; a
 // client's own question needs a commercial plan, whoever else the client is.
 func (t *turn) mayAskAsClient() (bool, error) {
-	switch {
-	case !t.from.client && t.from.agent:
-		return false, t.reply(t.t.AgentHelp, nil)
-	case !t.from.client:
-		return false, t.reply(t.t.NotAllowed, nil)
-	case t.b.cfg.FreePlan:
-		return false, t.reply(t.t.FreePlan, nil)
+	if refusal := t.refusalAsClient(); refusal != "" {
+		return false, t.reply(refusal, nil)
 	}
 	return true, nil
+}
+
+// refusalAsClient is what mayAskAsClient answers someone who may not ask, or "".
+func (t *turn) refusalAsClient() string {
+	switch {
+	case !t.from.client && t.from.agent:
+		return t.t.AgentHelp
+	case !t.from.client:
+		return t.t.NotAllowed
+	case t.b.cfg.FreePlan:
+		return t.t.FreePlan
+	}
+	return ""
 }
 
 func (t *turn) help() error {

@@ -199,7 +199,7 @@ func (t *turn) createDialog(nd newDialog) (storage.Dialog, error) {
 		return d, err
 	}
 	question := strings.TrimSpace(nd.question)
-	if question != "" && nd.questionMsgID > 0 {
+	if question != "" && nd.questionMsgID != 0 { // < 0: typed on the sidebar page, no Bitrix24 message
 		seq, _, err := t.tx.AddMessage(storage.Message{
 			DialogID: d.ID, BitrixMessageID: nd.questionMsgID, AuthorID: nd.questionBy, AuthorRole: nd.questionRole, Text: question,
 		})
@@ -288,22 +288,33 @@ func (t *turn) rename(args string) error {
 	} else {
 		return t.reply(t.t.RenameUsage, nil)
 	}
+	title, refusal, err := t.renameTo(d, title)
+	switch {
+	case err != nil:
+		return err
+	case refusal != "":
+		return t.reply(refusal, nil)
+	}
+	return t.reply(t.t.Renamed(d.Number, bitrix24.EscapeLine(title)), nil)
+}
+
+// renameTo gives dialog d the title, if the rules take it: the title as stored, or
+// the refusal to say instead. The chat is renamed through the outbox, after its
+// creation if it is still under way.
+func (t *turn) renameTo(d storage.Dialog, title string) (string, string, error) {
 	title = cleanTitle(title)
 	if title == "" {
-		return t.reply(t.t.RenameUsage, nil)
+		return "", t.t.RenameUsage, nil
 	}
 	if utf8.RuneCountInString(title) > maxTitle {
-		return t.reply(t.t.TitleTooLong(maxTitle), nil)
+		return "", t.t.TitleTooLong(maxTitle), nil
 	}
 	if err := t.tx.RenameDialog(d.ID, title, true); err != nil {
-		return err
+		return "", "", err
 	}
 	err := t.enqueue(storage.OutboxEntry{Lane: dialogLane(d.ID), AwaitsDialog: d.ID, Effect: effectTitleSent, EffectRef: d.ID},
 		bitrix24.RenameChat{DialogID: bitrix24.AwaitedDialogID, Title: title})
-	if err != nil {
-		return err
-	}
-	return t.reply(t.t.Renamed(d.Number, bitrix24.EscapeLine(title)), nil)
+	return title, "", err
 }
 
 // cleanTitle makes a title one line: whitespace runs become one space, control

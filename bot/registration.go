@@ -80,6 +80,25 @@ func (b *Bot) onInstall(tx *storage.Tx, portal storage.Portal) error {
 			return err
 		}
 	}
-	// Last in the lane: a portal that refuses it (bound already) holds nothing up.
-	return do(bitrix24.BindEvent{Event: bitrix24.EventAppUninstall, Handler: p.HandlerURL}, "")
+	// Last in the lane: a portal that refuses them (bound already, or the placement
+	// scope missing) holds nothing up. The sidebar's item needs no unbinding: the
+	// portal removes an application's placements with it (settings/app-uninstallation.md),
+	// and it shows at once, since an installation handled by the server is finished
+	// without installFinish (settings/app-installation/installation-finish.md).
+	if err := do(bitrix24.BindEvent{Event: bitrix24.EventAppUninstall, Handler: p.HandlerURL}, ""); err != nil {
+		return err
+	}
+	if b.cfg.SidebarURL == "" {
+		return nil
+	}
+	return do(SidebarPlacement(b.cfg.SidebarURL, p.Color), "")
+}
+
+// SidebarPlacement is the messenger sidebar's item that opens the page at handler: in
+// every chat (the page decides what to show), with the bot's colour.
+func SidebarPlacement(handler, color string) bitrix24.BindPlacement {
+	return bitrix24.BindPlacement{
+		Placement: bitrix24.PlacementIMSidebar, Handler: handler, Icon: "fa-life-ring", Context: "ALL", Color: color,
+		Titles: []bitrix24.PlacementTitle{{Language: "ru", Title: "Поддержка"}, {Language: "en", Title: "Support"}},
+	}
 }

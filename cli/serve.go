@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"supportbot/poller"
 	"supportbot/portals"
 	"supportbot/schedule"
+	"supportbot/sidebar"
 	"supportbot/storage"
 )
 
@@ -82,7 +84,8 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 		Language:     cfg.Bot.Language,
 		Profile: bitrix24.BotProfile{Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color,
 			HandlerURL: cfg.HandlerURL(), EventMode: cfg.Bitrix.Events},
-		API: cfg.Bitrix.API,
+		API:        cfg.Bitrix.API,
+		SidebarURL: sidebarURL(cfg),
 	}, log)
 	dispatcher := delivery.New(store, callers, brain.Settle, log, m)
 	dispatcher.MaxAge = cfg.Delivery.MaxAge
@@ -112,12 +115,32 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 		}}},
 		handler: handlers.NewServer(handlers.Routes{
 			Events:      &handlers.Events{Store: store, Bot: brain, Auth: auth, Log: log, Observe: m.ObserveEvent},
+			Sidebar:     sidebarRoutes(cfg, store, brain, auth, log),
 			DB:          store,
 			Log:         log,
 			Metrics:     m.Handler(),
 			ObserveHTTP: m.ObserveHTTP,
 		}),
 	}, nil
+}
+
+// sidebarURL is where the portals open the sidebar page: app mode only, since
+// placements are an application's.
+func sidebarURL(cfg *config.Config) string {
+	if !cfg.AppMode() {
+		return ""
+	}
+	return strings.TrimRight(cfg.HTTP.PublicURL, "/") + "/bitrix/sidebar"
+}
+
+// sidebarRoutes serve the sidebar page in app mode; its tokens are signed with a key
+// derived from the application's client secret.
+func sidebarRoutes(cfg *config.Config, store *storage.Store, brain *bot.Bot, auth portals.Authenticator, log *slog.Logger) *handlers.Sidebar {
+	app, ok := auth.(*portals.App)
+	if !cfg.AppMode() || !ok {
+		return nil
+	}
+	return &handlers.Sidebar{Store: store, Bot: brain, Auth: app, Tokens: sidebar.NewSigner(cfg.App.ClientSecret), Log: log}
 }
 
 // portalAccess is how events are authenticated and each portal is called: in app

@@ -1,4 +1,5 @@
-// Package handlers holds the HTTP routes: Bitrix24's events, health and readiness.
+// Package handlers holds the HTTP routes: Bitrix24's events, the sidebar page,
+// health and readiness.
 // It is the only package that knows Echo.
 package handlers
 

@@ -8,6 +8,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+
+	"supportbot/sidebar"
 )
 
 // Pinger reports whether the database answers.
@@ -18,8 +20,11 @@ type Pinger interface {
 // Routes is everything the server serves.
 type Routes struct {
 	Events *Events
-	DB     Pinger
-	Log    *slog.Logger
+	// Sidebar, if set (app mode), serves the sidebar page on POST /bitrix/sidebar and
+	// its forms on POST /bitrix/sidebar/{new,rename,open}.
+	Sidebar *Sidebar
+	DB      Pinger
+	Log     *slog.Logger
 	// Metrics, if set, is served on GET /metrics.
 	Metrics http.Handler
 	// ObserveHTTP, if set, is told every request's route, status and duration.
@@ -65,6 +70,12 @@ func NewServer(r Routes) *echo.Echo {
 		_ = c.JSON(code, map[string]string{"error": msg})
 	}
 	e.POST("/bitrix/events", r.Events.Handle)
+	if r.Sidebar != nil {
+		e.POST("/bitrix/sidebar", r.Sidebar.Open)
+		for _, form := range []string{sidebar.FormNew, sidebar.FormRename, sidebar.FormOpen} {
+			e.POST("/bitrix/sidebar/"+form, r.Sidebar.Form(form))
+		}
+	}
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -75,9 +75,14 @@ type App struct {
 	Log         *slog.Logger
 	AdminTTL    time.Duration // how long a yes from user.admin is trusted; 0 = 10 minutes; a no, a tenth of it
 	AdminCache  int           // the most answers kept; 0 = 10,000
+	// ViewerTTL is how long user.current's answer for a page's AUTH_ID is trusted
+	// (0 = a minute); ViewerCache, the most kept (0 = 10,000). See Viewer.
+	ViewerTTL   time.Duration
+	ViewerCache int
 
-	mu     sync.Mutex
-	admins map[[2]int64]adminEntry
+	mu      sync.Mutex
+	admins  map[[2]int64]adminEntry
+	viewers map[viewerKey]viewerEntry
 }
 
 type adminEntry struct {

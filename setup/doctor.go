@@ -300,13 +300,14 @@ func (d *Doctor) checkInstallations(ctx context.Context, cfg *config.Config, sto
 	}
 	for _, p := range list {
 		name := "portal " + p.Domain
-		if p.BotID != 0 {
-			d.ok(name, fmt.Sprintf("installed; bot ID %d", p.BotID))
-			continue
-		}
 		entries, err := store.Outbox(ctx, p.ID)
 		if err != nil {
 			d.fail(name, err.Error(), "")
+			continue
+		}
+		d.checkSidebar(name, entries)
+		if p.BotID != 0 {
+			d.ok(name, fmt.Sprintf("installed; bot ID %d", p.BotID))
 			continue
 		}
 		var failed, pending *storage.OutboxEntry
@@ -329,6 +330,21 @@ func (d *Doctor) checkInstallations(ctx context.Context, cfg *config.Config, sto
 		default:
 			d.fail(name, "installed, but no bot is registered", "reinstall the application on the portal")
 		}
+	}
+}
+
+// checkSidebar warns when the portal refused the sidebar's item (the placement
+// scope missing, most likely): the bot works, the page is not offered.
+func (d *Doctor) checkSidebar(name string, entries []storage.OutboxEntry) {
+	for _, e := range slices.Backward(entries) {
+		if e.Kind != bitrix24.KindBindPlacement {
+			continue
+		}
+		if e.State == storage.OutboxFailed && !strings.Contains(e.LastError, "already binded") {
+			d.warn(name, "the portal refused the chat sidebar's item: "+e.LastError,
+				"give the application the placement scope, then reinstall it on the portal")
+		}
+		return
 	}
 }
 

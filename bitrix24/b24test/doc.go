@@ -15,5 +15,8 @@
 //     OPERATION_TIME_LIMIT (BlockMethod);
 //   - oauth.go: tokens and scopes, and the application's OAuth server (NewOAuth,
 //     NewAppPortal), which renews tokens;
+//   - placements.go: placement.bind and placement.unbind (Placements), user.current,
+//     the portal's own pages (HandlePage) and the POST that opens a placement
+//     (PlacementOpen);
 //   - events.go: event bodies from fixtures (Event, AppEvent, InstallEvent) and Post.
 package b24test

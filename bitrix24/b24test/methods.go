@@ -120,6 +120,9 @@ var builtins = map[string]method{
 	"app.info":                 (*Portal).appInfo,
 	"scope":                    (*Portal).scopeList,
 	"user.admin":               (*Portal).userAdmin,
+	"user.current":             (*Portal).userCurrent,
+	"placement.bind":           (*Portal).placementBind,
+	"placement.unbind":         (*Portal).placementUnbind,
 }
 
 // dispatch runs a call for caller c: an override from Handle, else a method of

@@ -79,6 +79,11 @@ type Portal struct {
 	commands         map[int64]*commandRecord
 	handlerURLs      map[[2]string]string // {application (APP_ID), event} → bound handler URL
 	nextBot, nextCmd int64
+
+	// Placements and users (placements.go).
+	placements []*Placement
+	names      map[int64][2]string // user → first and last name
+	pages      map[string]http.HandlerFunc
 }
 
 // New starts a fake portal; it stops when the test ends. It throttles requests like
@@ -99,6 +104,7 @@ func newPortal(t testing.TB, o *OAuth) *Portal {
 		tokens: map[string]*accessToken{}, grants: map[string]int64{},
 		bots: map[int64]*botRecord{}, commands: map[int64]*commandRecord{}, handlerURLs: map[[2]string]string{},
 		nextBot: firstBotID, nextCmd: firstCommandID,
+		names: map[int64][2]string{}, pages: map[string]http.HandlerFunc{},
 	}
 	if o != nil {
 		p.clientID = o.clientID
@@ -238,8 +244,16 @@ type request struct {
 }
 
 // serveHTTP answers /rest/<user>/<secret>/METHOD[.json] (the webhook) and
-// /rest/METHOD[.json] (an application's {client_endpoint}, authorised by its token).
+// /rest/METHOD[.json] (an application's {client_endpoint}, authorised by its token),
+// and the pages of HandlePage.
 func (p *Portal) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	page := p.pages[r.URL.Path]
+	p.mu.Unlock()
+	if page != nil {
+		page(w, r)
+		return
+	}
 	rest, ok := strings.CutPrefix(r.URL.Path, "/rest/")
 	parts := strings.Split(rest, "/")
 	webhook := len(parts) == 3 && parts[0] == itoa(webhookUser) && parts[1] == p.secret

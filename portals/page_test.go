@@ -1,0 +1,85 @@
+package portals_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"supportbot/bitrix24"
+	"supportbot/bitrix24/b24test"
+	"supportbot/portals"
+)
+
+// TestViewer: a page's opening is believed only with the application token of the
+// portal its member_id names, and names the user the portal says its AUTH_ID is;
+// the answer is cached, and the cache is bounded.
+func TestViewer(t *testing.T) {
+	o := b24test.NewOAuth(t, clientID, clientSecret)
+	pa, pb := b24test.NewAppPortal(t, o), b24test.NewAppPortal(t, o)
+	pa.SetAdmins(1, 27)
+	pa.SetUserName(27, "Анна", "Петрова")
+	store := openStore(t)
+	app := portals.OAuthApp{ClientID: clientID, ClientSecret: clientSecret, URL: o.URL() + "/"}
+	auth := &portals.App{Store: store, OAuth: app, Connections: portals.NewConnections(store, app, 50, 250, nil, nil), ViewerCache: 3}
+	idA := install(t, auth, pa)
+	install(t, auth, pb)
+	open := func(p *b24test.Portal, user int64, set map[string]string) (portals.Viewer, error) {
+		pl, err := bitrix24.DecodePlacement(p.PlacementOpen(user, "chat1001", set))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return auth.Viewer(context.Background(), pl)
+	}
+	v, err := open(pa, 27, nil)
+	if err != nil || v != (portals.Viewer{PortalID: idA, UserID: 27, Name: "Анна Петрова", Admin: true}) {
+		t.Fatalf("viewer %+v, %v", v, err)
+	}
+	if v, err := open(pa, 50, nil); err != nil || v.UserID != 50 || v.Admin {
+		t.Fatalf("an agent: %+v, %v", v, err)
+	}
+
+	_, bBody := pb.PlacementOpen(27, "", nil)
+	other, _ := bitrix24.DecodePlacement(nil, bBody)
+	for name, set := range map[string]map[string]string{
+		"a forged application token":      {"APPLICATION_TOKEN": "ec1b2074a9d3f5c81b6e40d27a95cf38"},
+		"portal B's token for portal A":   {"APPLICATION_TOKEN": pb.ApplicationToken()},
+		"an unknown member_id":            {"member_id": "ffffffffffffffffffffffffffffffff"},
+		"no AUTH_ID":                      {"AUTH_ID": b24test.Drop},
+		"an AUTH_ID the portal never saw": {"AUTH_ID": "6061e72600631fcd00005a4b00000001f0f1076700000000f69dd5fc643d9ce2fdbc1"},
+		"portal B's user token at A":      {"AUTH_ID": other.AuthID},
+	} {
+		calls := len(pa.CallsTo("user.current"))
+		if v, err := open(pa, 27, set); !errors.Is(err, bitrix24.ErrNotGenuine) {
+			t.Errorf("%s: %+v, %v; want ErrNotGenuine", name, v, err)
+		}
+		if name != "an AUTH_ID the portal never saw" && name != "portal B's user token at A" && len(pa.CallsTo("user.current")) != calls {
+			t.Errorf("%s: the portal was asked", name)
+		}
+	}
+	// An AUTH_ID that expired since: the portal refuses it, and the page with it.
+	pl, _ := bitrix24.DecodePlacement(pa.PlacementOpen(28, "", nil))
+	pa.ExpireTokens()
+	if _, err := auth.Viewer(context.Background(), pl); !errors.Is(err, bitrix24.ErrNotGenuine) {
+		t.Errorf("an expired AUTH_ID: %v", err)
+	}
+
+	// Cached: the same AUTH_ID twice asks the portal once.
+	pl, _ = bitrix24.DecodePlacement(pa.PlacementOpen(29, "", nil))
+	before := len(pa.CallsTo("user.current"))
+	for range 2 {
+		if v, err := auth.Viewer(context.Background(), pl); err != nil || v.UserID != 29 {
+			t.Fatalf("%+v, %v", v, err)
+		}
+	}
+	if n := len(pa.CallsTo("user.current")) - before; n != 1 {
+		t.Errorf("user.current asked %d times for one AUTH_ID", n)
+	}
+	for u := int64(60); u < 70; u++ {
+		if _, err := open(pa, u, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := auth.CachedViewers(); n > 3 {
+		t.Errorf("%d answers cached, more than the bound 3", n)
+	}
+}
