@@ -130,7 +130,7 @@ func render(w http.ResponseWriter, status int, frameOrigin, name string, data pa
 	if _, err := rand.Read(nonce); err != nil {
 		return err
 	}
-	data.Nonce, data.Library = base64.StdEncoding.EncodeToString(nonce), BX24Library
+	data.Nonce, data.Library = base64.RawURLEncoding.EncodeToString(nonce), BX24Library // no "+", which templates escape
 	var body bytes.Buffer
 	if err := templates.ExecuteTemplate(&body, name, data); err != nil {
 		return err
