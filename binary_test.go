@@ -76,7 +76,7 @@ func startBinary(t *testing.T, dir string, env []string, args ...string) *proces
 	cmd := exec.Command(buildBinary(t), args...)
 	cmd.Dir = dir
 	// Only what the test gives: no SUPPORTBOT_* from the machine running the tests.
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, dbEnv(t, env, dir)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -56,7 +56,7 @@ type house struct {
 // assemble wires the rooms for cfg. The two modes differ only in how events are
 // authenticated and how each portal is called.
 func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house, error) {
-	store, err := storage.Open(ctx, cfg.DB.Path)
+	store, err := storage.Open(ctx, cmp.Or(cfg.DB.URL, cfg.DB.Path))
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +190,11 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 	srv := handlers.HTTPServer(cfg.HTTP.Addr, h.handler)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "db", cfg.DB.Path, "dry_run", cfg.DryRun())
+	db := cfg.DB.Path
+	if cfg.DB.URL != "" {
+		db = "PostgreSQL" // the URL may hold a password
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "db", db, "dry_run", cfg.DryRun())
 	if started != nil {
 		started <- ln.Addr().String()
 	}
