@@ -369,7 +369,10 @@ func (b *Bot) record(tx *storage.Tx, d storage.Dialog, messageID, authorID int64
 	if err != nil {
 		return "", err
 	}
-	if life := map[string]string{storage.RoleClient: storage.LifeClientMessage, storage.RoleAgent: storage.LifeAgentAnswer}[role]; added && life != "" {
+	// A command talks to the bot, not to the other side: an agent's /close answers
+	// no one, a client's "all chats" asks support nothing (README, "Service figures").
+	_, isCommand := parseCommand(text)
+	if life := map[string]string{storage.RoleClient: storage.LifeClientMessage, storage.RoleAgent: storage.LifeAgentAnswer}[role]; added && life != "" && !isCommand {
 		if err := tx.AddDialogEvent(d, life, authorID); err != nil {
 			return "", err
 		}
@@ -495,6 +498,10 @@ func (t *turn) run(cmd command, m bitrix24.Message) error {
 		return t.rate(cmd.args, t.keyboardMessageID)
 	case cmdAgents, cmdTech, cmdClients:
 		return t.manageRoles(cmd.name, cmd.args)
+	case cmdStats:
+		return t.stats(cmd.args)
+	case cmdKeep:
+		return t.keepOpen(cmd.args)
 	}
 	return t.reply(t.t.UnknownCommand, nil)
 }

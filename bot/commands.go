@@ -25,6 +25,9 @@ const (
 	cmdOpen   = "open"   // open dialog N from the list, marking it read
 	cmdRate   = "rate"   // rate a resolved dialog: "N up" / "N down"
 	cmdAccess = "access" // answer an access request: "ID grant" / "ID decline"
+	// Service figures, for agents: "/stats [days]".
+	cmdStats = "stats"
+	cmdKeep  = "keep" // keep dialog N open past an auto-close warning: "N"
 )
 
 // command is a parsed command: its name and the rest of the text as typed.
@@ -54,6 +57,8 @@ var knownSlash = map[string]bool{
 	cmdChats: true, cmdNew: true, cmdRename: true, cmdHelp: true, cmdClose: true, cmdResolve: true,
 	cmdReopen: true, cmdEscalate: true, cmdQueue: true, cmdOpen: true, cmdRate: true, cmdAccess: true,
 	cmdAgents: true, cmdTech: true, cmdClients: true,
+	cmdStats: true,
+	cmdKeep:  true,
 }
 
 // parseCommand recognises a command in message text. Matching ignores case,

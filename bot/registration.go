@@ -39,6 +39,8 @@ func Commands() []bitrix24.CommandSpec {
 		hidden(cmdOpen, "Открыть обращение", "Open a question"),
 		hidden(cmdRate, "Оценить ответ", "Rate the answer"),
 		hidden(cmdAccess, "Ответить на запрос доступа", "Answer an access request"),
+		c(cmdStats, "Поддержка: показатели за N дней", "дни", "Support: service figures for N days", "days"),
+		hidden(cmdKeep, "Оставить обращение открытым", "Keep a question open"),
 	}
 }
 

@@ -95,6 +95,32 @@ type texts struct {
 	QueueHeader func(n int) string
 	QueueLine   func(number int, title, client, waited string, unread int, link string) string
 	Duration    func(d time.Duration) string
+
+	// Service figures.
+	StatsUsage    string
+	StatsHeader   func(days int) string
+	StatsCounts   func(opened, resolved, autoClosed int) string
+	StatsTime     func(name string, count int, median, p90 string) string // one of the three times
+	StatsNoTimes  func(name string) string                                // none measured in the window
+	StatsFirst    string                                                  // the times' names
+	StatsReply    string
+	StatsResolve  string
+	StatsCSAT     func(percent, helped, ratings int) string
+	StatsNoRating string
+	StatsBacklog  func(waiting int, oldest string) string
+	StatsNoQueue  string
+	Seconds       func(n int) string // a duration under a minute
+	// StatsSentPrivately answers /stats in a dialog, whose client reads along: the
+	// figures went to the agent's own chat with the bot.
+	StatsSentPrivately string
+	// Auto-close.
+	// AutoCloseWarning tells the client, in the dialog, that it closes in left unless
+	// they answer or press BtnKeepOpen; client is a mention.
+	AutoCloseWarning func(number int, client, left string) string
+	BtnKeepOpen      string
+	KeptOpen         string                                 // appended to the warning once the client kept it open
+	AutoClosed       func(number int, silent string) string // in the dialog: closed after silent without a reply
+	Span             func(d time.Duration) string           // a configured duration in words: "3 days", "24 hours"
 }
 
 // textsFor returns the texts for a language code; anything but "en" is Russian,
@@ -104,4 +130,17 @@ func textsFor(lang string) *texts {
 		return &textsEN
 	}
 	return &textsRU
+}
+
+// spanOf is a configured duration as a count of its largest whole unit: days from two
+// days up (so 24 h stays "24 hours"), hours, else minutes (at least one).
+func spanOf(d time.Duration) (int, time.Duration) {
+	const day = 24 * time.Hour
+	switch {
+	case d >= 2*day && d%day == 0:
+		return int(d / day), day
+	case d >= time.Hour && d%time.Hour == 0:
+		return int(d / time.Hour), time.Hour
+	}
+	return max(int(d/time.Minute), 1), time.Minute
 }

@@ -47,7 +47,8 @@ var textsEN = texts{
 		"/escalate — hand it to technical support (the client gets an access request)\n" +
 		"/new [i]question[/i] — open a new question for the client, past the limit\n" +
 		"/rename [i]title[/i] — rename the question\n" +
-		"/queue — questions waiting for an answer",
+		"/queue — questions waiting for an answer\n" +
+		"/stats [i]days[/i] — the service figures",
 
 	BtnAllChats: "All chats",
 	BtnOpenNew:  "Open new",
@@ -180,5 +181,51 @@ var textsEN = texts{
 			return fmt.Sprintf("%d h %d min", h, m)
 		}
 		return fmt.Sprintf("%d min", m)
+	},
+
+	StatsUsage: "Service figures: [b]/stats[/b] for the last 7 days, or [b]/stats N[/b] for the last N days (1 to 365).",
+	StatsHeader: func(days int) string {
+		if days == 1 {
+			return "[b]Service figures[/b], the last 24 hours"
+		}
+		return fmt.Sprintf("[b]Service figures[/b], the last %d days", days)
+	},
+	StatsCounts: func(opened, resolved, autoClosed int) string {
+		return fmt.Sprintf("Opened: %d · resolved by agents: %d · auto-closed: %d", opened, resolved, autoClosed)
+	},
+	StatsTime: func(name string, count int, median, p90 string) string {
+		return fmt.Sprintf("%s (%d): median %s, 90th percentile %s", name, count, median, p90)
+	},
+	StatsNoTimes: func(name string) string { return name + ": none in this period" },
+	StatsFirst:   "First response",
+	StatsReply:   "Reply",
+	StatsResolve: "Resolution",
+	StatsCSAT: func(percent, helped, ratings int) string {
+		return fmt.Sprintf("CSAT: %d%% (%d of %d ratings: helped)", percent, helped, ratings)
+	},
+	StatsNoRating: "CSAT: no ratings in this period",
+	StatsBacklog: func(waiting int, oldest string) string {
+		return fmt.Sprintf("Now waiting for an answer: %d, the longest for %s", waiting, oldest)
+	},
+	StatsNoQueue:       "Now waiting for an answer: none",
+	Seconds:            func(n int) string { return fmt.Sprintf("%d s", n) },
+	StatsSentPrivately: "The service figures are in your chat with the bot.",
+	AutoCloseWarning: func(n int, client, left string) string {
+		return fmt.Sprintf("%s, support is waiting for your reply in question #%d. If nothing is left, "+
+			"the question closes automatically in %s. To keep it open, press “Keep it open” or write here.", client, n, left)
+	},
+	BtnKeepOpen: "Keep it open",
+	KeptOpen:    "The question stays open.",
+	AutoClosed: func(n int, silent string) string {
+		return fmt.Sprintf("Question #%d was closed automatically: no reply for %s. "+
+			"If something is left, write here and it opens again.", n, silent)
+	},
+	Span: func(d time.Duration) string {
+		n, unit := spanOf(d)
+		word := map[time.Duration]string{24 * time.Hour: "day", time.Hour: "hour", time.Minute: "minute"}[unit]
+		if n != 1 {
+			word += "s"
+		}
+		return fmt.Sprintf("%d %s", n, word)
 	},
 }

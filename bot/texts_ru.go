@@ -47,7 +47,8 @@ var textsRU = texts{
 		"/escalate — передать в техническую поддержку (клиент получит запрос доступа)\n" +
 		"/new [i]вопрос[/i] — открыть клиенту новое обращение сверх лимита\n" +
 		"/rename [i]название[/i] — переименовать обращение\n" +
-		"/queue — обращения, ожидающие ответа",
+		"/queue — обращения, ожидающие ответа\n" +
+		"/stats [i]дни[/i] — показатели поддержки",
 
 	BtnAllChats: "Все чаты",
 	BtnOpenNew:  "Открыть новый",
@@ -189,4 +190,64 @@ var textsRU = texts{
 		}
 		return fmt.Sprintf("%d мин", m)
 	},
+
+	StatsUsage: "Показатели поддержки: [b]/stats[/b] — за последние 7 дней, [b]/stats N[/b] — за последние N дней (от 1 до 365).",
+	StatsHeader: func(days int) string {
+		if days == 1 {
+			return "[b]Показатели поддержки[/b] за последние 24 часа"
+		}
+		return fmt.Sprintf("[b]Показатели поддержки[/b] за последние %d дн.", days)
+	},
+	StatsCounts: func(opened, resolved, autoClosed int) string {
+		return fmt.Sprintf("Открыто: %d · решено агентами: %d · закрыто автоматически: %d", opened, resolved, autoClosed)
+	},
+	StatsTime: func(name string, count int, median, p90 string) string {
+		return fmt.Sprintf("%s (%d): медиана %s, 90-й перцентиль %s", name, count, median, p90)
+	},
+	StatsNoTimes: func(name string) string { return name + ": за период нет" },
+	StatsFirst:   "Первый ответ",
+	StatsReply:   "Ответ клиенту",
+	StatsResolve: "Решение",
+	StatsCSAT: func(percent, helped, ratings int) string {
+		return fmt.Sprintf("CSAT: %d%% (помогло — %d из %d оценок)", percent, helped, ratings)
+	},
+	StatsNoRating: "CSAT: за период оценок нет",
+	StatsBacklog: func(waiting int, oldest string) string {
+		return fmt.Sprintf("Сейчас ждут ответа: %d, дольше всех — %s", waiting, oldest)
+	},
+	StatsNoQueue:       "Сейчас ждут ответа: никто",
+	Seconds:            func(n int) string { return fmt.Sprintf("%d с", n) },
+	StatsSentPrivately: "Показатели поддержки отправлены вам в чат с ботом.",
+	AutoCloseWarning: func(n int, client, left string) string {
+		return fmt.Sprintf("%s, поддержка ждёт вашего ответа по обращению №%d. Если вопросов не осталось, "+
+			"обращение закроется автоматически через %s. Чтобы оставить его открытым, "+
+			"нажмите «Оставить открытым» или напишите сюда.", client, n, left)
+	},
+	BtnKeepOpen: "Оставить открытым",
+	KeptOpen:    "Обращение остаётся открытым.",
+	AutoClosed: func(n int, silent string) string {
+		return fmt.Sprintf("Обращение №%d закрыто автоматически: ответа не было %s. "+
+			"Если вопрос остался, напишите сюда — обращение откроется снова.", n, silent)
+	},
+	// Accusative, as both sentences need it: «через 1 минуту», «не было 3 дня».
+	Span: func(d time.Duration) string {
+		n, unit := spanOf(d)
+		forms := map[time.Duration][3]string{
+			24 * time.Hour: {"день", "дня", "дней"},
+			time.Hour:      {"час", "часа", "часов"},
+			time.Minute:    {"минуту", "минуты", "минут"},
+		}[unit]
+		return fmt.Sprintf("%d %s", n, ruPlural(n, forms))
+	},
+}
+
+// ruPlural picks the Russian form for n: one (1, 21…), few (2–4, 22–24…) or many.
+func ruPlural(n int, forms [3]string) string {
+	switch {
+	case n%10 == 1 && n%100 != 11:
+		return forms[0]
+	case n%10 >= 2 && n%10 <= 4 && (n%100 < 12 || n%100 > 14):
+		return forms[1]
+	}
+	return forms[2]
 }

@@ -61,6 +61,7 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 		return nil, err
 	}
 	m := metrics.New(store)
+	m.WatchServiceTimes(store)
 	auth, callers, err := portalAccess(ctx, cfg, store, log, m)
 	var fetchedAdmin func(storage.Portal, bitrix24.Event) int64
 	if cfg.AppMode() {
@@ -98,6 +99,14 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 			n, err := store.Housekeep(ctx, cfg.DB.Retention, cfg.Delivery.MaxAge)
 			if n > 0 {
 				log.Info("pruned the database", "rows", n, "retention", cfg.DB.Retention)
+			}
+			return err
+		}}, {Name: "auto-close", Every: time.Minute, Run: func(ctx context.Context) error {
+			// Every replica may run it: each dialog is claimed in the transaction that
+			// queues its message, so only one sweep acts on it.
+			warned, closed, err := brain.AutoClose(ctx, store)
+			if warned+closed > 0 {
+				log.Info("auto-close", "warned", warned, "closed", closed)
 			}
 			return err
 		}}},

@@ -1,5 +1,5 @@
-// Package schedule runs the bot's periodic work (pruning the database today), each
-// job on its own interval until the context ends. Jobs find what is due from the
+// Package schedule runs the bot's periodic work (pruning the database, auto-close),
+// each job on its own interval until the context ends. Jobs find what is due from the
 // database, so a restart neither skips nor repeats their work.
 package schedule
 

@@ -27,14 +27,21 @@ type DialogEvent struct {
 	At       time.Time
 }
 
-// AddDialogEvent records a moment of the dialog's life at the transaction's time.
+// AddDialogEvent records a moment of the dialog's life at the transaction's time,
+// and the service times it ends.
 func (tx *Tx) AddDialogEvent(d Dialog, kind string, actorID int64) error {
-	_, err := tx.exec(`INSERT INTO dialog_events (portal_id, dialog_id, kind, actor_id, at) VALUES (?, ?, ?, ?, ?)`,
-		d.PortalID, d.ID, kind, actorID, millis(tx.now))
+	at := millis(tx.now)
+	res, err := tx.exec(`INSERT INTO dialog_events (portal_id, dialog_id, kind, actor_id, at) VALUES (?, ?, ?, ?, ?)`,
+		d.PortalID, d.ID, kind, actorID, at)
 	if err != nil {
 		return fmt.Errorf("record %s of dialog %d: %w", kind, d.ID, err)
 	}
-	return nil
+	id, err := res.LastInsertId()
+	if err != nil {
+		return fmt.Errorf("record %s of dialog %d: %w", kind, d.ID, err)
+	}
+	// The intervals it ends are measured now, in the same transaction (service.go).
+	return tx.deriveServiceTimes(d, kind, id, at)
 }
 
 // DialogEvents lists a dialog's life, oldest first.

@@ -1,0 +1,111 @@
+package storage
+
+import (
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// AutoClose is when a dialog closes by itself: After of the client's silence since an
+// agent's answer, with the client warned Warning before (0: no warning).
+type AutoClose struct {
+	After, Warning time.Duration
+}
+
+// The rules below are SQL over the dialog's own row (dialogs.*, never an alias), so
+// that listing what is due and claiming a dialog test the very same condition.
+
+// silenceSinceSQL is when the dialog's current silence began: its last word, if that
+// is an agent's answer, or else NULL — the client spoke last, or nobody has — so that
+// the dialog is never due; but no earlier than the client's "keep it open" or an
+// agent's reopening. The last word is the last message by the client or an agent that
+// is not deleted; an agent's command ("/rename", "/queue", typed in the dialog) is no
+// answer to the client, who may still be waiting.
+const silenceSinceSQL = `MAX(COALESCE(dialogs.auto_close_kept_at, 0),
+	COALESCE((SELECT MAX(e.at) FROM dialog_events e WHERE e.dialog_id = dialogs.id AND e.kind = '` + LifeReopened + `'), 0),
+	(SELECT a.created_at FROM messages a WHERE a.author_role = 'agent' AND a.id = (
+		SELECT MAX(m.id) FROM messages m WHERE m.dialog_id = dialogs.id AND m.deleted_at IS NULL
+		AND (m.author_role = 'client' OR (m.author_role = 'agent' AND LTRIM(m.text, ' ,:' || char(9, 10, 13)) NOT LIKE '/%')))))`
+
+// autoClosableSQL: dialogs auto-close may touch. An escalated dialog waits for
+// technical support, whose work takes its own time; a portal that removed the bot
+// could not hear the warning.
+const autoClosableSQL = `dialogs.status = 'active' AND dialogs.chat_failed = 0 AND dialogs.chat_id IS NOT NULL
+	AND dialogs.escalated_at IS NULL
+	AND dialogs.portal_id IN (SELECT p.id FROM portals p WHERE p.bot_deleted_at IS NULL AND p.uninstalled_at IS NULL)`
+
+// warningDueSQL: the silence has lasted After - Warning (:lead) and has not been
+// warned about yet (a warning before the silence began was about another one).
+const warningDueSQL = autoClosableSQL + ` AND ` + silenceSinceSQL + ` + :lead <= :now
+	AND COALESCE(dialogs.auto_close_warned_at, 0) <= ` + silenceSinceSQL
+
+// closeDueSQL: the silence has lasted After and, unless there is no warning, was
+// warned about at least Warning ago, so a client whose warning came late (the bot was
+// down) still gets the whole of it.
+const closeDueSQL = autoClosableSQL + ` AND ` + silenceSinceSQL + ` + :after <= :now
+	AND (:warning = 0 OR (dialogs.auto_close_warned_at > ` + silenceSinceSQL + ` AND dialogs.auto_close_warned_at + :warning <= :now))`
+
+func (tx *Tx) autoCloseArgs(ac AutoClose, extra ...any) []any {
+	return append([]any{sql.Named("now", millis(tx.now)), sql.Named("lead", (ac.After - ac.Warning).Milliseconds()),
+		sql.Named("after", ac.After.Milliseconds()), sql.Named("warning", ac.Warning.Milliseconds())}, extra...)
+}
+
+// DueAutoClose lists, by ID, the dialogs whose client is due to be warned and those
+// due to be closed, as of the transaction's time.
+func (tx *Tx) DueAutoClose(ac AutoClose) (warn, closing []int64, err error) {
+	if ac.After <= 0 {
+		return nil, nil, nil
+	}
+	ids := func(r *sql.Rows) (id int64, err error) { return id, r.Scan(&id) }
+	if ac.Warning > 0 {
+		rows, err := tx.query(`SELECT dialogs.id FROM dialogs WHERE `+warningDueSQL+` ORDER BY dialogs.id`, tx.autoCloseArgs(ac)...)
+		if warn, err = collect(rows, err, ids); err != nil {
+			return nil, nil, fmt.Errorf("dialogs due for an auto-close warning: %w", err)
+		}
+	}
+	rows, err := tx.query(`SELECT dialogs.id FROM dialogs WHERE `+closeDueSQL+` ORDER BY dialogs.id`, tx.autoCloseArgs(ac)...)
+	if closing, err = collect(rows, err, ids); err != nil {
+		return nil, nil, fmt.Errorf("dialogs due for an auto-close: %w", err)
+	}
+	return warn, closing, nil
+}
+
+// ClaimAutoCloseWarning records that the client of the dialog is being warned, if a
+// warning is due. Only one transaction can win it per silence (the update re-tests
+// the condition on the row it changes), so the warning queued with it is sent once
+// however many sweeps, restarts or replicas race for it.
+func (tx *Tx) ClaimAutoCloseWarning(dialogID int64, ac AutoClose) (bool, error) {
+	if ac.After <= 0 || ac.Warning <= 0 {
+		return false, nil
+	}
+	res, err := tx.exec(`UPDATE dialogs SET auto_close_warned_at = :now WHERE dialogs.id = :id AND `+warningDueSQL,
+		tx.autoCloseArgs(ac, sql.Named("id", dialogID))...)
+	if err != nil {
+		return false, fmt.Errorf("warn of the auto-close of dialog %d: %w", dialogID, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// ClaimAutoClose resolves the dialog if its auto-close is due; like
+// ClaimAutoCloseWarning, only one transaction wins it.
+func (tx *Tx) ClaimAutoClose(dialogID int64, ac AutoClose) (bool, error) {
+	if ac.After <= 0 {
+		return false, nil
+	}
+	res, err := tx.exec(`UPDATE dialogs SET status = 'resolved', resolved_at = :now, updated_at = :now, last_activity_at = :now
+		WHERE dialogs.id = :id AND `+closeDueSQL, tx.autoCloseArgs(ac, sql.Named("id", dialogID))...)
+	if err != nil {
+		return false, fmt.Errorf("auto-close dialog %d: %w", dialogID, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// KeepOpen starts the dialog's silence again now: the client asked to keep it open.
+func (tx *Tx) KeepOpen(dialogID int64) error {
+	if _, err := tx.exec(`UPDATE dialogs SET auto_close_kept_at = ? WHERE id = ?`, millis(tx.now), dialogID); err != nil {
+		return fmt.Errorf("keep dialog %d open: %w", dialogID, err)
+	}
+	return nil
+}

@@ -1,0 +1,188 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Kinds of service times: the intervals measured from a dialog's life (README,
+// "Service figures").
+const (
+	TimeFirstResponse = "first_response" // opened or reopened → the first agent answer after it
+	TimeReply         = "reply"          // the first client message still unanswered → the agent answer
+	TimeResolution    = "resolution"     // opened or reopened → resolved or auto-closed
+)
+
+// ServiceTime is one measured interval of a dialog.
+type ServiceTime struct {
+	DialogID int64
+	Kind     string
+	Started  time.Time
+	Ended    time.Time
+	Duration time.Duration
+}
+
+// deriveServiceTimes records the intervals that the dialog's event eventID, just
+// recorded at ms, ends. It reads the dialog's earlier events, in the order they were
+// recorded:
+//
+//   - a cycle starts at opened or reopened and ends at resolved or auto_closed;
+//   - an agent answer inside a cycle that has had none yet ends its first response;
+//   - an agent answer ends a reply when the client wrote since the last agent
+//     answer, resolve or auto-close (a resolve ends what the client waited for); it
+//     runs from the first of those client messages;
+//   - a resolve or auto-close of a cycle ends its resolution.
+func (tx *Tx) deriveServiceTimes(d Dialog, kind string, eventID, ms int64) error {
+	if kind != LifeAgentAnswer && kind != LifeResolved && kind != LifeAutoClosed {
+		return nil
+	}
+	var cycleID, cycleAt, waitAt sql.NullInt64
+	var lastEnd, lastAnswer int64
+	err := tx.queryRow(`WITH e AS (SELECT id, kind, at FROM dialog_events WHERE dialog_id = ?1 AND id < ?2),
+		cycle AS (SELECT id, at FROM e WHERE kind IN ('opened', 'reopened') ORDER BY id DESC LIMIT 1)
+		SELECT (SELECT id FROM cycle), (SELECT at FROM cycle),
+			COALESCE((SELECT MAX(id) FROM e WHERE kind IN ('resolved', 'auto_closed')), 0),
+			COALESCE((SELECT MAX(id) FROM e WHERE kind = 'agent_answer'), 0),
+			(SELECT at FROM e WHERE kind = 'client_message'
+				AND id > COALESCE((SELECT MAX(id) FROM e WHERE kind IN ('agent_answer', 'resolved', 'auto_closed')), 0)
+				ORDER BY id LIMIT 1)`,
+		d.ID, eventID).Scan(&cycleID, &cycleAt, &lastEnd, &lastAnswer, &waitAt)
+	if err != nil {
+		return fmt.Errorf("service times of dialog %d: %w", d.ID, err)
+	}
+	inCycle := cycleID.Valid && cycleID.Int64 > lastEnd
+	add := func(timeKind string, from int64) error {
+		_, err := tx.exec(`INSERT INTO service_times (portal_id, dialog_id, kind, event_id, started_at, ended_at, seconds)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, d.PortalID, d.ID, timeKind, eventID, from, ms, float64(max(ms-from, 0))/1000)
+		if err != nil {
+			return fmt.Errorf("record %s of dialog %d: %w", timeKind, d.ID, err)
+		}
+		return nil
+	}
+	if kind != LifeAgentAnswer {
+		if inCycle {
+			return add(TimeResolution, cycleAt.Int64)
+		}
+		return nil
+	}
+	if inCycle && lastAnswer < cycleID.Int64 {
+		if err := add(TimeFirstResponse, cycleAt.Int64); err != nil {
+			return err
+		}
+	}
+	if waitAt.Valid {
+		return add(TimeReply, waitAt.Int64)
+	}
+	return nil
+}
+
+// ServiceTimes lists a dialog's measured intervals in the order they ended.
+func (tx *Tx) ServiceTimes(dialogID int64) ([]ServiceTime, error) {
+	rows, err := tx.query(`SELECT dialog_id, kind, started_at, ended_at, seconds FROM service_times WHERE dialog_id = ? ORDER BY id`, dialogID)
+	list, err := collect(rows, err, func(r *sql.Rows) (st ServiceTime, err error) {
+		var started, ended sql.NullInt64
+		var seconds float64
+		err = r.Scan(&st.DialogID, &st.Kind, &started, &ended, &seconds)
+		st.Started, st.Ended, st.Duration = fromMillis(started), fromMillis(ended), fromSeconds(seconds)
+		return st, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("service times of dialog %d: %w", dialogID, err)
+	}
+	return list, nil
+}
+
+// TimeSummary sums up the intervals of one kind: how many, and their median and
+// 90th percentile by nearest rank (the value at position ⌈p·n/100⌉ of the sorted
+// list, so always one that was measured; the median of an even count is the lower
+// middle one).
+type TimeSummary struct {
+	Count       int
+	Median, P90 time.Duration
+}
+
+// summarize sums up intervals given in seconds, sorted.
+func summarize(sorted []float64) TimeSummary {
+	n := len(sorted)
+	if n == 0 {
+		return TimeSummary{}
+	}
+	rank := func(p int) time.Duration { return fromSeconds(sorted[(p*n+99)/100-1]) }
+	return TimeSummary{Count: n, Median: rank(50), P90: rank(90)}
+}
+
+// ServiceFigures are a portal's figures over a window of time: what happened in
+// it, and the intervals that ended in it.
+type ServiceFigures struct {
+	Opened                           int // dialogs opened (withdrawn ones, whose chat could not be created, not counted)
+	Resolved                         int // resolves by agents, each resolve of a reopened dialog counted again
+	AutoClosed                       int
+	FirstResponse, Reply, Resolution TimeSummary
+	Ratings, Helped                  int // ratings given in the window, and those that said it helped
+}
+
+// ServiceFigures computes the portal's figures for the window (since, until]: an
+// event counts in the window it happened in, an interval in the one it ended in, a
+// rating in the one it was given in.
+func (tx *Tx) ServiceFigures(portalID int64, since, until time.Time) (ServiceFigures, error) {
+	var f ServiceFigures
+	from, to := millis(since), millis(until)
+	err := tx.queryRow(`SELECT COALESCE(SUM(e.kind = 'opened' AND d.chat_failed = 0), 0),
+			COALESCE(SUM(e.kind = 'resolved'), 0), COALESCE(SUM(e.kind = 'auto_closed'), 0)
+		FROM dialog_events e JOIN dialogs d ON d.id = e.dialog_id
+		WHERE e.portal_id = ? AND e.at > ? AND e.at <= ? AND e.kind IN ('opened', 'resolved', 'auto_closed')`,
+		portalID, from, to).Scan(&f.Opened, &f.Resolved, &f.AutoClosed)
+	if err != nil {
+		return f, fmt.Errorf("service figures of portal %d: %w", portalID, err)
+	}
+	for kind, sum := range map[string]*TimeSummary{TimeFirstResponse: &f.FirstResponse, TimeReply: &f.Reply, TimeResolution: &f.Resolution} {
+		rows, err := tx.query(`SELECT seconds FROM service_times WHERE portal_id = ? AND kind = ? AND ended_at > ? AND ended_at <= ?
+			ORDER BY seconds`, portalID, kind, from, to)
+		list, err := collect(rows, err, func(r *sql.Rows) (s float64, err error) { return s, r.Scan(&s) })
+		if err != nil {
+			return f, fmt.Errorf("%s times of portal %d: %w", kind, portalID, err)
+		}
+		*sum = summarize(list)
+	}
+	err = tx.queryRow(`SELECT COUNT(*), COALESCE(SUM(r.helped), 0) FROM ratings r JOIN dialogs d ON d.id = r.dialog_id
+		WHERE d.portal_id = ? AND r.rated_at > ? AND r.rated_at <= ?`, portalID, from, to).Scan(&f.Ratings, &f.Helped)
+	if err != nil {
+		return f, fmt.Errorf("ratings of portal %d: %w", portalID, err)
+	}
+	return f, nil
+}
+
+// ServiceTimeBuckets counts every interval of a kind ever measured, on every
+// portal, as a histogram does: for each bound (seconds, ascending) how many were at
+// most that long, then how many in all and their sum in seconds. The metrics read it
+// at each scrape, so they count exactly what /stats counts, survive restarts and
+// agree between replicas sharing the database.
+func (s *Store) ServiceTimeBuckets(ctx context.Context, kind string, bounds []float64) (buckets []uint64, count uint64, sum float64, err error) {
+	var q strings.Builder
+	q.WriteString("SELECT COUNT(*), COALESCE(SUM(seconds), 0)")
+	args := make([]any, 0, len(bounds)+1)
+	for _, b := range bounds {
+		q.WriteString(", COALESCE(SUM(CASE WHEN seconds <= ? THEN 1 ELSE 0 END), 0)")
+		args = append(args, b)
+	}
+	q.WriteString(" FROM service_times WHERE kind = ?")
+	args = append(args, kind)
+	buckets = make([]uint64, len(bounds))
+	dest := []any{&count, &sum}
+	for i := range buckets {
+		dest = append(dest, &buckets[i])
+	}
+	if err := s.read.QueryRowContext(ctx, q.String(), args...).Scan(dest...); err != nil {
+		return nil, 0, 0, fmt.Errorf("%s histogram: %w", kind, err)
+	}
+	return buckets, count, sum, nil
+}
+
+// fromSeconds converts stored seconds (millisecond precision) to a duration.
+func fromSeconds(s float64) time.Duration {
+	return time.Duration(math.Round(s*1000)) * time.Millisecond
+}
