@@ -286,7 +286,8 @@ func TestDoctorReportsEachBrokenPiece(t *testing.T) {
 
 	// Scope given, but no bot registered yet.
 	portal.SetScopes("imbot", "im", "user")
-	env := append(setupEnv(dir, portal.WebhookURL()), "SUPPORTBOT_BITRIX_APPLICATION_TOKEN="+portal.ApplicationToken())
+	// A database file not there yet: SQLite's, whatever the tests run on.
+	env := append(setupEnv(dir, portal.WebhookURL()), "SUPPORTBOT_BITRIX_APPLICATION_TOKEN="+portal.ApplicationToken(), "SUPPORTBOT_DB_URL=")
 	res = runCLI(t, dir, env, "doctor")
 	if res.code == 0 || !strings.Contains(res.stdout, "✓ webhook: reachable, with the imbot scope") ||
 		!strings.Contains(res.stdout, "✗ bot: no bot is registered") || !strings.Contains(res.stdout, "fix: run `supportbot register`") {

@@ -231,24 +231,29 @@ func (s *Store) listen() {
 	}
 }
 
-// rebind writes SQLite's "?" placeholders as PostgreSQL's "$1", "$2"…, once per
-// statement. The statements hold no "?" inside string literals.
+// rebind writes SQLite's placeholders as PostgreSQL's, once per statement: "?" as
+// "$1", "$2"… in order, and a numbered "?3" as "$3". The statements hold no "?"
+// inside string literals.
 func rebind(q string) string {
 	if v, ok := rebound.Load(q); ok {
 		return v.(string)
 	}
 	var b strings.Builder
 	n, quoted := 0, false
-	for _, r := range q {
+	for i := 0; i < len(q); i++ {
+		c := q[i]
 		switch {
-		case r == '\'':
+		case c == '\'':
 			quoted = !quoted
-		case r == '?' && !quoted:
+		case c == '?' && !quoted && i+1 < len(q) && q[i+1] >= '0' && q[i+1] <= '9':
+			b.WriteByte('$') // numbered: the digits follow as they are
+			continue
+		case c == '?' && !quoted:
 			n++
 			b.WriteString("$" + strconv.Itoa(n))
 			continue
 		}
-		b.WriteRune(r)
+		b.WriteByte(c)
 	}
 	rebound.Store(q, b.String())
 	return b.String()
