@@ -102,8 +102,8 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 			}
 			return err
 		}}, {Name: "auto-close", Every: time.Minute, Run: func(ctx context.Context) error {
-			// Every replica may run it: each dialog is claimed in the transaction that
-			// queues its message, so only one sweep acts on it.
+			// One replica runs it (onOneReplica); even if two did, each dialog is claimed
+			// in the transaction that queues its message, so only one sweep acts on it.
 			warned, closed, err := brain.AutoClose(ctx, store)
 			if warned+closed > 0 {
 				log.Info("auto-close", "warned", warned, "closed", closed)
@@ -118,6 +118,22 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 			ObserveHTTP: m.ObserveHTTP,
 		}),
 	}, nil
+}
+
+// onOneReplica makes each job run on one replica only (with PostgreSQL): the one
+// holding its claim, which another takes over when that one is gone.
+func onOneReplica(store *storage.Store, jobs []schedule.Job) []schedule.Job {
+	out := make([]schedule.Job, len(jobs))
+	for i, j := range jobs {
+		out[i] = j
+		out[i].Run = func(ctx context.Context) error {
+			if !store.Claim(ctx, storage.ClaimJob, storage.JobKey(j.Name)) {
+				return nil
+			}
+			return j.Run(ctx)
+		}
+	}
+	return out
 }
 
 // portalAccess is how events are authenticated and each portal is called: in app
@@ -214,7 +230,7 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 	var wg sync.WaitGroup
 	wg.Go(func() { h.dispatcher.Run(dispatchCtx, callsCtx) })
 	wg.Go(func() { h.poller.Run(dispatchCtx) })
-	wg.Go(func() { schedule.Run(dispatchCtx, log, h.jobs...) })
+	wg.Go(func() { schedule.Run(dispatchCtx, log, onOneReplica(h.store, h.jobs)...) })
 
 	var runErr error
 	select {

@@ -43,9 +43,10 @@ type Store struct {
 	pg    bool   // PostgreSQL: no writer goroutine; every Update its own transaction
 	url   string // PostgreSQL: where to LISTEN
 
-	claimMu   sync.Mutex
-	claimConn *sql.Conn         // PostgreSQL: the session holding this process's advisory locks
-	claims    map[[2]int32]bool // held
+	claimMu       sync.Mutex
+	claimConn     *sql.Conn         // PostgreSQL: the session holding this process's advisory locks
+	claims        map[[2]int32]bool // held
+	claimsChecked time.Time         // when claimConn last answered
 
 	maxPages int // WithMaxPages
 
