@@ -11,15 +11,15 @@ import (
 	"testing"
 )
 
-// The storage tests run on SQLite, and on PostgreSQL too when SUPPORTBOT_TEST_POSTGRES
-// names a server (as in CI). storagetest does the same for the other packages; it
+// The storage tests run on SQLite, or with SUPPORTBOT_TEST_ENGINE=postgres on the
+// server SUPPORTBOT_TEST_POSTGRES names (CI runs both). storagetest does the same for the other packages; it
 // cannot be imported from here.
 
 // openTest opens a fresh store on the engine under test.
 func openTest(t *testing.T, opts ...Option) (*Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "test.db")
-	if base := os.Getenv("SUPPORTBOT_TEST_POSTGRES"); base != "" {
+	if base := os.Getenv("SUPPORTBOT_TEST_POSTGRES"); base != "" && os.Getenv("SUPPORTBOT_TEST_ENGINE") == "postgres" {
 		path = testSchema(t, base)
 	}
 	s, err := Open(context.Background(), path, opts...)
@@ -62,4 +62,46 @@ func testSchema(t *testing.T, base string) string {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// TestClaims: on PostgreSQL one store at a time holds a claim; it passes to another
+// when the holder closes (or dies: its session ends). On SQLite every claim holds.
+func TestClaims(t *testing.T) {
+	base := os.Getenv("SUPPORTBOT_TEST_POSTGRES")
+	if base == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("SUPPORTBOT_TEST_POSTGRES is not set: CI must run the PostgreSQL tests")
+		}
+		s, _ := openSQLite(t)
+		if !s.Claim(t.Context(), ClaimPortal, 1) {
+			t.Fatal("SQLite refused a claim")
+		}
+		return
+	}
+	url := testSchema(t, base)
+	open := func() *Store {
+		s, err := Open(t.Context(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	if !a.Claim(t.Context(), ClaimPortal, 7) {
+		t.Fatal("a could not claim portal 7")
+	}
+	if again := a.Claim(t.Context(), ClaimPortal, 7); !again {
+		t.Fatal("a lost portal 7 when it claimed it again")
+	}
+	if b.Claim(t.Context(), ClaimPortal, 7) {
+		t.Fatal("b claimed what a holds")
+	}
+	if !b.Claim(t.Context(), ClaimPortal, 8) || !b.Claim(t.Context(), ClaimJob, JobKey("prune")) {
+		t.Fatal("b could not claim what nobody holds")
+	}
+	a.Close()
+	if !b.Claim(t.Context(), ClaimPortal, 7) {
+		t.Fatal("b could not take over portal 7 after a closed")
+	}
 }

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -40,8 +41,9 @@ func IsPostgres(location string) bool {
 // outboxChannel is the NOTIFY channel of commits that queued outbox entries.
 const outboxChannel = "supportbot_outbox"
 
-// pgRetries bounds how often a transaction that lost a conflict is run again.
-const pgRetries = 20
+// pgRetries bounds how often a transaction that lost a conflict is run again; with
+// the backoff below that is a few seconds at most, under the heaviest contention.
+const pgRetries = 50
 
 func openPostgres(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	db, err := sql.Open("pgx", url)
@@ -59,8 +61,16 @@ func openPostgres(ctx context.Context, url string, opts ...Option) (*Store, erro
 		db.Close()
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	// Advisory locks are the server's, not the schema's: the claims are named after
+	// the schema too, so that deployments sharing a server never block each other.
+	var where string
+	if err := db.QueryRowContext(ctx, `SELECT current_database() || '.' || current_schema()`).Scan(&where); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database: %w", pgErrorText(err))
+	}
 	s := &Store{
 		pg:      true,
+		claimNS: int32(JobKey(where)),
 		url:     url,
 		write:   db,
 		read:    db,
@@ -169,7 +179,7 @@ func (s *Store) updatePostgres(ctx context.Context, fn func(*Tx) error) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Duration(rand.IntN(attempt*5)+1) * time.Millisecond):
+		case <-time.After(time.Duration(rand.IntN(min(1<<attempt, 100))+1) * time.Millisecond):
 		}
 	}
 }
@@ -270,7 +280,7 @@ func (s *Store) Claim(ctx context.Context, kind ClaimKind, id int64) bool {
 	if !s.pg {
 		return true
 	}
-	key := [2]int32{int32(kind), int32(id)}
+	key := s.claimKey(kind, id)
 	s.claimMu.Lock()
 	defer s.claimMu.Unlock()
 	if s.claims[key] {
@@ -308,7 +318,7 @@ func (s *Store) Release(ctx context.Context, kind ClaimKind, id int64) {
 	if !s.pg {
 		return
 	}
-	key := [2]int32{int32(kind), int32(id)}
+	key := s.claimKey(kind, id)
 	s.claimMu.Lock()
 	defer s.claimMu.Unlock()
 	if s.claims[key] && s.claimConn != nil {
@@ -319,16 +329,21 @@ func (s *Store) Release(ctx context.Context, kind ClaimKind, id int64) {
 
 func (s *Store) dropClaimsLocked() {
 	if s.claimConn != nil {
-		s.claimConn.Raw(func(any) error { return driverBad })
+		if len(s.claims) > 0 {
+			s.claimConn.ExecContext(context.Background(), `SELECT pg_advisory_unlock_all()`)
+		}
+		// Discarded rather than pooled: whatever it may still hold goes with it.
+		s.claimConn.Raw(func(any) error { return driver.ErrBadConn })
 		s.claimConn.Close()
 		s.claimConn = nil
 	}
 	clear(s.claims)
 }
 
-// driverBad makes database/sql discard the claims' connection rather than pool it,
-// so that the locks it may still hold go with it.
-var driverBad = errors.New("driver: bad connection")
+// claimKey is the advisory lock of a claim: the schema's and the kind's name, and the ID.
+func (s *Store) claimKey(kind ClaimKind, id int64) [2]int32 {
+	return [2]int32{s.claimNS ^ int32(kind)*0x01000193, int32(id)}
+}
 
 // ClaimKind says what a claim is for.
 type ClaimKind int32

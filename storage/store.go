@@ -47,6 +47,7 @@ type Store struct {
 	claimConn     *sql.Conn         // PostgreSQL: the session holding this process's advisory locks
 	claims        map[[2]int32]bool // held
 	claimsChecked time.Time         // when claimConn last answered
+	claimNS       int32             // the schema's part of every claim's lock
 
 	maxPages int // WithMaxPages
 

@@ -1,7 +1,8 @@
 // Package storagetest opens real stores for tests: a SQLite file in the test's
-// temporary directory, or, when SUPPORTBOT_TEST_POSTGRES names a PostgreSQL server
-// (as CI does), a schema of its own on that server; closed and dropped when the test
-// ends. The same tests so run on both engines.
+// temporary directory, or, with SUPPORTBOT_TEST_ENGINE=postgres, a schema of its own
+// on the PostgreSQL server SUPPORTBOT_TEST_POSTGRES names; closed and dropped when
+// the test ends. CI runs the tests once on each engine; the tests of replicas, which
+// only PostgreSQL has, run whenever a server is named.
 package storagetest
 
 import (
@@ -20,18 +21,27 @@ import (
 	"supportbot/storage"
 )
 
-// PostgresEnv names the server the tests use instead of SQLite files, e.g.
-// postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable.
-const PostgresEnv = "SUPPORTBOT_TEST_POSTGRES"
+// PostgresEnv names a PostgreSQL server for the tests, e.g.
+// postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable; EngineEnv=postgres
+// runs every test's database there instead of in a SQLite file.
+const (
+	PostgresEnv = "SUPPORTBOT_TEST_POSTGRES"
+	EngineEnv   = "SUPPORTBOT_TEST_ENGINE"
+)
 
-// Postgres is the server of PostgresEnv, or "".
-func Postgres() string { return os.Getenv(PostgresEnv) }
+// Postgres is the server every test's database lives on, or "" for SQLite files.
+func Postgres() string {
+	if os.Getenv(EngineEnv) != "postgres" {
+		return ""
+	}
+	return os.Getenv(PostgresEnv)
+}
 
 // NeedPostgres skips a test that only means something on PostgreSQL (replicas)
 // when no server is given, saying how to give one; under CI=true it fails instead.
 func NeedPostgres(t testing.TB) string {
 	t.Helper()
-	if u := Postgres(); u != "" {
+	if u := os.Getenv(PostgresEnv); u != "" {
 		return u
 	}
 	if os.Getenv("CI") == "true" {
@@ -76,8 +86,18 @@ func OpenAt(t testing.TB, path string, opts ...storage.Option) *storage.Store {
 // path, the same schema), dropped when the test that first asked ends.
 func Location(t testing.TB, path string) string {
 	t.Helper()
-	base := Postgres()
-	if base == "" || storage.IsPostgres(path) {
+	if Postgres() == "" {
+		return path
+	}
+	return OnPostgres(t, path)
+}
+
+// OnPostgres is the URL of the schema named after path on the server of
+// PostgresEnv, whichever engine the other tests use: for the tests of replicas.
+func OnPostgres(t testing.TB, path string) string {
+	t.Helper()
+	base := NeedPostgres(t)
+	if storage.IsPostgres(path) {
 		return path
 	}
 	h := fnv.New64a()
