@@ -163,7 +163,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 			return e.Kind == bitrix24.KindRegisterBot && e.State == storage.OutboxFailed
 		})
 	})
-	cfg, err := config.LoadFrom(nil, appEnv(o, dbPath))
+	cfg, err := config.LoadFrom(nil, dbEnv(t, appEnv(o, dbPath), ""))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ func startBinary(t *testing.T, dir string, env []string, args ...string) *proces
 	cmd := exec.Command(buildBinary(t), args...)
 	cmd.Dir = dir
 	// Only what the test gives: no SUPPORTBOT_* from the machine running the tests.
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, dbEnv(t, env, dir)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +132,8 @@ func (p *process) url() string {
 func TestRunOnFreshMachine(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	p := startBinary(t, dir, []string{"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0", "SUPPORTBOT_ACCESS_ADMINS=27"})
+	// The README's first command: the embedded SQLite default, whatever the tests run on.
+	p := startBinary(t, dir, []string{"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0", "SUPPORTBOT_ACCESS_ADMINS=27", "SUPPORTBOT_DB_URL="})
 	if _, err := os.Stat(filepath.Join(dir, "supportbot.db")); err != nil {
 		t.Fatalf("no supportbot.db in the working directory: %v", err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,33 @@ var (
 	storesMu sync.Mutex
 	stores   = map[string]*storage.Store{} // by test and path
 )
+
+// dbEnv is env with, when the tests run on PostgreSQL (storagetest.PostgresEnv), the
+// database of its db.path on that server as db.url. A test of what only SQLite does
+// names an empty SUPPORTBOT_DB_URL to stay on the file.
+// dir is where a binary runs, whose default db.path is dir/supportbot.db ("" in process).
+func dbEnv(t *testing.T, env []string, dir string) []string {
+	t.Helper()
+	if storagetest.Postgres() == "" {
+		return env
+	}
+	path := ""
+	if dir != "" {
+		path = filepath.Join(dir, "supportbot.db")
+	}
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "SUPPORTBOT_DB_URL=") {
+			return env
+		}
+		if p, ok := strings.CutPrefix(kv, "SUPPORTBOT_DB_PATH="); ok {
+			path = p
+		}
+	}
+	if path == "" {
+		return env
+	}
+	return append([]string{"SUPPORTBOT_DB_URL=" + storagetest.Location(t, path)}, env...)
+}
 
 // storeAt is the store at path, opened once per test beside the bot that uses it.
 func storeAt(t *testing.T, path string) *storage.Store {

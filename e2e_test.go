@@ -61,7 +61,7 @@ func startBot(t *testing.T, portal *b24test.Portal, dbPath string, env ...string
 // startServe runs serve with exactly environ as the environment.
 func startServe(t *testing.T, portal *b24test.Portal, dbPath string, environ []string) *runningBot {
 	t.Helper()
-	cfg, err := config.LoadFrom(nil, environ)
+	cfg, err := config.LoadFrom(nil, dbEnv(t, environ, ""))
 	if err != nil {
 		t.Fatal(err)
 	}

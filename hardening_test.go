@@ -279,7 +279,7 @@ func TestPortalTextsRedacted(t *testing.T) {
 	if strings.Contains(p.logs(), hidden) {
 		t.Errorf("the secret reached the log:\n%s", p.logs())
 	}
-	cfg, _ := config.LoadFrom(nil, append(env, "SUPPORTBOT_DB_PATH="+dbPath))
+	cfg, _ := config.LoadFrom(nil, dbEnv(t, append(env, "SUPPORTBOT_DB_PATH="+dbPath), ""))
 	var report strings.Builder
 	(&setup.Doctor{Config: cfg, Out: &report, Client: setup.Patient(bitrix24.NewClient(secret))}).Run(t.Context())
 	if strings.Contains(report.String(), hidden) || !strings.Contains(report.String(), "ACCESS_DENIED") {

@@ -32,7 +32,7 @@ func runCLI(t *testing.T, dir string, env []string, args ...string) cliResult {
 	t.Helper()
 	cmd := exec.Command(buildBinary(t), args...)
 	cmd.Dir = dir
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, dbEnv(t, env, dir)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -251,6 +251,7 @@ func TestDoctorReportsEachBrokenPiece(t *testing.T) {
 	portal.SetScopes("im", "user") // the webhook was created without imbot
 	dir := t.TempDir()
 	broken := []string{
+		"SUPPORTBOT_DB_URL=", // a db.path in no directory: SQLite's mistake
 		"SUPPORTBOT_BITRIX_API=v1",
 		"SUPPORTBOT_BITRIX_WEBHOOK_URL=" + portal.WebhookURL(), // and no application token
 		"SUPPORTBOT_DB_PATH=" + filepath.Join(dir, "no-such-dir", "supportbot.db"),
@@ -285,7 +286,8 @@ func TestDoctorReportsEachBrokenPiece(t *testing.T) {
 
 	// Scope given, but no bot registered yet.
 	portal.SetScopes("imbot", "im", "user")
-	env := append(setupEnv(dir, portal.WebhookURL()), "SUPPORTBOT_BITRIX_APPLICATION_TOKEN="+portal.ApplicationToken())
+	// A database file not there yet: SQLite's, whatever the tests run on.
+	env := append(setupEnv(dir, portal.WebhookURL()), "SUPPORTBOT_BITRIX_APPLICATION_TOKEN="+portal.ApplicationToken(), "SUPPORTBOT_DB_URL=")
 	res = runCLI(t, dir, env, "doctor")
 	if res.code == 0 || !strings.Contains(res.stdout, "✓ webhook: reachable, with the imbot scope") ||
 		!strings.Contains(res.stdout, "✗ bot: no bot is registered") || !strings.Contains(res.stdout, "fix: run `supportbot register`") {
@@ -415,7 +417,8 @@ func TestLostDatabase(t *testing.T) {
 	t.Parallel()
 	portal := b24test.New(t)
 	dir := t.TempDir()
-	env := setupEnv(dir, portal.WebhookURL())
+	// The database is lost by removing its file: on SQLite whatever the tests run on.
+	env := append(setupEnv(dir, portal.WebhookURL()), "SUPPORTBOT_DB_URL=")
 	first := runCLI(t, dir, env, "register")
 	if first.code != 0 {
 		t.Fatalf("register: %s%s", first.stdout, first.stderr)

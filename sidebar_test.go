@@ -833,7 +833,7 @@ func TestSidebarHTTPStatuses(t *testing.T) {
 			return e.Kind == bitrix24.KindBindPlacement && e.State == storage.OutboxFailed
 		})
 	})
-	cfg, err := config.LoadFrom(nil, appEnv(o, dbPath))
+	cfg, err := config.LoadFrom(nil, dbEnv(t, appEnv(o, dbPath), ""))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,7 +62,7 @@ func newSetup(r *run, cmd *cobra.Command) (*setup.Setup, func(), error) {
 		return nil, nil, errors.New("http.public_url is not set: Bitrix24 needs the address to post events to " +
 			"(with bitrix.api v2 and bitrix.events fetch it needs none)")
 	}
-	store, err := storage.Open(r.ctx, cfg.DB.Path)
+	store, err := storage.Open(r.ctx, cmp.Or(cfg.DB.URL, cfg.DB.Path))
 	if err != nil {
 		return nil, nil, err
 	}

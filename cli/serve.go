@@ -58,7 +58,7 @@ type house struct {
 // assemble wires the rooms for cfg. The two modes differ only in how events are
 // authenticated and how each portal is called.
 func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house, error) {
-	store, err := storage.Open(ctx, cfg.DB.Path)
+	store, err := storage.Open(ctx, cmp.Or(cfg.DB.URL, cfg.DB.Path))
 	if err != nil {
 		return nil, err
 	}
@@ -105,8 +105,8 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 			}
 			return err
 		}}, {Name: "auto-close", Every: time.Minute, Run: func(ctx context.Context) error {
-			// Every replica may run it: each dialog is claimed in the transaction that
-			// queues its message, so only one sweep acts on it.
+			// One replica runs it (onOneReplica); even if two did, each dialog is claimed
+			// in the transaction that queues its message, so only one sweep acts on it.
 			warned, closed, err := brain.AutoClose(ctx, store)
 			if warned+closed > 0 {
 				log.Info("auto-close", "warned", warned, "closed", closed)
@@ -141,6 +141,22 @@ func sidebarRoutes(cfg *config.Config, store *storage.Store, brain *bot.Bot, aut
 		return nil
 	}
 	return &handlers.Sidebar{Store: store, Bot: brain, Auth: app, Tokens: sidebar.NewSigner(cfg.App.ClientSecret), Log: log}
+}
+
+// onOneReplica makes each job run on one replica only (with PostgreSQL): the one
+// holding its claim, which another takes over when that one is gone.
+func onOneReplica(store *storage.Store, jobs []schedule.Job) []schedule.Job {
+	out := make([]schedule.Job, len(jobs))
+	for i, j := range jobs {
+		out[i] = j
+		out[i].Run = func(ctx context.Context) error {
+			if !store.Claim(ctx, storage.ClaimJob, storage.JobKey(j.Name)) {
+				return nil
+			}
+			return j.Run(ctx)
+		}
+	}
+	return out
 }
 
 // portalAccess is how events are authenticated and each portal is called: in app
@@ -222,7 +238,11 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 	srv := handlers.HTTPServer(cfg.HTTP.Addr, h.handler)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "db", cfg.DB.Path, "dry_run", cfg.DryRun())
+	db := cfg.DB.Path
+	if cfg.DB.URL != "" {
+		db = "PostgreSQL" // the URL may hold a password
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "db", db, "dry_run", cfg.DryRun())
 	if started != nil {
 		started <- ln.Addr().String()
 	}
@@ -233,7 +253,7 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 	var wg sync.WaitGroup
 	wg.Go(func() { h.dispatcher.Run(dispatchCtx, callsCtx) })
 	wg.Go(func() { h.poller.Run(dispatchCtx) })
-	wg.Go(func() { schedule.Run(dispatchCtx, log, h.jobs...) })
+	wg.Go(func() { schedule.Run(dispatchCtx, log, onOneReplica(h.store, h.jobs)...) })
 
 	var runErr error
 	select {

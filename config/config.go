@@ -23,6 +23,7 @@ type Config struct {
 		PublicURL string `mapstructure:"public_url"`
 	} `mapstructure:"http"`
 	DB struct {
+		URL       string        `mapstructure:"url"`
 		Path      string        `mapstructure:"path"`
 		Retention time.Duration `mapstructure:"retention"`
 	} `mapstructure:"db"`
@@ -101,6 +102,7 @@ func (k Key) DefaultText() string {
 var keys = buildKeys([]Key{
 	{Name: "http.addr", Default: ":8080", Description: "listen address"},
 	{Name: "http.public_url", Description: "the public URL Bitrix24 posts events to (v1, v2 webhook mode, app mode; fetch mode needs none)"},
+	{Name: "db.url", Secret: true, Description: "PostgreSQL, for several replicas: `postgres://user:password@host:5432/db`; empty = the SQLite file db.path"},
 	{Name: "db.path", Default: "supportbot.db", Description: "SQLite database file"},
 	{Name: "db.retention", Default: 30 * 24 * time.Hour, Min: time.Hour, Description: "how long delivered actions and the keys of processed events are kept"},
 	{Name: "bitrix.webhook_url", Secret: true, Description: "inbound webhook base, `https://PORTAL/rest/USER_ID/SECRET/`; empty = dry-run (outbound calls are logged, not sent)"},
@@ -225,10 +227,9 @@ func (c Config) LogValue() slog.Value {
 // ErrTokenRequired: without the token the bot would accept forged events from anyone.
 var ErrTokenRequired = errors.New("bitrix.application_token is required for events posted to http.public_url: they could not be verified")
 
-// Validate returns one error naming every problem, so that a configuration
-// can be fixed in one edit rather than one restart per mistake; the messages
-// never contain a secret. It also makes bitrix.webhook_url and app.oauth_url
-// end in "/", as method names are appended to them and portals show both.
+// Validate returns one error naming every problem, so that a configuration can be fixed in
+// one edit rather than one restart per mistake; the messages never contain a secret. It
+// also makes bitrix.webhook_url and app.oauth_url end in "/", as method names follow.
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -242,7 +243,8 @@ func (c *Config) Validate() error {
 	check(c.HTTP.Addr != "" && addrErr != nil, `http.addr %q is not host:port (e.g. ":8080" or "127.0.0.1:8080")`, c.HTTP.Addr)
 	reason := checkHTTPURL(c.HTTP.PublicURL)
 	check(c.HTTP.PublicURL != "" && reason != "", "http.public_url %q %s", c.HTTP.PublicURL, reason)
-	check(c.DB.Path == "", "db.path is empty")
+	check(c.DB.Path == "" && c.DB.URL == "", "db.path is empty")
+	check(c.DB.URL != "" && !strings.HasPrefix(c.DB.URL, "postgres://") && !strings.HasPrefix(c.DB.URL, "postgresql://"), "db.url must be a postgres:// URL")
 
 	if c.Bitrix.WebhookURL != "" {
 		u, _ := url.Parse(c.Bitrix.WebhookURL)

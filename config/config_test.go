@@ -37,6 +37,7 @@ type sample struct {
 var samples = map[string]sample{
 	"http.addr":                  {"127.0.0.1:9090", `"127.0.0.1:9090"`, "127.0.0.1:9090"},
 	"http.public_url":            {"https://bot.example.com/", `https://bot.example.com/`, "https://bot.example.com/"},
+	"db.url":                     {"postgres://bot:pgs3cret@db.example.com/support", `postgres://bot:pgs3cret@db.example.com/support`, "postgres://bot:pgs3cret@db.example.com/support"},
 	"db.path":                    {"/var/lib/supportbot/bot.db", `/var/lib/supportbot/bot.db`, "/var/lib/supportbot/bot.db"},
 	"bitrix.webhook_url":         {webhookURL, webhookURL, webhookURL + "/"},
 	"bitrix.application_token":   {tokenSecret, tokenSecret, tokenSecret},
@@ -238,7 +239,7 @@ func TestKeys(t *testing.T) {
 		if k.List != (f.Kind() == reflect.Slice) {
 			t.Errorf("%s: List = %v for a %s field", k.Name, k.List, f.Type())
 		}
-		wantSecret := k.Name == "bitrix.webhook_url" || k.Name == "bitrix.application_token" || k.Name == "app.client_secret"
+		wantSecret := k.Name == "bitrix.webhook_url" || k.Name == "bitrix.application_token" || k.Name == "app.client_secret" || k.Name == "db.url"
 		if k.Secret != wantSecret {
 			t.Errorf("%s: Secret = %v", k.Name, k.Secret)
 		}
@@ -768,6 +769,7 @@ func TestValidate(t *testing.T) {
 			wantErr: []string{tokenMessage}},
 		// Fetched events come from the portal the bot asked: no token to check.
 		{name: "v2 fetch without token is valid", mutate: func(c *Config) { c.Bitrix.ApplicationToken, c.Bitrix.Events = "", "fetch" }},
+		{name: "db.url not postgres", mutate: func(c *Config) { c.DB.URL = "mysql://db/x" }, wantErr: []string{"db.url must be a postgres:// URL"}},
 		{name: "webhook not http", mutate: func(c *Config) { c.Bitrix.WebhookURL = "ftp://portal/rest/1/" + webhookSecret },
 			wantErr: []string{"bitrix.webhook_url must be an absolute http(s) URL"}},
 		{name: "webhook without scheme", mutate: func(c *Config) { c.Bitrix.WebhookURL = "portal.bitrix24.ru/rest/1/" + webhookSecret },

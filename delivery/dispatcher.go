@@ -119,7 +119,11 @@ func (d *Dispatcher) Run(ctx, hard context.Context) {
 			d.log.Error("outbox", "err", err)
 		}
 		for _, p := range portals {
-			d.wakeSender(ctx, hard, &wg, p)
+			// With replicas on PostgreSQL one of them sends to each portal, so its
+			// rate limit and the order per chat hold across them.
+			if d.store.Claim(hard, storage.ClaimPortal, p) {
+				d.wakeSender(ctx, hard, &wg, p)
+			}
 		}
 		timer.Reset(d.sleep(ctx))
 		select {

@@ -63,7 +63,7 @@ type Poller struct {
 	MaxBackoff time.Duration // the longest wait after failed polls; 0 = 1 minute
 	Limit      int           // events asked for per poll; 0 = 100
 	Attempts   int           // how often one event may fail to be stored before it is skipped; 0 = 5
-	Rescan     time.Duration // how often the portals are looked at for bots to start or stop polling; 0 = 5 s
+	Rescan     time.Duration // how often the portals are looked at for bots to start or stop polling; 0 = 1 s
 }
 
 // Run polls every fetching portal until ctx ends; it starts a loop for each new
@@ -81,7 +81,7 @@ func (p *Poller) Run(ctx context.Context) {
 			stop()
 		}
 	}()
-	tick := time.NewTicker(cmp.Or(p.Rescan, 5*time.Second))
+	tick := time.NewTicker(cmp.Or(p.Rescan, time.Second))
 	defer tick.Stop()
 	for {
 		list, err := p.Store.Portals(ctx)
@@ -90,7 +90,9 @@ func (p *Poller) Run(ctx context.Context) {
 		}
 		want := map[int64]bool{}
 		for _, portal := range list {
-			if portal.Fetches() && portal.BotID != 0 && !portal.BotDeleted() && !portal.UninstalledAt.After(portal.InstalledAt) {
+			// One replica polls each portal: the one that sends to it (see storage.Claim).
+			if portal.Fetches() && portal.BotID != 0 && !portal.BotDeleted() && !portal.UninstalledAt.After(portal.InstalledAt) &&
+				p.Store.Claim(ctx, storage.ClaimPortal, portal.ID) {
 				want[portal.ID] = true
 			}
 		}

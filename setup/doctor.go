@@ -94,6 +94,9 @@ func (d *Doctor) Run(ctx context.Context) bool {
 }
 
 func (d *Doctor) checkDatabase(ctx context.Context, cfg *config.Config) *storage.Store {
+	if cfg.DB.URL != "" {
+		return d.checkPostgres(ctx, cfg)
+	}
 	if cfg.DB.Path == "" {
 		return nil // reported with the configuration
 	}
@@ -120,6 +123,24 @@ func (d *Doctor) checkDatabase(ctx context.Context, cfg *config.Config) *storage
 		return nil
 	}
 	d.ok("database", cfg.DB.Path+" opens and answers")
+	return store
+}
+
+// checkPostgres opens the PostgreSQL database of db.url, which also applies what
+// migrations it lacks: a server that runs replicas is shared, so doctor reports
+// only whether it answers and can commit.
+func (d *Doctor) checkPostgres(ctx context.Context, cfg *config.Config) *storage.Store {
+	store, err := storage.Open(ctx, cfg.DB.URL)
+	if err != nil {
+		d.fail("database", err.Error(), "check db.url, and that the server runs and lets this user create tables")
+		return nil
+	}
+	if err := store.Ping(ctx); err != nil {
+		d.fail("database", err.Error(), "check the PostgreSQL server")
+		store.Close()
+		return nil
+	}
+	d.ok("database", "PostgreSQL (db.url) answers and commits")
 	return store
 }
 

@@ -15,39 +15,66 @@ type AutoClose struct {
 // The rules below are SQL over the dialog's own row (dialogs.*, never an alias), so
 // that listing what is due and claiming a dialog test the very same condition.
 
-// silenceSinceSQL is when the dialog's current silence began: its last word, if that
-// is an agent's answer, or else NULL — the client spoke last, or nobody has — so that
-// the dialog is never due; but no earlier than the client's "keep it open" or an
-// agent's reopening. The last word is the last message by the client or an agent that
-// is not deleted; an agent's command ("/rename", "/queue", typed in the dialog) is no
-// answer to the client, who may still be waiting.
-const silenceSinceSQL = `MAX(COALESCE(dialogs.auto_close_kept_at, 0),
+// autoCloseSQL holds the rules in one engine's SQL. Arguments, by number (each query
+// names all of its own, as PostgreSQL requires): ?1 the transaction's time, ?2 how
+// long the silence must have lasted (After - Warning for a warning, After for a
+// close), ?3 the characters an agent's command may start after, ?4 Warning (for a
+// close), then the dialog (?4 for a warning, ?5 for a close); times in milliseconds.
+type autoCloseSQL struct{ warningDue, closeDue string }
+
+var autoCloseSQLite, autoClosePostgres = buildAutoCloseSQL("MAX"), buildAutoCloseSQL("GREATEST")
+
+// buildAutoCloseSQL writes the rules with the engine's maximum of several values.
+//
+// silence is when the dialog's current silence began: its last word, if that is an
+// agent's answer, or else NULL — the client spoke last, or nobody has — so that the
+// dialog is never due; but no earlier than the client's "keep it open" or an agent's
+// reopening. The last word is the last message by the client or an agent that is not
+// deleted; an agent's command ("/rename", "/queue", typed in the dialog) is no answer
+// to the client, who may still be waiting.
+//
+// closable: dialogs auto-close may touch. An escalated dialog waits for technical
+// support, whose work takes its own time; a portal that removed the bot could not
+// hear the warning.
+//
+// A warning is due when the silence has lasted After - Warning and has not been
+// warned about yet (a warning before the silence began was about another one). A
+// close is due when it has lasted After and, unless there is no warning, was warned
+// about at least Warning ago, so a client whose warning came late (the bot was down)
+// still gets the whole of it.
+func buildAutoCloseSQL(greatest string) autoCloseSQL {
+	silence := greatest + `(COALESCE(dialogs.auto_close_kept_at, 0),
 	COALESCE((SELECT MAX(e.at) FROM dialog_events e WHERE e.dialog_id = dialogs.id AND e.kind = '` + LifeReopened + `'), 0),
 	(SELECT a.created_at FROM messages a WHERE a.author_role = 'agent' AND a.id = (
 		SELECT MAX(m.id) FROM messages m WHERE m.dialog_id = dialogs.id AND m.deleted_at IS NULL
-		AND (m.author_role = 'client' OR (m.author_role = 'agent' AND LTRIM(m.text, ' ,:' || char(9, 10, 13)) NOT LIKE '/%')))))`
-
-// autoClosableSQL: dialogs auto-close may touch. An escalated dialog waits for
-// technical support, whose work takes its own time; a portal that removed the bot
-// could not hear the warning.
-const autoClosableSQL = `dialogs.status = 'active' AND dialogs.chat_failed = 0 AND dialogs.chat_id IS NOT NULL
+		AND (m.author_role = 'client' OR (m.author_role = 'agent' AND LTRIM(m.text, ?3) NOT LIKE '/%')))))`
+	closable := `dialogs.status = 'active' AND NOT dialogs.chat_failed AND dialogs.chat_id IS NOT NULL
 	AND dialogs.escalated_at IS NULL
 	AND dialogs.portal_id IN (SELECT p.id FROM portals p WHERE p.bot_deleted_at IS NULL AND p.uninstalled_at IS NULL)`
+	return autoCloseSQL{
+		warningDue: closable + ` AND ` + silence + ` + CAST(?2 AS BIGINT) <= CAST(?1 AS BIGINT)
+	AND COALESCE(dialogs.auto_close_warned_at, 0) <= ` + silence,
+		closeDue: closable + ` AND ` + silence + ` + CAST(?2 AS BIGINT) <= CAST(?1 AS BIGINT)
+	AND (CAST(?4 AS BIGINT) = 0 OR (dialogs.auto_close_warned_at > ` + silence +
+			` AND dialogs.auto_close_warned_at + CAST(?4 AS BIGINT) <= CAST(?1 AS BIGINT)))`,
+	}
+}
 
-// warningDueSQL: the silence has lasted After - Warning (:lead) and has not been
-// warned about yet (a warning before the silence began was about another one).
-const warningDueSQL = autoClosableSQL + ` AND ` + silenceSinceSQL + ` + :lead <= :now
-	AND COALESCE(dialogs.auto_close_warned_at, 0) <= ` + silenceSinceSQL
+func (tx *Tx) autoCloseSQL() autoCloseSQL {
+	if tx.pg {
+		return autoClosePostgres
+	}
+	return autoCloseSQLite
+}
 
-// closeDueSQL: the silence has lasted After and, unless there is no warning, was
-// warned about at least Warning ago, so a client whose warning came late (the bot was
-// down) still gets the whole of it.
-const closeDueSQL = autoClosableSQL + ` AND ` + silenceSinceSQL + ` + :after <= :now
-	AND (:warning = 0 OR (dialogs.auto_close_warned_at > ` + silenceSinceSQL + ` AND dialogs.auto_close_warned_at + :warning <= :now))`
+const commandLead = " ,:\t\n\r"
 
-func (tx *Tx) autoCloseArgs(ac AutoClose, extra ...any) []any {
-	return append([]any{sql.Named("now", millis(tx.now)), sql.Named("lead", (ac.After - ac.Warning).Milliseconds()),
-		sql.Named("after", ac.After.Milliseconds()), sql.Named("warning", ac.Warning.Milliseconds())}, extra...)
+func (tx *Tx) warningArgs(ac AutoClose, id ...any) []any {
+	return append([]any{millis(tx.now), (ac.After - ac.Warning).Milliseconds(), commandLead}, id...)
+}
+
+func (tx *Tx) closeArgs(ac AutoClose, id ...any) []any {
+	return append([]any{millis(tx.now), ac.After.Milliseconds(), commandLead, ac.Warning.Milliseconds()}, id...)
 }
 
 // DueAutoClose lists, by ID, the dialogs whose client is due to be warned and those
@@ -58,12 +85,12 @@ func (tx *Tx) DueAutoClose(ac AutoClose) (warn, closing []int64, err error) {
 	}
 	ids := func(r *sql.Rows) (id int64, err error) { return id, r.Scan(&id) }
 	if ac.Warning > 0 {
-		rows, err := tx.query(`SELECT dialogs.id FROM dialogs WHERE `+warningDueSQL+` ORDER BY dialogs.id`, tx.autoCloseArgs(ac)...)
+		rows, err := tx.query(`SELECT dialogs.id FROM dialogs WHERE `+tx.autoCloseSQL().warningDue+` ORDER BY dialogs.id`, tx.warningArgs(ac)...)
 		if warn, err = collect(rows, err, ids); err != nil {
 			return nil, nil, fmt.Errorf("dialogs due for an auto-close warning: %w", err)
 		}
 	}
-	rows, err := tx.query(`SELECT dialogs.id FROM dialogs WHERE `+closeDueSQL+` ORDER BY dialogs.id`, tx.autoCloseArgs(ac)...)
+	rows, err := tx.query(`SELECT dialogs.id FROM dialogs WHERE `+tx.autoCloseSQL().closeDue+` ORDER BY dialogs.id`, tx.closeArgs(ac)...)
 	if closing, err = collect(rows, err, ids); err != nil {
 		return nil, nil, fmt.Errorf("dialogs due for an auto-close: %w", err)
 	}
@@ -78,8 +105,8 @@ func (tx *Tx) ClaimAutoCloseWarning(dialogID int64, ac AutoClose) (bool, error) 
 	if ac.After <= 0 || ac.Warning <= 0 {
 		return false, nil
 	}
-	res, err := tx.exec(`UPDATE dialogs SET auto_close_warned_at = :now WHERE dialogs.id = :id AND `+warningDueSQL,
-		tx.autoCloseArgs(ac, sql.Named("id", dialogID))...)
+	res, err := tx.exec(`UPDATE dialogs SET auto_close_warned_at = CAST(?1 AS BIGINT) WHERE dialogs.id = ?4 AND `+tx.autoCloseSQL().warningDue,
+		tx.warningArgs(ac, dialogID)...)
 	if err != nil {
 		return false, fmt.Errorf("warn of the auto-close of dialog %d: %w", dialogID, err)
 	}
@@ -93,8 +120,8 @@ func (tx *Tx) ClaimAutoClose(dialogID int64, ac AutoClose) (bool, error) {
 	if ac.After <= 0 {
 		return false, nil
 	}
-	res, err := tx.exec(`UPDATE dialogs SET status = 'resolved', resolved_at = :now, updated_at = :now, last_activity_at = :now
-		WHERE dialogs.id = :id AND `+closeDueSQL, tx.autoCloseArgs(ac, sql.Named("id", dialogID))...)
+	res, err := tx.exec(`UPDATE dialogs SET status = 'resolved', resolved_at = CAST(?1 AS BIGINT), updated_at = CAST(?1 AS BIGINT),
+		last_activity_at = CAST(?1 AS BIGINT) WHERE dialogs.id = ?5 AND `+tx.autoCloseSQL().closeDue, tx.closeArgs(ac, dialogID)...)
 	if err != nil {
 		return false, fmt.Errorf("auto-close dialog %d: %w", dialogID, err)
 	}

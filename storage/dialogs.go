@@ -86,7 +86,7 @@ type NewDialog struct {
 // create in the same transaction, so the count cannot go stale in between.
 func (tx *Tx) CountActiveDialogs(portalID, clientID int64) (int, error) {
 	var n int
-	err := tx.queryRow(`SELECT COUNT(*) FROM dialogs WHERE portal_id = ? AND client_id = ? AND status = 'active' AND chat_failed = 0`,
+	err := tx.queryRow(`SELECT COUNT(*) FROM dialogs WHERE portal_id = ? AND client_id = ? AND status = 'active' AND NOT chat_failed`,
 		portalID, clientID).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count active dialogs of %d: %w", clientID, err)
@@ -101,13 +101,10 @@ func (tx *Tx) CreateDialog(nd NewDialog) (Dialog, error) {
 		return Dialog{}, fmt.Errorf("create dialog: next number: %w", err)
 	}
 	now := millis(tx.now)
-	res, err := tx.exec(`INSERT INTO dialogs (portal_id, number, client_id, client_name, title, status, language, created_at, updated_at, last_activity_at)
-		VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)`,
-		nd.PortalID, number, nd.ClientID, nd.ClientName, nd.Title(number), nd.Language, now, now, now)
-	if err != nil {
-		return Dialog{}, fmt.Errorf("create dialog №%d: %w", number, err)
-	}
-	id, err := res.LastInsertId()
+	var id int64
+	err := tx.queryRow(`INSERT INTO dialogs (portal_id, number, client_id, client_name, title, status, language, created_at, updated_at, last_activity_at)
+		VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?) RETURNING id`,
+		nd.PortalID, number, nd.ClientID, nd.ClientName, nd.Title(number), nd.Language, now, now, now).Scan(&id)
 	if err != nil {
 		return Dialog{}, fmt.Errorf("create dialog №%d: %w", number, err)
 	}
@@ -158,7 +155,7 @@ func (tx *Tx) Dialogs(portalID int64) ([]Dialog, error) {
 // listed.
 func (tx *Tx) ClientDialogs(portalID, clientID int64) ([]DialogSummary, error) {
 	rows, err := tx.query(`SELECT `+dialogColumns+`, (`+unreadSQL+`) FROM dialogs d
-		WHERE d.portal_id = ? AND d.client_id = ? AND d.chat_failed = 0
+		WHERE d.portal_id = ? AND d.client_id = ? AND NOT d.chat_failed
 		ORDER BY d.status = 'active' DESC, d.last_activity_at DESC, d.id DESC`, portalID, clientID)
 	list, err := collect(rows, err, func(r *sql.Rows) (s DialogSummary, err error) {
 		s.Dialog, err = scanDialog(r, &s.Unread)
@@ -187,7 +184,7 @@ func (tx *Tx) Unread(dialogID int64) (int, error) {
 
 // SetDialogChat records the chat the portal created for the dialog.
 func (tx *Tx) SetDialogChat(dialogID, chatID int64) error {
-	_, err := tx.exec(`UPDATE dialogs SET chat_id = ?, chat_failed = 0, updated_at = ? WHERE id = ?`,
+	_, err := tx.exec(`UPDATE dialogs SET chat_id = ?, chat_failed = FALSE, updated_at = ? WHERE id = ?`,
 		chatID, millis(tx.now), dialogID)
 	if err != nil {
 		return fmt.Errorf("set chat %d of dialog %d: %w", chatID, dialogID, err)
@@ -197,7 +194,7 @@ func (tx *Tx) SetDialogChat(dialogID, chatID int64) error {
 
 // MarkDialogChatFailed records that the dialog's chat could not be created.
 func (tx *Tx) MarkDialogChatFailed(dialogID int64) error {
-	_, err := tx.exec(`UPDATE dialogs SET chat_failed = 1, updated_at = ? WHERE id = ?`, millis(tx.now), dialogID)
+	_, err := tx.exec(`UPDATE dialogs SET chat_failed = TRUE, updated_at = ? WHERE id = ?`, millis(tx.now), dialogID)
 	if err != nil {
 		return fmt.Errorf("mark chat of dialog %d failed: %w", dialogID, err)
 	}
@@ -222,7 +219,7 @@ func (tx *Tx) RenameDialog(dialogID int64, title string, byBot bool) error {
 
 // TitleSent records that one of the bot's renames has finished (sent or given up).
 func (tx *Tx) TitleSent(dialogID int64) error {
-	_, err := tx.exec(`UPDATE dialogs SET title_pending = MAX(title_pending - 1, 0) WHERE id = ?`, dialogID)
+	_, err := tx.exec(`UPDATE dialogs SET title_pending = CASE WHEN title_pending > 0 THEN title_pending - 1 ELSE 0 END WHERE id = ?`, dialogID)
 	if err != nil {
 		return fmt.Errorf("title of dialog %d sent: %w", dialogID, err)
 	}
@@ -275,7 +272,7 @@ type WaitingDialog struct {
 func (tx *Tx) WaitingDialogs(portalID int64) ([]WaitingDialog, error) {
 	rows, err := tx.query(`WITH pending AS (
 			SELECT m.dialog_id, COUNT(*) AS n, MIN(m.created_at) AS since FROM messages m
-			JOIN dialogs d ON d.id = m.dialog_id AND d.portal_id = ? AND d.status = 'active' AND d.chat_failed = 0
+			JOIN dialogs d ON d.id = m.dialog_id AND d.portal_id = ? AND d.status = 'active' AND NOT d.chat_failed
 			WHERE m.author_role = 'client' AND m.deleted_at IS NULL
 			AND m.id > COALESCE((SELECT MAX(a.id) FROM messages a WHERE a.dialog_id = m.dialog_id AND a.author_role = 'agent'), 0)
 			GROUP BY m.dialog_id)

@@ -31,12 +31,9 @@ type DialogEvent struct {
 // and the service times it ends.
 func (tx *Tx) AddDialogEvent(d Dialog, kind string, actorID int64) error {
 	at := millis(tx.now)
-	res, err := tx.exec(`INSERT INTO dialog_events (portal_id, dialog_id, kind, actor_id, at) VALUES (?, ?, ?, ?, ?)`,
-		d.PortalID, d.ID, kind, actorID, at)
-	if err != nil {
-		return fmt.Errorf("record %s of dialog %d: %w", kind, d.ID, err)
-	}
-	id, err := res.LastInsertId()
+	var id int64
+	err := tx.queryRow(`INSERT INTO dialog_events (portal_id, dialog_id, kind, actor_id, at) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+		d.PortalID, d.ID, kind, actorID, at).Scan(&id)
 	if err != nil {
 		return fmt.Errorf("record %s of dialog %d: %w", kind, d.ID, err)
 	}

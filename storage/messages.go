@@ -2,6 +2,7 @@ package storage
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -30,15 +31,14 @@ type Message struct {
 // AddMessage appends a message to the transcript. A message already there (same
 // Bitrix24 ID) is left alone and added is false.
 func (tx *Tx) AddMessage(m Message) (seq int64, added bool, err error) {
-	res, err := tx.exec(`INSERT INTO messages (dialog_id, bitrix_message_id, author_id, author_role, text, created_at)
-		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dialog_id, bitrix_message_id) DO NOTHING`,
-		m.DialogID, m.BitrixMessageID, m.AuthorID, m.AuthorRole, m.Text, millis(tx.now))
-	if err != nil {
-		return 0, false, fmt.Errorf("add message %d to dialog %d: %w", m.BitrixMessageID, m.DialogID, err)
+	err = tx.queryRow(`INSERT INTO messages (dialog_id, bitrix_message_id, author_id, author_role, text, created_at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dialog_id, bitrix_message_id) DO NOTHING RETURNING id`,
+		m.DialogID, m.BitrixMessageID, m.AuthorID, m.AuthorRole, m.Text, millis(tx.now)).Scan(&seq)
+	if err == nil {
+		return seq, true, nil
 	}
-	if n, _ := res.RowsAffected(); n == 1 {
-		seq, err = res.LastInsertId()
-		return seq, true, err
+	if !errors.Is(err, sql.ErrNoRows) { // no row: it was there already
+		return 0, false, fmt.Errorf("add message %d to dialog %d: %w", m.BitrixMessageID, m.DialogID, err)
 	}
 	err = tx.queryRow(`SELECT id FROM messages WHERE dialog_id = ? AND bitrix_message_id = ?`,
 		m.DialogID, m.BitrixMessageID).Scan(&seq)
@@ -87,7 +87,8 @@ func (tx *Tx) Transcript(dialogID int64) ([]Message, error) {
 // SetLastSeen moves a user's mark in a dialog forward to seq (never back).
 func (tx *Tx) SetLastSeen(dialogID, userID, seq int64) error {
 	_, err := tx.exec(`INSERT INTO last_seen (dialog_id, user_id, message_seq, seen_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (dialog_id, user_id) DO UPDATE SET message_seq = MAX(message_seq, excluded.message_seq), seen_at = excluded.seen_at`,
+		ON CONFLICT (dialog_id, user_id) DO UPDATE SET message_seq = CASE WHEN excluded.message_seq > last_seen.message_seq
+			THEN excluded.message_seq ELSE last_seen.message_seq END, seen_at = excluded.seen_at`,
 		dialogID, userID, seq, millis(tx.now))
 	if err != nil {
 		return fmt.Errorf("set last seen of %d in dialog %d: %w", userID, dialogID, err)

@@ -13,7 +13,7 @@ import (
 // (zero when none waits), so the dispatcher can sleep until then.
 func (s *Store) NextOutboxAttempt(ctx context.Context) (time.Time, error) {
 	var next sql.NullInt64
-	err := s.read.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending' AND next_attempt_at > ?`,
+	err := s.readRow(ctx, `SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending' AND next_attempt_at > ?`,
 		millis(s.clock())).Scan(&next)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("next outbox attempt: %w", err)
@@ -75,14 +75,15 @@ func (tx *Tx) Enqueue(e OutboxEntry) (int64, error) {
 	if e.AwaitsDialog != 0 {
 		awaits = e.AwaitsDialog
 	}
-	res, err := tx.exec(`INSERT INTO outbox (portal_id, lane, kind, action, awaits_dialog, effect, effect_ref, next_attempt_at, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.PortalID, e.Lane, e.Kind, string(e.Action), awaits, e.Effect, e.EffectRef, millis(tx.now), millis(tx.now))
+	var id int64
+	err := tx.queryRow(`INSERT INTO outbox (portal_id, lane, kind, action, awaits_dialog, effect, effect_ref, next_attempt_at, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		e.PortalID, e.Lane, e.Kind, string(e.Action), awaits, e.Effect, e.EffectRef, millis(tx.now), millis(tx.now)).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue %s: %w", e.Kind, err)
 	}
 	tx.enqueued = true
-	return res.LastInsertId()
+	return id, nil
 }
 
 const outboxColumns = `o.id, o.portal_id, o.lane, o.kind, o.action, o.awaits_dialog, o.effect, o.effect_ref,
@@ -112,8 +113,8 @@ func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxEntry,
 // readySQL marks, for one portal's pending entries, those that may be sent now: due,
 // and not waiting for a dialog's chat that does not exist yet (one whose chat failed
 // is ready, so the dispatcher can give it up).
-const readySQL = `SELECT o.*, COALESCE(d.chat_id, 0) AS dialog_chat, COALESCE(d.chat_failed, 0) AS dialog_failed,
-		(o.next_attempt_at <= ? AND (o.awaits_dialog IS NULL OR d.chat_id IS NOT NULL OR d.chat_failed = 1)) AS ready
+const readySQL = `SELECT o.*, COALESCE(d.chat_id, 0) AS dialog_chat, COALESCE(d.chat_failed, FALSE) AS dialog_failed,
+		(o.next_attempt_at <= ? AND (o.awaits_dialog IS NULL OR d.chat_id IS NOT NULL OR d.chat_failed)) AS ready
 	FROM outbox o LEFT JOIN dialogs d ON d.id = o.awaits_dialog
 	WHERE o.state = 'pending' AND o.portal_id = ?`
 
@@ -122,7 +123,7 @@ const readySQL = `SELECT o.*, COALESCE(d.chat_id, 0) AS dialog_chat, COALESCE(d.
 // that what is sent of a lane is always a prefix of it and keeps its order. Nothing is
 // due while the portal has no live bot.
 func (s *Store) DueOutbox(ctx context.Context, portalID int64, limit int) ([]OutboxEntry, error) {
-	rows, err := s.read.QueryContext(ctx, `WITH p AS (`+readySQL+`),
+	rows, err := s.readRows(ctx, `WITH p AS (`+readySQL+`),
 		blocked AS (SELECT lane, MIN(id) AS first FROM p WHERE NOT ready GROUP BY lane)
 		SELECT `+outboxColumns+`, o.dialog_chat, o.dialog_failed, pt.bot_id, pt.api, pt.bot_token FROM p o
 		JOIN portals pt ON pt.id = o.portal_id AND pt.bot_deleted_at IS NULL AND pt.uninstalled_at IS NULL
@@ -145,7 +146,7 @@ func (s *Store) DueOutbox(ctx context.Context, portalID int64, limit int) ([]Out
 
 // DuePortals lists the portals with entries due now, so that each gets a sender.
 func (s *Store) DuePortals(ctx context.Context) ([]int64, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT DISTINCT o.portal_id FROM outbox o
+	rows, err := s.readRows(ctx, `SELECT DISTINCT o.portal_id FROM outbox o
 		JOIN portals p ON p.id = o.portal_id AND p.bot_deleted_at IS NULL AND p.uninstalled_at IS NULL
 		WHERE o.state = 'pending' AND o.next_attempt_at <= ? ORDER BY o.portal_id`, millis(s.clock()))
 	list, err := collect(rows, err, func(r *sql.Rows) (id int64, err error) { return id, r.Scan(&id) })
@@ -157,7 +158,7 @@ func (s *Store) DuePortals(ctx context.Context) ([]int64, error) {
 
 // Outbox lists a portal's entries in ID order (all states), for tests and tools.
 func (s *Store) Outbox(ctx context.Context, portalID int64) ([]OutboxEntry, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+outboxColumns+` FROM outbox o WHERE o.portal_id = ? ORDER BY o.id`, portalID)
+	rows, err := s.readRows(ctx, `SELECT `+outboxColumns+` FROM outbox o WHERE o.portal_id = ? ORDER BY o.id`, portalID)
 	list, err := collect(rows, err, func(r *sql.Rows) (OutboxEntry, error) { return scanOutbox(r) })
 	if err != nil {
 		return nil, fmt.Errorf("list outbox: %w", err)
@@ -168,7 +169,7 @@ func (s *Store) Outbox(ctx context.Context, portalID int64) ([]OutboxEntry, erro
 // OutboxStats reports how many entries are pending and when the oldest was queued.
 func (s *Store) OutboxStats(ctx context.Context) (pending int, oldest time.Time, err error) {
 	var first sql.NullInt64
-	err = s.read.QueryRowContext(ctx, `SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending'`).Scan(&pending, &first)
+	err = s.readRow(ctx, `SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending'`).Scan(&pending, &first)
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("outbox stats: %w", err)
 	}
@@ -182,7 +183,7 @@ func (tx *Tx) CompleteOutbox(id int64, result json.RawMessage) error {
 		res = string(result)
 	}
 	_, err := tx.exec(`UPDATE outbox SET state = 'done', attempts = attempts + 1, result = ?, last_error = '', done_at = ?,
-		in_flight = 0 WHERE id = ? AND state = 'pending'`, res, millis(tx.now), id)
+		in_flight = FALSE WHERE id = ? AND state = 'pending'`, res, millis(tx.now), id)
 	if err != nil {
 		return fmt.Errorf("complete outbox %d: %w", id, err)
 	}
@@ -192,7 +193,7 @@ func (tx *Tx) CompleteOutbox(id int64, result json.RawMessage) error {
 // FailOutbox gives an entry up for good: the error is permanent.
 func (tx *Tx) FailOutbox(id int64, reason string) error {
 	_, err := tx.exec(`UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?, done_at = ?,
-		in_flight = 0 WHERE id = ? AND state = 'pending'`, reason, millis(tx.now), id)
+		in_flight = FALSE WHERE id = ? AND state = 'pending'`, reason, millis(tx.now), id)
 	if err != nil {
 		return fmt.Errorf("fail outbox %d: %w", id, err)
 	}
@@ -204,7 +205,7 @@ func (tx *Tx) FailOutbox(id int64, reason string) error {
 // 0, is the largest request the entry may go in from now on.
 func (tx *Tx) RetryOutbox(id int64, at time.Time, reason string, maybeSent bool, batchLimit int) error {
 	_, err := tx.exec(`UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,
-		maybe_sent = maybe_sent OR ?, batch_limit = CASE WHEN ? > 0 THEN ? ELSE batch_limit END, in_flight = 0
+		maybe_sent = maybe_sent OR ?, batch_limit = CASE WHEN ? > 0 THEN ? ELSE batch_limit END, in_flight = FALSE
 		WHERE id = ? AND state = 'pending'`, millis(at), reason, maybeSent, batchLimit, batchLimit, id)
 	if err != nil {
 		return fmt.Errorf("retry outbox %d: %w", id, err)
@@ -216,7 +217,7 @@ func (tx *Tx) RetryOutbox(id int64, at time.Time, reason string, maybeSent bool,
 // before them): no attempt is counted and nothing says they may have run.
 func (tx *Tx) ReleaseOutbox(ids []int64) error {
 	for _, id := range ids {
-		if _, err := tx.exec(`UPDATE outbox SET in_flight = 0 WHERE id = ? AND state = 'pending'`, id); err != nil {
+		if _, err := tx.exec(`UPDATE outbox SET in_flight = FALSE WHERE id = ? AND state = 'pending'`, id); err != nil {
 			return fmt.Errorf("release outbox %d: %w", id, err)
 		}
 	}
@@ -228,7 +229,7 @@ func (tx *Tx) ReleaseOutbox(ids []int64) error {
 // meanwhile, the next one cannot know whether the portal ran them.
 func (tx *Tx) MarkInFlight(ids []int64) error {
 	for _, id := range ids {
-		if _, err := tx.exec(`UPDATE outbox SET in_flight = 1 WHERE id = ? AND state = 'pending'`, id); err != nil {
+		if _, err := tx.exec(`UPDATE outbox SET in_flight = TRUE WHERE id = ? AND state = 'pending'`, id); err != nil {
 			return fmt.Errorf("mark outbox %d in flight: %w", id, err)
 		}
 	}
@@ -238,7 +239,7 @@ func (tx *Tx) MarkInFlight(ids []int64) error {
 // FailLane gives up every pending entry of a lane: what follows a failed
 // registration cannot succeed.
 func (tx *Tx) FailLane(portalID int64, lane, reason string) error {
-	_, err := tx.exec(`UPDATE outbox SET state = 'failed', last_error = ?, done_at = ?, in_flight = 0
+	_, err := tx.exec(`UPDATE outbox SET state = 'failed', last_error = ?, done_at = ?, in_flight = FALSE
 		WHERE portal_id = ? AND lane = ? AND state = 'pending'`, reason, millis(tx.now), portalID, lane)
 	if err != nil {
 		return fmt.Errorf("fail lane %s: %w", lane, err)
@@ -280,7 +281,7 @@ func (tx *Tx) Prune(before time.Time) (int64, error) {
 // FailOrphans gives up the pending entries, queued before before, of portals that no
 // longer have the bot: they can never be sent.
 func (tx *Tx) FailOrphans(before time.Time, reason string) (int64, error) {
-	res, err := tx.exec(`UPDATE outbox SET state = 'failed', last_error = ?, done_at = ?, in_flight = 0
+	res, err := tx.exec(`UPDATE outbox SET state = 'failed', last_error = ?, done_at = ?, in_flight = FALSE
 		WHERE state = 'pending' AND created_at < ? AND portal_id IN
 		(SELECT id FROM portals WHERE bot_deleted_at IS NOT NULL OR uninstalled_at IS NOT NULL)`, reason, millis(tx.now), millis(before))
 	if err != nil {
@@ -296,7 +297,7 @@ func (s *Store) RowCounts(ctx context.Context) (map[string]int, error) {
 	for _, table := range []string{"outbox", "processed_events", "stray_messages", "messages", "dialogs"} {
 		var n int
 		// The table names are our own constants.
-		if err := s.read.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n); err != nil {
+		if err := s.readRow(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n); err != nil {
 			return nil, fmt.Errorf("count %s: %w", table, err)
 		}
 		out[table] = n

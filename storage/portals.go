@@ -80,7 +80,7 @@ func scanPortal(row interface{ Scan(...any) error }) (Portal, error) {
 
 // PortalByMemberID reads a portal by Bitrix24's member_id, outside a transaction.
 func (s *Store) PortalByMemberID(ctx context.Context, memberID string) (Portal, error) {
-	p, err := scanPortal(s.read.QueryRowContext(ctx, "SELECT "+portalColumns+" FROM portals WHERE member_id = ?", memberID))
+	p, err := scanPortal(s.readRow(ctx, "SELECT "+portalColumns+" FROM portals WHERE member_id = ?", memberID))
 	if err != nil {
 		return Portal{}, fmt.Errorf("portal %s: %w", memberID, err)
 	}
@@ -182,7 +182,7 @@ func (tx *Tx) DeleteCommands(portalID int64) error {
 
 // Commands returns the portal's registered commands: name → command ID.
 func (s *Store) Commands(ctx context.Context, portalID int64) (map[string]int64, error) {
-	rows, err := s.read.QueryContext(ctx, commandsQuery, portalID)
+	rows, err := s.readRows(ctx, commandsQuery, portalID)
 	return scanCommands(portalID, rows, err)
 }
 
@@ -239,7 +239,7 @@ func (s *Store) Installations(ctx context.Context) ([]Portal, error) {
 }
 
 func (s *Store) listPortals(ctx context.Context, query string) ([]Portal, error) {
-	rows, err := s.read.QueryContext(ctx, query)
+	rows, err := s.readRows(ctx, query)
 	list, err := collect(rows, err, func(r *sql.Rows) (Portal, error) { return scanPortal(r) })
 	if err != nil {
 		return nil, fmt.Errorf("list portals: %w", err)
@@ -249,7 +249,7 @@ func (s *Store) listPortals(ctx context.Context, query string) ([]Portal, error)
 
 // Portal reads a portal by ID outside a transaction.
 func (s *Store) Portal(ctx context.Context, id int64) (Portal, error) {
-	p, err := scanPortal(s.read.QueryRowContext(ctx, "SELECT "+portalColumns+" FROM portals WHERE id = ?", id))
+	p, err := scanPortal(s.readRow(ctx, "SELECT "+portalColumns+" FROM portals WHERE id = ?", id))
 	if err != nil {
 		return Portal{}, fmt.Errorf("portal %d: %w", id, err)
 	}

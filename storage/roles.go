@@ -68,7 +68,7 @@ func (tx *Tx) Revoke(portalID int64, role string, userIDs []int64) error {
 // whether it seeded.
 func (tx *Tx) SeedRoles(portalID int64, seed map[string][]int64) (bool, error) {
 	clear(tx.portals)
-	res, err := tx.exec(`UPDATE portals SET roles_seeded = 1 WHERE id = ? AND roles_seeded = 0`, portalID)
+	res, err := tx.exec(`UPDATE portals SET roles_seeded = TRUE WHERE id = ? AND NOT roles_seeded`, portalID)
 	if err != nil {
 		return false, fmt.Errorf("seed roles of portal %d: %w", portalID, err)
 	}

@@ -131,8 +131,9 @@ type ServiceFigures struct {
 func (tx *Tx) ServiceFigures(portalID int64, since, until time.Time) (ServiceFigures, error) {
 	var f ServiceFigures
 	from, to := millis(since), millis(until)
-	err := tx.queryRow(`SELECT COALESCE(SUM(e.kind = 'opened' AND d.chat_failed = 0), 0),
-			COALESCE(SUM(e.kind = 'resolved'), 0), COALESCE(SUM(e.kind = 'auto_closed'), 0)
+	err := tx.queryRow(`SELECT COALESCE(SUM(CASE WHEN e.kind = 'opened' AND NOT d.chat_failed THEN 1 ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN e.kind = 'resolved' THEN 1 ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN e.kind = 'auto_closed' THEN 1 ELSE 0 END), 0)
 		FROM dialog_events e JOIN dialogs d ON d.id = e.dialog_id
 		WHERE e.portal_id = ? AND e.at > ? AND e.at <= ? AND e.kind IN ('opened', 'resolved', 'auto_closed')`,
 		portalID, from, to).Scan(&f.Opened, &f.Resolved, &f.AutoClosed)
@@ -148,7 +149,7 @@ func (tx *Tx) ServiceFigures(portalID int64, since, until time.Time) (ServiceFig
 		}
 		*sum = summarize(list)
 	}
-	err = tx.queryRow(`SELECT COUNT(*), COALESCE(SUM(r.helped), 0) FROM ratings r JOIN dialogs d ON d.id = r.dialog_id
+	err = tx.queryRow(`SELECT COUNT(*), COALESCE(SUM(CASE WHEN r.helped THEN 1 ELSE 0 END), 0) FROM ratings r JOIN dialogs d ON d.id = r.dialog_id
 		WHERE d.portal_id = ? AND r.rated_at > ? AND r.rated_at <= ?`, portalID, from, to).Scan(&f.Ratings, &f.Helped)
 	if err != nil {
 		return f, fmt.Errorf("ratings of portal %d: %w", portalID, err)
@@ -176,7 +177,7 @@ func (s *Store) ServiceTimeBuckets(ctx context.Context, kind string, bounds []fl
 	for i := range buckets {
 		dest = append(dest, &buckets[i])
 	}
-	if err := s.read.QueryRowContext(ctx, q.String(), args...).Scan(dest...); err != nil {
+	if err := s.readRow(ctx, q.String(), args...).Scan(dest...); err != nil {
 		return nil, 0, 0, fmt.Errorf("%s histogram: %w", kind, err)
 	}
 	return buckets, count, sum, nil

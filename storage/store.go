@@ -1,6 +1,8 @@
-// Package storage keeps supportbot's state in SQLite: portals, dialogs, their
-// transcripts and last-seen marks, processed event keys and the outbox of calls to
-// make. One concrete Store with a method per query, plain SQL.
+// Package storage keeps supportbot's state: portals, dialogs, their transcripts and
+// last-seen marks, processed event keys and the outbox of calls to make. One
+// concrete Store with a method per query, plain SQL that runs on both engines: an
+// embedded SQLite file (the default) or PostgreSQL, for several replicas (see
+// postgres.go).
 package storage
 
 import (
@@ -38,6 +40,14 @@ type Store struct {
 	write *sql.DB
 	read  *sql.DB
 	clock func() time.Time
+	pg    bool   // PostgreSQL: no writer goroutine; every Update its own transaction
+	url   string // PostgreSQL: where to LISTEN
+
+	claimMu       sync.Mutex
+	claimConn     *sql.Conn         // PostgreSQL: the session holding this process's advisory locks
+	claims        map[[2]int32]bool // held
+	claimsChecked time.Time         // when claimConn last answered
+	claimNS       int32             // the schema's part of every claim's lock
 
 	maxPages int // WithMaxPages
 
@@ -62,6 +72,9 @@ func WithMaxPages(n int) Option { return func(s *Store) { s.maxPages = n } }
 
 // SetMaxPages changes the cap of WithMaxPages on the open database (0 lifts it).
 func (s *Store) SetMaxPages(ctx context.Context, n int) error {
+	if s.pg {
+		return errors.New("max pages: a SQLite setting")
+	}
 	if n <= 0 {
 		n = math.MaxInt32
 	}
@@ -74,8 +87,12 @@ func (s *Store) SetMaxPages(ctx context.Context, n int) error {
 // hold many callers for long.
 const maxGroup = 128
 
-// Open opens (creating if needed) the database file at path and applies migrations.
+// Open opens the database at path — a SQLite file, created if needed, or a
+// postgres:// URL — and applies migrations.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	if IsPostgres(path) {
+		return openPostgres(ctx, path, opts...)
+	}
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("open database: invalid path %q", path)
 	}
@@ -144,6 +161,13 @@ func (s *Store) Close() error {
 	s.closeMu.Do(func() {
 		close(s.stop)
 		<-s.stopped
+		if s.pg {
+			s.claimMu.Lock()
+			s.dropClaimsLocked() // the locks go with their session
+			s.claimMu.Unlock()
+			err = s.write.Close()
+			return
+		}
 		for _, st := range s.stmts {
 			st.Close()
 		}
@@ -158,11 +182,11 @@ func (s *Store) Close() error {
 // a full disk fails every event while reads still work, so only a write tells.
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
-	if err := s.read.QueryRowContext(ctx, "SELECT 1 FROM portals LIMIT 1").Scan(&one); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := s.readRow(ctx, "SELECT 1 FROM portals LIMIT 1").Scan(&one); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("ping database: %w", err)
 	}
 	err := s.Update(ctx, func(tx *Tx) error {
-		if _, err := tx.exec(`INSERT INTO health (id, checked_at, pad) VALUES (2, ?, zeroblob(16384))`, millis(tx.now)); err != nil {
+		if _, err := tx.exec(`INSERT INTO health (id, checked_at, pad) VALUES (2, ?, ?)`, millis(tx.now), make([]byte, 16384)); err != nil {
 			return err
 		}
 		if _, err := tx.exec(`DELETE FROM health WHERE id = 2`); err != nil {
@@ -189,6 +213,7 @@ func (s *Store) Now() time.Time { return s.clock() }
 // given to Update.
 type Tx struct {
 	tx         *sql.Tx
+	pg         bool                 // PostgreSQL: statements rebound, not prepared by us
 	stmts      map[string]*sql.Stmt // the writer's prepared statements
 	unprepared map[string]bool      // statements to prepare after the commit
 	portals    map[int64]Portal     // the writer's cache of portals
@@ -203,6 +228,9 @@ func (tx *Tx) Now() time.Time { return tx.now }
 // context (see runInSavepoint). Statements are prepared once on the writer's single
 // connection and reused: parsing SQL was the largest cost of an event.
 func (tx *Tx) exec(q string, args ...any) (sql.Result, error) {
+	if tx.pg { // pgx prepares and caches statements itself
+		return tx.tx.ExecContext(context.Background(), rebind(q), args...)
+	}
 	st, err := tx.stmt(q)
 	if err != nil {
 		return nil, err
@@ -211,6 +239,9 @@ func (tx *Tx) exec(q string, args ...any) (sql.Result, error) {
 }
 
 func (tx *Tx) query(q string, args ...any) (*sql.Rows, error) {
+	if tx.pg {
+		return tx.tx.QueryContext(context.Background(), rebind(q), args...)
+	}
 	st, err := tx.stmt(q)
 	if err != nil {
 		return nil, err
@@ -219,6 +250,9 @@ func (tx *Tx) query(q string, args ...any) (*sql.Rows, error) {
 }
 
 func (tx *Tx) queryRow(q string, args ...any) *sql.Row {
+	if tx.pg {
+		return tx.tx.QueryRowContext(context.Background(), rebind(q), args...)
+	}
 	st, err := tx.stmt(q)
 	if err != nil {
 		// A Row carrying the error: prepare failures show up at Scan, as usual.
@@ -240,12 +274,16 @@ func (tx *Tx) stmt(q string) (*sql.Stmt, error) {
 // View runs fn in a read-only transaction on the read pool: one consistent snapshot
 // that never waits for the writer. Anything fn tries to write fails.
 func (s *Store) View(ctx context.Context, fn func(*Tx) error) error {
-	sqlTx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	opts := &sql.TxOptions{ReadOnly: true}
+	if s.pg {
+		opts.Isolation = sql.LevelRepeatableRead // one snapshot, as SQLite's read transaction
+	}
+	sqlTx, err := s.read.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("begin read: %w", err)
 	}
 	defer sqlTx.Rollback()
-	return runFn(&Tx{tx: sqlTx, stmts: map[string]*sql.Stmt{}, unprepared: map[string]bool{}, portals: map[int64]Portal{},
+	return runFn(&Tx{tx: sqlTx, pg: s.pg, stmts: map[string]*sql.Stmt{}, unprepared: map[string]bool{}, portals: map[int64]Portal{},
 		now: s.clock()}, fn)
 }
 
@@ -261,6 +299,9 @@ type writeRequest struct {
 // work. fn may run more than once, so it must touch nothing but tx, and must not keep
 // tx after returning.
 func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
+	if s.pg {
+		return s.updatePostgres(ctx, fn)
+	}
 	req := &writeRequest{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case s.requests <- req:
@@ -432,6 +473,22 @@ func migrate(ctx context.Context, db *sql.DB, upTo int) error {
 		}
 	}
 	return nil
+}
+
+// readRow and readRows query the read pool outside a transaction, in the engine's
+// placeholders.
+func (s *Store) readRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if s.pg {
+		q = rebind(q)
+	}
+	return s.read.QueryRowContext(ctx, q, args...)
+}
+
+func (s *Store) readRows(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if s.pg {
+		q = rebind(q)
+	}
+	return s.read.QueryContext(ctx, q, args...)
 }
 
 // collect scans every row of a query (run with err) into a list.

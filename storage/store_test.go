@@ -5,25 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
-
-// openTest is the tests' one way to a store (storagetest, for the other packages,
-// cannot be imported from here).
-func openTest(t *testing.T, opts ...Option) (*Store, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "test.db")
-	s, err := Open(context.Background(), path, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, path
-}
 
 func mustUpdate(t *testing.T, s *Store, fn func(*Tx) error) {
 	t.Helper()
@@ -35,7 +21,7 @@ func mustUpdate(t *testing.T, s *Store, fn func(*Tx) error) {
 func title(n int) string { return fmt.Sprintf("Question #%d", n) }
 
 func TestOpenSetsPragmas(t *testing.T) {
-	s, _ := openTest(t)
+	s, _ := openSQLite(t)
 	for pragma, want := range map[string]string{"journal_mode": "wal", "synchronous": "2", "foreign_keys": "1", "busy_timeout": "10000"} {
 		var got string
 		if err := s.write.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil {
@@ -315,7 +301,7 @@ func TestViewReadsWithoutWriting(t *testing.T) {
 // event writes (the disk full, here a page quota reached), although it still
 // answers reads, and recovers once there is room again.
 func TestPingNeedsACommit(t *testing.T) {
-	s, _ := openTest(t)
+	s, _ := openSQLite(t) // a quota on pages is SQLite's
 	ctx := context.Background()
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("a fresh database is not ready: %v", err)

@@ -1,29 +1,150 @@
 // Package storagetest opens real stores for tests: a SQLite file in the test's
-// temporary directory, closed when the test ends.
+// temporary directory, or, with SUPPORTBOT_TEST_ENGINE=postgres, a schema of its own
+// on the PostgreSQL server SUPPORTBOT_TEST_POSTGRES names; closed and dropped when
+// the test ends. CI runs the tests once on each engine; the tests of replicas, which
+// only PostgreSQL has, run whenever a server is named.
 package storagetest
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
+	"hash/fnv"
+	"net/url"
+	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, to create the schemas
 
 	"supportbot/storage"
 )
 
-// Open opens a fresh store in t's temporary directory.
+// PostgresEnv names a PostgreSQL server for the tests, e.g.
+// postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable; EngineEnv=postgres
+// runs every test's database there instead of in a SQLite file.
+const (
+	PostgresEnv = "SUPPORTBOT_TEST_POSTGRES"
+	EngineEnv   = "SUPPORTBOT_TEST_ENGINE"
+)
+
+// Postgres is the server every test's database lives on, or "" for SQLite files.
+func Postgres() string {
+	if os.Getenv(EngineEnv) != "postgres" {
+		return ""
+	}
+	return os.Getenv(PostgresEnv)
+}
+
+// NeedPostgres skips a test that only means something on PostgreSQL (replicas)
+// when no server is given, saying how to give one; under CI=true it fails instead.
+func NeedPostgres(t testing.TB) string {
+	t.Helper()
+	if u := os.Getenv(PostgresEnv); u != "" {
+		return u
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not set: CI must run the PostgreSQL tests (.ci/run starts a server)", PostgresEnv)
+	}
+	t.Skipf("no PostgreSQL server: set %s=postgres://… to run this test (.ci/run starts one)", PostgresEnv)
+	return ""
+}
+
+// Open opens a fresh store in t's temporary directory (or schema).
 func Open(t testing.TB, opts ...storage.Option) *storage.Store {
 	t.Helper()
 	return OpenAt(t, filepath.Join(t.TempDir(), "test.db"), opts...)
+}
+
+// OpenSQLite opens a fresh SQLite file whatever PostgresEnv says, for the tests of
+// what only SQLite has (a page quota standing in for a full disk).
+func OpenSQLite(t testing.TB, opts ...storage.Option) *storage.Store {
+	t.Helper()
+	s, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "test.db"), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 // OpenAt opens the store at path (creating it if needed), for tests that share a
 // database with a running bot or reopen one; it is closed when the test ends.
 func OpenAt(t testing.TB, path string, opts ...storage.Option) *storage.Store {
 	t.Helper()
-	s, err := storage.Open(context.Background(), path, opts...)
+	s, err := storage.Open(context.Background(), Location(t, path), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// Location is where a test's database at path lives: path itself, or, with
+// PostgresEnv set, the URL of a schema named after path on that server (the same
+// path, the same schema), dropped when the test that first asked ends.
+func Location(t testing.TB, path string) string {
+	t.Helper()
+	if Postgres() == "" {
+		return path
+	}
+	return OnPostgres(t, path)
+}
+
+// OnPostgres is the URL of the schema named after path on the server of
+// PostgresEnv, whichever engine the other tests use: for the tests of replicas.
+func OnPostgres(t testing.TB, path string) string {
+	t.Helper()
+	base := NeedPostgres(t)
+	if storage.IsPostgres(path) {
+		return path
+	}
+	h := fnv.New64a()
+	h.Write([]byte(path))
+	schema := fmt.Sprintf("t%x", h.Sum64())
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("%s: %v", PostgresEnv, err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	mu.Lock()
+	defer mu.Unlock()
+	if !created[schema] {
+		db := admin(t, base)
+		if _, err := db.Exec(`CREATE SCHEMA IF NOT EXISTS ` + schema); err != nil {
+			t.Fatalf("create schema: %v", err)
+		}
+		created[schema] = true
+		t.Cleanup(func() {
+			mu.Lock()
+			delete(created, schema)
+			mu.Unlock()
+			db.Exec(`DROP SCHEMA IF EXISTS ` + schema + ` CASCADE`)
+		})
+	}
+	return u.String()
+}
+
+var (
+	mu      sync.Mutex
+	created = map[string]bool{}
+	admins  = map[string]*sql.DB{}
+)
+
+// admin is a connection pool to the server, shared by the tests of a package.
+func admin(t testing.TB, base string) *sql.DB {
+	t.Helper()
+	if db := admins[base]; db != nil {
+		return db
+	}
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatalf("%s: %v", PostgresEnv, err)
+	}
+	db.SetMaxOpenConns(2)
+	admins[base] = db
+	return db
 }
