@@ -101,10 +101,9 @@ func (tx *Tx) CreateDialog(nd NewDialog) (Dialog, error) {
 		return Dialog{}, fmt.Errorf("create dialog: next number: %w", err)
 	}
 	now := millis(tx.now)
-	var id int64
-	err := tx.queryRow(`INSERT INTO dialogs (portal_id, number, client_id, client_name, title, status, language, created_at, updated_at, last_activity_at)
-		VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?) RETURNING id`,
-		nd.PortalID, number, nd.ClientID, nd.ClientName, nd.Title(number), nd.Language, now, now, now).Scan(&id)
+	id, _, err := tx.insert(`INSERT INTO dialogs (portal_id, number, client_id, client_name, title, status, language, created_at, updated_at, last_activity_at)
+		VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)`,
+		nd.PortalID, number, nd.ClientID, nd.ClientName, nd.Title(number), nd.Language, now, now, now)
 	if err != nil {
 		return Dialog{}, fmt.Errorf("create dialog №%d: %w", number, err)
 	}

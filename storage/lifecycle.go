@@ -31,9 +31,8 @@ type DialogEvent struct {
 // and the service times it ends.
 func (tx *Tx) AddDialogEvent(d Dialog, kind string, actorID int64) error {
 	at := millis(tx.now)
-	var id int64
-	err := tx.queryRow(`INSERT INTO dialog_events (portal_id, dialog_id, kind, actor_id, at) VALUES (?, ?, ?, ?, ?) RETURNING id`,
-		d.PortalID, d.ID, kind, actorID, at).Scan(&id)
+	id, _, err := tx.insert(`INSERT INTO dialog_events (portal_id, dialog_id, kind, actor_id, at) VALUES (?, ?, ?, ?, ?)`,
+		d.PortalID, d.ID, kind, actorID, at)
 	if err != nil {
 		return fmt.Errorf("record %s of dialog %d: %w", kind, d.ID, err)
 	}

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -31,14 +30,14 @@ type Message struct {
 // AddMessage appends a message to the transcript. A message already there (same
 // Bitrix24 ID) is left alone and added is false.
 func (tx *Tx) AddMessage(m Message) (seq int64, added bool, err error) {
-	err = tx.queryRow(`INSERT INTO messages (dialog_id, bitrix_message_id, author_id, author_role, text, created_at)
-		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dialog_id, bitrix_message_id) DO NOTHING RETURNING id`,
-		m.DialogID, m.BitrixMessageID, m.AuthorID, m.AuthorRole, m.Text, millis(tx.now)).Scan(&seq)
-	if err == nil {
-		return seq, true, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) { // no row: it was there already
+	seq, added, err = tx.insert(`INSERT INTO messages (dialog_id, bitrix_message_id, author_id, author_role, text, created_at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dialog_id, bitrix_message_id) DO NOTHING`,
+		m.DialogID, m.BitrixMessageID, m.AuthorID, m.AuthorRole, m.Text, millis(tx.now))
+	if err != nil {
 		return 0, false, fmt.Errorf("add message %d to dialog %d: %w", m.BitrixMessageID, m.DialogID, err)
+	}
+	if added {
+		return seq, true, nil
 	}
 	err = tx.queryRow(`SELECT id FROM messages WHERE dialog_id = ? AND bitrix_message_id = ?`,
 		m.DialogID, m.BitrixMessageID).Scan(&seq)

@@ -75,10 +75,9 @@ func (tx *Tx) Enqueue(e OutboxEntry) (int64, error) {
 	if e.AwaitsDialog != 0 {
 		awaits = e.AwaitsDialog
 	}
-	var id int64
-	err := tx.queryRow(`INSERT INTO outbox (portal_id, lane, kind, action, awaits_dialog, effect, effect_ref, next_attempt_at, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		e.PortalID, e.Lane, e.Kind, string(e.Action), awaits, e.Effect, e.EffectRef, millis(tx.now), millis(tx.now)).Scan(&id)
+	id, _, err := tx.insert(`INSERT INTO outbox (portal_id, lane, kind, action, awaits_dialog, effect, effect_ref, next_attempt_at, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.PortalID, e.Lane, e.Kind, string(e.Action), awaits, e.Effect, e.EffectRef, millis(tx.now), millis(tx.now))
 	if err != nil {
 		return 0, fmt.Errorf("enqueue %s: %w", e.Kind, err)
 	}

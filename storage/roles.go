@@ -22,12 +22,20 @@ func (tx *Tx) RolesOf(portalID, userID int64) (Roles, error) {
 	if userID <= 0 {
 		return r, nil
 	}
+	key := [2]int64{portalID, userID}
+	if r, ok := tx.roles[key]; ok { // asked on every event; changed by Grant, Revoke and SeedRoles only
+		return r, nil
+	}
 	rows, err := tx.query(`SELECT role FROM roles WHERE portal_id = ? AND user_id = ?`, portalID, userID)
 	names, err := collect(rows, err, scanString)
 	if err != nil {
 		return r, fmt.Errorf("roles of user %d: %w", userID, err)
 	}
 	r.Agent, r.Tech, r.Client = slices.Contains(names, RoleOfAgent), slices.Contains(names, RoleOfTech), slices.Contains(names, RoleOfClient)
+	if tx.roles == nil {
+		tx.roles = map[[2]int64]Roles{}
+	}
+	tx.roles[key] = r
 	return r, nil
 }
 
@@ -43,6 +51,7 @@ func (tx *Tx) Members(portalID int64, role string) ([]int64, error) {
 
 // Grant gives users a role on a portal; those who have it keep it.
 func (tx *Tx) Grant(portalID int64, role string, userIDs []int64, by int64) error {
+	clear(tx.roles)
 	for _, id := range userIDs {
 		_, err := tx.exec(`INSERT INTO roles (portal_id, role, user_id, added_by, added_at) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT DO NOTHING`, portalID, role, id, by, millis(tx.now))
@@ -55,6 +64,7 @@ func (tx *Tx) Grant(portalID int64, role string, userIDs []int64, by int64) erro
 
 // Revoke takes a role on a portal from users.
 func (tx *Tx) Revoke(portalID int64, role string, userIDs []int64) error {
+	clear(tx.roles)
 	for _, id := range userIDs {
 		if _, err := tx.exec(`DELETE FROM roles WHERE portal_id = ? AND role = ? AND user_id = ?`, portalID, role, id); err != nil {
 			return fmt.Errorf("revoke %s from %d: %w", role, id, err)

@@ -53,6 +53,7 @@ type Store struct {
 
 	stmts    map[string]*sql.Stmt // prepared on the writer connection; used only by the writer goroutine
 	portals  map[int64]Portal     // read on every event; cached by the writer goroutine
+	roles    map[[2]int64]Roles   // likewise, on SQLite (one process: nobody else changes them)
 	requests chan *writeRequest
 	outbox   chan struct{}
 	stop     chan struct{}
@@ -135,6 +136,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		clock:    time.Now,
 		stmts:    map[string]*sql.Stmt{},
 		portals:  map[int64]Portal{},
+		roles:    map[[2]int64]Roles{},
 		requests: make(chan *writeRequest),
 		outbox:   make(chan struct{}, 1),
 		stop:     make(chan struct{}),
@@ -219,6 +221,7 @@ type Tx struct {
 	portals    map[int64]Portal     // the writer's cache of portals
 	now        time.Time
 	enqueued   bool
+	roles      map[[2]int64]Roles // RolesOf's answers: the writer's cache, or this transaction's
 }
 
 // Now is the time the transaction runs at; every row it writes carries it.
@@ -384,10 +387,11 @@ func (s *Store) runTx(group []*writeRequest, fnErr *error) (enqueued bool, err e
 	}
 	unprepared := map[string]bool{}
 	for _, r := range group {
-		tx := &Tx{tx: sqlTx, stmts: s.stmts, unprepared: unprepared, portals: s.portals, now: s.clock()}
+		tx := &Tx{tx: sqlTx, stmts: s.stmts, unprepared: unprepared, portals: s.portals, roles: s.roles, now: s.clock()}
 		if err := runFn(tx, r.fn); err != nil {
 			sqlTx.Rollback()
-			clear(s.portals) // the cache may hold what was just rolled back
+			clear(s.portals) // the caches may hold what was just rolled back
+			clear(s.roles)
 			if fnErr != nil {
 				*fnErr = err
 			}
@@ -397,6 +401,7 @@ func (s *Store) runTx(group []*writeRequest, fnErr *error) (enqueued bool, err e
 	}
 	if err := sqlTx.Commit(); err != nil {
 		clear(s.portals)
+		clear(s.roles)
 		return false, fmt.Errorf("commit: %w", err)
 	}
 	for q := range unprepared {
@@ -473,6 +478,28 @@ func migrate(ctx context.Context, db *sql.DB, upTo int) error {
 		}
 	}
 	return nil
+}
+
+// insert runs an INSERT and returns the new row's id; inserted is false when it
+// inserted nothing (ON CONFLICT DO NOTHING). SQLite reports the id with the result,
+// which costs less than RETURNING there; PostgreSQL needs RETURNING.
+func (tx *Tx) insert(q string, args ...any) (id int64, inserted bool, err error) {
+	if tx.pg {
+		err = tx.queryRow(q+" RETURNING id", args...).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, false, nil
+		}
+		return id, err == nil, err
+	}
+	res, err := tx.exec(q, args...)
+	if err != nil {
+		return 0, false, err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return 0, false, nil
+	}
+	id, err = res.LastInsertId()
+	return id, err == nil, err
 }
 
 // readRow and readRows query the read pool outside a transaction, in the engine's

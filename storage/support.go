@@ -43,9 +43,8 @@ func scanAccess(row interface{ Scan(...any) error }) (AccessRequest, error) {
 
 // CreateAccessRequest records a pending request for a dialog.
 func (tx *Tx) CreateAccessRequest(dialogID, clientID, agentID int64) (AccessRequest, error) {
-	var id int64
-	err := tx.queryRow(`INSERT INTO access_requests (dialog_id, client_id, requested_by, requested_at) VALUES (?, ?, ?, ?) RETURNING id`,
-		dialogID, clientID, agentID, millis(tx.now)).Scan(&id)
+	id, _, err := tx.insert(`INSERT INTO access_requests (dialog_id, client_id, requested_by, requested_at) VALUES (?, ?, ?, ?)`,
+		dialogID, clientID, agentID, millis(tx.now))
 	if err != nil {
 		return AccessRequest{}, fmt.Errorf("access request for dialog %d: %w", dialogID, err)
 	}

@@ -9,6 +9,10 @@
 //
 //	go run ./bench/intake                 # 32 connections, 20 s each
 //	go run ./bench/intake -conns 32 -duration 20s -dialogs 200
+//
+// With -postgres URL it then runs three replicas on that PostgreSQL server (a fresh
+// schema) and spreads the same load over them, for the ratio to the one SQLite
+// replica measured in the same run.
 package main
 
 import (
@@ -23,6 +27,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +39,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite"
 
 	"supportbot/bitrix24/b24test"
@@ -46,14 +52,15 @@ func main() {
 	duration := flag.Duration("duration", 20*time.Second, "load duration per target")
 	dialogs := flag.Int("dialogs", 200, "dialogs to spread the messages over")
 	profile := flag.String("perf", "", "record a perf profile of supportbot under load into this file")
+	postgres := flag.String("postgres", "", "also run three replicas on this PostgreSQL server (postgres://…)")
 	flag.Parse()
-	if err := run(*conns, *duration, *dialogs, *profile); err != nil {
+	if err := run(*conns, *duration, *dialogs, *profile, *postgres); err != nil {
 		fmt.Fprintln(os.Stderr, "intake:", err)
 		os.Exit(1)
 	}
 }
 
-func run(conns int, duration time.Duration, dialogs int, profile string) error {
+func run(conns int, duration time.Duration, dialogs int, profile, postgres string) error {
 	dir, err := os.MkdirTemp("", "supportbot-intake")
 	if err != nil {
 		return err
@@ -82,38 +89,18 @@ func run(conns int, duration time.Duration, dialogs int, profile string) error {
 	}
 	fmt.Printf("load: %d connections, %s per target, %d dialogs\n", conns, duration, dialogs)
 	cpu0 := cpuTime(echo.Process.Pid)
-	base := load("http://"+strings.TrimSpace(addr)+"/bitrix/events", conns, duration, chats)
+	base := load([]string{"http://" + strings.TrimSpace(addr) + "/bitrix/events"}, conns, duration, chats)
 	base.cpu = (cpuTime(echo.Process.Pid) - cpu0) / time.Duration(max(base.n, 1))
 	echo.Process.Kill()
 	echo.Wait()
 
 	// The bot, in dry-run (no portal needed) but with the token checked, on a fresh file.
-	clients, agents := 50, []string{"500", "501"}
-	var admins []string
-	for i := 0; i < clients; i++ {
-		admins = append(admins, strconv.Itoa(1000+i))
-	}
-	bot := exec.Command(botBin)
-	bot.Dir = dir
-	bot.Env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0",
-		"SUPPORTBOT_BITRIX_APPLICATION_TOKEN=" + token,
-		"SUPPORTBOT_ACCESS_ADMINS=" + strings.Join(admins, ","),
-		"SUPPORTBOT_SUPPORT_AGENTS=" + strings.Join(agents, ","),
-		"SUPPORTBOT_DIALOGS_MAX_ACTIVE=100",
-	}
-	stderr, _ := bot.StderrPipe()
-	if err := bot.Start(); err != nil {
-		return err
-	}
-	defer func() { bot.Process.Kill(); bot.Wait() }()
-	botAddr, err := waitListening(stderr)
+	bot, url, err := startBot(botBin, dir)
 	if err != nil {
 		return err
 	}
-	url := "http://" + botAddr + "/bitrix/events"
-	botChats, err := setUp(url, filepath.Join(dir, "supportbot.db"), dialogs, clients)
+	defer func() { bot.Process.Kill(); bot.Wait() }()
+	botChats, err := setUp(url, "sqlite", filepath.Join(dir, "supportbot.db")+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)", dialogs)
 	if err != nil {
 		return err
 	}
@@ -126,7 +113,7 @@ func run(conns int, duration time.Duration, dialogs int, profile string) error {
 		defer rec.Wait()
 	}
 	cpu0 = cpuTime(bot.Process.Pid)
-	got := load(url, conns, duration, botChats)
+	got := load([]string{url}, conns, duration, botChats)
 	got.cpu = (cpuTime(bot.Process.Pid) - cpu0) / time.Duration(max(got.n, 1))
 	rss := peakRSS(bot.Process.Pid)
 	wal := "none"
@@ -134,15 +121,113 @@ func run(conns int, duration time.Duration, dialogs int, profile string) error {
 		wal = fmt.Sprintf("%.1f MiB", float64(fi.Size())/(1<<20))
 	}
 
+	bot.Process.Kill()
+	bot.Wait()
+	var replicas result
+	if postgres != "" {
+		if replicas, err = runReplicas(botBin, dir, postgres, conns, duration, dialogs); err != nil {
+			return err
+		}
+	}
+
 	fmt.Printf("\n| target | events/s | p50 | p99 | server CPU per event | errors |\n| --- | --- | --- | --- | --- | --- |\n")
 	base.print("empty Echo handler (parse form)")
 	got.print("supportbot (decode, verify, store, commit)")
+	if postgres != "" {
+		replicas.print("supportbot, three replicas on PostgreSQL")
+	}
 	fmt.Printf("\nratio: %.2f of the empty handler's rate; supportbot peak RSS: %s; WAL after the load: %s\n", got.rate/base.rate, rss, wal)
+	if postgres != "" {
+		fmt.Printf("three replicas on PostgreSQL: %.2f of the one SQLite replica's rate (the same machine runs the server and the load)\n",
+			replicas.rate/got.rate)
+	}
 	return nil
 }
 
-// setUp opens the dialogs the load writes into and returns their chat IDs.
-func setUp(url, dbPath string, dialogs, clients int) ([]int64, error) {
+// startBot starts one bot in dir, with env added, and returns it and its event URL.
+func startBot(bin, dir string, env ...string) (*exec.Cmd, string, error) {
+	var admins []string
+	for i := 0; i < clients; i++ {
+		admins = append(admins, strconv.Itoa(1000+i))
+	}
+	bot := exec.Command(bin)
+	bot.Dir = dir
+	bot.Env = append([]string{
+		"PATH=" + os.Getenv("PATH"),
+		"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0",
+		"SUPPORTBOT_BITRIX_APPLICATION_TOKEN=" + token,
+		"SUPPORTBOT_ACCESS_ADMINS=" + strings.Join(admins, ","),
+		"SUPPORTBOT_SUPPORT_AGENTS=500,501",
+		"SUPPORTBOT_DIALOGS_MAX_ACTIVE=100",
+	}, env...)
+	stderr, _ := bot.StderrPipe()
+	if err := bot.Start(); err != nil {
+		return nil, "", err
+	}
+	addr, err := waitListening(stderr)
+	if err != nil {
+		bot.Process.Kill()
+		bot.Wait()
+		return nil, "", err
+	}
+	return bot, "http://" + addr + "/bitrix/events", nil
+}
+
+// clients is how many clients the dialogs belong to.
+const clients = 50
+
+// runReplicas runs three replicas on a fresh schema of the PostgreSQL server, sets up
+// the dialogs through one, and spreads the load over the three.
+func runReplicas(bin, dir, server string, conns int, duration time.Duration, dialogs int) (result, error) {
+	admin, err := sql.Open("pgx", server)
+	if err != nil {
+		return result{}, err
+	}
+	defer admin.Close()
+	schema := fmt.Sprintf("intake_%d", time.Now().UnixNano())
+	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+		return result{}, fmt.Errorf("create schema: %w", err)
+	}
+	defer admin.Exec("DROP SCHEMA " + schema + " CASCADE")
+	u, err := neturl.Parse(server)
+	if err != nil {
+		return result{}, err
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	var urls []string
+	var pids []int
+	for i := range 3 {
+		rdir := filepath.Join(dir, "replica"+strconv.Itoa(i))
+		os.MkdirAll(rdir, 0o755)
+		bot, url, err := startBot(bin, rdir, "SUPPORTBOT_DB_URL="+u.String())
+		if err != nil {
+			return result{}, err
+		}
+		defer func() { bot.Process.Kill(); bot.Wait() }()
+		urls, pids = append(urls, url), append(pids, bot.Process.Pid)
+	}
+	chats, err := setUp(urls[0], "pgx", u.String(), dialogs)
+	if err != nil {
+		return result{}, err
+	}
+	var cpu0 time.Duration
+	for _, pid := range pids {
+		cpu0 += cpuTime(pid)
+	}
+	res := load(urls, conns, duration, chats)
+	var cpu1 time.Duration
+	for _, pid := range pids {
+		cpu1 += cpuTime(pid)
+	}
+	res.cpu = (cpu1 - cpu0) / time.Duration(max(res.n, 1))
+	return res, nil
+}
+
+// setUp opens the dialogs the load writes into and returns their chat IDs, read
+// from the database (driver, dsn).
+func setUp(url, driver, dsn string, dialogs int) ([]int64, error) {
 	for i := 0; i < dialogs; i++ {
 		client := int64(1000 + i%clients)
 		body := b24test.Event("v1/onimbotmessageadd-private.form", map[string]string{
@@ -157,7 +242,7 @@ func setUp(url, dbPath string, dialogs, clients int) ([]int64, error) {
 			return nil, fmt.Errorf("set-up event: %d %s %v", status, resp, err)
 		}
 	}
-	db, err := sql.Open("sqlite", dbPath+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)")
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		return nil, err
 	}
@@ -198,9 +283,9 @@ func (r result) print(name string) {
 }
 
 // load sends group-chat messages into the given chats from conns keep-alive
-// connections for d. It speaks HTTP/1.1 on raw connections with prebuilt requests:
+// connections for d, spread over urls (the replicas of one bot). It speaks HTTP/1.1 on raw connections with prebuilt requests:
 // net/http's client cost more CPU than the servers under test, on the same cores.
-func load(url string, conns int, d time.Duration, chats []int64) result {
+func load(urls []string, conns int, d time.Duration, chats []int64) result {
 	tmpl := string(b24test.Event("v1/onimbotmessageadd-group.form", map[string]string{
 		"data[PARAMS][MESSAGE]":          "A message of the benchmark, long enough to look like a real one.",
 		"data[PARAMS][MESSAGE_ORIGINAL]": "A message of the benchmark, long enough to look like a real one.",
@@ -215,8 +300,7 @@ func load(url string, conns int, d time.Duration, chats []int64) result {
 		"data[PARAMS][CHAT_ENTITY_TYPE]": "SUPPORTBOT_QUESTION",
 		"auth[application_token]":        token,
 	}))
-	hostPath := strings.TrimPrefix(url, "http://")
-	host, path, _ := strings.Cut(hostPath, "/")
+	_, path, _ := strings.Cut(strings.TrimPrefix(urls[0], "http://"), "/")
 	path = "/" + path
 	var nextID atomic.Int64
 	nextID.Store(time.Now().UnixNano() / 1000 % 1_000_000_000)
@@ -227,6 +311,7 @@ func load(url string, conns int, d time.Duration, chats []int64) result {
 	var wg sync.WaitGroup
 	for w := 0; w < conns; w++ {
 		wg.Go(func() {
+			host, _, _ := strings.Cut(strings.TrimPrefix(urls[w%len(urls)], "http://"), "/")
 			rng := rand.New(rand.NewPCG(uint64(w), 7))
 			lat := make([]time.Duration, 0, 1<<16)
 			bad := 0
