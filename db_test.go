@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"supportbot/delivery"
 	"supportbot/storage"
 	"supportbot/storage/storagetest"
 )
@@ -256,6 +257,38 @@ func state(t *testing.T, path string, parts ...string) string {
 		}
 	}
 	return b.String()
+}
+
+// drainOutbox runs the dispatcher a step at a time until nothing is due, for the
+// tests that move the clock themselves.
+func drainOutbox(t *testing.T, d *delivery.Dispatcher) {
+	t.Helper()
+	for range 20 {
+		n, err := d.RunOnce(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+	}
+	t.Fatal("the outbox does not drain")
+}
+
+// processedEvents is how many event keys every portal has recorded.
+func processedEvents(t *testing.T, path string) (n int) {
+	t.Helper()
+	view(t, path, func(tx *storage.Tx) error {
+		for _, p := range portalsAt(t, path) {
+			c, err := tx.CountProcessedEvents(p.ID)
+			if err != nil {
+				return err
+			}
+			n += c
+		}
+		return nil
+	})
+	return n
 }
 
 // chatsByNumber are the chats of a portal's dialogs (every portal's, for 0), by

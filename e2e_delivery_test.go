@@ -266,18 +266,7 @@ func TestKillNineLosesNothing(t *testing.T) {
 		t.Fatalf("%d outbox entries not delivered after the restart", n)
 	}
 	// Every acknowledged event was processed (its key is recorded) and its reply arrived.
-	var recorded int
-	view(t, dbPath, func(tx *storage.Tx) error {
-		for _, p := range portalsAt(t, dbPath) {
-			n, err := tx.CountProcessedEvents(p.ID)
-			recorded += n
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if recorded < total+len(clients) {
+	if recorded := processedEvents(t, dbPath); recorded < total+len(clients) {
 		t.Fatalf("%d events recorded, %d acknowledged", recorded, total+len(clients))
 	}
 	// Calls under way at the kill were marked in flight: resent after the restart,

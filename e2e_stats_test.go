@@ -71,16 +71,7 @@ func (b *clockedBot) do(events ...[]byte) {
 	for _, ev := range events {
 		b.mustPost(ev)
 	}
-	for range 20 {
-		n, err := b.disp.RunOnce(context.Background())
-		if err != nil {
-			b.t.Fatal(err)
-		}
-		if n == 0 {
-			return
-		}
-	}
-	b.t.Fatal("the outbox did not drain")
+	drainOutbox(b.t, b.disp)
 }
 
 // last is the newest bot message in dialogID, which must contain want.

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"supportbot/bitrix24/b24test"
-	"supportbot/storage"
 	"supportbot/storage/storagetest"
 )
 
@@ -131,18 +130,7 @@ func TestReplicasSurviveAKill(t *testing.T) {
 	for _, ks := range acked {
 		total += len(ks)
 	}
-	var recorded int
-	view(t, dbPath, func(tx *storage.Tx) error {
-		for _, p := range portalsAt(t, dbPath) {
-			n, err := tx.CountProcessedEvents(p.ID)
-			recorded += n
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if recorded < total+len(clients) {
+	if recorded := processedEvents(t, dbPath); recorded < total+len(clients) {
 		t.Fatalf("%d events recorded, %d acknowledged", recorded, total+len(clients))
 	}
 	duplicates := 0
