@@ -152,6 +152,14 @@ func newRedactor(base string, u *url.URL) *strings.Replacer {
 	return strings.NewReplacer(pairs...)
 }
 
+// AssumeBucketFull makes the client's limiter start from a full bucket: another
+// process (a replica that sent to the portal until a moment ago) may have used it.
+func (c *Client) AssumeBucketFull() {
+	if c.limiter != nil {
+		c.limiter.Fill()
+	}
+}
+
 // String names the client by host only, so printing it cannot leak the secret.
 func (c *Client) String() string { return "bitrix24.Client(" + c.host + ")" }
 

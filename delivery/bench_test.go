@@ -20,7 +20,7 @@ import (
 //	go test -run XXX -bench . -benchtime 1x ./delivery/
 
 // queue puts replies due at once into the outbox: for each lane, n replies.
-func queue(b *testing.B, store *storage.Store, portalID int64, lanes []string, n int) {
+func queue(b testing.TB, store *storage.Store, portalID int64, lanes []string, n int) {
 	b.Helper()
 	err := store.Update(context.Background(), func(tx *storage.Tx) error {
 		for i := range n {

@@ -113,6 +113,7 @@ func (d *Dispatcher) Run(ctx, hard context.Context) {
 	var wg sync.WaitGroup
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	heldElsewhere := map[int64]bool{} // portals another replica sends to, last we asked
 	for ctx.Err() == nil {
 		portals, err := d.store.DuePortals(hard)
 		if err != nil && hard.Err() == nil {
@@ -121,9 +122,21 @@ func (d *Dispatcher) Run(ctx, hard context.Context) {
 		for _, p := range portals {
 			// With replicas on PostgreSQL one of them sends to each portal, so its
 			// rate limit and the order per chat hold across them.
-			if d.store.Claim(hard, storage.ClaimPortal, p) {
-				d.wakeSender(ctx, hard, &wg, p)
+			if !d.store.Claim(hard, storage.ClaimPortal, p) {
+				heldElsewhere[p] = true
+				continue
 			}
+			if heldElsewhere[p] {
+				// Taken over from a replica that may have just spent the portal's
+				// bucket: start as if it were full, so the takeover cannot exceed it.
+				delete(heldElsewhere, p)
+				if c, err := d.callers(p); err == nil {
+					if f, ok := c.(interface{ AssumeBucketFull() }); ok {
+						f.AssumeBucketFull()
+					}
+				}
+			}
+			d.wakeSender(ctx, hard, &wg, p)
 		}
 		timer.Reset(d.sleep(ctx))
 		select {
