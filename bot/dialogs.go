@@ -317,11 +317,11 @@ func (t *turn) renameTo(d storage.Dialog, title string) (string, string, error) 
 	return title, "", err
 }
 
-// cleanTitle makes a title one line: whitespace runs become one space, control
-// characters go.
+// cleanTitle makes a title one line: whitespace runs become one space, hidden
+// characters (bitrix24.Hidden: control and format characters) go.
 func cleanTitle(s string) string {
 	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) && !unicode.IsSpace(r) {
+		if bitrix24.Hidden(r) && !unicode.IsSpace(r) {
 			return -1
 		}
 		return r
