@@ -200,6 +200,9 @@ func (b *Bot) PageOpenNew(tx *storage.Tx, portal storage.Portal, v Viewer, lang,
 	if active >= b.cfg.MaxActive {
 		return PageResult{Refusal: t.limitText()}, nil
 	}
+	if none, err := t.noAgents(); none || err != nil {
+		return PageResult{Refusal: plain(t.t.NoAgents)}, err
+	}
 	var msgID int64
 	if strings.TrimSpace(question) != "" {
 		msgID = pageQuestionID

@@ -42,9 +42,11 @@ type texts struct {
 
 	// Opening dialogs.
 	LimitReached func(maxActive int, lines []string) string
-	Opened       func(number int, link string) string
-	Greeting     func(number int, client, question string) string
-	OpenedFor    func(number int, link string) string // reply in the chat where /open was pressed
+	// NoAgents answers a question on a portal with no support agents: nothing is opened.
+	NoAgents  string
+	Opened    func(number int, link string) string
+	Greeting  func(number int, client, question string) string
+	OpenedFor func(number int, link string) string // reply in the chat where /open was pressed
 
 	// Renaming.
 	RenameUsage    string
@@ -88,7 +90,10 @@ type texts struct {
 	AdminHelp  string
 	AdminsOnly string
 	RolesUsage func(command string) string
-	RoleList   func(role string, users []string) string // role: storage.RoleOf…; users: "#50"…
+	RoleList   func(role string, total int, users []string) string // role: storage.RoleOf…; users: a page of "#50"…
+	RolesFull  func(max, now int) string                           // adding would take the list past its bound
+	// NoAgentsLeft follows the agents' list when it is empty: what that does to clients.
+	NoAgentsLeft string
 
 	// The agents' queue.
 	QueueEmpty  string
