@@ -138,7 +138,8 @@ func textsFor(lang string) *texts {
 }
 
 // spanOf is a configured duration as a count of its largest whole unit: days from two
-// days up (so 24 h stays "24 hours"), hours, else minutes (at least one).
+// days up (so 24 h stays "24 hours"), hours, minutes, else seconds (at least one), so
+// that "10s" reads "10 seconds", not "1 minute".
 func spanOf(d time.Duration) (int, time.Duration) {
 	const day = 24 * time.Hour
 	switch {
@@ -146,6 +147,8 @@ func spanOf(d time.Duration) (int, time.Duration) {
 		return int(d / day), day
 	case d >= time.Hour && d%time.Hour == 0:
 		return int(d / time.Hour), time.Hour
+	case d >= time.Minute && d%time.Minute == 0:
+		return int(d / time.Minute), time.Minute
 	}
-	return max(int(d/time.Minute), 1), time.Minute
+	return max(int(d.Round(time.Second)/time.Second), 1), time.Second
 }

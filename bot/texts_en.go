@@ -229,7 +229,7 @@ var textsEN = texts{
 	},
 	Span: func(d time.Duration) string {
 		n, unit := spanOf(d)
-		word := map[time.Duration]string{24 * time.Hour: "day", time.Hour: "hour", time.Minute: "minute"}[unit]
+		word := map[time.Duration]string{24 * time.Hour: "day", time.Hour: "hour", time.Minute: "minute", time.Second: "second"}[unit]
 		if n != 1 {
 			word += "s"
 		}

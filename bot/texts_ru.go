@@ -243,6 +243,7 @@ var textsRU = texts{
 			24 * time.Hour: {"день", "дня", "дней"},
 			time.Hour:      {"час", "часа", "часов"},
 			time.Minute:    {"минуту", "минуты", "минут"},
+			time.Second:    {"секунду", "секунды", "секунд"},
 		}[unit]
 		return fmt.Sprintf("%d %s", n, ruPlural(n, forms))
 	},
