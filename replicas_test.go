@@ -76,6 +76,7 @@ func TestReplicasSurviveAKill(t *testing.T) {
 		"SUPPORTBOT_BITRIX_RATE_PER_SECOND=20",
 		"SUPPORTBOT_BITRIX_BURST=40",
 		adminsEnv(clients),
+		"SUPPORTBOT_SUPPORT_AGENTS=50", // no agents, no dialog
 	}
 	var replicas []*process
 	for i := range 3 {
