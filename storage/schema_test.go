@@ -30,8 +30,8 @@ import (
 //	real     SQLite REAL     PostgreSQL double precision
 //	blob     SQLite BLOB     PostgreSQL bytea
 //
-// Any other type keeps its engine's name (PostgreSQL's 32-bit integer among them), so
-// it matches nothing and is reported. A generated id is SQLite's INTEGER PRIMARY KEY
+// Any other type keeps its engine's name, marked as having no common type
+// (PostgreSQL's 32-bit integer among them), so it matches nothing and is reported. A generated id is SQLite's INTEGER PRIMARY KEY
 // (an alias of the rowid) and PostgreSQL's identity (or serial) column. CHECK
 // constraints are not compared: SQLite keeps them only as the text of CREATE TABLE.
 
@@ -267,7 +267,7 @@ func sqliteType(decl string) string {
 	case "BLOB":
 		return "blob"
 	}
-	return "SQLite " + decl
+	return decl + " (no common type)"
 }
 
 // postgresType names a PostgreSQL type in the common vocabulary.
@@ -282,7 +282,7 @@ func postgresType(t string) string {
 	case "bytea":
 		return "blob"
 	}
-	return "PostgreSQL " + t
+	return t + " (no common type)"
 }
 
 func indexSays(on []string, unique bool, where string) string {
@@ -498,7 +498,7 @@ func TestSchemaDifferencesReported(t *testing.T) {
 		{false, `ALTER TABLE portals ADD COLUMN note TEXT`, "portals: column note: only on SQLite"},
 		{true, `CREATE TABLE notes (id BIGINT PRIMARY KEY)`, "table notes: only on PostgreSQL"},
 		{true, `ALTER TABLE dialogs ALTER COLUMN number TYPE INTEGER`,
-			"dialogs: column number: SQLite integer NOT NULL, PostgreSQL PostgreSQL integer NOT NULL"},
+			"dialogs: column number: SQLite integer NOT NULL, PostgreSQL integer (no common type) NOT NULL"},
 		{true, `ALTER TABLE service_times ALTER COLUMN seconds TYPE TEXT`,
 			"service_times: column seconds: SQLite real NOT NULL, PostgreSQL text NOT NULL"},
 		{true, `ALTER TABLE dialogs ALTER COLUMN title DROP NOT NULL`,
