@@ -57,7 +57,7 @@ func openPostgres(ctx context.Context, url string, opts ...Option) (*Store, erro
 		db.Close()
 		return nil, fmt.Errorf("open database: %w", pgErrorText(err))
 	}
-	if err := migratePostgres(ctx, db); err != nil {
+	if err := migratePostgres(ctx, db, -1); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open database: %w", err)
 	}
@@ -103,8 +103,9 @@ func pgErrorText(err error) error {
 }
 
 // migratePostgres applies the PostgreSQL migrations not yet applied, under an
-// advisory lock, so that replicas starting together do not run them twice.
-func migratePostgres(ctx context.Context, db *sql.DB) error {
+// advisory lock, so that replicas starting together do not run them twice. upTo
+// stops after that many (for tests that build an old database); -1 applies them all.
+func migratePostgres(ctx context.Context, db *sql.DB, upTo int) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return err
@@ -128,6 +129,9 @@ func migratePostgres(ctx context.Context, db *sql.DB) error {
 		return err
 	}
 	sort.Strings(names)
+	if upTo >= 0 && upTo < len(names) {
+		names = names[:upTo]
+	}
 	if version > len(names) {
 		return fmt.Errorf("database schema version %d is newer than this binary knows (%d): refusing to run an old binary on it", version, len(names))
 	}
