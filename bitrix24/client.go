@@ -347,6 +347,9 @@ func (c *Client) send(ctx context.Context, method string, body []byte, token str
 			c.observer.ObserveRateLimitWait(waited)
 		}
 	}
+	if err := checkFence(ctx); err != nil {
+		return nil, &TransportError{Method: method, Host: c.host, Err: err}
+	}
 	start := time.Now()
 	// WroteRequest tells "surely not run" (never written: dial, DNS, refused, cancelled
 	// while connecting) from "may have run" (written, then the answer was lost).

@@ -2,7 +2,9 @@ package delivery
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -56,4 +58,146 @@ func TestTakeoverRespectsTheBucket(t *testing.T) {
 	if n := fake.LimitRejections(); n != 0 {
 		t.Fatalf("the portal refused %d requests over its limit after the takeover", n)
 	}
+}
+
+// portalLog counts what a fake portal received: every send's time, and how often
+// each reply (chat and text) arrived.
+type portalLog struct {
+	mu    sync.Mutex
+	times []time.Time
+	seen  map[string]int
+}
+
+func logSends(fake *b24test.Portal) *portalLog {
+	l := &portalLog{seen: map[string]int{}}
+	fake.Handle("imbot.v2.Chat.Message.send", func(f bitrix24.Form) (any, *bitrix24.Error) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.times = append(l.times, time.Now())
+		l.seen[f.String("dialogId")+"/"+f.String("fields", "message")]++
+		return map[string]any{"id": len(l.times)}, nil
+	})
+	return l
+}
+
+func (l *portalLog) distinct() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.seen) }
+func (l *portalLog) sent() int     { l.mu.Lock(); defer l.mu.Unlock(); return len(l.times) }
+
+// check: every reply arrived once, and no second of the run held more requests than
+// the portal's bucket lets through (burst + rate).
+func (l *portalLog) check(t *testing.T, fake *b24test.Portal, rate float64, burst int) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for reply, n := range l.seen {
+		if n != 1 {
+			t.Errorf("reply %s arrived %d times", reply, n)
+		}
+	}
+	most := 0
+	for i, from := range l.times {
+		n := 0
+		for _, at := range l.times[i:] {
+			if at.Sub(from) < time.Second {
+				n++
+			}
+		}
+		most = max(most, n)
+	}
+	t.Logf("%d requests; at most %d in a second (bucket %d + %v/s)", len(l.times), most, burst, rate)
+	if most > burst+int(rate) {
+		t.Errorf("%d requests in one second, over the portal's %d + %v", most, burst, rate)
+	}
+	if n := fake.LimitRejections(); n != 0 {
+		t.Errorf("the portal refused %d requests over its limit", n)
+	}
+}
+
+// replica runs a dispatcher on s with a limiter of its own, as a replica does.
+func replica(t *testing.T, s *storage.Store, fake *b24test.Portal, rate float64, burst int) (stop func()) {
+	d := New(s, Single(bitrix24.NewClient(fake.WebhookURL(), bitrix24.WithLimiter(bitrix24.NewLimiter(rate, burst)))), settle(), nil, nil)
+	d.Poll = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx, ctx); close(done) }()
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
+}
+
+// v2Portal makes a portal with a v2 bot (one call a request) on store s.
+func v2Portal(t *testing.T, s *storage.Store, member string) int64 {
+	portal, err := s.EnsurePortal(t.Context(), member, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(t.Context(), func(tx *storage.Tx) error { return tx.SetBotV2(portal.ID, 1, "token", storage.EventsHook) }); err != nil {
+		t.Fatal(err)
+	}
+	return portal.ID
+}
+
+// TestTerminatedHolderStopsAtOnce: the session holding a portal's claim is
+// terminated mid-drain (pg_terminate_backend; the rest of the replica's pool lives
+// on). The other replica takes the portal over; the first sends nothing more, not
+// even the requests waiting for its bucket: the portal never sees more than its
+// limit, nor a reply twice.
+func TestTerminatedHolderStopsAtOnce(t *testing.T) {
+	url := storagetest.OnPostgres(t, filepath.Join(t.TempDir(), "terminate.db"))
+	const rate, burst, replies = 10, 5, 60
+	fake := b24test.New(t)
+	fake.SetRateLimit(rate, burst)
+	log := logSends(fake)
+	a, b := storagetest.OpenAt(t, url), storagetest.OpenAt(t, url)
+	portal := v2Portal(t, a, "terminate")
+	queue(t, a, portal, lanes(1, replies), 1)
+	replica(t, a, fake, rate, burst)
+	waitUntil(t, func() bool { return log.sent() >= 3 })
+	replica(t, b, fake, rate, burst) // finds the portal a's
+	waitUntil(t, func() bool { return log.sent() >= 12 })
+	pid, err := a.ClaimSessionPID(t.Context())
+	if err != nil || pid == 0 {
+		t.Fatalf("a's claim session: %d, %v", pid, err)
+	}
+	admin, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.Exec(`SELECT pg_terminate_backend($1, 5000)`, pid); err != nil { // waits until it is gone
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return log.distinct() == replies })
+	log.check(t, fake, rate, burst)
+	if err := b.Ping(t.Context()); err != nil {
+		t.Errorf("b, which holds the portal, is not ready: %v", err)
+	}
+}
+
+// TestRestartedClusterMidDrain: the server (a throwaway cluster of the test's own) is
+// stopped mid-drain and started again: every session is cut, the outcomes of the
+// requests under way wait for the database, whichever replica claims the portal
+// afterwards sends alone, and no reply arrives twice.
+func TestRestartedClusterMidDrain(t *testing.T) {
+	cluster := storagetest.NewCluster(t)
+	const rate, burst, replies = 10, 5, 60
+	fake := b24test.New(t)
+	fake.SetRateLimit(rate, burst)
+	log := logSends(fake)
+	a, b := storagetest.OpenAt(t, cluster.URL), storagetest.OpenAt(t, cluster.URL)
+	portal := v2Portal(t, a, "restart")
+	queue(t, a, portal, lanes(1, replies), 1)
+	replica(t, a, fake, rate, burst)
+	waitUntil(t, func() bool { return log.sent() >= 3 })
+	replica(t, b, fake, rate, burst)
+	waitUntil(t, func() bool { return log.sent() >= 12 })
+	cluster.Stop(t)
+	for _, s := range []*storage.Store{a, b} {
+		if err := s.Ping(t.Context()); err == nil {
+			t.Error("a replica is ready while the database is down")
+		}
+	}
+	cluster.Start(t)
+	waitUntil(t, func() bool { return log.distinct() == replies })
+	log.check(t, fake, rate, burst)
 }

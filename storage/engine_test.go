@@ -288,3 +288,45 @@ func TestSameMeaningOnBothEngines(t *testing.T) {
 		})
 	}
 }
+
+// TestClaimSessionGone: when the session holding a store's claims is terminated, the
+// store knows at the next question — Holding says no, and readiness (Ping) says the
+// claims are gone — and it can claim again on a new session.
+func TestClaimSessionGone(t *testing.T) {
+	base := os.Getenv("SUPPORTBOT_TEST_POSTGRES")
+	if base == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("SUPPORTBOT_TEST_POSTGRES is not set: CI must run the PostgreSQL tests")
+		}
+		t.Skip("no PostgreSQL server: set SUPPORTBOT_TEST_POSTGRES to run this test")
+	}
+	s, err := Open(t.Context(), testSchema(t, base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !s.Claim(t.Context(), ClaimPortal, 3) || !s.Holding(t.Context(), ClaimPortal, 3) {
+		t.Fatal("no claim")
+	}
+	pid, err := s.ClaimSessionPID(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.Exec(`SELECT pg_terminate_backend($1, 5000)`, pid); err != nil { // waits until it is gone
+		t.Fatal(err)
+	}
+	if err := s.Ping(t.Context()); err == nil {
+		t.Error("ready although the claims' session is gone")
+	}
+	if s.Holding(t.Context(), ClaimPortal, 3) {
+		t.Error("still holding a claim whose session is gone")
+	}
+	if !s.Claim(t.Context(), ClaimPortal, 3) || s.Ping(t.Context()) != nil {
+		t.Error("could not claim again on a new session")
+	}
+}

@@ -201,7 +201,23 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("database cannot commit: %w", err)
 	}
-	return nil
+	return s.pingClaims(ctx)
+}
+
+// pingClaims: a replica whose claims' session is gone (terminated, or the server
+// restarted) sends to none of its portals, whatever its pool says, until it claims
+// them again on a new session.
+func (s *Store) pingClaims(ctx context.Context) error {
+	if !s.pg {
+		return nil
+	}
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
+	if len(s.claims) == 0 || s.claimConn == nil || s.claimSessionAliveLocked(ctx) {
+		return nil
+	}
+	s.dropClaimsLocked()
+	return errors.New("ping database: the session holding this replica's claims is gone; claiming again")
 }
 
 // OutboxSignal receives a value after a commit that added outbox entries, so the
