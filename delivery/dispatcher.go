@@ -159,6 +159,12 @@ func (d *Dispatcher) Run(ctx, hard context.Context) {
 					if f, ok := c.(interface{ AssumeBucketFull() }); ok {
 						f.AssumeBucketFull()
 					}
+					// The other replica may have renewed the portal's OAuth tokens.
+					if r, ok := c.(interface{ ReloadTokens(context.Context) error }); ok {
+						if err := r.ReloadTokens(hard); err != nil {
+							d.log.Warn("could not reload the tokens of a portal taken over", "portal", p, "err", err)
+						}
+					}
 				}
 			}
 			d.wakeSender(ctx, hard, &wg, p)
