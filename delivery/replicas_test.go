@@ -201,3 +201,45 @@ func TestRestartedClusterMidDrain(t *testing.T) {
 	waitUntil(t, func() bool { return log.distinct() == replies })
 	log.check(t, fake, rate, burst)
 }
+
+// blipObserver counts the calls sent again as "may have run" and the tries to record
+// outcomes while the database was away.
+type blipObserver struct {
+	countingObserver
+	recordRetries atomic.Int64
+}
+
+func (b *blipObserver) ObserveRecordRetry() { b.recordRetries.Add(1) }
+
+// TestDatabaseBlipSendsNothingTwice: the database goes away while requests are at
+// the portal (their answers held). Their outcomes are recorded once it is back —
+// not taken for calls that may have run and sent again.
+func TestDatabaseBlipSendsNothingTwice(t *testing.T) {
+	cluster := storagetest.NewCluster(t)
+	const replies = 20
+	fake := b24test.New(t)
+	log := logSends(fake)
+	store := storagetest.OpenAt(t, cluster.URL)
+	portal := v2Portal(t, store, "blip")
+	queue(t, store, portal, lanes(1, replies), 1)
+	fake.InjectFaults(b24test.FaultPlan{Share: 1, Kinds: []b24test.Fault{b24test.FaultSlow}, SlowDelay: 300 * time.Millisecond})
+	obs := &blipObserver{}
+	d := New(store, Single(bitrix24.NewClient(fake.WebhookURL())), settle(), nil, obs)
+	d.Poll = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx, ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitUntil(t, func() bool { return log.sent() >= 2 }) // run; answers held
+	cluster.Stop(t)
+	waitUntil(t, func() bool { return obs.recordRetries.Load() > 0 })
+	cluster.Start(t)
+	fake.InjectFaults(b24test.FaultPlan{})
+	waitUntil(t, func() bool { return log.distinct() == replies })
+	log.check(t, fake, 2, 50)
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.dups != 0 {
+		t.Errorf("%d calls sent again as may-have-run after a database blip", obs.dups)
+	}
+}

@@ -3,16 +3,22 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The storage tests run on SQLite, or with SUPPORTBOT_TEST_ENGINE=postgres on the
@@ -328,5 +334,33 @@ func TestClaimSessionGone(t *testing.T) {
 	}
 	if !s.Claim(t.Context(), ClaimPortal, 3) || s.Ping(t.Context()) != nil {
 		t.Error("could not claim again on a new session")
+	}
+}
+
+// TestTransient: which errors mean "the database is away, try again" — and which are
+// about the work itself, where trying again would do it twice or never succeed.
+func TestTransient(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&pgconn.PgError{Code: "57P01"}, true}, // admin_shutdown
+		{&pgconn.PgError{Code: "57P02"}, true}, // crash_shutdown
+		{&pgconn.PgError{Code: "57P03"}, true}, // cannot_connect_now (starting up)
+		{&pgconn.PgError{Code: "08006"}, true}, // connection_failure
+		{fmt.Errorf("record: %w", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}), true},
+		{fmt.Errorf("record: %w", syscall.ECONNRESET), true},
+		{fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
+		{driver.ErrBadConn, true},
+		{&pgconn.PgError{Code: "40001"}, false}, // serialization: Update retries it itself
+		{&pgconn.PgError{Code: "23505"}, false},
+		{&pgconn.PgError{Code: "22021"}, false}, // bad text: the same work fails again
+		{sql.ErrNoRows, false},
+		{errors.New("fn failed"), false},
+		{nil, false},
+	} {
+		if got := Transient(c.err); got != c.want {
+			t.Errorf("Transient(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }
