@@ -220,6 +220,41 @@ func (s *Store) pingClaims(ctx context.Context) error {
 	return errors.New("ping database: the session holding this replica's claims is gone; claiming again")
 }
 
+// Back returns nil when the database answers now, or else a channel closed as soon
+// as it answers again (asked every 100 ms until ctx ends). A loop that failed
+// because the database was away waits on it as well as on its backoff, so that it
+// is back at work on the first answer, not a long backoff after.
+func (s *Store) Back(ctx context.Context) <-chan struct{} {
+	if s.answers(ctx) {
+		return nil
+	}
+	back := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if s.answers(ctx) {
+					close(back)
+					return
+				}
+			}
+		}
+	}()
+	return back
+}
+
+// answers: the database runs a query within a second.
+func (s *Store) answers(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var one int
+	return s.readRow(ctx, "SELECT 1").Scan(&one) == nil
+}
+
 // OutboxSignal receives a value after a commit that added outbox entries, so the
 // dispatcher need not poll to notice new work.
 func (s *Store) OutboxSignal() <-chan struct{} { return s.outbox }
