@@ -16,8 +16,8 @@ import (
 type longestWait struct{ ns atomic.Int64 }
 
 func (l *longestWait) Enabled(context.Context, slog.Level) bool { return true }
-func (l *longestWait) WithAttrs([]slog.Attr) slog.Handler      { return l }
-func (l *longestWait) WithGroup(string) slog.Handler           { return l }
+func (l *longestWait) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *longestWait) WithGroup(string) slog.Handler            { return l }
 func (l *longestWait) Handle(_ context.Context, r slog.Record) error {
 	r.Attrs(func(a slog.Attr) bool {
 		if a.Key == "retry_in" && int64(a.Value.Duration()) > l.ns.Load() {
