@@ -20,6 +20,7 @@ import (
 	"supportbot/handlers"
 	"supportbot/portals"
 	"supportbot/storage"
+	"supportbot/storage/storagetest"
 )
 
 // desk is the bot as serve wires it — the events route, the bot, the outbox sent to
@@ -52,7 +53,8 @@ var quiet = slog.New(slog.DiscardHandler)
 var deskStart = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 
 func newDesk(t *testing.T) *desk {
-	d := &desk{t: t, path: filepath.Join(t.TempDir(), "autoclose.db"), portal: b24test.New(t), now: deskStart}
+	// On the engine under test: PostgreSQL's NULLs once made every waiting dialog due.
+	d := &desk{t: t, path: storagetest.Location(t, filepath.Join(t.TempDir(), "autoclose.db")), portal: b24test.New(t), now: deskStart}
 	d.start()
 	t.Cleanup(d.stop)
 	return d

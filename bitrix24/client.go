@@ -161,6 +161,16 @@ func (c *Client) AssumeBucketFull() {
 }
 
 // String names the client by host only, so printing it cannot leak the secret.
+// ReloadTokens makes an application's client take its portal's stored OAuth
+// tokens if another replica renewed them (see OAuthTokens.LoadWith): a replica that
+// takes a portal over calls it.
+func (c *Client) ReloadTokens(ctx context.Context) error {
+	if r, ok := c.tokens.(interface{ Reload(context.Context) error }); ok {
+		return r.Reload(ctx)
+	}
+	return nil
+}
+
 func (c *Client) String() string { return "bitrix24.Client(" + c.host + ")" }
 
 // GoString keeps %#v from printing the base URL.
@@ -346,6 +356,9 @@ func (c *Client) send(ctx context.Context, method string, body []byte, token str
 		if waited > 0 && c.observer != nil {
 			c.observer.ObserveRateLimitWait(waited)
 		}
+	}
+	if err := checkFence(ctx); err != nil {
+		return nil, &TransportError{Method: method, Host: c.host, Err: err}
 	}
 	start := time.Now()
 	// WroteRequest tells "surely not run" (never written: dial, DNS, refused, cancelled

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Event types supportbot handles. Others decode to Unknown.
@@ -281,6 +282,7 @@ func Decode(body []byte) (Event, error) {
 // DecodeForm turns a parsed form into a typed event, checking the fields each type
 // cannot do without.
 func DecodeForm(f Form) (Event, error) {
+	storableTree(f["data"])
 	if IsV2(f.String("event")) {
 		return decodeV2Form(f)
 	}
@@ -496,3 +498,43 @@ func (d *decoder) command(data Form) Command {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// storable makes user text what both engines store alike: NUL (U+0000), which
+// PostgreSQL's text refuses (SQLSTATE 22021: the event failed on every attempt and
+// the question was lost) while SQLite keeps it, is dropped — nobody types it — and
+// bytes that are not UTF-8, which PostgreSQL refuses too, become U+FFFD.
+func storable(s string) string {
+	if strings.IndexByte(s, 0) < 0 && utf8.ValidString(s) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+}
+
+// storableTree applies storable to every string of an event's data (a Form, or the
+// JSON of a fetched event), in place.
+func storableTree(v any) {
+	switch t := v.(type) {
+	case Form:
+		storableMap(t)
+	case map[string]any:
+		storableMap(t)
+	case []any:
+		for i, x := range t {
+			if str, ok := x.(string); ok {
+				t[i] = storable(str)
+			} else {
+				storableTree(x)
+			}
+		}
+	}
+}
+
+func storableMap(m map[string]any) {
+	for k, x := range m {
+		if str, ok := x.(string); ok {
+			m[k] = storable(str)
+		} else {
+			storableTree(x)
+		}
+	}
+}

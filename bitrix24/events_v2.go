@@ -77,6 +77,7 @@ func decodeFetchedEvent(raw json.RawMessage) Event {
 		env.Time = t.UTC()
 	}
 	data, _ := asTree(e["data"])
+	storableTree(data)
 	ev, err := decodeV2(env, data)
 	if err != nil {
 		return &Unknown{Envelope: env}

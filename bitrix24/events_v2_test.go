@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -134,4 +135,49 @@ func FuzzDecodeV2Form(f *testing.F) {
 			t.Fatal("no event and no error")
 		}
 	})
+}
+
+// TestDecodedTextIsStorable: a message holding NUL (U+0000) or bytes that are not
+// UTF-8 — which PostgreSQL's text refuses, so the question was lost there while
+// SQLite kept it — decodes, from every source, to text both engines store alike.
+func TestDecodedTextIsStorable(t *testing.T) {
+	form := func(name, field, value string) func(t *testing.T) Event {
+		return func(t *testing.T) Event {
+			body := strings.Replace(string(readFixture(t, name)), field+"=", field+"="+value, 1)
+			ev, err := Decode([]byte(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ev
+		}
+	}
+	for _, c := range []struct {
+		source string
+		decode func(t *testing.T) Event
+		want   string
+	}{
+		{"v1 form", form("v1/onimbotmessageadd-private.form", "MESSAGE%5D", "a%00b%FF"), "ab\uFFFDHello"},
+		{"v2 webhook form", form("v2/webhook/onimbotv2messageadd-private.form", "data%5Bmessage%5D%5Btext%5D", "%00%00x"),
+			"xНе работает печать из CRM"},
+		{"v2 fetched", func(t *testing.T) Event {
+			raw, _ := os.ReadFile(filepath.Join("testdata", "v2", "fetch", "event-get.json"))
+			raw = []byte(strings.Replace(string(raw), "Не работает печать", `Не\u0000 работает печать`, 1))
+			var answer struct{ Result json.RawMessage }
+			if err := json.Unmarshal(raw, &answer); err != nil {
+				t.Fatal(err)
+			}
+			page, err := DecodeFetched(answer.Result)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return page.Events[1]
+		}, "Не работает печать из CRM"},
+	} {
+		t.Run(c.source, func(t *testing.T) {
+			m, ok := c.decode(t).(*MessageAdd)
+			if !ok || m.Message.Text != c.want {
+				t.Errorf("decoded %#v, want the text %q", m, c.want)
+			}
+		})
+	}
 }

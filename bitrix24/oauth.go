@@ -59,6 +59,7 @@ type OAuthTokens struct {
 	save                             func(context.Context, TokenSet) error
 
 	onSaveError func(error)
+	load        func(context.Context) (TokenSet, error)
 
 	mu      sync.Mutex
 	cur     TokenSet
@@ -89,6 +90,35 @@ func (o *OAuthTokens) Token(ctx context.Context) (string, error) {
 	return o.cur.AccessToken, nil
 }
 
+// LoadWith sets where the stored pair is read from. With replicas, whichever holds
+// the portal refreshes and stores its tokens; a replica that held it before must not
+// refresh with the refresh token that has been spent since (invalid_grant for ever):
+// before it refreshes, after an invalid_grant and when it takes the portal over, it
+// takes the stored pair if that is another than its own.
+func (o *OAuthTokens) LoadWith(load func(context.Context) (TokenSet, error)) { o.load = load }
+
+// Reload takes the stored pair if it differs from the one in memory (see LoadWith).
+func (o *OAuthTokens) Reload(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, err := o.adoptStoredLocked(ctx)
+	return err
+}
+
+// adoptStoredLocked takes the stored pair when it is another than ours, and reports
+// whether it did. A pair of ours that is not stored yet is newer than the stored one.
+func (o *OAuthTokens) adoptStoredLocked(ctx context.Context) (bool, error) {
+	if o.load == nil || o.unsaved {
+		return false, nil
+	}
+	ts, err := o.load(ctx)
+	if err != nil || ts.RefreshToken == "" || ts.RefreshToken == o.cur.RefreshToken {
+		return false, err
+	}
+	o.cur = ts
+	return true, nil
+}
+
 // OnSaveError sets what to do when storing a renewed pair fails (log it): the pair
 // is kept in memory and saved again on the next call.
 func (o *OAuthTokens) OnSaveError(f func(error)) { o.onSaveError = f }
@@ -108,7 +138,22 @@ func (o *OAuthTokens) Refresh(ctx context.Context, stale string) (string, error)
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
 	defer cancel()
+	// Another replica may have refreshed since we read the pair: its access token
+	// is the live one, and our refresh token is spent.
+	if adopted, _ := o.adoptStoredLocked(rctx); adopted && o.cur.AccessToken != stale {
+		return o.cur.AccessToken, nil
+	}
 	ts, err := RefreshToken(rctx, o.http, o.tokenURL, o.clientID, o.clientSecret, o.cur.RefreshToken)
+	var oe *Error
+	if errors.As(err, &oe) && oe.Code == "invalid_grant" {
+		// Spent between our read and our refresh: once more with the stored pair.
+		if adopted, _ := o.adoptStoredLocked(rctx); adopted {
+			if o.cur.AccessToken != stale {
+				return o.cur.AccessToken, nil
+			}
+			ts, err = RefreshToken(rctx, o.http, o.tokenURL, o.clientID, o.clientSecret, o.cur.RefreshToken)
+		}
+	}
 	if err != nil {
 		return "", err
 	}

@@ -211,7 +211,9 @@ func (c Config) LogValue() slog.Value {
 		v := rv.FieldByIndex(fields[k.Name].Index).Interface()
 		if s, _ := v.(string); k.Secret && s != "" {
 			v = "set"
-			if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Host != "" {
+			if k.Name == "db.url" {
+				v = RedactDBURL(s)
+			} else if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Host != "" {
 				v = u.Scheme + "://" + u.Host + "/…"
 			}
 		}

@@ -1079,3 +1079,36 @@ func TestBadListReportedOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactDBURL: of db.url only the host is ever shown, read as libpq reads the
+// string; where a password could have been taken for a host, port or database (an
+// unescaped "/" or "@" in it), still only the host, or nothing.
+func TestRedactDBURL(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ in, want, secret string }{
+		{"postgres://bot:pgs3cret@db.example.com:5432/support", "postgres://db.example.com/…", "pgs3cret"},
+		{"postgres://hostile:12/PW@host", "postgres://host/…", "12"},
+		{"postgres://hostile:12/PW@host/db", "postgres://host/…", "hostile"},
+		{"postgresql://u:a@b/c@d@db1:5432,db2/app?sslmode=require", "postgresql://db1,db2/…", "a@b"},
+		{"postgres://db.example.com/app?password=s3cret&user=bot", "postgres://db.example.com/…", "s3cret"},
+		{"postgres://u:p@[::1]:5432/app", "postgres://[::1]/…", "u:p"},
+		{"postgres://u:p%40ss/x@", "set", "p%40ss"},
+		{"postgres://u:pw w@host/db", "postgres://host/…", "pw w"},
+		{"host=db.internal port=5432 user=bot password='se cr\\'et' dbname=app", "host=db.internal", "se cr"},
+		{"password=s3cret hostaddr=10.0.0.7", "host=10.0.0.7", "s3cret"},
+		{"password='unterminated host=x", "set", "unterminated"},
+		{"not a connection string", "set", "connection"},
+	} {
+		got := RedactDBURL(c.in)
+		if got != c.want || strings.Contains(got, c.secret) {
+			t.Errorf("RedactDBURL(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	var buf bytes.Buffer
+	var cfg Config
+	cfg.DB.URL = "postgres://hostile:12/PW@host"
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("loaded", "config", cfg)
+	if out := buf.String(); strings.Contains(out, "hostile") || !strings.Contains(out, "config.db.url=postgres://host/…") {
+		t.Errorf("logged %s", out)
+	}
+}

@@ -12,7 +12,9 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -68,10 +70,19 @@ type Dispatcher struct {
 	MaxAge time.Duration
 	// PerPortal bounds the requests in flight to one portal, Workers those to all.
 	PerPortal, Workers int
+	// TakeoverGrace is how long, after taking a portal over from another replica,
+	// the entries that replica had in flight are left to it: it may still be alive
+	// (only its claim's session died) and about to record them. Past it they are
+	// sent again, counted as maybe sent.
+	TakeoverGrace time.Duration
+	// RecordFor is how long the outcome of a request that ran is tried to be
+	// recorded while the database is unavailable.
+	RecordFor time.Duration
 
-	mu      sync.Mutex
-	senders map[int64]*sender // the portals being drained
-	slots   chan struct{}     // a place per request in flight, Workers of them
+	mu        sync.Mutex
+	senders   map[int64]*sender   // the portals being drained
+	takeovers map[int64]time.Time // when each portal was taken over from another replica
+	slots     chan struct{}       // a place per request in flight, Workers of them
 }
 
 // New builds a dispatcher that sends through the caller of each entry's portal and
@@ -86,7 +97,8 @@ func New(store *storage.Store, callers func(portalID int64) (Caller, error), set
 	return &Dispatcher{
 		store: store, callers: callers, settle: settle, log: log, obs: obs,
 		Poll: time.Second, MaxBackoff: 2 * time.Minute, MaxAge: 24 * time.Hour, PerPortal: 4, Workers: 64,
-		senders: map[int64]*sender{},
+		TakeoverGrace: 10 * time.Second, RecordFor: 10 * time.Minute,
+		senders: map[int64]*sender{}, takeovers: map[int64]time.Time{},
 	}
 }
 
@@ -99,11 +111,21 @@ func Single(c Caller) func(int64) (Caller, error) {
 type sender struct {
 	portalID int64
 	wake     chan struct{}
-	done     chan []storage.OutboxEntry // a request finished: its entries
-	woken    bool                       // guarded by Dispatcher.mu: wake came since the last look
-	busy     map[string]bool            // lanes held by a request in flight
+	done     chan finished   // a request finished
+	woken    bool            // guarded by Dispatcher.mu: wake came since the last look
+	busy     map[string]bool // lanes held by a request in flight
 	inflight int
+	lost     bool // the portal's claim is gone: no new request, only those under way finish
 }
+
+// finished is a request's end: its entries, and whether its fence found the claim gone.
+type finished struct {
+	entries []storage.OutboxEntry
+	lost    bool
+}
+
+// errClaimLost fences off the requests of a replica that no longer holds the portal.
+var errClaimLost = errors.New("this replica no longer holds the portal's claim")
 
 // Run sends until ctx ends; then it finishes the requests under way and returns.
 // Those run under hard: cancelling hard abandons them (their entries stay pending,
@@ -130,9 +152,18 @@ func (d *Dispatcher) Run(ctx, hard context.Context) {
 				// Taken over from a replica that may have just spent the portal's
 				// bucket: start as if it were full, so the takeover cannot exceed it.
 				delete(heldElsewhere, p)
+				d.mu.Lock()
+				d.takeovers[p] = time.Now()
+				d.mu.Unlock()
 				if c, err := d.callers(p); err == nil {
 					if f, ok := c.(interface{ AssumeBucketFull() }); ok {
 						f.AssumeBucketFull()
+					}
+					// The other replica may have renewed the portal's OAuth tokens.
+					if r, ok := c.(interface{ ReloadTokens(context.Context) error }); ok {
+						if err := r.ReloadTokens(hard); err != nil {
+							d.log.Warn("could not reload the tokens of a portal taken over", "portal", p, "err", err)
+						}
 					}
 				}
 			}
@@ -160,7 +191,7 @@ func (d *Dispatcher) wakeSender(ctx, hard context.Context, wg *sync.WaitGroup, p
 		}
 		return
 	}
-	s := &sender{portalID: portalID, wake: make(chan struct{}, 1), done: make(chan []storage.OutboxEntry), busy: map[string]bool{}}
+	s := &sender{portalID: portalID, wake: make(chan struct{}, 1), done: make(chan finished), busy: map[string]bool{}}
 	d.senders[portalID] = s
 	wg.Go(func() { d.drain(ctx, hard, s) })
 }
@@ -172,8 +203,8 @@ func (d *Dispatcher) drain(ctx, hard context.Context, s *sender) {
 		d.mu.Lock()
 		s.woken = false
 		d.mu.Unlock()
-		for s.inflight < max(d.PerPortal, 1) && ctx.Err() == nil {
-			entries, err := d.choose(hard, s.portalID, s.busy)
+		for s.inflight < max(d.PerPortal, 1) && ctx.Err() == nil && !s.lost {
+			entries, err := d.chooseOwn(hard, s)
 			if err != nil && hard.Err() == nil {
 				d.log.Error("outbox", "portal", s.portalID, "err", err)
 			}
@@ -185,21 +216,28 @@ func (d *Dispatcher) drain(ctx, hard context.Context, s *sender) {
 			case <-ctx.Done():
 				continue
 			}
+			// One sender per portal across replicas: the claim is checked before
+			// every request, so a replica whose claim's session is gone stops at
+			// once, before the replica that takes the portal over starts.
+			if !d.store.Holding(hard, storage.ClaimPortal, s.portalID) {
+				<-d.slots
+				s.lost = true
+				d.log.Warn("lost the claim on a portal: no more requests to it from this replica", "portal", s.portalID,
+					"in_flight", s.inflight)
+				break
+			}
 			for _, e := range entries {
 				s.busy[e.Lane] = true
 			}
 			s.inflight++
 			go func() {
 				defer func() { <-d.slots }()
-				if err := d.deliver(hard, s.portalID, entries); err != nil && hard.Err() == nil {
-					d.log.Error("outbox", "portal", s.portalID, "err", err)
-				}
-				s.done <- entries
+				s.done <- finished{entries, d.deliverFenced(hard, s.portalID, entries)}
 			}()
 		}
 		if s.inflight == 0 {
 			d.mu.Lock()
-			if !s.woken || ctx.Err() != nil {
+			if !s.woken || ctx.Err() != nil || s.lost {
 				delete(d.senders, s.portalID)
 				d.mu.Unlock()
 				return
@@ -208,12 +246,100 @@ func (d *Dispatcher) drain(ctx, hard context.Context, s *sender) {
 			continue
 		}
 		select {
-		case entries := <-s.done:
+		case f := <-s.done:
 			s.inflight--
-			for _, e := range entries {
+			for _, e := range f.entries {
 				delete(s.busy, e.Lane)
 			}
+			if f.lost && !s.lost {
+				s.lost = true
+				d.log.Warn("lost the claim on a portal: no more requests to it from this replica", "portal", s.portalID)
+			}
 		case <-s.wake:
+		}
+	}
+}
+
+// deliverFenced delivers one request, fenced with the portal's claim: asked again
+// after the limiter's wait, just before the request is written. A request the fence
+// stopped was not sent; its entries are put back for the replica that holds the
+// portal now, and lost reports it.
+func (d *Dispatcher) deliverFenced(hard context.Context, portalID int64, entries []storage.OutboxEntry) (lost bool) {
+	ctx, cancel := context.WithCancelCause(hard)
+	defer cancel(nil)
+	ctx = bitrix24.WithFence(ctx, func(ctx context.Context) error {
+		if d.store.Holding(ctx, storage.ClaimPortal, portalID) {
+			return nil
+		}
+		cancel(errClaimLost) // abandons the request: deliver records nothing
+		return errClaimLost
+	})
+	err := d.deliver(ctx, portalID, entries)
+	if !errors.Is(context.Cause(ctx), errClaimLost) {
+		if err != nil && hard.Err() == nil {
+			d.log.Error("outbox", "portal", portalID, "err", err)
+		}
+		return false
+	}
+	ids := make([]int64, len(entries))
+	for i, e := range entries {
+		ids[i] = e.ID
+	}
+	if err := d.store.Update(hard, func(tx *storage.Tx) error { return tx.ReleaseOutbox(ids) }); err != nil && hard.Err() == nil {
+		d.log.Error("outbox: putting back a request that was not sent", "portal", portalID, "err", err)
+	}
+	return true
+}
+
+// untilRecorded records the outcome of requests that ran, in fn: on a lost or
+// refused database connection it tries again, with backoff, until the database is
+// back (at most RecordFor, or until hard ends), for entries whose outcome is not
+// recorded stay in flight, and would be sent a second time as "may have run". again
+// tells fn that an earlier try may have committed.
+func (d *Dispatcher) untilRecorded(hard context.Context, fn func(tx *storage.Tx, again bool) error) error {
+	deadline := time.Now().Add(d.RecordFor)
+	wait := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := d.store.Update(context.WithoutCancel(hard), func(tx *storage.Tx) error { return fn(tx, attempt > 1) })
+		if err == nil || !storage.Transient(err) || time.Now().After(deadline) || hard.Err() != nil {
+			return err
+		}
+		if o, ok := d.obs.(interface{ ObserveRecordRetry() }); ok {
+			o.ObserveRecordRetry()
+		}
+		d.log.Warn("cannot record what was sent: the database is unavailable; trying again", "attempt", attempt, "err", err)
+		select {
+		case <-hard.Done():
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// chooseOwn is choose, leaving alone for TakeoverGrace after a takeover the lanes
+// whose head another replica had in flight.
+func (d *Dispatcher) chooseOwn(ctx context.Context, s *sender) ([]storage.OutboxEntry, error) {
+	d.mu.Lock()
+	at, ok := d.takeovers[s.portalID]
+	if ok && time.Since(at) >= d.TakeoverGrace {
+		delete(d.takeovers, s.portalID)
+		ok = false
+	}
+	d.mu.Unlock()
+	if !ok {
+		return d.choose(ctx, s.portalID, s.busy)
+	}
+	busy := maps.Clone(s.busy)
+	for {
+		entries, err := d.choose(ctx, s.portalID, busy)
+		theirs := false
+		for _, e := range entries {
+			if e.InFlight { // not ours: ours are in busy lanes
+				busy[e.Lane], theirs = true, true
+			}
+		}
+		if err != nil || !theirs {
+			return entries, err
 		}
 	}
 }

@@ -214,8 +214,16 @@ func (d *Dispatcher) findExisting(ctx context.Context, caller Caller, e storage.
 // record writes every outcome of a round in one transaction.
 func (d *Dispatcher) record(ctx context.Context, outcomes []outcome) error {
 	now := d.store.Now()
-	return d.store.Update(context.WithoutCancel(ctx), func(tx *storage.Tx) error {
+	return d.untilRecorded(ctx, func(tx *storage.Tx, again bool) error {
 		for _, o := range outcomes {
+			if again {
+				if pending, err := tx.OutboxPending(o.entry.ID); err != nil || !pending {
+					if err != nil {
+						return err
+					}
+					continue // the try that lost its connection had committed
+				}
+			}
 			if err := d.recordOne(tx, now, o); err != nil {
 				return err
 			}

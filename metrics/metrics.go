@@ -33,6 +33,7 @@ type Metrics struct {
 	deliveries     *prometheus.CounterVec
 	retries        *prometheus.CounterVec
 	maybeDup       *prometheus.CounterVec
+	recordRetries  prometheus.Counter
 	fetchLag       *prometheus.GaugeVec
 	fetchSuccess   *prometheus.GaugeVec
 	fetchFailures  *prometheus.CounterVec
@@ -80,6 +81,10 @@ func New(outbox Outbox) *Metrics {
 			Name: "supportbot_outbox_maybe_duplicates_total",
 			Help: "Non-idempotent calls sent again after an attempt that may have run (a timeout after sending): the only case where the portal may show a reply twice.",
 		}, []string{"method"}),
+		recordRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "supportbot_outbox_record_retries_total",
+			Help: "Tries again to record the outcome of requests that ran, while the database was unavailable.",
+		}),
 		fetchLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "supportbot_fetch_lag_seconds",
 			Help: "Fetch mode: the age of the oldest event the last poll of the portal's queue brought (0 when it was empty).",
@@ -94,7 +99,7 @@ func New(outbox Outbox) *Metrics {
 		}, []string{"portal"}),
 	}
 	m.registry.MustRegister(m.events, m.httpDuration, m.restCalls, m.restDuration, m.rateLimitWaits,
-		m.rateLimitTime, m.deliveries, m.retries, m.maybeDup, m.fetchLag, m.fetchSuccess, m.fetchFailures,
+		m.rateLimitTime, m.deliveries, m.retries, m.maybeDup, m.recordRetries, m.fetchLag, m.fetchSuccess, m.fetchFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if outbox != nil {
 		m.registry.MustRegister(&outboxCollector{outbox: outbox,
@@ -179,6 +184,9 @@ func (m *Metrics) ObserveRetry(method, reason string) {
 func (m *Metrics) ObserveMaybeDuplicate(method string) {
 	m.maybeDup.WithLabelValues(method).Inc()
 }
+
+// ObserveRecordRetry: delivery tries again to record outcomes (database unavailable).
+func (m *Metrics) ObserveRecordRetry() { m.recordRetries.Inc() }
 
 // boundCode keeps error-code labels bounded: codes come from the portal, or from
 // whatever answers in its place.

@@ -147,12 +147,26 @@ func (p *Poller) loop(ctx context.Context, portalID int64) {
 			failures = 0
 			wait = cmp.Or(p.Interval, 2*time.Second)
 		}
-		select {
-		case <-ctx.Done():
+		if err := p.wait(ctx, wait, err != nil); err != nil {
 			return
-		case <-time.After(wait):
 		}
 	}
+}
+
+// wait waits before the next poll; after a failure, no longer than until the
+// database answers again if it was the database that failed.
+func (p *Poller) wait(ctx context.Context, d time.Duration, failed bool) error {
+	waitCtx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var back <-chan struct{}
+	if failed {
+		back = p.Store.Back(waitCtx)
+	}
+	select {
+	case <-waitCtx.Done():
+	case <-back:
+	}
+	return ctx.Err()
 }
 
 // PollOnce asks the portal for the next page of events, handles them and commits

@@ -25,6 +25,12 @@ const token = "poller-test-bot-token"
 // database, as `supportbot register` does.
 func setUp(t testing.TB) (*storage.Store, storage.Portal, *botv2.Fake, *bitrix24.Client) {
 	t.Helper()
+	return setUpOn(t, storagetest.Open(t))
+}
+
+// setUpOn is setUp on a given store.
+func setUpOn(t testing.TB, store *storage.Store) (*storage.Store, storage.Portal, *botv2.Fake, *bitrix24.Client) {
+	t.Helper()
 	portal := b24test.New(t)
 	portal.SetRateLimit(100, 200)
 	fake := botv2.Attach(portal)
@@ -35,7 +41,6 @@ func setUp(t testing.TB) (*storage.Store, storage.Portal, *botv2.Fake, *bitrix24
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := storagetest.Open(t)
 	p, err := store.EnsurePortal(t.Context(), "webhook:test", "")
 	if err != nil {
 		t.Fatal(err)

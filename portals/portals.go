@@ -74,6 +74,10 @@ func (c *Connections) Client(ctx context.Context, portalID int64) (*bitrix24.Cli
 			// Stored at once: the refresh token just used no longer works.
 			return c.store.SaveTokens(context.WithoutCancel(ctx), portalID, ts.AccessToken, ts.RefreshToken, ts.ExpiresAt)
 		})
+	tokens.LoadWith(func(ctx context.Context) (bitrix24.TokenSet, error) {
+		p, err := c.store.Portal(ctx, portalID)
+		return bitrix24.TokenSet{AccessToken: p.AccessToken, RefreshToken: p.RefreshToken, ExpiresAt: p.TokenExpiresAt}, err
+	})
 	tokens.OnSaveError(func(err error) {
 		c.log.Error("the portal's renewed OAuth tokens could not be stored; kept in memory and stored again on the next call",
 			"portal", p, "err", err)

@@ -313,3 +313,51 @@ func TestAdminCacheBounded(t *testing.T) {
 		t.Fatalf("%d answers cached, the bound is 20", n)
 	}
 }
+
+// TestTokensRenewedByAnotherReplica: a portal moves A → B → A between replicas and B
+// renews its tokens meanwhile. A neither refreshes with the refresh token B spent
+// (invalid_grant for ever) nor keeps B's old access token after it takes the portal
+// back: it takes the pair B stored.
+func TestTokensRenewedByAnotherReplica(t *testing.T) {
+	o := b24test.NewOAuth(t, clientID, clientSecret)
+	p := b24test.NewAppPortal(t, o)
+	store := openStore(t)
+	app := portals.OAuthApp{ClientID: clientID, ClientSecret: clientSecret, URL: o.URL() + "/"}
+	id := install(t, &portals.App{Store: store, OAuth: app}, p)
+	client := func(conns *portals.Connections) *bitrix24.Client {
+		c, err := conns.Client(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := client(portals.NewConnections(store, app, 50, 250, nil, nil))
+	b := client(portals.NewConnections(store, app, 50, 250, nil, nil))
+	call := func(c *bitrix24.Client, who string) {
+		t.Helper()
+		if _, err := c.Call(context.Background(), "app.info", nil); err != nil {
+			t.Fatalf("%s: %v", who, err)
+		}
+	}
+	call(a, "a, from the installation's tokens")
+	before := o.RefreshesFor(p.MemberID())
+
+	p.ExpireTokens()
+	call(b, "b, renewing") // B rotates the refresh token A still has
+	call(a, "a, whose access token expired after b renewed")
+	if got := o.RefreshesFor(p.MemberID()) - before; got != 1 {
+		t.Errorf("%d renewals, want b's one", got)
+	}
+
+	p.ExpireTokens()
+	call(b, "b, renewing again")
+	if err := a.ReloadTokens(context.Background()); err != nil { // a takes the portal back
+		t.Fatal(err)
+	}
+	p.ExpireTokens()
+	before = o.RefreshesFor(p.MemberID())
+	call(a, "a, renewing after taking the portal back")
+	if got := o.RefreshesFor(p.MemberID()) - before; got != 1 {
+		t.Errorf("%d renewals by a, want 1", got)
+	}
+}

@@ -15,11 +15,11 @@ type AutoClose struct {
 // The rules below are SQL over the dialog's own row (dialogs.*, never an alias), so
 // that listing what is due and claiming a dialog test the very same condition.
 
-// autoCloseSQL holds the rules in one engine's SQL. Arguments, by number (each query
-// names all of its own, as PostgreSQL requires): ?1 the transaction's time, ?2 how
-// long the silence must have lasted (After - Warning for a warning, After for a
-// close), ?3 the characters an agent's command may start after, ?4 Warning (for a
-// close), then the dialog (?4 for a warning, ?5 for a close); times in milliseconds.
+// autoCloseSQL holds the rules. Arguments, by number (each query names all of its
+// own, as PostgreSQL requires): ?1 the transaction's time, ?2 how long the silence
+// must have lasted (After - Warning for a warning, After for a close), ?3 the
+// characters an agent's command may start after, ?4 Warning (for a close), then the
+// dialog (?4 for a warning, ?5 for a close); times in milliseconds.
 type autoCloseSQL struct{ warningDue, closeDue string }
 
 var autoCloseSQLite, autoClosePostgres = buildAutoCloseSQL("MAX"), buildAutoCloseSQL("GREATEST")
@@ -33,6 +33,13 @@ var autoCloseSQLite, autoClosePostgres = buildAutoCloseSQL("MAX"), buildAutoClos
 // deleted; an agent's command ("/rename", "/queue", typed in the dialog) is no answer
 // to the client, who may still be waiting.
 //
+// The NULL comes from the row the maximum is taken over, never from one of its
+// arguments: PostgreSQL's GREATEST skips a NULL argument (GREATEST(0, 0, NULL) = 0)
+// where SQLite's MAX returns NULL, and a NULL passed in would make every waiting
+// dialog due on PostgreSQL alone (issue 19). So the maximum is the one column of a
+// subquery that finds no row when the last word is not an agent's answer, and every
+// argument is NOT NULL.
+//
 // closable: dialogs auto-close may touch. An escalated dialog waits for technical
 // support, whose work takes its own time; a portal that removed the bot could not
 // hear the warning.
@@ -43,11 +50,11 @@ var autoCloseSQLite, autoClosePostgres = buildAutoCloseSQL("MAX"), buildAutoClos
 // about at least Warning ago, so a client whose warning came late (the bot was down)
 // still gets the whole of it.
 func buildAutoCloseSQL(greatest string) autoCloseSQL {
-	silence := greatest + `(COALESCE(dialogs.auto_close_kept_at, 0),
-	COALESCE((SELECT MAX(e.at) FROM dialog_events e WHERE e.dialog_id = dialogs.id AND e.kind = '` + LifeReopened + `'), 0),
-	(SELECT a.created_at FROM messages a WHERE a.author_role = 'agent' AND a.id = (
+	silence := `(SELECT ` + greatest + `(a.created_at, COALESCE(dialogs.auto_close_kept_at, 0),
+	COALESCE((SELECT MAX(e.at) FROM dialog_events e WHERE e.dialog_id = dialogs.id AND e.kind = '` + LifeReopened + `'), 0))
+	FROM messages a WHERE a.author_role = 'agent' AND a.id = (
 		SELECT MAX(m.id) FROM messages m WHERE m.dialog_id = dialogs.id AND m.deleted_at IS NULL
-		AND (m.author_role = 'client' OR (m.author_role = 'agent' AND LTRIM(m.text, ?3) NOT LIKE '/%')))))`
+		AND (m.author_role = 'client' OR (m.author_role = 'agent' AND LTRIM(m.text, ?3) NOT LIKE '/%'))))`
 	closable := `dialogs.status = 'active' AND NOT dialogs.chat_failed AND dialogs.chat_id IS NOT NULL
 	AND dialogs.escalated_at IS NULL
 	AND dialogs.portal_id IN (SELECT p.id FROM portals p WHERE p.bot_deleted_at IS NULL AND p.uninstalled_at IS NULL)`

@@ -49,6 +49,7 @@ type OutboxEntry struct {
 	State         string
 	Attempts      int
 	MaybeSent     bool // an earlier attempt may have run on the portal
+	InFlight      bool // an attempt was under way, and its outcome is not recorded yet
 	BatchLimit    int  // the largest request it may go in; 0 for any
 	NextAttemptAt time.Time
 	LastError     string
@@ -86,7 +87,7 @@ func (tx *Tx) Enqueue(e OutboxEntry) (int64, error) {
 }
 
 const outboxColumns = `o.id, o.portal_id, o.lane, o.kind, o.action, o.awaits_dialog, o.effect, o.effect_ref,
-	o.state, o.attempts, o.next_attempt_at, o.last_error, o.result, o.created_at, o.done_at, o.maybe_sent OR o.in_flight, o.batch_limit`
+	o.state, o.attempts, o.next_attempt_at, o.last_error, o.result, o.created_at, o.done_at, o.maybe_sent OR o.in_flight, o.batch_limit, o.in_flight`
 
 func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxEntry, error) {
 	var e OutboxEntry
@@ -94,7 +95,7 @@ func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxEntry,
 	var awaits, next, created, done sql.NullInt64
 	var result sql.NullString
 	dest := append([]any{&e.ID, &e.PortalID, &e.Lane, &e.Kind, &action, &awaits, &e.Effect, &e.EffectRef,
-		&e.State, &e.Attempts, &next, &e.LastError, &result, &created, &done, &e.MaybeSent, &e.BatchLimit}, extra...)
+		&e.State, &e.Attempts, &next, &e.LastError, &result, &created, &done, &e.MaybeSent, &e.BatchLimit, &e.InFlight}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return OutboxEntry{}, err
 	}
@@ -319,4 +320,15 @@ func (s *Store) Housekeep(ctx context.Context, retention, orphanAge time.Duratio
 		return err
 	})
 	return n, err
+}
+
+// OutboxPending reports whether the entry still waits for its outcome: a recording
+// tried again after a lost connection, whose first try may have committed, skips
+// what is recorded already.
+func (tx *Tx) OutboxPending(id int64) (bool, error) {
+	var n int
+	if err := tx.queryRow(`SELECT COUNT(*) FROM outbox WHERE id = ? AND state = 'pending'`, id).Scan(&n); err != nil {
+		return false, fmt.Errorf("outbox %d pending: %w", id, err)
+	}
+	return n == 1, nil
 }

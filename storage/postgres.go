@@ -7,12 +7,15 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -220,6 +223,25 @@ func retryable(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01" || pe.Code == "23505")
 }
 
+// Transient reports an error of the database connection, not of the work: the
+// server shutting down or restarting (57P01 admin_shutdown, 57P02, 57P03), a lost or
+// refused connection (class 08, ECONNREFUSED, ECONNRESET, EOF). The same work may be
+// tried again once the database is back. SQLite, in-process, has none.
+func Transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" || strings.HasPrefix(pe.Code, "08")
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.As(err, &ne) || pgconn.SafeToRetry(err) || strings.Contains(err.Error(), "conn closed")
+}
+
 // listen turns NOTIFY into the outbox signal, so a replica's dispatcher wakes when
 // any replica queues work. A lost connection is opened again; meanwhile the
 // dispatcher still polls.
@@ -293,8 +315,7 @@ func (s *Store) Claim(ctx context.Context, kind ClaimKind, id int64) bool {
 		if time.Since(s.claimsChecked) < time.Second {
 			return true
 		}
-		if s.claimConn != nil && s.claimConn.PingContext(ctx) == nil {
-			s.claimsChecked = time.Now()
+		if s.claimConn != nil && s.claimSessionAliveLocked(ctx) {
 			return true
 		}
 		s.dropClaimsLocked()
@@ -315,6 +336,58 @@ func (s *Store) Claim(ctx context.Context, kind ClaimKind, id int64) bool {
 		s.claims[key] = true
 	}
 	return got
+}
+
+// Holding reports whether this process holds the claim at this very moment: the
+// session that took the advisory lock answers now. It never takes a claim. A
+// sender asks before each request, so that it stops the moment its session is gone
+// (terminated, or the server restarted), before another replica — which may take
+// the lock at once — starts sending too. On SQLite every claim holds.
+func (s *Store) Holding(ctx context.Context, kind ClaimKind, id int64) bool {
+	if !s.pg {
+		return true
+	}
+	key := s.claimKey(kind, id)
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
+	if !s.claims[key] || s.claimConn == nil {
+		return false
+	}
+	if !s.claimSessionAliveLocked(ctx) {
+		s.dropClaimsLocked()
+		return false
+	}
+	return true
+}
+
+// claimSessionAliveLocked asks the session holding the claims for an answer, within
+// a few seconds. A sql.Conn stays on one session: if it answers, the locks it took
+// are still held.
+func (s *Store) claimSessionAliveLocked(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, claimCheckTimeout)
+	defer cancel()
+	if s.claimConn.PingContext(ctx) != nil {
+		return false
+	}
+	s.claimsChecked = time.Now()
+	return true
+}
+
+// claimCheckTimeout bounds the wait for the claims' session to answer.
+const claimCheckTimeout = 3 * time.Second
+
+// ClaimSessionPID is the server process of the session holding this process's
+// claims (0: none), as pg_stat_activity shows it: for an operator, and for the
+// tests that terminate it.
+func (s *Store) ClaimSessionPID(ctx context.Context) (int, error) {
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
+	if s.claimConn == nil {
+		return 0, nil
+	}
+	var pid int
+	err := s.claimConn.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pid)
+	return pid, err
 }
 
 // Release gives up a claim (a portal no longer served, a stopping process).

@@ -201,7 +201,58 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("database cannot commit: %w", err)
 	}
-	return nil
+	return s.pingClaims(ctx)
+}
+
+// pingClaims: a replica whose claims' session is gone (terminated, or the server
+// restarted) sends to none of its portals, whatever its pool says, until it claims
+// them again on a new session.
+func (s *Store) pingClaims(ctx context.Context) error {
+	if !s.pg {
+		return nil
+	}
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
+	if len(s.claims) == 0 || s.claimConn == nil || s.claimSessionAliveLocked(ctx) {
+		return nil
+	}
+	s.dropClaimsLocked()
+	return errors.New("ping database: the session holding this replica's claims is gone; claiming again")
+}
+
+// Back returns nil when the database answers now, or else a channel closed as soon
+// as it answers again (asked every 100 ms until ctx ends). A loop that failed
+// because the database was away waits on it as well as on its backoff, so that it
+// is back at work on the first answer, not a long backoff after.
+func (s *Store) Back(ctx context.Context) <-chan struct{} {
+	if s.answers(ctx) {
+		return nil
+	}
+	back := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if s.answers(ctx) {
+					close(back)
+					return
+				}
+			}
+		}
+	}()
+	return back
+}
+
+// answers: the database runs a query within a second.
+func (s *Store) answers(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var one int
+	return s.readRow(ctx, "SELECT 1").Scan(&one) == nil
 }
 
 // OutboxSignal receives a value after a commit that added outbox entries, so the
