@@ -37,6 +37,7 @@ type desk struct {
 	store    *storage.Store
 	portalID int64
 	bot      *bot.Bot
+	config   func(*bot.Config) // changes the bot's configuration before each start
 	disp     *delivery.Dispatcher
 	srv      *httptest.Server
 }
@@ -77,8 +78,12 @@ func (d *desk) start() {
 		d.t.Fatal(err)
 	}
 	d.store, d.portalID = store, portal.ID
-	d.bot = bot.New(bot.Config{Agents: []int64{agentID}, Admins: []int64{client}, MaxActive: 10, Language: "ru",
-		AutoCloseAfter: closeAfter, AutoCloseWarning: closeWarning}, nil)
+	cfg := bot.Config{Agents: []int64{agentID}, Admins: []int64{client}, MaxActive: 10, Language: "ru",
+		AutoCloseAfter: closeAfter, AutoCloseWarning: closeWarning}
+	if d.config != nil {
+		d.config(&cfg)
+	}
+	d.bot = bot.New(cfg, nil)
 	d.disp = delivery.New(store, delivery.Single(bitrix24.NewClient(d.portal.WebhookURL())), d.bot.Settle, nil, nil)
 	d.srv = httptest.NewServer(handlers.NewServer(handlers.Routes{
 		Events: &handlers.Events{Store: store, Bot: d.bot, Auth: portals.Webhook{PortalID: portal.ID, Token: testToken}, Log: quiet},
@@ -277,7 +282,8 @@ func TestAutoCloseWarnsThenCloses(t *testing.T) {
 		}
 		return err
 	})
-	if want := "opened client_message agent_answer auto_closed"; strings.Join(life, " ") != want {
+	// The answer also made its author the dialog's owner (issue 22).
+	if want := "opened client_message agent_answer owner auto_closed"; strings.Join(life, " ") != want {
 		t.Errorf("life %v, want %s", life, want)
 	}
 

@@ -127,6 +127,9 @@ func (t *turn) openDialog(question string, sourceMessageID int64) error {
 	if err != nil {
 		return err
 	}
+	if err := t.outOfHours(d); err != nil {
+		return err
+	}
 	return t.send(t.replyLane(), t.dialogID, t.t.Opened(d.Number, pendingChatLink(d)),
 		goToChat(t.t, bitrix24.AwaitedDialogID, true), d.ID)
 }
