@@ -283,4 +283,12 @@ func TestAnsweredInTimeGetsNone(t *testing.T) {
 			t.Fatalf("chat %d got %d target messages", chat, n)
 		}
 	}
+	// /stats: the share within target, and per agent.
+	d.post(privateMessage(agentID, "en", "/stats"))
+	stats := d.lastTo(agentID)
+	for _, want := range []string{"First response: within target 100% (1 of 1)", "#50: owns 1 now · answers 1 · within target 100% (1 of 1)"} {
+		if !strings.Contains(stats, want) {
+			t.Errorf("/stats lacks %q:\n%s", want, stats)
+		}
+	}
 }

@@ -240,6 +240,7 @@ func (tx *Tx) ClaimOutOfHours(dialogID int64, until time.Time) (bool, error) {
 // AnsweredTime is a measured first response or reply with the agent whose answer
 // ended it.
 type AnsweredTime struct {
+	EventID        int64 // the answer: one answer may end a first response and a reply
 	Kind           string
 	Agent          int64
 	Started, Ended time.Time
@@ -248,13 +249,13 @@ type AnsweredTime struct {
 // AnsweredTimes lists the first responses and replies of the portal that ended in
 // [since, until), with who answered.
 func (tx *Tx) AnsweredTimes(portalID int64, since, until time.Time) ([]AnsweredTime, error) {
-	rows, err := tx.query(`SELECT s.kind, e.actor_id, s.started_at, s.ended_at FROM service_times s
+	rows, err := tx.query(`SELECT s.event_id, s.kind, e.actor_id, s.started_at, s.ended_at FROM service_times s
 		JOIN dialog_events e ON e.id = s.event_id
 		WHERE s.portal_id = ? AND s.kind IN (?, ?) AND s.ended_at >= ? AND s.ended_at < ? ORDER BY s.id`,
 		portalID, TimeFirstResponse, TimeReply, millis(since), millis(until))
 	list, err := collect(rows, err, func(r *sql.Rows) (a AnsweredTime, err error) {
 		var started, ended sql.NullInt64
-		err = r.Scan(&a.Kind, &a.Agent, &started, &ended)
+		err = r.Scan(&a.EventID, &a.Kind, &a.Agent, &started, &ended)
 		a.Started, a.Ended = fromMillis(started), fromMillis(ended)
 		return a, err
 	})
