@@ -5,11 +5,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"supportbot/bot"
 	"supportbot/storage"
+	"supportbot/storage/storagetest"
 	"supportbot/workhours"
 )
 
@@ -22,10 +24,7 @@ const secondAgent = 51
 // desk starts on Tuesday 1 December 2026, 09:00) and targets of 1 h for the first
 // response and 2 h for a reply.
 func officeDesk(t *testing.T) *desk {
-	hours, err := workhours.Parse("Mon-Fri 09:00-18:00", "UTC")
-	if err != nil {
-		t.Fatal(err)
-	}
+	hours := mustHours(t)
 	return newDesk(t, func(c *bot.Config) {
 		c.Agents = []int64{agentID, secondAgent}
 		c.Hours, c.FirstResponseTarget, c.ReplyTarget = hours, time.Hour, 2*time.Hour
@@ -291,4 +290,55 @@ func TestAnsweredInTimeGetsNone(t *testing.T) {
 			t.Errorf("/stats lacks %q:\n%s", want, stats)
 		}
 	}
+}
+
+// TestResponseTargetsOnTwoReplicas: two replicas sweeping the same database at once
+// send the reminder, and tell the miss, once between them.
+func TestResponseTargetsOnTwoReplicas(t *testing.T) {
+	t.Parallel()
+	d := officeDesk(t)
+	for range 5 {
+		d.open("Is the API down?")
+	}
+	d.targets(0, 0, 0)
+	other, err := storage.Open(context.Background(), storagetest.Location(t, d.path), storage.WithClock(d.clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	otherBot := bot.New(bot.Config{Agents: []int64{agentID, secondAgent}, Language: "ru",
+		Hours: mustHours(t), FirstResponseTarget: time.Hour, ReplyTarget: 2 * time.Hour}, nil)
+	for _, step := range []struct {
+		at   time.Duration
+		kind string
+	}{{48 * time.Minute, "remind"}, {time.Hour, "miss"}} {
+		d.at(step.at)
+		var wg sync.WaitGroup
+		counts := make([][2]int, 2)
+		for i, r := range []struct {
+			b *bot.Bot
+			s *storage.Store
+		}{{d.bot, d.store}, {otherBot, other}} {
+			wg.Go(func() {
+				reminded, missed, err := r.b.ResponseTargets(context.Background(), r.s)
+				if err != nil {
+					t.Error(err)
+				}
+				counts[i] = [2]int{reminded, missed}
+			})
+		}
+		wg.Wait()
+		reminded, missed := counts[0][0]+counts[1][0], counts[0][1]+counts[1][1]
+		if want := map[string][2]int{"remind": {5, 0}, "miss": {0, 5}}[step.kind]; reminded != want[0] || missed != want[1] {
+			t.Fatalf("%s: the replicas reminded %d and missed %d (%v), want %v", step.kind, reminded, missed, counts, want)
+		}
+	}
+}
+
+func mustHours(t *testing.T) *workhours.Schedule {
+	h, err := workhours.Parse("Mon-Fri 09:00-18:00", "UTC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
