@@ -135,7 +135,7 @@ var keys = buildKeys([]Key{
 	{Name: "dialogs.auto_close_after", Default: 72 * time.Hour, Min: time.Duration(0), Description: "an agent answered and the client has been silent this long: the dialog is resolved; 0 = never"},
 	{Name: "dialogs.auto_close_warning", Default: 24 * time.Hour, Min: time.Duration(0), Description: "how long before the auto-close the client is warned, with a button to keep it open"},
 	{Name: "dialogs.rating_window", Default: 7 * 24 * time.Hour, Min: time.Minute, Description: "how long after a resolve the client's rating is recorded"},
-	{Name: "support.hours", Description: "working hours, e.g. `Mon-Fri 09:00-13:00, 14:00-18:00; Sat 10:00-14:00; holidays 2027-01-01..2027-01-08, 2027-05-09` (see Working hours); empty = always open"},
+	{Name: "support.hours", Description: "working hours, e.g. `Mon-Fri 09:00-13:00, 14:00-18:00; Sat 10:00-14:00; holidays 2027-01-01..2027-01-08, 2027-05-09` (README, Owners and response targets); empty = always open"},
 	{Name: "support.timezone", Default: "UTC", Description: "IANA time zone of `support.hours`, e.g. `Europe/Moscow`"},
 	{Name: "sla.first_response", Default: time.Duration(0), Min: time.Duration(0), Description: "target for the first answer of a dialog (or of a reopened one), in working time; a reminder at 80 %, the miss recorded; 0 = no target"},
 	{Name: "sla.reply", Default: time.Duration(0), Min: time.Duration(0), Description: "target for answering a client who writes again, in working time; 0 = no target"},
