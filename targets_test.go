@@ -59,7 +59,7 @@ func (d *desk) owner(n int) int64 {
 	return owner
 }
 
-// life is dialog n's events of the given kinds, as "kind:actor>subject".
+// life is dialog n's events of the given kinds, as "kind:actor" (who did it).
 func (d *desk) life(n int, kinds ...string) []string {
 	d.t.Helper()
 	var out []string
@@ -125,6 +125,15 @@ func TestOwners(t *testing.T) {
 	if d.owner(1) != agentID {
 		t.Fatal("the client took the dialog")
 	}
+	// The second line is not in the chat until an escalation: given the dialog, they join.
+	const tech = 60
+	d.post(privateMessage(client, "en", "/tech add 60"))
+	d.say(agentID, chat, "/assign 60")
+	adds := d.portal.CallsTo("imbot.chat.user.add")
+	if d.owner(1) != tech || len(adds) != 1 || adds[0].Params.String("USERS", "0") != "60" {
+		t.Fatalf("/assign to the second line: owner %d, chat.user.add %+v", d.owner(1), adds)
+	}
+	d.say(agentID, chat, "/take")
 	d.say(agentID, chat, "/release")
 	if d.owner(1) != 0 || len(d.botSaid(chat, "released question #1")) != 1 {
 		t.Fatal("/release did not leave the dialog unowned, announced")
@@ -133,7 +142,7 @@ func TestOwners(t *testing.T) {
 	if len(d.botSaid(chat, "This question has no owner.")) != 1 {
 		t.Fatal("a second /release was not answered")
 	}
-	if got, want := d.life(1, storage.LifeOwner), []string{"owner:50", "owner:51", "owner:51", "owner:50"}; !slices.Equal(got, want) {
+	if got, want := d.life(1, storage.LifeOwner), []string{"owner:50", "owner:51", "owner:51", "owner:50", "owner:50", "owner:50"}; !slices.Equal(got, want) {
 		t.Fatalf("owner events by %v, want %v", got, want)
 	}
 
