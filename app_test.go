@@ -193,6 +193,11 @@ func TestAppModeTwoPortals(t *testing.T) {
 		t.Fatalf("%d dialogs created by refused events", n)
 	}
 
+	// Each portal's administrator names an agent: with none, no question opens.
+	for _, p := range []*b24test.Portal{pa, pb} {
+		postTo(t, b, p, appMessage(p, 1, "/agents add "+strconv.Itoa(agentID)))
+		waitText(t, p, "1", "Support agents (1)")
+	}
 	// The same user ID on both portals: two dialogs on A, one on B, numbered apart.
 	for i, p := range []*b24test.Portal{pa, pa, pb} {
 		if status := postTo(t, b, p, appMessage(p, client, "question "+strconv.Itoa(i))); status != http.StatusOK {
@@ -356,6 +361,8 @@ func TestAppModeV2Fetch(t *testing.T) {
 		t.Error("a v1 registration as well")
 	}
 
+	fake.Message(7, "7", "/agents add 50") // with no agent, no question opens
+	b.waitMessage("7", 0, "Support agents (1)")
 	fake.Message(7, "7", "open new Printing from CRM")
 	b.waitMessage("7", 0, "Question #1 is open")
 	fake.Message(8, "8", "open new")

@@ -133,7 +133,7 @@ func TestRunOnFreshMachine(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	// The README's first command: the embedded SQLite default, whatever the tests run on.
-	p := startBinary(t, dir, []string{"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0", "SUPPORTBOT_ACCESS_ADMINS=27", "SUPPORTBOT_DB_URL="})
+	p := startBinary(t, dir, []string{"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0", "SUPPORTBOT_ACCESS_ADMINS=27", "SUPPORTBOT_SUPPORT_AGENTS=50", "SUPPORTBOT_DB_URL="})
 	if _, err := os.Stat(filepath.Join(dir, "supportbot.db")); err != nil {
 		t.Fatalf("no supportbot.db in the working directory: %v", err)
 	}

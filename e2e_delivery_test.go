@@ -209,6 +209,7 @@ func TestKillNineLosesNothing(t *testing.T) {
 		"SUPPORTBOT_BITRIX_RATE_PER_SECOND=50",
 		"SUPPORTBOT_BITRIX_BURST=100",
 		adminsEnv(clients),
+		"SUPPORTBOT_SUPPORT_AGENTS=50",
 	}
 	p := startBinary(t, dir, env)
 	dbPath := filepath.Join(dir, "supportbot.db")

@@ -262,6 +262,7 @@ func TestPortalTextsRedacted(t *testing.T) {
 		"SUPPORTBOT_BITRIX_APPLICATION_TOKEN=" + testToken,
 		"SUPPORTBOT_HTTP_PUBLIC_URL=https://support.example.com",
 		"SUPPORTBOT_ACCESS_ADMINS=27",
+		"SUPPORTBOT_SUPPORT_AGENTS=50",
 		"SUPPORTBOT_LOG_LEVEL=debug",
 	}
 	p := startBinary(t, dir, env)

@@ -18,19 +18,32 @@ var bbEscaper = strings.NewReplacer(
 )
 
 // Escape makes user text safe to put inside a bot message: no BB-code in it is
-// interpreted ([USER=all], [url=…], [send=…] stay literal text), and control
-// characters other than line breaks and tabs are dropped.
+// interpreted ([USER=all], [url=…], [send=…] stay literal text), and hidden
+// characters (see Hidden) other than line breaks and tabs are dropped.
 func Escape(s string) string {
 	s = strings.Map(func(r rune) rune {
 		if r == '\n' || r == '\t' {
 			return r
 		}
-		if unicode.IsControl(r) {
+		if Hidden(r) {
 			return -1
 		}
 		return r
 	}, s)
 	return bbEscaper.Replace(s)
+}
+
+// Hidden reports a character that user text loses wherever the bot shows or keeps
+// it: control characters (category Cc) and format characters (Cf), whose
+// bidirectional overrides make "\u202egnp.exe" read as "exe.png", and whose
+// invisible marks make two titles that look the same differ. The zero-width joiner
+// and non-joiner stay: emoji sequences and several scripts are written with them,
+// and they reorder nothing.
+func Hidden(r rune) bool {
+	if r == '\u200c' || r == '\u200d' {
+		return false
+	}
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r)
 }
 
 // EscapeLine is Escape for text that must stay on one line, such as a title.

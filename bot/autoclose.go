@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"supportbot/bitrix24"
 	"supportbot/storage"
@@ -19,6 +20,30 @@ import (
 
 func (b *Bot) autoClose() storage.AutoClose {
 	return storage.AutoClose{After: b.cfg.AutoCloseAfter, Warning: b.cfg.AutoCloseWarning}
+}
+
+// The sweep's pace: a warning or a close comes at most one sweep late, so the sweep
+// runs every tenth of the shortest period it keeps, but not more than once a second
+// (each sweep reads the active dialogs) and at least once a minute.
+const (
+	sweepShare = 10
+	minSweep   = time.Second
+	maxSweep   = time.Minute
+)
+
+// AutoCloseSweep is how often the auto-close sweep runs for these periods: a tenth
+// of the silence before the warning or of the warning, whichever is shorter, within
+// a second and a minute. Periods under ten seconds would be kept less well than that;
+// the configuration refuses them.
+func AutoCloseSweep(after, warning time.Duration) time.Duration {
+	period := after
+	if warning > 0 {
+		period = min(warning, after-warning)
+	}
+	if period <= 0 {
+		return maxSweep
+	}
+	return min(max(period/sweepShare, minSweep), maxSweep)
 }
 
 // AutoClose sends the warnings and makes the closes that are due, and reports how

@@ -22,6 +22,11 @@ func TestSpan(t *testing.T) {
 		{90 * time.Minute, "90 minutes", "90 минут"},
 		{time.Minute, "1 minute", "1 минуту"},
 		{2 * time.Minute, "2 minutes", "2 минуты"},
+		{10 * time.Second, "10 seconds", "10 секунд"},
+		{time.Second, "1 second", "1 секунду"},
+		{22 * time.Second, "22 seconds", "22 секунды"},
+		{90 * time.Second, "90 seconds", "90 секунд"},
+		{61 * time.Minute, "61 minutes", "61 минуту"},
 	} {
 		if got := textsEN.Span(c.d); got != c.en {
 			t.Errorf("en %v: %q, want %q", c.d, got, c.en)

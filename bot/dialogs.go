@@ -63,14 +63,17 @@ func (t *turn) listDialogs(args string) error {
 
 // page is the part of a list of n lines that page number args shows: lines [from,
 // to), and the next page's number, 0 when this is the last.
-func page(args string, n int) (from, to, next int) {
+func page(args string, n int) (from, to, next int) { return pageOf(args, n, pageSize) }
+
+// pageOf is page for pages of size items.
+func pageOf(args string, n, size int) (from, to, next int) {
 	p, err := strconv.Atoi(strings.TrimSpace(args))
 	if err != nil || p < 1 {
 		p = 1
 	}
-	pages := (n + pageSize - 1) / pageSize
+	pages := (n + size - 1) / size
 	p = min(p, max(pages, 1))
-	from, to = (p-1)*pageSize, min(p*pageSize, n)
+	from, to = (p-1)*size, min(p*size, n)
 	if p < pages {
 		next = p + 1
 	}
@@ -113,6 +116,12 @@ func (t *turn) status(d storage.Dialog) string {
 // insert share the event's transaction, and transactions run one at a time, so
 // concurrent requests cannot both take the last place.
 func (t *turn) openDialog(question string, sourceMessageID int64) error {
+	if none, err := t.noAgents(); none || err != nil {
+		if err != nil {
+			return err
+		}
+		return t.reply(t.t.NoAgents, askAgain(t.t, strings.TrimSpace(question)))
+	}
 	active, err := t.tx.CountActiveDialogs(t.portal.ID, t.from.id)
 	if err != nil {
 		return err
@@ -129,6 +138,14 @@ func (t *turn) openDialog(question string, sourceMessageID int64) error {
 	}
 	return t.send(t.replyLane(), t.dialogID, t.t.Opened(d.Number, pendingChatLink(d)),
 		goToChat(t.t, bitrix24.AwaitedDialogID, true), d.ID)
+}
+
+// noAgents reports a portal with no support agents: a dialog opened there would be a
+// chat of the client and the bot, with nobody to answer, so none is opened and the
+// client is told why (and keeps the question).
+func (t *turn) noAgents() (bool, error) {
+	agents, err := t.tx.Members(t.portal.ID, storage.RoleOfAgent)
+	return len(agents) == 0, err
 }
 
 // limitReached lists the client's active dialogs and says how to free a place.
@@ -322,11 +339,11 @@ func (t *turn) renameTo(d storage.Dialog, title string) (string, string, error) 
 	return title, "", err
 }
 
-// cleanTitle makes a title one line: whitespace runs become one space, control
-// characters go.
+// cleanTitle makes a title one line: whitespace runs become one space, hidden
+// characters (bitrix24.Hidden: control and format characters) go.
 func cleanTitle(s string) string {
 	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) && !unicode.IsSpace(r) {
+		if bitrix24.Hidden(r) && !unicode.IsSpace(r) {
 			return -1
 		}
 		return r

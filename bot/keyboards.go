@@ -40,6 +40,16 @@ func clientKeyboard(tx *texts) *bitrix24.Keyboard {
 	}}
 }
 
+// askAgain puts a question that was not opened back into the client's input field,
+// to send again once it can be; nil when there is no question.
+func askAgain(tx *texts, question string) *bitrix24.Keyboard {
+	if question == "" {
+		return nil
+	}
+	return &bitrix24.Keyboard{Buttons: []bitrix24.Button{{Text: tx.BtnAskAgain, Action: "PUT",
+		ActionValue: bitrix24.Shorten(question, maxAskAgain), Display: "LINE", BgColor: colorMain, TextColor: colorText}}}
+}
+
 // goToChat opens a dialog's chat ("chatN", or bitrix24.AwaitedDialogID); with
 // allChats, the list is one press away too.
 func goToChat(tx *texts, dialogID string, allChats bool) *bitrix24.Keyboard {

@@ -198,6 +198,9 @@ func (b *Bot) PageOpenNew(tx *storage.Tx, portal storage.Portal, v Viewer, lang,
 			return PageResult{Duplicate: !fresh}, err
 		}
 	}
+	if none, err := t.noAgents(); none || err != nil {
+		return PageResult{Refusal: plain(t.t.NoAgents)}, err
+	}
 	// The count and the insert share the transaction, as the command's do.
 	active, err := tx.CountActiveDialogs(portal.ID, t.from.id)
 	if err != nil {

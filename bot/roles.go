@@ -2,11 +2,13 @@ package bot
 
 import (
 	"errors"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
+	"supportbot/bitrix24"
 	"supportbot/storage"
 )
 
@@ -25,14 +27,33 @@ func NoRoleListsInAppMode(appMode bool, lists ...[]int64) error {
 		"(/agents, /tech, /clients)")
 }
 
-// maxRoleChange bounds how many users one command names.
-const maxRoleChange = 100
+// The roles are bounded, so that no administrator's command (nor a forged one) can
+// make every question's chat enormous or an answer endless.
+const (
+	// maxRoleChange bounds how many users one command names.
+	maxRoleChange = 100
+	// maxUserID is the largest user ID taken: the REST docs type user IDs as
+	// `integer`, Bitrix24 keeps them as 32-bit numbers counted from 1, and the largest
+	// plan holds 10,000 users; "9223372036854775807" names nobody.
+	maxUserID = math.MaxInt32
+	// rolePage is how many IDs one answer of /agents, /tech or /clients lists; the
+	// next page is a button away.
+	rolePage = 100
+)
+
+// maxMembers bounds each role on a portal. The docs set no limit on a chat's members
+// (imbot.chat.add USERS, imbot.v2.Chat.add userIds), so the bounds are ours: every
+// question's chat is created with all the agents, and an escalated one gets all the
+// second line, each of whom every message there notifies, so a hundred is already
+// more than a desk that works; clients only gain the right to ask, so a thousand.
+var maxMembers = map[string]int{storage.RoleOfAgent: 100, storage.RoleOfTech: 100, storage.RoleOfClient: 1000}
 
 // roleOfCommand maps /agents, /tech and /clients to the role they manage.
 var roleOfCommand = map[string]string{cmdAgents: storage.RoleOfAgent, cmdTech: storage.RoleOfTech, cmdClients: storage.RoleOfClient}
 
-// manageRoles: "/agents" lists, "/agents add 50 51" and "/agents remove 50" change,
-// and every answer is the resulting list. Only the portal's administrators may.
+// manageRoles: "/agents" lists (a page of it: "/agents 2" is the second), "/agents
+// add 50 51" and "/agents remove 50" change, and every answer is the resulting list.
+// Only the portal's administrators may.
 func (t *turn) manageRoles(name, args string) error {
 	if !t.from.admin {
 		return t.reply(t.t.AdminsOnly, nil)
@@ -42,8 +63,12 @@ func (t *turn) manageRoles(name, args string) error {
 	verb = strings.ToLower(verb)
 	adding := slices.Contains([]string{"add", "добавить"}, verb)
 	removing := slices.Contains([]string{"remove", "убрать", "удалить"}, verb)
+	pageArg := ""
+	_, notPage := strconv.Atoi(verb)
 	switch {
 	case verb == "":
+	case notPage == nil && rest == "":
+		pageArg = verb
 	case !adding && !removing:
 		return t.reply(t.t.RolesUsage(name), nil)
 	default:
@@ -51,26 +76,63 @@ func (t *turn) manageRoles(name, args string) error {
 		if !ok || len(ids) == 0 || len(ids) > maxRoleChange {
 			return t.reply(t.t.RolesUsage(name), nil)
 		}
-		var err error
-		if adding {
-			err = t.tx.Grant(t.portal.ID, role, ids, t.from.id)
-		} else {
-			err = t.tx.Revoke(t.portal.ID, role, ids)
-		}
+		refusal, err := t.changeRole(role, ids, adding)
 		if err != nil {
 			return err
 		}
-		t.b.log.Info("roles changed", "portal", t.portal.ID, "role", role, "by", t.from.id, "add", adding, "users", ids)
+		if refusal != "" {
+			return t.reply(refusal, nil)
+		}
 	}
 	members, err := t.tx.Members(t.portal.ID, role)
 	if err != nil {
 		return err
 	}
-	list := make([]string, len(members))
-	for i, id := range members {
-		list[i] = "#" + strconv.FormatInt(id, 10)
+	from, to, next := pageOf(pageArg, len(members), rolePage)
+	list := make([]string, 0, to-from)
+	for _, id := range members[from:to] {
+		list = append(list, "#"+strconv.FormatInt(id, 10))
 	}
-	return t.reply(t.t.RoleList(role, list), nil)
+	text := t.t.RoleList(role, len(members), list)
+	if from > 0 || to < len(members) {
+		text += "\n" + t.t.Showing(from+1, to, len(members))
+	}
+	if role == storage.RoleOfAgent && len(members) == 0 {
+		text += "\n\n" + t.t.NoAgentsLeft
+	}
+	var kb *bitrix24.Keyboard
+	if next > 0 {
+		kb = &bitrix24.Keyboard{Buttons: []bitrix24.Button{button(t.t.BtnMore, name, strconv.Itoa(next), false)}}
+	}
+	return t.reply(text, kb)
+}
+
+// changeRole gives the role to ids (adding) or takes it from them, unless adding
+// would take the role past its bound: then it changes nothing and returns the
+// refusal to say.
+func (t *turn) changeRole(role string, ids []int64, adding bool) (string, error) {
+	members, err := t.tx.Members(t.portal.ID, role)
+	if err != nil {
+		return "", err
+	}
+	n := len(members)
+	for _, id := range ids {
+		if adding && !slices.Contains(members, id) {
+			n++
+		}
+	}
+	if n > maxMembers[role] {
+		return t.t.RolesFull(maxMembers[role], len(members)), nil
+	}
+	if adding {
+		err = t.tx.Grant(t.portal.ID, role, ids, t.from.id)
+	} else {
+		err = t.tx.Revoke(t.portal.ID, role, ids)
+	}
+	if err == nil {
+		t.b.log.Info("roles changed", "portal", t.portal.ID, "role", role, "by", t.from.id, "add", adding, "users", ids)
+	}
+	return "", err
 }
 
 // mentionRE is a mention as Bitrix24 writes it when a user is picked: [USER=50]Name[/USER].
@@ -82,7 +144,7 @@ func parseUsers(s string) (ids []int64, ok bool) {
 	s = mentionRE.ReplaceAllString(s, " $1 ")
 	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' || r == '\n' || r == '\t' }) {
 		id, err := strconv.ParseInt(strings.TrimPrefix(f, "#"), 10, 64)
-		if err != nil || id <= 0 {
+		if err != nil || id <= 0 || id > maxUserID {
 			return nil, false
 		}
 		if !slices.Contains(ids, id) {

@@ -96,12 +96,7 @@ func (b *Bot) chatFailed(tx *storage.Tx, portalID, dialogID int64) error {
 		question = tr[0].Text
 	}
 	ct := textsFor(d.Language)
-	var kb *bitrix24.Keyboard
-	if question != "" {
-		kb = &bitrix24.Keyboard{Buttons: []bitrix24.Button{{Text: ct.BtnAskAgain, Action: "PUT",
-			ActionValue: bitrix24.Shorten(question, maxAskAgain), Display: "LINE", BgColor: colorMain, TextColor: colorText}}}
-	}
 	lane := clientLane(d.ClientID)
 	return enqueue(tx, portalID, storage.OutboxEntry{Lane: lane},
-		bitrix24.SendMessage{DialogID: lane, Text: ct.ChatFailed(d.Number, quote(question)), Keyboard: kb})
+		bitrix24.SendMessage{DialogID: lane, Text: ct.ChatFailed(d.Number, quote(question)), Keyboard: askAgain(ct, question)})
 }

@@ -42,9 +42,11 @@ type texts struct {
 
 	// Opening dialogs.
 	LimitReached func(maxActive int, lines []string) string
-	Opened       func(number int, link string) string
-	Greeting     func(number int, client, question string) string
-	OpenedFor    func(number int, link string) string // reply in the chat where /open was pressed
+	// NoAgents answers a question on a portal with no support agents: nothing is opened.
+	NoAgents  string
+	Opened    func(number int, link string) string
+	Greeting  func(number int, client, question string) string
+	OpenedFor func(number int, link string) string // reply in the chat where /open was pressed
 
 	// Renaming.
 	RenameUsage    string
@@ -88,7 +90,10 @@ type texts struct {
 	AdminHelp  string
 	AdminsOnly string
 	RolesUsage func(command string) string
-	RoleList   func(role string, users []string) string // role: storage.RoleOf…; users: "#50"…
+	RoleList   func(role string, total int, users []string) string // role: storage.RoleOf…; users: a page of "#50"…
+	RolesFull  func(max, now int) string                           // adding would take the list past its bound
+	// NoAgentsLeft follows the agents' list when it is empty: what that does to clients.
+	NoAgentsLeft string
 
 	// The agents' queue.
 	QueueEmpty  string
@@ -159,7 +164,8 @@ func textsFor(lang string) *texts {
 }
 
 // spanOf is a configured duration as a count of its largest whole unit: days from two
-// days up (so 24 h stays "24 hours"), hours, else minutes (at least one).
+// days up (so 24 h stays "24 hours"), hours, minutes, else seconds (at least one), so
+// that "10s" reads "10 seconds", not "1 minute".
 func spanOf(d time.Duration) (int, time.Duration) {
 	const day = 24 * time.Hour
 	switch {
@@ -167,6 +173,8 @@ func spanOf(d time.Duration) (int, time.Duration) {
 		return int(d / day), day
 	case d >= time.Hour && d%time.Hour == 0:
 		return int(d / time.Hour), time.Hour
+	case d >= time.Minute && d%time.Minute == 0:
+		return int(d / time.Minute), time.Minute
 	}
-	return max(int(d/time.Minute), 1), time.Minute
+	return max(int(d.Round(time.Second)/time.Second), 1), time.Second
 }

@@ -33,13 +33,18 @@ var textsEN = texts{
 		return "Use [b]/" + command + "[/b] to see the list, [b]/" + command + " add 50 51[/b] or [b]/" + command +
 			" remove 50[/b] to change it (user IDs or mentions)."
 	},
-	RoleList: func(role string, users []string) string {
+	RolesFull: func(max, now int) string {
+		return fmt.Sprintf("This list can hold at most %d people and has %d: nobody was added. Remove someone first.", max, now)
+	},
+	RoleList: func(role string, total int, users []string) string {
 		name := map[string]string{storage.RoleOfAgent: "Support agents", storage.RoleOfTech: "Second line", storage.RoleOfClient: "Clients besides the administrators"}[role]
 		if len(users) == 0 {
 			return name + ": nobody yet."
 		}
-		return fmt.Sprintf("%s (%d): %s", name, len(users), strings.Join(users, ", "))
+		return fmt.Sprintf("%s (%d): %s", name, total, strings.Join(users, ", "))
 	},
+	NoAgentsLeft: "⚠ Nobody answers questions now: while there are no support agents, new questions are not opened " +
+		"and the clients who ask are told so. Name agents with [b]/agents add[/b] [i]IDs[/i].",
 
 	AgentHelp: "[b]Support commands[/b] (inside a question's chat)\n" +
 		"/close — the question is resolved\n" +
@@ -86,6 +91,8 @@ var textsEN = texts{
 			strings.Join(lines, "\n") +
 			"\n\nTo open a new one, ask support to close the questions that are resolved."
 	},
+	NoAgents: "Nobody can answer here yet: this portal has no support agents, so your question was not opened. " +
+		"Please ask your Bitrix24 administrator to name them (/agents add), then ask again.",
 	Opened: func(n int, link string) string {
 		return fmt.Sprintf("Question #%d is open: %s\nSupport will answer in that chat.", n, link)
 	},
@@ -265,7 +272,7 @@ var textsEN = texts{
 	},
 	Span: func(d time.Duration) string {
 		n, unit := spanOf(d)
-		word := map[time.Duration]string{24 * time.Hour: "day", time.Hour: "hour", time.Minute: "minute"}[unit]
+		word := map[time.Duration]string{24 * time.Hour: "day", time.Hour: "hour", time.Minute: "minute", time.Second: "second"}[unit]
 		if n != 1 {
 			word += "s"
 		}

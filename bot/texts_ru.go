@@ -33,13 +33,18 @@ var textsRU = texts{
 		return "[b]/" + command + "[/b] — список, [b]/" + command + " add 50 51[/b] или [b]/" + command +
 			" remove 50[/b] — изменить его (ID пользователей или упоминания)."
 	},
-	RoleList: func(role string, users []string) string {
+	RolesFull: func(max, now int) string {
+		return fmt.Sprintf("В этом списке может быть не больше %d человек, сейчас в нём %d: никто не добавлен. Сначала уберите кого-нибудь.", max, now)
+	},
+	RoleList: func(role string, total int, users []string) string {
 		name := map[string]string{storage.RoleOfAgent: "Агенты поддержки", storage.RoleOfTech: "Вторая линия", storage.RoleOfClient: "Клиенты, кроме администраторов"}[role]
 		if len(users) == 0 {
 			return name + ": пока никого."
 		}
-		return fmt.Sprintf("%s (%d): %s", name, len(users), strings.Join(users, ", "))
+		return fmt.Sprintf("%s (%d): %s", name, total, strings.Join(users, ", "))
 	},
+	NoAgentsLeft: "⚠ Сейчас на вопросы некому отвечать: пока нет ни одного агента поддержки, новые обращения не открываются, " +
+		"а спросившим клиентам сообщается об этом. Назначьте агентов: [b]/agents add[/b] [i]ID[/i].",
 
 	AgentHelp: "[b]Команды поддержки[/b] (в чате обращения)\n" +
 		"/close — вопрос решён\n" +
@@ -86,6 +91,8 @@ var textsRU = texts{
 			strings.Join(lines, "\n") +
 			"\n\nЧтобы открыть новое, попросите поддержку закрыть те, вопросы по которым уже решены."
 	},
+	NoAgents: "Здесь пока некому ответить: на портале не назначены агенты поддержки, поэтому обращение не открыто. " +
+		"Попросите администратора Битрикс24 назначить их (/agents add) и задайте вопрос снова.",
 	Opened: func(n int, link string) string {
 		return fmt.Sprintf("Открыто обращение №%d: %s\nПоддержка ответит в этом чате.", n, link)
 	},
@@ -285,6 +292,7 @@ var textsRU = texts{
 			24 * time.Hour: {"день", "дня", "дней"},
 			time.Hour:      {"час", "часа", "часов"},
 			time.Minute:    {"минуту", "минуты", "минут"},
+			time.Second:    {"секунду", "секунды", "секунд"},
 		}[unit]
 		return fmt.Sprintf("%d %s", n, ruPlural(n, forms))
 	},

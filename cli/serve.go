@@ -106,7 +106,7 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 				log.Info("pruned the database", "rows", n, "retention", cfg.DB.Retention)
 			}
 			return err
-		}}, {Name: "auto-close", Every: time.Minute, Run: func(ctx context.Context) error {
+		}}, {Name: "auto-close", Every: bot.AutoCloseSweep(cfg.Dialogs.AutoCloseAfter, cfg.Dialogs.AutoCloseWarning), Run: func(ctx context.Context) error {
 			// One replica runs it (onOneReplica); even if two did, each dialog is claimed
 			// in the transaction that queues its message, so only one sweep acts on it.
 			warned, closed, err := brain.AutoClose(ctx, store)

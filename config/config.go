@@ -300,6 +300,15 @@ func (c *Config) Validate() error {
 		add("support.hours or support.timezone: %v", err)
 	}
 	check(c.Dialogs.AutoCloseAfter > 0 && c.Dialogs.AutoCloseWarning >= c.Dialogs.AutoCloseAfter, "dialogs.auto_close_warning must be shorter than dialogs.auto_close_after")
+	// The auto-close sweep runs at most once a second and keeps each period to a tenth
+	// (bot.AutoCloseSweep): shorter periods than ten seconds it could not keep.
+	const autoCloseFloor = 10 * time.Second
+	if ac := c.Dialogs; ac.AutoCloseAfter > 0 && ac.AutoCloseWarning < ac.AutoCloseAfter {
+		check(ac.AutoCloseAfter-ac.AutoCloseWarning < autoCloseFloor, "dialogs.auto_close_after - dialogs.auto_close_warning (the silence before the warning) is %s: "+
+			"it must be at least %s, as the auto-close sweep runs at most once a second", ac.AutoCloseAfter-ac.AutoCloseWarning, autoCloseFloor)
+		check(ac.AutoCloseWarning > 0 && ac.AutoCloseWarning < autoCloseFloor, "dialogs.auto_close_warning is %s: it must be 0 (no warning) or at least %s, "+
+			"as the auto-close sweep runs at most once a second", ac.AutoCloseWarning, autoCloseFloor)
+	}
 
 	for _, k := range keys { // the bounds the keys table gives
 		v := reflect.ValueOf(c).Elem().FieldByIndex(fields[k.Name].Index)
@@ -311,9 +320,9 @@ func (c *Config) Validate() error {
 		if k.Min != nil && v.CanInt() && v.Int() < reflect.ValueOf(k.Min).Int() {
 			add("%s must be >= %s, got %s", k.Name, Key{Default: k.Min}.DefaultText(), Key{Default: v.Interface()}.DefaultText())
 		}
-		ids, _ := v.Interface().([]int64) // the lists are all of user IDs
+		ids, _ := v.Interface().([]int64) // the lists are all of user IDs, which Bitrix24 keeps as 32-bit numbers
 		for _, id := range ids {
-			check(id <= 0, "%s: %d is not a user ID (must be > 0)", k.Name, id)
+			check(id <= 0 || id > math.MaxInt32, "%s: %d is not a user ID (must be 1 to %d)", k.Name, id, math.MaxInt32)
 		}
 	}
 	return errors.Join(errs...)

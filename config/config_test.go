@@ -818,6 +818,7 @@ func TestValidate(t *testing.T) {
 		{name: "zero agent", mutate: func(c *Config) { c.Support.Agents = []int64{1, 0} }, wantErr: []string{"support.agents: 0 is not a user ID"}},
 		{name: "negative admin", mutate: func(c *Config) { c.Access.Admins = []int64{-1} }, wantErr: []string{"access.admins: -1 is not a user ID"}},
 		{name: "zero integrator", mutate: func(c *Config) { c.Access.Integrators = []int64{0} }, wantErr: []string{"access.integrators: 0 is not a user ID"}},
+		{name: "absurd agent", mutate: func(c *Config) { c.Support.Agents = []int64{math.MaxInt64} }, wantErr: []string{"support.agents: 9223372036854775807 is not a user ID"}},
 		{name: "unknown plan", mutate: func(c *Config) { c.Portal.Plan = "enterprise" }, wantErr: []string{`portal.plan must be "commercial" or "free"`}},
 		{name: "zero max active", mutate: func(c *Config) { c.Dialogs.MaxActive = 0 }, wantErr: []string{"dialogs.max_active must be >= 1"}},
 		{name: "warning as long as the auto-close", mutate: func(c *Config) { c.Dialogs.AutoCloseWarning = c.Dialogs.AutoCloseAfter },

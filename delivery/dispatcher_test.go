@@ -40,7 +40,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f.fake = b24test.New(t)
-	f.bot = bot.New(bot.Config{Admins: []int64{27}}, nil)
+	f.bot = bot.New(bot.Config{Admins: []int64{27}, Agents: []int64{50}}, nil)
 	f.disp = New(store, Single(bitrix24.NewClient(f.fake.WebhookURL())), f.bot.Settle, nil, nil)
 	return f
 }

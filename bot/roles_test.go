@@ -1,0 +1,166 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"supportbot/bitrix24"
+	"supportbot/storage"
+)
+
+// members are the users with a role on the harness's portal.
+func (h *harness) members(role string) (ids []int64) {
+	h.t.Helper()
+	err := h.store.View(context.Background(), func(tx *storage.Tx) (err error) {
+		ids, err = tx.Members(h.portal.ID, role)
+		return err
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return ids
+}
+
+// answer is the one message an event queued, with its keyboard's JSON.
+func (h *harness) answer(ev bitrix24.Event) (string, string) {
+	h.t.Helper()
+	h.process(ev)
+	sent := h.sent()
+	if kinds(sent) != bitrix24.KindSendMessage {
+		h.t.Fatalf("queued %s, want one message", kinds(sent))
+	}
+	return text(h.t, sent[0]), keyboard(h.t, sent[0])
+}
+
+// TestNoAgentsIsSaidAloud: the administrator who removes the last agent is told that
+// nobody answers now; a question asked then opens no dialog (a chat of the client
+// and the bot alone) and the client hears why, in their language, with the question
+// kept for later; once there is an agent again, questions open.
+func TestNoAgentsIsSaidAloud(t *testing.T) {
+	h := newHarness(t)
+	h.process(h.private(admin, "/agents"))
+	h.sent()
+	list, _ := h.answer(h.private(admin, "/agents remove 50"))
+	if !strings.Contains(list, "Support agents: nobody yet.") || !strings.Contains(list, textsEN.NoAgentsLeft) {
+		t.Fatalf("the last agent removed: %q", list)
+	}
+
+	answer, kb := h.answer(h.private(admin, "How do I export deals?"))
+	if answer != textsEN.NoAgents || !strings.Contains(kb, `"ACTION":"PUT"`) || !strings.Contains(kb, "How do I export deals?") {
+		t.Fatalf("a question with no agents: %q %s", answer, kb)
+	}
+	ru := h.private(admin, "открыть новый")
+	ru.Message.Language = "ru"
+	if answer, kb := h.answer(ru); answer != textsRU.NoAgents || kb != "null" {
+		t.Fatalf("open new with no agents, in Russian: %q %s", answer, kb)
+	}
+	var r PageResult
+	h.page(func(tx *storage.Tx, p storage.Portal) (err error) {
+		r, err = h.bot.PageOpenNew(tx, p, Viewer{UserID: admin}, "en", "from the page", "page-1")
+		return err
+	})
+	if r.Refusal != plain(textsEN.NoAgents) || r.Number != 0 || len(h.sent()) != 0 {
+		t.Fatalf("the page's Open new with no agents: %+v", r)
+	}
+
+	h.process(h.private(admin, "/agents add 51"))
+	if list := text(t, h.sent()[0]); strings.Contains(list, textsEN.NoAgentsLeft) {
+		t.Fatalf("warned with an agent: %q", list)
+	}
+	h.process(h.private(admin, "How do I export deals?"))
+	sent := h.sent()
+	if kinds(sent) != "create_chat,send_message,send_message" {
+		t.Fatalf("a question with an agent queued %s", kinds(sent))
+	}
+	if users := act(t, sent[0]).(bitrix24.CreateChat).Users; fmt.Sprint(users) != "[27 51]" {
+		t.Fatalf("the chat's users %v", users)
+	}
+}
+
+// TestRolesAreBounded: no ID beyond what Bitrix24 gives a user is taken; a role
+// takes no more than its bound (the list is left as it was, and the administrator is
+// told why); the list comes a page at a time, with a button to the next, however
+// long it is.
+func TestRolesAreBounded(t *testing.T) {
+	h := newHarness(t)
+	h.process(h.private(admin, "/agents"))
+	h.sent()
+	for _, ids := range []string{"9223372036854775807", "2147483648", "[USER=9223372036854775807]x[/USER]"} {
+		if answer, _ := h.answer(h.private(admin, "/agents add "+ids)); answer != textsEN.RolesUsage("agents") {
+			t.Errorf("/agents add %s: %q", ids, answer)
+		}
+	}
+	if got := h.members(storage.RoleOfAgent); fmt.Sprint(got) != "[50]" {
+		t.Fatalf("agents after absurd IDs: %v", got)
+	}
+	h.answer(h.private(admin, "/agents add 2147483647"))
+
+	// Agents: up to 100 (50 and 2147483647 are two of them).
+	add := func(command string, from, n int) string {
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = fmt.Sprint(from + i)
+		}
+		answer, _ := h.answer(h.private(admin, command+" add "+strings.Join(ids, " ")))
+		return answer
+	}
+	add("/agents", 1000, 98)
+	if n := len(h.members(storage.RoleOfAgent)); n != 100 {
+		t.Fatalf("%d agents", n)
+	}
+	if answer := add("/agents", 2000, 1); answer != textsEN.RolesFull(100, 100) {
+		t.Fatalf("the 101st agent: %q", answer)
+	}
+	if answer := add("/agents", 1000, 5); !strings.HasPrefix(answer, "Support agents (100): ") {
+		t.Fatalf("agents already there, added again: %q", answer)
+	}
+	if n := len(h.members(storage.RoleOfAgent)); n != 100 {
+		t.Fatalf("%d agents after a refusal", n)
+	}
+
+	// Clients: up to 1000 (27 and 28 are two of them), listed 100 a page.
+	for i := range 10 {
+		add("/clients", 10000+100*i, min(100, 998-100*i))
+	}
+	if answer := add("/clients", 20000, 1); answer != textsEN.RolesFull(1000, 1000) {
+		t.Fatalf("the 1001st client: %q", answer)
+	}
+	seen := map[string]bool{}
+	next := ""
+	for p := 1; ; p++ {
+		var answer, kb string
+		if p == 1 {
+			answer, kb = h.answer(h.private(admin, "/clients"))
+		} else {
+			answer, kb = h.answer(h.press(admin, "27", 0, cmdClients, next))
+		}
+		if n := len([]rune(answer)); n > 2000 {
+			t.Fatalf("page %d: %d characters", p, n)
+		}
+		if !strings.HasPrefix(answer, "Clients besides the administrators (1000): ") ||
+			!strings.Contains(answer, fmt.Sprintf("showing %d–%d of 1000", 100*p-99, 100*p)) {
+			t.Fatalf("page %d: %q", p, answer)
+		}
+		for _, f := range strings.FieldsFunc(answer, func(r rune) bool { return r == ' ' || r == ',' || r == '\n' }) {
+			if strings.HasPrefix(f, "#") {
+				seen[f] = true
+			}
+		}
+		if p == 10 {
+			if kb != "null" {
+				t.Fatalf("the last page has a keyboard: %s", kb)
+			}
+			break
+		}
+		want := fmt.Sprintf(`"COMMAND":"%s","COMMAND_PARAMS":"%d"`, cmdClients, p+1)
+		if !strings.Contains(kb, want) {
+			t.Fatalf("page %d: keyboard %s, want %s", p, kb, want)
+		}
+		next = fmt.Sprint(p + 1)
+	}
+	if len(seen) != 1000 {
+		t.Fatalf("the pages list %d clients", len(seen))
+	}
+}
