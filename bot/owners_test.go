@@ -39,6 +39,7 @@ func TestOutOfHoursOnThePage(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newHarness(t, func(c *Config) { c.Hours = hours })
+	h.process(h.private(agent, "help")) // the first event seeds the roles: a dialog needs agents
 	h.page(func(tx *storage.Tx, p storage.Portal) error {
 		_, err := h.bot.PageOpenNew(tx, p, Viewer{UserID: admin, Name: "Ann"}, "en", "Where are my invoices?", "")
 		return err
