@@ -187,7 +187,9 @@ func TestStatsOnScriptedHistory(t *testing.T) {
 		"Reply (3): median 30 min, 90th percentile 1 h 0 min\n" +
 		"Resolution (2): median 45 min, 90th percentile 3 h 0 min\n" +
 		"CSAT: 50% (1 of 2 ratings: helped)\n" +
-		"Now waiting for an answer: 1, the longest for 5 h 0 min"
+		"Now waiting for an answer: 1, the longest for 5 h 0 min\n" +
+		"[b]By agent[/b]\n" + // no targets configured: no shares (issue 22)
+		"#50: owns 1 now · answers 4"
 	if got := b.last("50", "Service figures").Text; got != want {
 		t.Errorf("/stats:\n%s\nwant\n%s", got, want)
 	}
@@ -199,7 +201,9 @@ func TestStatsOnScriptedHistory(t *testing.T) {
 		"Reply (4): median 30 min, 90th percentile 2 h 0 min\n" +
 		"Resolution (3): median 3 h 0 min, 90th percentile 1 d 0 h\n" +
 		"CSAT: 50% (1 of 2 ratings: helped)\n" +
-		"Now waiting for an answer: 1, the longest for 5 h 0 min"
+		"Now waiting for an answer: 1, the longest for 5 h 0 min\n" +
+		"[b]By agent[/b]\n" +
+		"#50: owns 1 now · answers 5"
 	if got := b.last("50", "Service figures").Text; got != want {
 		t.Errorf("/stats 30:\n%s\nwant\n%s", got, want)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"supportbot/bitrix24"
 	"supportbot/storage"
+	"supportbot/workhours"
 )
 
 // Chats the bot creates are marked with this entity type, and ENTITY_ID
@@ -42,6 +43,10 @@ type Config struct {
 	AutoCloseAfter, AutoCloseWarning time.Duration
 	// RatingWindow is how long after a resolve the client's rating is recorded.
 	RatingWindow time.Duration
+	// Hours are support's working hours (nil: always open); the response targets
+	// (0: none) are in working time (README, "Owners and response targets").
+	Hours                            *workhours.Schedule
+	FirstResponseTarget, ReplyTarget time.Duration
 	// Profile is how the bot registers itself when an application is installed, and
 	// API through which: "v2" (imbot.v2, in Profile.EventMode) or "v1".
 	Profile bitrix24.BotProfile
@@ -347,7 +352,12 @@ func (t *turn) inDialog(m bitrix24.Message, cmd *command) error {
 		return t.run(*cmd, m)
 	}
 	if role == storage.RoleClient && !d.Active() {
-		return t.clientWritesInResolved()
+		if err := t.clientWritesInResolved(); err != nil || !d.Active() {
+			return err
+		}
+	}
+	if role == storage.RoleClient {
+		return t.outOfHours(*d)
 	}
 	return nil
 }
@@ -494,7 +504,7 @@ func (t *turn) run(cmd command, m bitrix24.Message) error {
 	case cmdEscalate:
 		return t.escalate()
 	case cmdQueue:
-		return t.queue()
+		return t.queue(cmd.args)
 	case cmdAccess:
 		return t.answerAccess(cmd.args, t.keyboardMessageID)
 	case cmdRate:
@@ -505,6 +515,12 @@ func (t *turn) run(cmd command, m bitrix24.Message) error {
 		return t.stats(cmd.args)
 	case cmdKeep:
 		return t.keepOpen(cmd.args)
+	case cmdTake:
+		return t.take()
+	case cmdAssign:
+		return t.assign(cmd.args)
+	case cmdRelease:
+		return t.release()
 	}
 	return t.reply(t.t.UnknownCommand, nil)
 }

@@ -28,6 +28,10 @@ const (
 	// Service figures, for agents: "/stats [days]".
 	cmdStats = "stats"
 	cmdKeep  = "keep" // keep dialog N open past an auto-close warning: "N"
+	// Owners, for agents in a dialog.
+	cmdTake    = "take"
+	cmdAssign  = "assign" // "ID" or a mention
+	cmdRelease = "release"
 )
 
 // command is a parsed command: its name and the rest of the text as typed.
@@ -59,6 +63,7 @@ var knownSlash = map[string]bool{
 	cmdAgents: true, cmdTech: true, cmdClients: true,
 	cmdStats: true,
 	cmdKeep:  true,
+	cmdTake:  true, cmdAssign: true, cmdRelease: true,
 }
 
 // parseCommand recognises a command in message text. Matching ignores case,

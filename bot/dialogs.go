@@ -233,8 +233,13 @@ func (t *turn) createDialog(nd newDialog) (storage.Dialog, error) {
 		}
 	}
 	greeting := tx.Greeting(d.Number, mention(nd.clientID, nd.clientName), quote(question))
-	err = t.send(dialogLane(d.ID), bitrix24.AwaitedDialogID, greeting, nil, d.ID)
-	return d, err
+	if err := t.send(dialogLane(d.ID), bitrix24.AwaitedDialogID, greeting, nil, d.ID); err != nil {
+		return d, err
+	}
+	if nd.questionRole == storage.RoleClient { // the client's own question, typed or on the page
+		return d, t.outOfHours(d)
+	}
+	return d, nil
 }
 
 // pendingChatLink links to a dialog's chat whose ID is not known yet: the message

@@ -65,6 +65,7 @@ type PageWaiting struct {
 	Waited  string // "2 h 5 min"
 	Waiting int    // the client's messages since the last agent answer
 	ChatID  int64
+	Owner   string // "owner #50" or "no owner", with "near/past its target" when so
 }
 
 // PageWords are the commands' words that the page reuses.
@@ -164,12 +165,17 @@ func (t *turn) pageQueue(pg *Page) error {
 	if err != nil {
 		return err
 	}
+	desk, err := t.tx.DeskStates(t.portal.ID)
+	if err != nil {
+		return err
+	}
 	pg.Agent = true
 	pg.QueueHeader = plain(t.t.QueueHeader(len(list)))
 	now := t.tx.Now()
 	for _, w := range list[:min(len(list), maxPageDialogs)] {
 		pg.Queue = append(pg.Queue, PageWaiting{Number: w.Number, Title: w.Title, Client: pageName(w.ClientID, w.ClientName),
-			Waited: t.t.Duration(max(now.Sub(w.WaitingSince), time.Duration(0))), Waiting: w.Waiting, ChatID: w.ChatID})
+			Waited: t.t.Duration(max(now.Sub(w.WaitingSince), time.Duration(0))), Waiting: w.Waiting, ChatID: w.ChatID,
+			Owner: strings.TrimPrefix(plain(t.deskNote(desk[w.ID], now)), " · ")})
 	}
 	return nil
 }

@@ -41,6 +41,9 @@ func Commands() []bitrix24.CommandSpec {
 		hidden(cmdAccess, "Ответить на запрос доступа", "Answer an access request"),
 		c(cmdStats, "Поддержка: показатели за N дней", "дни", "Support: service figures for N days", "days"),
 		hidden(cmdKeep, "Оставить обращение открытым", "Keep a question open"),
+		c(cmdTake, "Поддержка: вести обращение самому", "", "Support: own the question", ""),
+		c(cmdAssign, "Поддержка: передать обращение агенту", "ID|@агент", "Support: give the question to an agent", "ID|@agent"),
+		c(cmdRelease, "Поддержка: снять обращение с себя", "", "Support: leave the question unowned", ""),
 	}
 }
 

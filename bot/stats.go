@@ -61,6 +61,11 @@ func (t *turn) stats(args string) error {
 		// The queue is longest waiting first.
 		lines = append(lines, t.t.StatsBacklog(len(waiting), t.duration(max(now.Sub(waiting[0].WaitingSince), 0))))
 	}
+	perAgent, err := t.targetFigures(now.Add(-time.Duration(days)*24*time.Hour), now)
+	if err != nil {
+		return err
+	}
+	lines = append(lines, perAgent...)
 	text := strings.Join(lines, "\n")
 	if t.dialog == nil {
 		return t.reply(text, nil)

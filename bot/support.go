@@ -288,8 +288,9 @@ func displayName(userID int64, name string) string {
 }
 
 // queue: /queue lists, for agents, the active dialogs waiting for an answer, longest
-// waiting first.
-func (t *turn) queue() error {
+// waiting first, with their owners and how near their targets they are; "/queue
+// mine" only the agent's own and the unowned.
+func (t *turn) queue(args string) error {
 	if !t.from.agent {
 		return t.reply(t.t.AgentsOnly, nil)
 	}
@@ -297,6 +298,11 @@ func (t *turn) queue() error {
 	if err != nil {
 		return err
 	}
+	desk, err := t.tx.DeskStates(t.portal.ID)
+	if err != nil {
+		return err
+	}
+	list = t.onlyMine(args, list, desk)
 	if len(list) == 0 {
 		return t.reply(t.t.QueueEmpty, nil)
 	}
@@ -310,7 +316,7 @@ func (t *turn) queue() error {
 		waited := max(now.Sub(w.WaitingSince), time.Duration(0))
 		// The client's name as text, not a mention: a mention would notify the client.
 		b.WriteString("\n" + t.t.QueueLine(w.Number, bitrix24.EscapeLine(w.Title), displayName(w.ClientID, w.ClientName),
-			t.t.Duration(waited), w.Waiting, t.chatLink(w.Dialog, t.t.OpenLink)))
+			t.t.Duration(waited), w.Waiting, t.chatLink(w.Dialog, t.t.OpenLink)) + t.deskNote(desk[w.ID], now))
 	}
 	return t.reply(b.String(), nil)
 }

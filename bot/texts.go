@@ -101,6 +101,32 @@ type texts struct {
 	QueueLine   func(number int, title, client, waited string, unread int, link string) string
 	Duration    func(d time.Duration) string
 
+	// Owners and response targets (issue 22). owner and who are mentions; kind is
+	// TargetKind's word for storage.TimeFirstResponse or storage.TimeReply.
+	OwnerSet      func(number int, owner string) string // in the dialog: /take, /assign
+	OwnerReleased func(number int, by string) string
+	AlreadyOwner  func(owner string) string
+	NotOwned      string
+	AssignUsage   string
+	NotAnAgent    func(user string) string
+	QueueOwner    func(owner string) string // appended to a queue line: " · owner #50"
+	QueueUnowned  string
+	QueueNear     string // appended to a queue line whose wait has passed 80 % of its target
+	QueuePast     string // … whose wait has passed its target
+	TargetKind    func(kind string) string
+	// TargetReminder mentions the owner (or all agents) at 80 % of the target; left is
+	// the working time left.
+	TargetReminder func(number int, who, kind, left string) string
+	TargetMissed   func(number int, who, kind, target string) string
+	// OutOfHours answers a client outside the working hours; back is when support
+	// opens again, as When writes it.
+	OutOfHours func(back string) string
+	When       func(t time.Time) string
+	// Per agent in /stats: within is the share of answers within target, or "".
+	StatsAgentsHeader string
+	StatsAgent        func(agent string, owned, answers int, within string) string
+	StatsWithin       func(percent, within, total int) string
+
 	// Service figures.
 	StatsUsage    string
 	StatsHeader   func(days int) string

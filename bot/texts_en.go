@@ -52,7 +52,8 @@ var textsEN = texts{
 		"/escalate — hand it to technical support (the client gets an access request)\n" +
 		"/new [i]question[/i] — open a new question for the client, past the limit\n" +
 		"/rename [i]title[/i] — rename the question\n" +
-		"/queue — questions waiting for an answer\n" +
+		"/queue — questions waiting for an answer, with their owners ([i]/queue mine[/i]: yours and the unowned)\n" +
+		"/take — you own the question · /assign [i]@agent[/i] — give it to another agent · /release — leave it unowned\n" +
 		"/stats [i]days[/i] — the service figures",
 
 	BtnAllChats: "All chats",
@@ -188,6 +189,48 @@ var textsEN = texts{
 			return fmt.Sprintf("%d h %d min", h, m)
 		}
 		return fmt.Sprintf("%d min", m)
+	},
+
+	OwnerSet: func(n int, owner string) string { return fmt.Sprintf("Question #%d is now handled by %s.", n, owner) },
+	OwnerReleased: func(n int, by string) string {
+		return fmt.Sprintf("%s released question #%d: it has no owner now; the next agent to answer or /take it owns it.", by, n)
+	},
+	AlreadyOwner: func(owner string) string { return owner + " already owns this question." },
+	NotOwned:     "This question has no owner.",
+	AssignUsage:  "Use [b]/assign 50[/b] or [b]/assign @name[/b]: the support agent who takes the question.",
+	NotAnAgent: func(user string) string {
+		return user + " is not a support agent: only agents and the second line can own a question."
+	},
+	QueueOwner:   func(owner string) string { return " · owner " + owner },
+	QueueUnowned: " · no owner",
+	QueueNear:    " · ⏰ near its target",
+	QueuePast:    " · 🔥 past its target",
+	TargetKind: func(kind string) string {
+		if kind == storage.TimeReply {
+			return "reply"
+		}
+		return "first response"
+	},
+	TargetReminder: func(n int, who, kind, left string) string {
+		return fmt.Sprintf("%s, question #%d is waiting for a %s: its target is reached in %s of working time.", who, n, kind, left)
+	},
+	TargetMissed: func(n int, who, kind, target string) string {
+		return fmt.Sprintf("%s, question #%d missed its %s target (%s of working time).", who, n, kind, target)
+	},
+	OutOfHours: func(back string) string {
+		return "Support is closed now. Your message is saved, and we will answer when we are back: " + back + "."
+	},
+	When:              func(t time.Time) string { return t.Format("Mon 2 Jan, 15:04") + " (" + t.Location().String() + ")" },
+	StatsAgentsHeader: "[b]By agent[/b]",
+	StatsAgent: func(agent string, owned, answers int, within string) string {
+		line := fmt.Sprintf("%s: owns %d now · answers %d", agent, owned, answers)
+		if within != "" {
+			line += " · " + within
+		}
+		return line
+	},
+	StatsWithin: func(percent, within, total int) string {
+		return fmt.Sprintf("within target %d%% (%d of %d)", percent, within, total)
 	},
 
 	StatsUsage: "Service figures: [b]/stats[/b] for the last 7 days, or [b]/stats N[/b] for the last N days (1 to 365).",

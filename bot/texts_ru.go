@@ -52,7 +52,8 @@ var textsRU = texts{
 		"/escalate — передать в техническую поддержку (клиент получит запрос доступа)\n" +
 		"/new [i]вопрос[/i] — открыть клиенту новое обращение сверх лимита\n" +
 		"/rename [i]название[/i] — переименовать обращение\n" +
-		"/queue — обращения, ожидающие ответа\n" +
+		"/queue — обращения, ожидающие ответа, и кто их ведёт ([i]/queue mine[/i]: ваши и без ответственного)\n" +
+		"/take — вести обращение самому · /assign [i]@агент[/i] — передать другому агенту · /release — снять с себя\n" +
 		"/stats [i]дни[/i] — показатели поддержки",
 
 	BtnAllChats: "Все чаты",
@@ -196,6 +197,54 @@ var textsRU = texts{
 			return fmt.Sprintf("%d ч %d мин", h, m)
 		}
 		return fmt.Sprintf("%d мин", m)
+	},
+
+	OwnerSet: func(n int, owner string) string {
+		return fmt.Sprintf("Обращение №%d теперь ведёт %s.", n, owner)
+	},
+	OwnerReleased: func(n int, by string) string {
+		return fmt.Sprintf("%s снял(а) с себя обращение №%d: у него нет ответственного; его возьмёт тот, кто ответит первым или наберёт /take.", by, n)
+	},
+	AlreadyOwner: func(owner string) string { return owner + " уже ведёт это обращение." },
+	NotOwned:     "У этого обращения нет ответственного.",
+	AssignUsage:  "Наберите [b]/assign 50[/b] или [b]/assign @имя[/b]: агент поддержки, который возьмёт обращение.",
+	NotAnAgent: func(user string) string {
+		return user + " — не агент поддержки: вести обращение могут только агенты и вторая линия."
+	},
+	QueueOwner:   func(owner string) string { return " · ведёт " + owner },
+	QueueUnowned: " · без ответственного",
+	QueueNear:    " · ⏰ скоро срок",
+	QueuePast:    " · 🔥 срок прошёл",
+	TargetKind: func(kind string) string {
+		if kind == storage.TimeReply {
+			return "ответа"
+		}
+		return "первого ответа"
+	},
+	TargetReminder: func(n int, who, kind, left string) string {
+		return fmt.Sprintf("%s, обращение №%d ждёт %s: срок наступит через %s рабочего времени.", who, n, kind, left)
+	},
+	TargetMissed: func(n int, who, kind, target string) string {
+		return fmt.Sprintf("%s, обращение №%d пропустило срок %s (%s рабочего времени).", who, n, kind, target)
+	},
+	OutOfHours: func(back string) string {
+		return "Сейчас поддержка не работает. Ваше сообщение сохранено, мы ответим, когда вернёмся: " + back + "."
+	},
+	When: func(t time.Time) string {
+		days := [...]string{"вс", "пн", "вт", "ср", "чт", "пт", "сб"}
+		months := [...]string{"января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября", "октября", "ноября", "декабря"}
+		return fmt.Sprintf("%s, %d %s, %s (%s)", days[t.Weekday()], t.Day(), months[t.Month()-1], t.Format("15:04"), t.Location().String())
+	},
+	StatsAgentsHeader: "[b]По агентам[/b]",
+	StatsAgent: func(agent string, owned, answers int, within string) string {
+		line := fmt.Sprintf("%s: ведёт сейчас %d · ответов %d", agent, owned, answers)
+		if within != "" {
+			line += " · " + within
+		}
+		return line
+	},
+	StatsWithin: func(percent, within, total int) string {
+		return fmt.Sprintf("в срок %d%% (%d из %d)", percent, within, total)
 	},
 
 	StatsUsage: "Показатели поддержки: [b]/stats[/b] — за последние 7 дней, [b]/stats N[/b] — за последние N дней (от 1 до 365).",

@@ -64,6 +64,7 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 	}
 	m := metrics.New(store)
 	m.WatchServiceTimes(store)
+	m.WatchTargetMisses(store)
 	auth, callers, err := portalAccess(ctx, cfg, store, log, m)
 	var fetchedAdmin func(storage.Portal, bitrix24.Event) int64
 	if cfg.AppMode() {
@@ -86,6 +87,7 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 			HandlerURL: cfg.HandlerURL(), EventMode: cfg.Bitrix.Events},
 		API:        cfg.Bitrix.API,
 		SidebarURL: sidebarURL(cfg),
+		Hours:      workingHours(cfg), FirstResponseTarget: cfg.SLA.FirstResponse, ReplyTarget: cfg.SLA.Reply,
 	}, log)
 	dispatcher := delivery.New(store, callers, brain.Settle, log, m)
 	dispatcher.MaxAge = cfg.Delivery.MaxAge
@@ -112,7 +114,7 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 				log.Info("auto-close", "warned", warned, "closed", closed)
 			}
 			return err
-		}}},
+		}}, targetsJob(brain, store, log)},
 		handler: handlers.NewServer(handlers.Routes{
 			Events:      &handlers.Events{Store: store, Bot: brain, Auth: auth, Log: log, Observe: m.ObserveEvent},
 			Sidebar:     sidebarRoutes(cfg, store, brain, auth, log),

@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"supportbot/workhours"
 )
 
 // Config is the whole configuration; its mapstructure tags are the key names, which TestKeys checks.
@@ -45,8 +47,14 @@ type Config struct {
 		Color    string `mapstructure:"color"`
 	} `mapstructure:"bot"`
 	Support struct {
-		Agents []int64 `mapstructure:"agents"`
+		Agents   []int64 `mapstructure:"agents"`
+		Hours    string  `mapstructure:"hours"`    // workhours syntax; empty = always open
+		Timezone string  `mapstructure:"timezone"` // IANA name of the hours' zone
 	} `mapstructure:"support"`
+	SLA struct {
+		FirstResponse time.Duration `mapstructure:"first_response"` // working time; 0 = no target
+		Reply         time.Duration `mapstructure:"reply"`
+	} `mapstructure:"sla"`
 	Access struct {
 		Admins      []int64 `mapstructure:"admins"`
 		Integrators []int64 `mapstructure:"integrators"`
@@ -91,6 +99,9 @@ type Key struct {
 func (k Key) DefaultText() string {
 	switch d := k.Default.(type) {
 	case time.Duration:
+		if d == 0 {
+			return "0"
+		}
 		return strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m")
 	case string:
 		return fmt.Sprintf("%q", d)
@@ -124,6 +135,10 @@ var keys = buildKeys([]Key{
 	{Name: "dialogs.auto_close_after", Default: 72 * time.Hour, Min: time.Duration(0), Description: "an agent answered and the client has been silent this long: the dialog is resolved; 0 = never"},
 	{Name: "dialogs.auto_close_warning", Default: 24 * time.Hour, Min: time.Duration(0), Description: "how long before the auto-close the client is warned, with a button to keep it open"},
 	{Name: "dialogs.rating_window", Default: 7 * 24 * time.Hour, Min: time.Minute, Description: "how long after a resolve the client's rating is recorded"},
+	{Name: "support.hours", Description: "working hours, e.g. `Mon-Fri 09:00-13:00, 14:00-18:00; Sat 10:00-14:00; holidays 2027-01-01..2027-01-08, 2027-05-09` (README, Owners and response targets); empty = always open"},
+	{Name: "support.timezone", Default: "UTC", Description: "IANA time zone of `support.hours`, e.g. `Europe/Moscow`"},
+	{Name: "sla.first_response", Default: time.Duration(0), Min: time.Duration(0), Description: "target for the first answer of a dialog (or of a reopened one), in working time; a reminder at 80 %, the miss recorded; 0 = no target"},
+	{Name: "sla.reply", Default: time.Duration(0), Min: time.Duration(0), Description: "target for answering a client who writes again, in working time; 0 = no target"},
 	{Name: "app.client_id", Description: "OAuth `client_id` of a local or marketplace application; set = app mode: portals install the app and each gets its own bot"},
 	{Name: "app.client_secret", Secret: true, Description: "OAuth `client_secret` of the application; required in app mode"},
 	{Name: "app.oauth_url", Default: "https://oauth.bitrix.info/", Description: "Bitrix24's OAuth server, where app-mode tokens are refreshed"},
@@ -226,6 +241,12 @@ func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(groups...)
 }
 
+// WorkingHours is support.hours in support.timezone; nil (always open) when the hours
+// are empty. Validate has reported any error.
+func (c *Config) WorkingHours() (*workhours.Schedule, error) {
+	return workhours.Parse(c.Support.Hours, c.Support.Timezone)
+}
+
 // ErrTokenRequired: without the token the bot would accept forged events from anyone.
 var ErrTokenRequired = errors.New("bitrix.application_token is required for events posted to http.public_url: they could not be verified")
 
@@ -277,6 +298,9 @@ func (c *Config) Validate() error {
 		c.App.OAuthURL += "/"
 	}
 	check(c.Bot.Name == "", "bot.name is empty: the portal requires a display name")
+	if _, err := c.WorkingHours(); err != nil {
+		add("support.hours or support.timezone: %v", err)
+	}
 	check(c.Dialogs.AutoCloseAfter > 0 && c.Dialogs.AutoCloseWarning >= c.Dialogs.AutoCloseAfter, "dialogs.auto_close_warning must be shorter than dialogs.auto_close_after")
 	// The auto-close sweep runs at most once a second and keeps each period to a tenth
 	// (bot.AutoCloseSweep): shorter periods than ten seconds it could not keep.

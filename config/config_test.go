@@ -67,6 +67,10 @@ var samples = map[string]sample{
 	"bitrix.events":              {"webhook", `webhook`, "webhook"},
 	"bitrix.poll_interval":       {"5s", `5s`, 5 * time.Second},
 	"db.retention":               {"168h", `"168h"`, 168 * time.Hour},
+	"support.hours":              {"Mon-Fri 09:00-13:00, 14:00-18:00; Sat 10:00-14:00", `"Mon-Fri 09:00-13:00, 14:00-18:00; Sat 10:00-14:00"`, "Mon-Fri 09:00-13:00, 14:00-18:00; Sat 10:00-14:00"},
+	"support.timezone":           {"Europe/Moscow", `Europe/Moscow`, "Europe/Moscow"},
+	"sla.first_response":         {"30m", `30m`, 30 * time.Minute},
+	"sla.reply":                  {"2h", `2h`, 2 * time.Hour},
 }
 
 // fieldOf finds a key's field through the mapstructure tags, independently
@@ -114,6 +118,7 @@ func defaultConfig() Config {
 	c.Log.Level, c.Log.Format = "info", "text"
 	c.Delivery.MaxAge, c.DB.Retention = 24*time.Hour, 720*time.Hour
 	c.Bitrix.API, c.Bitrix.Events, c.Bitrix.PollInterval = "v2", "fetch", 2*time.Second
+	c.Support.Timezone = "UTC"
 	return c
 }
 
@@ -818,6 +823,14 @@ func TestValidate(t *testing.T) {
 		{name: "zero max active", mutate: func(c *Config) { c.Dialogs.MaxActive = 0 }, wantErr: []string{"dialogs.max_active must be >= 1"}},
 		{name: "warning as long as the auto-close", mutate: func(c *Config) { c.Dialogs.AutoCloseWarning = c.Dialogs.AutoCloseAfter },
 			wantErr: []string{"dialogs.auto_close_warning must be shorter than dialogs.auto_close_after"}},
+		{name: "working hours with holidays", mutate: func(c *Config) {
+			c.Support.Hours, c.Support.Timezone = "Mon-Fri 09:00-18:00; holidays 2027-01-01", "Europe/Berlin"
+		}},
+		{name: "bad working hours", mutate: func(c *Config) { c.Support.Hours = "Mon-Fri 9-18" },
+			wantErr: []string{`support.hours or support.timezone: invalid working hours: clause 1 "Mon-Fri 9-18": range "9-18": time "9": write HH:MM`}},
+		{name: "unknown time zone", mutate: func(c *Config) { c.Support.Timezone = "Mars/Olympus" },
+			wantErr: []string{`time zone "Mars/Olympus": unknown`}},
+		{name: "negative target", mutate: func(c *Config) { c.SLA.Reply = -time.Minute }, wantErr: []string{"sla.reply must be >= 0"}},
 		{name: "auto-close off needs no shorter warning", mutate: func(c *Config) { c.Dialogs.AutoCloseAfter = 0 }},
 		{name: "unknown log level", mutate: func(c *Config) { c.Log.Level = "verbose" }, wantErr: []string{`log.level must be "debug", "info", "warn" or "error", got "verbose"`}},
 		{name: "empty log level", mutate: func(c *Config) { c.Log.Level = "" }, wantErr: []string{"log.level must be"}},

@@ -99,14 +99,14 @@ func TestRefusalFramesOnlyWhoAsked(t *testing.T) {
 // TestQueueAndRefusal: an agent's queue; someone who may not ask, the refusal.
 func TestQueueAndRefusal(t *testing.T) {
 	pg := bot.Page{Lang: "en", Agent: true, QueueHeader: "Waiting for an answer: 1",
-		Queue: []bot.PageWaiting{{Number: 4, Title: "<i>x</i>", Client: "Ann <Admin>", Waited: "2 h 5 min", Waiting: 3, ChatID: 1004}}}
+		Queue: []bot.PageWaiting{{Number: 4, Title: "<i>x</i>", Client: "Ann <Admin>", Waited: "2 h 5 min", Waiting: 3, ChatID: 1004, Owner: "owner #50 · <near>"}}}
 	rec := httptest.NewRecorder()
 	if err := Write(rec, 200, View{Page: pg, Portal: "https://x.bitrix24.com", Opened: true}); err != nil {
 		t.Fatal(err)
 	}
 	body := rec.Body.String()
 	for _, want := range []string{"Waiting for an answer: 1", "&lt;i&gt;x&lt;/i&gt;", "Ann &lt;Admin&gt;", "waiting 2 h 5 min",
-		`href="https://x.bitrix24.com/online/?IM_DIALOG=chat1004"`, `data-waiting="3"`} {
+		`href="https://x.bitrix24.com/online/?IM_DIALOG=chat1004"`, `data-waiting="3"`, `<span class="owner">owner #50 · &lt;near&gt;</span>`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the queue lacks %q:\n%s", want, body)
 		}

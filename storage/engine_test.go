@@ -26,7 +26,7 @@ import (
 // cannot be imported from here.
 
 // openTest opens a fresh store on the engine under test.
-func openTest(t *testing.T, opts ...Option) (*Store, string) {
+func openTest(t testing.TB, opts ...Option) (*Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "test.db")
 	if base := os.Getenv("SUPPORTBOT_TEST_POSTGRES"); base != "" && os.Getenv("SUPPORTBOT_TEST_ENGINE") == "postgres" {
@@ -53,7 +53,7 @@ func openSQLite(t *testing.T, opts ...Option) (*Store, string) {
 }
 
 // testSchema makes a schema of the test's own on the server and returns its URL.
-func testSchema(t *testing.T, base string) string {
+func testSchema(t testing.TB, base string) string {
 	t.Helper()
 	db, err := sql.Open("pgx", base)
 	if err != nil {

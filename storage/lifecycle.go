@@ -36,8 +36,12 @@ func (tx *Tx) AddDialogEvent(d Dialog, kind string, actorID int64) error {
 	if err != nil {
 		return fmt.Errorf("record %s of dialog %d: %w", kind, d.ID, err)
 	}
-	// The intervals it ends are measured now, in the same transaction (service.go).
-	return tx.deriveServiceTimes(d, kind, id, at)
+	// The intervals it ends are measured now, in the same transaction (service.go),
+	// and the client's wait follows (targets.go).
+	if err := tx.deriveServiceTimes(d, kind, id, at); err != nil {
+		return err
+	}
+	return tx.trackWait(d, kind, actorID, at)
 }
 
 // DialogEvents lists a dialog's life, oldest first.
