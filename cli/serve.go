@@ -19,6 +19,7 @@ import (
 	"supportbot/config"
 	"supportbot/delivery"
 	"supportbot/handlers"
+	"supportbot/localportal"
 	"supportbot/metrics"
 	"supportbot/poller"
 	"supportbot/portals"
@@ -57,7 +58,7 @@ type house struct {
 
 // assemble wires the rooms for cfg. The two modes differ only in how events are
 // authenticated and how each portal is called.
-func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house, error) {
+func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger, local *localportal.Portal) (*house, error) {
 	store, err := storage.Open(ctx, cmp.Or(cfg.DB.URL, cfg.DB.Path))
 	if err != nil {
 		return nil, err
@@ -73,9 +74,16 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 		store.Close()
 		return nil, err
 	}
+	var messenger *handlers.Messenger
+	agents, admins, tech := cfg.Support.Agents, cfg.Access.Admins, []int64(nil)
+	if local != nil {
+		messenger = &handlers.Messenger{Portal: local, Log: log}
+		agents, tech, admins = localportal.Roles() // seeded as the configuration's lists are
+	}
 	brain := bot.New(bot.Config{
-		Agents:         cfg.Support.Agents,
-		Admins:         cfg.Access.Admins,
+		Agents:         agents,
+		Admins:         admins,
+		Tech:           tech,
 		Integrators:    cfg.Access.Integrators,
 		FreePlan:       cfg.FreePlan(),
 		MaxActive:      cfg.Dialogs.MaxActive,
@@ -116,6 +124,7 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 		handler: handlers.NewServer(handlers.Routes{
 			Events:      &handlers.Events{Store: store, Bot: brain, Auth: auth, Log: log, Observe: m.ObserveEvent},
 			Sidebar:     sidebarRoutes(cfg, store, brain, auth, log),
+			Messenger:   messenger,
 			DB:          store,
 			Log:         log,
 			Metrics:     m.Handler(),
@@ -225,16 +234,24 @@ func portalAccess(ctx context.Context, cfg *config.Config, store *storage.Store,
 // events, lets requests in flight finish, stops the dispatcher and closes the
 // database. If started is not nil, it receives the listening address.
 func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started chan<- string) error {
-	h, err := assemble(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer h.store.Close()
-
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
 	}
+	defer ln.Close() // if assembling fails; Shutdown closes it otherwise
+	// No portal configured: the local portal, on this listener, whose address it needs.
+	var local *localportal.Portal
+	if cfg.DryRun() {
+		if local, cfg, err = openLocal(cfg, ln.Addr(), log); err != nil {
+			return err
+		}
+		defer local.Close()
+	}
+	h, err := assemble(ctx, cfg, log, local)
+	if err != nil {
+		return err
+	}
+	defer h.store.Close()
 	srv := handlers.HTTPServer(cfg.HTTP.Addr, h.handler)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -242,7 +259,7 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 	if cfg.DB.URL != "" {
 		db = "PostgreSQL" // the URL may hold a password
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "db", db, "dry_run", cfg.DryRun())
+	log.Info("listening", "addr", ln.Addr().String(), "db", db, "local_portal", local != nil)
 	if started != nil {
 		started <- ln.Addr().String()
 	}
@@ -254,6 +271,9 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 	wg.Go(func() { h.dispatcher.Run(dispatchCtx, callsCtx) })
 	wg.Go(func() { h.poller.Run(dispatchCtx) })
 	wg.Go(func() { schedule.Run(dispatchCtx, log, onOneReplica(h.store, h.jobs)...) })
+	if local != nil {
+		wg.Go(func() { installLocal(dispatchCtx, local, log) })
+	}
 
 	var runErr error
 	select {
