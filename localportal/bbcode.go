@@ -11,7 +11,7 @@ import (
 
 // RenderBB renders a message's BB-code as Bitrix24's messenger shows it: [b], [i],
 // [u], [s], [url], [USER=n], [chat=n], quotes (">>" lines, [quote]), line breaks
-// (newlines, [br], #BR#). Everything else is text: the message is escaped first and
+// (newlines, [br], #BR#); a mention shows the person's name. Everything else is text: the message is escaped first and
 // only these tags become HTML, so a message can inject nothing. A tag the bot escaped
 // (a zero-width space after "[") stays text. chatHref makes a chat link's address.
 func RenderBB(text string, chatHref func(dialog string) string) template.HTML {
@@ -35,7 +35,14 @@ func RenderBB(text string, chatHref func(dialog string) string) template.HTML {
 	})
 	s = userTag.ReplaceAllStringFunc(s, func(m string) string {
 		sub := userTag.FindStringSubmatch(m)
-		return `<span class="mention">` + sub[2] + `</span>`
+		name := sub[2]
+		// Bitrix24 shows a mention by the person's name, whatever the tag holds.
+		if id, err := strconv.ParseInt(sub[1], 10, 64); err == nil {
+			if p, ok := PersonOf(id); ok {
+				name = html.EscapeString(p.Name())
+			}
+		}
+		return `<span class="mention">` + name + `</span>`
 	})
 	s = chatTag.ReplaceAllStringFunc(s, func(m string) string {
 		sub := chatTag.FindStringSubmatch(m)

@@ -16,7 +16,9 @@ import (
 var files embed.FS
 
 var templates = template.Must(template.New("").Funcs(template.FuncMap{
-	"bb":   func(text string, as int64) template.HTML { return RenderBB(text, func(d string) string { return PageURL(as, d) }) },
+	"bb": func(text string, as int64) template.HTML {
+		return RenderBB(text, func(d string) string { return PageURL(as, d) })
+	},
 	"page": PageURL,
 	"time": func(m Message) string { return m.Date.Local().Format("15:04") },
 }).ParseFS(files, "templates/*.html"))
