@@ -179,8 +179,10 @@ func TestLocalPortalStory(t *testing.T) {
 		t.Fatalf("the people to pick: %q", names)
 	}
 
-	// The administrator asks in the chat with the bot.
+	// The administrator asks in the chat with the bot, once the application has
+	// installed itself and registered it: the page shows its name by itself.
 	d.open(localAdmin, "1")
+	waitWithin(t, 30*time.Second, "the bot's chat", func() bool { c := d.chats(); return len(c) > 0 && c[0].Title == "Поддержка" })
 	d.send("How do I export deals to Excel? [USER=all]")
 	opened := d.waitMessage("Question #1 is open")
 	if !slices.Contains(opened.Buttons, "Go to chat") {
@@ -286,14 +288,28 @@ func TestLocalPortalStory(t *testing.T) {
 		t.Errorf("the dialog's unread mark once read: %+v", c)
 	}
 
+	// At a phone's width nothing is wider than the screen.
+	ctx, cancel := context.WithTimeout(d.tab, 10*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 800, chromedp.EmulateMobile)); err != nil {
+		t.Fatal(err)
+	}
+	d.open(localAdmin, "1")
+	if width, _ := eval[int](d, `document.documentElement.scrollWidth`); width > 390 {
+		t.Errorf("at 390 pixels the page is %d wide", width)
+	}
+	if os.Getenv("SUPPORTBOT_PHONE_SCREENSHOT") != "" {
+		png, _ := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		_ = os.WriteFile(os.Getenv("SUPPORTBOT_PHONE_SCREENSHOT"), png, 0o644)
+	}
 	if *updateLocalScreenshot {
-		screenshotLocal(t, d, dialog.Dialog)
+		screenshotLocal(t, d)
 	}
 }
 
 // screenshotLocal writes docs/local.png: the administrator's dialog, its keyboard and
 // the sidebar.
-func screenshotLocal(t *testing.T, d *messenger, dialog string) {
+func screenshotLocal(t *testing.T, d *messenger) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(d.tab, 30*time.Second)
 	defer cancel()
@@ -340,5 +356,3 @@ func TestLocalPortalOnlyWithoutPortal(t *testing.T) {
 		t.Errorf("portals: %+v", ps)
 	}
 }
-
-

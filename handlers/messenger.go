@@ -119,7 +119,7 @@ func (m *Messenger) form(form string) echo.HandlerFunc {
 		}
 		switch {
 		case errors.Is(err, localportal.ErrNoPerson), errors.Is(err, localportal.ErrNoChat), errors.Is(err, localportal.ErrNoMessage),
-			errors.Is(err, localportal.ErrEmpty), errors.Is(err, localportal.ErrTooLong):
+			errors.Is(err, localportal.ErrEmpty), errors.Is(err, localportal.ErrTooLong), errors.Is(err, localportal.ErrNotReady):
 			return c.Redirect(http.StatusSeeOther, back+"&notice="+url.QueryEscape(err.Error()))
 		case err != nil:
 			m.Log.Error("local portal: the page's action failed", "form", form, "err", err)

@@ -26,6 +26,7 @@ var (
 	ErrNoMessage = errors.New("no such message of theirs in that chat")
 	ErrEmpty     = errors.New("an empty message")
 	ErrTooLong   = errors.New("the text is too long")
+	ErrNotReady  = errors.New("the bot is not registered on the local portal yet: try again in a moment")
 )
 
 // maxText bounds what a person may write: Bitrix24's limit on a message.
@@ -183,6 +184,9 @@ func (lp *Portal) Send(userID int64, dialog, text string) error {
 	}
 	if !lp.member(userID, dialog) {
 		return ErrNoChat
+	}
+	if !lp.v2.Fetching() { // Bitrix24 has no bot to write to before it is registered
+		return ErrNotReady
 	}
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
@@ -342,6 +346,6 @@ func (lp *Portal) Changes() string {
 	for _, m := range lp.portal.AllMessages() {
 		fmt.Fprintf(h, "m%d|%s|%v|%d\n", m.ID, m.Text, m.Deleted, len(m.Buttons()))
 	}
-	fmt.Fprintf(h, "p%d", len(lp.portal.Placements()))
+	fmt.Fprintf(h, "p%d|%s", len(lp.portal.Placements()), lp.BotName())
 	return strconv.FormatUint(h.Sum64(), 36)
 }

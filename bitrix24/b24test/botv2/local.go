@@ -63,7 +63,10 @@ func (f *Fake) Registered(command string) bool {
 	return false
 }
 
-// fetching: exactly one live bot, taking its events by fetch.
+// Fetching reports exactly one live bot, taking its events by fetch: the one Said,
+// Deleted and Commanded queue events for.
+func (f *Fake) Fetching() bool { return f.fetching() }
+
 func (f *Fake) fetching() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
