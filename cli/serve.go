@@ -170,7 +170,8 @@ func onOneReplica(store *storage.Store, jobs []schedule.Job) []schedule.Job {
 
 // portalAccess is how events are authenticated and each portal is called: in app
 // mode every portal that installs the application, with its own tokens, rate limit
-// and bot; otherwise the one webhook's portal (or, with none configured, dry-run).
+// and bot (the local portal too); otherwise the one webhook's portal (or, with none
+// configured and bitrix.no_portal "dry-run", nobody: calls are logged).
 func portalAccess(ctx context.Context, cfg *config.Config, store *storage.Store, log *slog.Logger, m *metrics.Metrics) (
 	portals.Authenticator, func(int64) (delivery.Caller, error), error) {
 	if cfg.AppMode() {
@@ -204,7 +205,7 @@ func portalAccess(ctx context.Context, cfg *config.Config, store *storage.Store,
 	}
 	var caller delivery.Caller
 	if cfg.DryRun() {
-		log.Warn("dry-run: bitrix.webhook_url is not set, so calls to Bitrix24 are logged, not sent")
+		log.Warn("dry-run (bitrix.no_portal): no portal is configured, so calls to Bitrix24 are logged, not sent")
 		caller = bitrix24.NewDryRun(log)
 	} else {
 		opts := []bitrix24.Option{
@@ -241,7 +242,7 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 	defer ln.Close() // if assembling fails; Shutdown closes it otherwise
 	// No portal configured: the local portal, on this listener, whose address it needs.
 	var local *localportal.Portal
-	if cfg.DryRun() {
+	if cfg.DryRun() && cfg.Bitrix.NoPortal != "dry-run" {
 		if local, cfg, err = openLocal(cfg, ln.Addr(), log); err != nil {
 			return err
 		}
