@@ -216,8 +216,8 @@ func TestLocalPortalStory(t *testing.T) {
 	// The pencil renames it.
 	d.open(localAdmin, dialog.Dialog)
 	d.do("rename", `document.querySelector("#pencil summary").click(); var f = document.getElementById("rename");
-		f.elements.title.value = "Export <b>deals</b>"; f.querySelector("button").click()`)
-	if title, _ := eval[string](d, `document.getElementById("title").textContent`); title != "Export <b>deals</b>" {
+		f.elements.title.value = "Export deals <Excel>"; f.querySelector("button").click()`)
+	if title, _ := eval[string](d, `document.getElementById("title").textContent`); title != "Export deals <Excel>" {
 		t.Errorf("the renamed chat's title: %q", title)
 	}
 
@@ -235,7 +235,7 @@ func TestLocalPortalStory(t *testing.T) {
 	d.waitMessage("The second line joins the question: Elena Sokolova") // announced in the dialog
 	d.open(localAdmin, "1")
 	request := d.waitMessage("technical support needs access")
-	if !slices.Contains(request.Buttons, "Grant access") || !strings.Contains(request.Text, "Export <b>deals</b>") {
+	if !slices.Contains(request.Buttons, "Grant access") || !strings.Contains(request.Text, "Export deals <Excel>") {
 		t.Errorf("the access request: %+v", request)
 	}
 	d.open(localAdmin, dialog.Dialog)
@@ -245,7 +245,7 @@ func TestLocalPortalStory(t *testing.T) {
 		}
 	}
 	d.open(localTech, "")
-	if _, ok := chatOf(d.chats(), "Export <b>deals</b>"); !ok {
+	if _, ok := chatOf(d.chats(), "Export deals <Excel>"); !ok {
 		t.Errorf("the second line is not in the escalated dialog: %+v", d.chats())
 	}
 	if n := countDialogs(t, dbPath, anyDialog); n != 1 {
@@ -264,7 +264,7 @@ func TestLocalPortalStory(t *testing.T) {
 	d.open(localAdmin, dialog.Dialog)
 	waitWithin(t, 30*time.Second, "the sidebar to list the dialog as resolved", func() bool {
 		doc := d.frame()
-		return strings.Contains(doc, "Export <b>deals</b>") && strings.Contains(doc, "resolved")
+		return strings.Contains(doc, "Export deals <Excel>") && strings.Contains(doc, "resolved")
 	})
 
 	// The user with no role is refused, and nothing is created.
@@ -280,11 +280,11 @@ func TestLocalPortalStory(t *testing.T) {
 	d.send("One more thing: see the docs.")
 	waitIdle(t, dbPath)
 	d.open(localAdmin, "1")
-	if c, _ := chatOf(d.chats(), "Export <b>deals</b>"); c.Unread != 1 {
+	if c, _ := chatOf(d.chats(), "Export deals <Excel>"); c.Unread != 1 {
 		t.Errorf("the dialog's unread mark: %+v", c)
 	}
 	d.open(localAdmin, dialog.Dialog)
-	if c, _ := chatOf(d.chats(), "Export <b>deals</b>"); c.Unread != 0 {
+	if c, _ := chatOf(d.chats(), "Export deals <Excel>"); c.Unread != 0 {
 		t.Errorf("the dialog's unread mark once read: %+v", c)
 	}
 
