@@ -198,6 +198,11 @@ func TestLocalPortalStory(t *testing.T) {
 		dialog, ok = chatOf(d.chats(), "Support question — #1")
 		return ok
 	})
+	// The keyboard's "Go to chat" opens the dialog's chat.
+	d.press(opened.ID, "Go to chat")
+	if here, _ := eval[string](d, `location.search`); !strings.Contains(here, "chat="+dialog.Dialog) {
+		t.Errorf("Go to chat led to %s", here)
+	}
 	for _, agent := range []int64{localAgent, localAgentTwo} {
 		d.open(agent, "")
 		if _, ok := chatOf(d.chats(), "Support question — #1"); !ok {
@@ -265,6 +270,15 @@ func TestLocalPortalStory(t *testing.T) {
 	waitWithin(t, 30*time.Second, "the sidebar to list the dialog as resolved", func() bool {
 		doc := d.frame()
 		return strings.Contains(doc, "Export deals <Excel>") && strings.Contains(doc, "resolved")
+	})
+
+	// Its "open" in the sidebar (no BX24 here) opens the dialog's chat around the frame.
+	d.open(localAdmin, "1")
+	waitWithin(t, 30*time.Second, "the sidebar", func() bool { return strings.Contains(d.frame(), "Export deals <Excel>") })
+	d.do("open from the sidebar", `document.getElementById("sidebar").contentDocument.querySelector("form.open button").click()`)
+	waitWithin(t, 15*time.Second, "the dialog's chat opened from the sidebar", func() bool {
+		here, _ := eval[string](d, `location.search`)
+		return strings.Contains(here, "chat="+dialog.Dialog) && strings.Contains(here, "as=1")
 	})
 
 	// The user with no role is refused, and nothing is created.

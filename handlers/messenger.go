@@ -20,6 +20,10 @@ type Messenger struct {
 	Log    *slog.Logger
 }
 
+// personCookie remembers who the browser was last, for the portal's chat links that
+// name no one (/online/).
+const personCookie = "local_portal_person"
+
 // maxMessengerForm bounds a form of the page: the longest message is 20,000
 // characters, some 80 KB in UTF-8, escaped.
 const maxMessengerForm = 256 << 10
@@ -33,8 +37,14 @@ func (m *Messenger) routes(e *echo.Echo) {
 		c.Response().Header().Set("Cache-Control", "no-store")
 		return c.String(http.StatusOK, m.Portal.Changes())
 	})
+	// The portal's messenger page of a chat, where the sidebar page leads (without
+	// BX24) when it opens a dialog: the page of whoever was looking, with that chat.
 	e.GET("/online/", func(c echo.Context) error {
-		return localportal.WriteChatLink(c.Response(), c.QueryParam("IM_DIALOG"))
+		as := int64(0)
+		if cookie, err := c.Cookie(personCookie); err == nil {
+			as, _ = strconv.ParseInt(cookie.Value, 10, 64)
+		}
+		return c.Redirect(http.StatusFound, localportal.PageURL(as, c.QueryParam("IM_DIALOG")))
 	})
 	for _, form := range []string{"send", "press", "edit", "delete", "rename"} {
 		e.POST("/local/"+form, m.form(form))
@@ -54,6 +64,7 @@ func (m *Messenger) page(c echo.Context) error {
 		return localportal.WritePage(c.Response(), http.StatusOK, v)
 	}
 	v.Me = me
+	c.SetCookie(&http.Cookie{Name: personCookie, Value: strconv.FormatInt(me.ID, 10), Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	var err error
 	if v.Chats, err = m.Portal.Chats(me.ID); err != nil {
 		return err

@@ -74,24 +74,3 @@ func WritePage(w http.ResponseWriter, status int, v View) error {
 	_, err := w.Write(body.Bytes())
 	return err
 }
-
-// WriteChatLink answers the portal's /online/?IM_DIALOG=… page, where the sidebar
-// page sends a chat it opens without BX24: the messenger around the frame opens that
-// chat.
-func WriteChatLink(w http.ResponseWriter, dialog string) error {
-	nonce := make([]byte, 18)
-	if _, err := rand.Read(nonce); err != nil {
-		return err
-	}
-	n := base64.RawURLEncoding.EncodeToString(nonce)
-	var body bytes.Buffer
-	if err := templates.ExecuteTemplate(&body, "online", map[string]string{"Dialog": dialog, "Nonce": n}); err != nil {
-		return err
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+n+"'; base-uri 'none'; frame-ancestors 'self'")
-	h.Set("Cache-Control", "no-store")
-	_, err := w.Write(body.Bytes())
-	return err
-}
