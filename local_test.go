@@ -236,7 +236,7 @@ func TestLocalPortalStory(t *testing.T) {
 	waitIdle(t, dbPath)
 	d.send("/escalate")
 	b.stop()
-	b = startServe(t, nil, dbPath, env)
+	startServe(t, nil, dbPath, env) // stopped when the test ends
 	d.waitMessage("The second line joins the question: Elena Sokolova") // announced in the dialog
 	d.open(localAdmin, "1")
 	request := d.waitMessage("technical support needs access")
