@@ -256,6 +256,17 @@ func TestLocalPortalStory(t *testing.T) {
 	if n := countDialogs(t, dbPath, anyDialog); n != 1 {
 		t.Errorf("%d dialogs after the restart", n)
 	}
+	waitIdle(t, dbPath)
+	d.open(localAdmin, "1")
+	requests := 0
+	for _, m := range d.thread() {
+		if strings.Contains(m.Text, "technical support needs access") {
+			requests++
+		}
+	}
+	if requests != 1 {
+		t.Errorf("%d access requests after the restart", requests)
+	}
 
 	// The agent closes it; the administrator rates it with the button.
 	d.open(localAgent, dialog.Dialog)
