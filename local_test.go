@@ -17,6 +17,7 @@ import (
 
 	"supportbot/bitrix24/b24test"
 	"supportbot/localportal"
+	"supportbot/storage"
 )
 
 var updateLocalScreenshot = flag.Bool("update-local-screenshot", false, "rewrite docs/local.png: the local portal's messenger, a dialog with its keyboard and the sidebar")
@@ -233,6 +234,28 @@ func TestLocalPortalStory(t *testing.T) {
 	if got := d.thread(); !strings.Contains(got[len(got)-1].Text, "Use CRM › Deals › Export, Excel.") {
 		t.Errorf("the answer as shown: %+v", got[len(got)-1])
 	}
+	// The agent corrects the answer, and deletes a slip: the transcript follows.
+	d.send("a slip")
+	slip := d.thread()[len(d.thread())-1]
+	d.do("edit", `var m = document.querySelector('#thread .msg.mine:nth-last-child(2)'); m.querySelector("details.edit").open = true;
+		var f = m.querySelector("form.edit"); f.elements.text.value = "Use CRM › Deals › Export, then Excel."; f.querySelector("button").click()`)
+	d.do("delete", `document.querySelector('#thread .msg[data-id="`+strconv.FormatInt(slip.ID, 10)+`"] form.delete button').click()`)
+	shown := d.thread()
+	if len(shown) < 2 || shown[len(shown)-2].Text != "Use CRM › Deals › Export, then Excel." || shown[len(shown)-1].Text != "This message was deleted." {
+		t.Errorf("after the edit and the deletion: %+v", shown)
+	}
+	waitWithin(t, 30*time.Second, "the transcript to follow the edit and the deletion", func() bool {
+		edited, deleted := false, false
+		view(t, dbPath, func(tx *storage.Tx) error {
+			tr, err := tx.Transcript(dialogsAt(t, dbPath)[0].ID)
+			for _, m := range tr {
+				edited = edited || m.Text == "Use CRM › Deals › Export, then Excel." && !m.EditedAt.IsZero()
+				deleted = deleted || m.BitrixMessageID == slip.ID && !m.DeletedAt.IsZero()
+			}
+			return err
+		})
+		return edited && deleted
+	})
 	waitIdle(t, dbPath)
 	d.send("/escalate")
 	b.stop()
