@@ -259,7 +259,7 @@ func TestLocalPortalStory(t *testing.T) {
 	waitIdle(t, dbPath)
 	d.send("/escalate")
 	b.stop()
-	startServe(t, nil, dbPath, env) // stopped when the test ends
+	startServe(t, nil, dbPath, env)                                     // stopped when the test ends
 	d.waitMessage("The second line joins the question: Elena Sokolova") // announced in the dialog
 	d.open(localAdmin, "1")
 	request := d.waitMessage("technical support needs access")
