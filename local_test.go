@@ -259,8 +259,9 @@ func TestLocalPortalStory(t *testing.T) {
 	waitIdle(t, dbPath)
 	d.send("/escalate")
 	b.stop()
-	startServe(t, nil, dbPath, env)                                     // stopped when the test ends
-	d.waitMessage("The second line joins the question: Elena Sokolova") // announced in the dialog
+	startServe(t, nil, dbPath, env) // it stops when the test ends
+	// The escalation is announced in the dialog, naming the second line.
+	d.waitMessage("The second line joins the question: Elena Sokolova")
 	d.open(localAdmin, "1")
 	request := d.waitMessage("technical support needs access")
 	if !slices.Contains(request.Buttons, "Grant access") || !strings.Contains(request.Text, "Export deals <Excel>") {
