@@ -36,31 +36,39 @@ func (f *Fake) Deleted(userID int64, dialogID string, messageID int64) (eventID 
 }
 
 // Commanded queues ONIMBOTV2COMMANDADD of the registered command ("/help" or
-// "help") that userID typed as the portal's message messageID (context "textarea"),
-// or pressed on a keyboard of the bot's message messageID ("keyboard"). ok is false
-// for a command the bot has not registered, which Bitrix24 sends as a plain message.
+// "help", in any case, as Bitrix24 matches them) that userID typed as the portal's
+// message messageID (context "textarea"), or pressed on a keyboard of the bot's
+// message messageID ("keyboard"). ok is false for a command the bot has not
+// registered, which Bitrix24 sends as a plain message.
 func (f *Fake) Commanded(userID int64, dialogID string, messageID int64, command, params string, pressed bool) (eventID int64, ok bool) {
-	if !f.fetching() || !f.Registered(command) {
+	name, ok := f.registered(command)
+	if !f.fetching() || !ok {
 		return 0, false
 	}
 	context := "textarea"
 	if pressed {
 		context = "keyboard"
 	}
-	return f.Queue(f.build(bitrix24.EventV2CommandAdd, userID, dialogID, messageID, "", f.command(command, params, context))), true
+	return f.Queue(f.build(bitrix24.EventV2CommandAdd, userID, dialogID, messageID, "", f.command(name, params, context))), true
 }
 
-// Registered reports a command ("/help" or "help") of a live bot.
+// Registered reports a command ("/help" or "help", in any case) of a live bot.
 func (f *Fake) Registered(command string) bool {
-	name := strings.ToLower(strings.TrimPrefix(command, "/"))
+	_, ok := f.registered(command)
+	return ok
+}
+
+// registered is the name a live bot registered command as.
+func (f *Fake) registered(command string) (string, bool) {
+	name := strings.TrimPrefix(command, "/")
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range f.commands {
-		if b := f.bots[c.BotID]; b != nil && !b.deleted && strings.ToLower(c.Name) == name {
-			return true
+		if b := f.bots[c.BotID]; b != nil && !b.deleted && strings.EqualFold(c.Name, name) {
+			return c.Name, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // Fetching reports exactly one live bot, taking its events by fetch: the one Said,
