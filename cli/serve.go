@@ -285,22 +285,30 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Error("http shutdown", "err", err)
-	}
+	dispatched := make(chan struct{})
+	go func() { wg.Wait(); close(dispatched) }()
 	// The dispatcher takes no new work but finishes the calls under way, within the
 	// grace period; calls still running then are abandoned and their entries stay
 	// pending for the next start.
-	stopDispatch()
-	dispatched := make(chan struct{})
-	go func() { wg.Wait(); close(dispatched) }()
-	select {
-	case <-dispatched:
-	case <-shutdownCtx.Done():
-		log.Warn("calls to Bitrix24 still under way at the deadline: abandoned; they are sent again on the next start")
-		abortCalls()
-		<-dispatched
+	stopDispatching := sync.OnceFunc(func() {
+		stopDispatch()
+		select {
+		case <-dispatched:
+		case <-shutdownCtx.Done():
+			log.Warn("calls to Bitrix24 still under way at the deadline: abandoned; they are sent again on the next start")
+			abortCalls()
+			<-dispatched
+		}
+	})
+	if local != nil {
+		// The local portal is served by this very server: the calls under way to it
+		// finish before it closes.
+		stopDispatching()
 	}
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("http shutdown", "err", err)
+	}
+	stopDispatching()
 	log.Info("stopped")
 	return runErr
 }
