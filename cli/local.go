@@ -31,6 +31,10 @@ func openLocal(cfg *config.Config, addr net.Addr, log *slog.Logger) (*localporta
 		log.Warn("local portal: support.agents, access.admins and access.integrators are not used; the local portal's people have their roles")
 	}
 	local.Support.Agents, local.Access.Admins, local.Access.Integrators = nil, nil, nil
+	if ip, ok := addr.(*net.TCPAddr); ok && !ip.IP.IsLoopback() {
+		log.Warn("local portal: the messenger page is reachable beyond this machine, and anyone who reaches it may act as any of its people: "+
+			"set http.addr to 127.0.0.1:8080 to keep the trial to yourself", "addr", addr.String())
+	}
 	log.Info("local trial: no Bitrix24 portal is configured (bitrix.webhook_url, app.client_id), so the bot runs against a local portal inside this process: open "+lp.Base(),
 		"state", localportal.StatePath(cfg.DB.Path))
 	return lp, &local, nil

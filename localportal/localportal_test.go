@@ -2,6 +2,7 @@ package localportal
 
 import (
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -199,5 +200,25 @@ func TestActionsCheckWho(t *testing.T) {
 	}
 	if n := lp.v2.Pending(); n != 3 { // the message, its edit, its deletion
 		t.Errorf("%d events", n)
+	}
+}
+
+// TestAddresses: where the portal is reached and where its state lies.
+func TestAddresses(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]string{":8080": "http://localhost:8080", "0.0.0.0:8080": "http://localhost:8080", "[::]:9090": "http://localhost:9090",
+		"127.0.0.1:8081": "http://127.0.0.1:8081", "[::1]:8082": "http://[::1]:8082"} {
+		tcp, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := BaseURL(tcp); got != want {
+			t.Errorf("BaseURL(%s) = %s, want %s", addr, got, want)
+		}
+	}
+	for db, want := range map[string]string{"supportbot.db": "supportbot.portal.json", "/data/bot.sqlite": "/data/bot.portal.json", "": "supportbot.portal.json", "x": "x.portal.json"} {
+		if got := StatePath(db); got != want {
+			t.Errorf("StatePath(%q) = %s, want %s", db, got, want)
+		}
 	}
 }
