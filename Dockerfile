@@ -2,6 +2,7 @@
 # the database on the /data volume. Configure it with SUPPORTBOT_* variables.
 #
 #   docker build -t supportbot .
+#   docker run -p 8080:8080 supportbot     # the local portal: open http://localhost:8080
 #   docker run -p 8080:8080 -v supportbot-data:/data \
 #     -e SUPPORTBOT_BITRIX_WEBHOOK_URL=https://PORTAL/rest/1/SECRET/ \
 #     -e SUPPORTBOT_BITRIX_APPLICATION_TOKEN=... supportbot

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net/http"
 	"os"
@@ -14,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"supportbot/bitrix24/b24test"
 )
 
 var (
@@ -126,36 +123,52 @@ func (p *process) url() string {
 	return "http://" + strings.Replace(p.addr, "[::]", "127.0.0.1", 1)
 }
 
-// TestRunOnFreshMachine: with no configuration at all, the binary starts in dry-run
-// on ./supportbot.db, handles an event, logs the calls instead of sending them, and
-// stops cleanly on SIGTERM.
+// TestRunOnFreshMachine: with no configuration at all, the binary starts on
+// ./supportbot.db with the local portal beside it (./supportbot.portal.json), says so
+// with the address to open, shows the messenger page there, answers a question
+// written on it, and stops cleanly on SIGTERM.
 func TestRunOnFreshMachine(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	// The README's first command: the embedded SQLite default, whatever the tests run on.
-	p := startBinary(t, dir, []string{"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0", "SUPPORTBOT_ACCESS_ADMINS=27", "SUPPORTBOT_SUPPORT_AGENTS=50", "SUPPORTBOT_DB_URL="})
-	if _, err := os.Stat(filepath.Join(dir, "supportbot.db")); err != nil {
-		t.Fatalf("no supportbot.db in the working directory: %v", err)
+	p := startBinary(t, dir, []string{"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0", "SUPPORTBOT_DB_URL=", "SUPPORTBOT_BITRIX_POLL_INTERVAL=200ms"})
+	for _, name := range []string{"supportbot.db", "supportbot.portal.json"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Fatalf("no %s in the working directory: %v", name, err)
+		}
 	}
-	if !strings.Contains(p.logs(), "dry-run") {
-		t.Errorf("the log does not say dry-run:\n%s", p.logs())
+	if !strings.Contains(p.logs(), "local trial") || !strings.Contains(p.logs(), "open "+p.url()) {
+		t.Errorf("the log does not say it is a local trial, with the address to open:\n%s", p.logs())
 	}
-	resp, err := http.Get(p.url() + "/healthz")
+	get := func(path string) string {
+		resp, err := http.Get(p.url() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		return string(body)
+	}
+	get("/healthz")
+	if page := get("/"); !strings.Contains(page, "Who are you?") || !strings.Contains(page, "Anna Petrova") {
+		t.Fatalf("the messenger page:\n%s", page)
+	}
+	// The application installs itself and registers its bot: the chat with it has its name.
+	waitWithin(t, 30*time.Second, "the bot on the page", func() bool { return strings.Contains(get("/?as=1"), "<span class=\"title\">Поддержка</span>") })
+	req, _ := http.NewRequest(http.MethodPost, p.url()+"/local/send", strings.NewReader("as=1&chat=1&text=How+do+I+export+deals%3F"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("healthz %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the question: %d", resp.StatusCode)
 	}
-	status, _, err := b24test.Post(context.Background(), p.url()+"/bitrix/events", privateMessage(27, "en", "How do I export deals?"))
-	if err != nil || status != http.StatusOK {
-		t.Fatalf("event: %d %v", status, err)
-	}
-	waitFor(t, "the dry run to log the answer", func() bool { return strings.Contains(p.logs(), "Question #1 is open") })
-	if strings.Contains(p.logs(), testToken) {
-		t.Error("the application token reached the log")
-	}
+	waitWithin(t, 30*time.Second, "the bot's answer on the page", func() bool { return strings.Contains(get("/?as=1"), "Question #1 is open") })
 	start := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

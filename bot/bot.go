@@ -35,6 +35,7 @@ type Config struct {
 	Agents      []int64
 	Admins      []int64
 	Integrators []int64
+	Tech        []int64 // the second line seeded once, as Agents (the local portal's)
 	FreePlan    bool
 	MaxActive   int
 	Language    string // fallback when the event's language is neither ru nor en
@@ -79,6 +80,7 @@ func New(cfg Config, log *slog.Logger) *Bot {
 	}
 	seed := map[string][]int64{
 		storage.RoleOfAgent:  cfg.Agents,
+		storage.RoleOfTech:   cfg.Tech,
 		storage.RoleOfClient: slices.Concat(cfg.Admins, cfg.Integrators),
 	}
 	return &Bot{cfg: cfg, seed: seed, log: log}

@@ -19,6 +19,7 @@ import (
 	"supportbot/config"
 	"supportbot/delivery"
 	"supportbot/handlers"
+	"supportbot/localportal"
 	"supportbot/metrics"
 	"supportbot/poller"
 	"supportbot/portals"
@@ -57,7 +58,7 @@ type house struct {
 
 // assemble wires the rooms for cfg. The two modes differ only in how events are
 // authenticated and how each portal is called.
-func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house, error) {
+func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger, local *localportal.Portal) (*house, error) {
 	store, err := storage.Open(ctx, cmp.Or(cfg.DB.URL, cfg.DB.Path))
 	if err != nil {
 		return nil, err
@@ -74,9 +75,16 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 		store.Close()
 		return nil, err
 	}
+	var messenger *handlers.Messenger
+	agents, admins, tech := cfg.Support.Agents, cfg.Access.Admins, []int64(nil)
+	if local != nil {
+		messenger = &handlers.Messenger{Portal: local, Log: log}
+		agents, tech, admins = localportal.Roles() // seeded as the configuration's lists are
+	}
 	brain := bot.New(bot.Config{
-		Agents:         cfg.Support.Agents,
-		Admins:         cfg.Access.Admins,
+		Agents:         agents,
+		Admins:         admins,
+		Tech:           tech,
 		Integrators:    cfg.Access.Integrators,
 		FreePlan:       cfg.FreePlan(),
 		MaxActive:      cfg.Dialogs.MaxActive,
@@ -118,6 +126,7 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger) (*house
 		handler: handlers.NewServer(handlers.Routes{
 			Events:      &handlers.Events{Store: store, Bot: brain, Auth: auth, Log: log, Observe: m.ObserveEvent},
 			Sidebar:     sidebarRoutes(cfg, store, brain, auth, log),
+			Messenger:   messenger,
 			DB:          store,
 			Log:         log,
 			Metrics:     m.Handler(),
@@ -163,7 +172,8 @@ func onOneReplica(store *storage.Store, jobs []schedule.Job) []schedule.Job {
 
 // portalAccess is how events are authenticated and each portal is called: in app
 // mode every portal that installs the application, with its own tokens, rate limit
-// and bot; otherwise the one webhook's portal (or, with none configured, dry-run).
+// and bot (the local portal too); otherwise the one webhook's portal (or, with none
+// configured and bitrix.no_portal "dry-run", nobody: calls are logged).
 func portalAccess(ctx context.Context, cfg *config.Config, store *storage.Store, log *slog.Logger, m *metrics.Metrics) (
 	portals.Authenticator, func(int64) (delivery.Caller, error), error) {
 	if cfg.AppMode() {
@@ -197,7 +207,7 @@ func portalAccess(ctx context.Context, cfg *config.Config, store *storage.Store,
 	}
 	var caller delivery.Caller
 	if cfg.DryRun() {
-		log.Warn("dry-run: bitrix.webhook_url is not set, so calls to Bitrix24 are logged, not sent")
+		log.Warn("dry-run (bitrix.no_portal): no portal is configured, so calls to Bitrix24 are logged, not sent")
 		caller = bitrix24.NewDryRun(log)
 	} else {
 		opts := []bitrix24.Option{
@@ -227,16 +237,24 @@ func portalAccess(ctx context.Context, cfg *config.Config, store *storage.Store,
 // events, lets requests in flight finish, stops the dispatcher and closes the
 // database. If started is not nil, it receives the listening address.
 func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started chan<- string) error {
-	h, err := assemble(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer h.store.Close()
-
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
 	}
+	defer ln.Close() // if assembling fails; Shutdown closes it otherwise
+	// No portal configured: the local portal, on this listener, whose address it needs.
+	var local *localportal.Portal
+	if cfg.DryRun() && cfg.Bitrix.NoPortal != "dry-run" {
+		if local, cfg, err = openLocal(cfg, ln.Addr(), log); err != nil {
+			return err
+		}
+		defer local.Close()
+	}
+	h, err := assemble(ctx, cfg, log, local)
+	if err != nil {
+		return err
+	}
+	defer h.store.Close()
 	srv := handlers.HTTPServer(cfg.HTTP.Addr, h.handler)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -244,7 +262,7 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 	if cfg.DB.URL != "" {
 		db = "PostgreSQL" // the URL may hold a password
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "db", db, "dry_run", cfg.DryRun())
+	log.Info("listening", "addr", ln.Addr().String(), "db", db, "local_portal", local != nil)
 	if started != nil {
 		started <- ln.Addr().String()
 	}
@@ -256,6 +274,9 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 	wg.Go(func() { h.dispatcher.Run(dispatchCtx, callsCtx) })
 	wg.Go(func() { h.poller.Run(dispatchCtx) })
 	wg.Go(func() { schedule.Run(dispatchCtx, log, onOneReplica(h.store, h.jobs)...) })
+	if local != nil {
+		wg.Go(func() { installLocal(dispatchCtx, local, log) })
+	}
 
 	var runErr error
 	select {
@@ -266,22 +287,30 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, started ch
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Error("http shutdown", "err", err)
-	}
+	dispatched := make(chan struct{})
+	go func() { wg.Wait(); close(dispatched) }()
 	// The dispatcher takes no new work but finishes the calls under way, within the
 	// grace period; calls still running then are abandoned and their entries stay
 	// pending for the next start.
-	stopDispatch()
-	dispatched := make(chan struct{})
-	go func() { wg.Wait(); close(dispatched) }()
-	select {
-	case <-dispatched:
-	case <-shutdownCtx.Done():
-		log.Warn("calls to Bitrix24 still under way at the deadline: abandoned; they are sent again on the next start")
-		abortCalls()
-		<-dispatched
+	stopDispatching := sync.OnceFunc(func() {
+		stopDispatch()
+		select {
+		case <-dispatched:
+		case <-shutdownCtx.Done():
+			log.Warn("calls to Bitrix24 still under way at the deadline: abandoned; they are sent again on the next start")
+			abortCalls()
+			<-dispatched
+		}
+	})
+	if local != nil {
+		// The local portal is served by this very server: the calls under way to it
+		// finish before it closes.
+		stopDispatching()
 	}
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("http shutdown", "err", err)
+	}
+	stopDispatching()
 	log.Info("stopped")
 	return runErr
 }

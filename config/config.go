@@ -31,6 +31,7 @@ type Config struct {
 	} `mapstructure:"db"`
 	Bitrix struct {
 		WebhookURL       string        `mapstructure:"webhook_url"` // normalised to end with "/"
+		NoPortal         string        `mapstructure:"no_portal"`
 		ApplicationToken string        `mapstructure:"application_token"`
 		BotID            int64         `mapstructure:"bot_id"` // 0 = take it from the database
 		ClientID         string        `mapstructure:"client_id"`
@@ -116,7 +117,8 @@ var keys = buildKeys([]Key{
 	{Name: "db.url", Secret: true, Description: "PostgreSQL, for several replicas: `postgres://user:password@host:5432/db`; empty = the SQLite file db.path"},
 	{Name: "db.path", Default: "supportbot.db", Description: "SQLite database file"},
 	{Name: "db.retention", Default: 30 * 24 * time.Hour, Min: time.Hour, Description: "how long delivered actions and the keys of processed events are kept"},
-	{Name: "bitrix.webhook_url", Secret: true, Description: "inbound webhook base, `https://PORTAL/rest/USER_ID/SECRET/`; empty = dry-run (outbound calls are logged, not sent)"},
+	{Name: "bitrix.webhook_url", Secret: true, Description: "inbound webhook base, `https://PORTAL/rest/USER_ID/SECRET/`; empty (and no `app.client_id`) = the local portal: a Bitrix24 stand-in inside the process, with a messenger page at `/`"},
+	{Name: "bitrix.no_portal", Default: "local", OneOf: []string{"local", "dry-run"}, Description: "with no portal configured: `local` runs the local portal; `dry-run` logs the calls to Bitrix24 instead (the intake benchmark measures the bot alone so)"},
 	{Name: "bitrix.application_token", Secret: true, Description: "application token that every posted event must carry; required for v1 and v2 webhook mode, not for fetch"},
 	{Name: "bitrix.bot_id", Min: int64(0), Description: "the registered bot's ID; unset or 0 = the one `register` stored in the database"},
 	{Name: "bitrix.client_id", Description: "`CLIENT_ID` used when the bot is registered through a webhook"},
@@ -182,7 +184,8 @@ func isSection(name string) bool {
 	return slices.ContainsFunc(keys, func(k Key) bool { return strings.HasPrefix(k.Name, name+".") })
 }
 
-// DryRun reports that no portal is configured: outbound calls are logged, not sent.
+// DryRun reports that no portal is configured: serve runs the local portal, or, with
+// bitrix.no_portal "dry-run", logs the calls it would make.
 func (c *Config) DryRun() bool { return c.Bitrix.WebhookURL == "" && !c.AppMode() }
 
 // AppMode reports that the bot runs as an OAuth application installed on portals.

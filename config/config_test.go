@@ -40,6 +40,7 @@ var samples = map[string]sample{
 	"db.url":                     {"postgres://bot:pgs3cret@db.example.com/support", `postgres://bot:pgs3cret@db.example.com/support`, "postgres://bot:pgs3cret@db.example.com/support"},
 	"db.path":                    {"/var/lib/supportbot/bot.db", `/var/lib/supportbot/bot.db`, "/var/lib/supportbot/bot.db"},
 	"bitrix.webhook_url":         {webhookURL, webhookURL, webhookURL + "/"},
+	"bitrix.no_portal":           {"dry-run", `dry-run`, "dry-run"},
 	"bitrix.application_token":   {tokenSecret, tokenSecret, tokenSecret},
 	"bitrix.bot_id":              {"42", `42`, int64(42)},
 	"bitrix.client_id":           {"local.abc123", `local.abc123`, "local.abc123"},
@@ -119,6 +120,7 @@ func defaultConfig() Config {
 	c.Delivery.MaxAge, c.DB.Retention = 24*time.Hour, 720*time.Hour
 	c.Bitrix.API, c.Bitrix.Events, c.Bitrix.PollInterval = "v2", "fetch", 2*time.Second
 	c.Support.Timezone = "UTC"
+	c.Bitrix.NoPortal = "local"
 	return c
 }
 

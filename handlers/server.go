@@ -23,8 +23,11 @@ type Routes struct {
 	// Sidebar, if set (app mode), serves the sidebar page on POST /bitrix/sidebar and
 	// its forms on POST /bitrix/sidebar/{new,rename,open}.
 	Sidebar *Sidebar
-	DB      Pinger
-	Log     *slog.Logger
+	// Messenger, if set (no portal configured), serves the local portal and its
+	// messenger page on GET /.
+	Messenger *Messenger
+	DB        Pinger
+	Log       *slog.Logger
 	// Metrics, if set, is served on GET /metrics.
 	Metrics http.Handler
 	// ObserveHTTP, if set, is told every request's route, status and duration.
@@ -75,6 +78,9 @@ func NewServer(r Routes) *echo.Echo {
 		for _, form := range []string{sidebar.FormNew, sidebar.FormRename, sidebar.FormOpen} {
 			e.POST("/bitrix/sidebar/"+form, r.Sidebar.Form(form))
 		}
+	}
+	if r.Messenger != nil {
+		r.Messenger.routes(e)
 	}
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})

@@ -67,7 +67,7 @@ func (d *Doctor) Run(ctx context.Context) bool {
 	case cfg.AppMode():
 		d.ok("configuration", "valid; app mode (client_id "+cfg.App.ClientID+")")
 	case cfg.DryRun():
-		d.warn("configuration", "valid, but no portal is configured: dry-run, calls are logged, not sent",
+		d.warn("configuration", "valid, but no portal is configured: serve runs the local portal, a stand-in with a messenger page at /",
 			"set bitrix.webhook_url and bitrix.application_token")
 	default:
 		d.ok("configuration", "valid; webhook mode on "+strings.TrimPrefix(cfg.WebhookMemberID(), "webhook:"))

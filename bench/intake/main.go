@@ -155,6 +155,7 @@ func startBot(bin, dir string, env ...string) (*exec.Cmd, string, error) {
 	bot.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0",
+		"SUPPORTBOT_BITRIX_NO_PORTAL=dry-run", // the bot alone, not the local portal
 		"SUPPORTBOT_BITRIX_APPLICATION_TOKEN=" + token,
 		"SUPPORTBOT_ACCESS_ADMINS=" + strings.Join(admins, ","),
 		"SUPPORTBOT_SUPPORT_AGENTS=500,501",

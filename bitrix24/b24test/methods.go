@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"supportbot/bitrix24"
 )
@@ -28,6 +29,11 @@ type Message struct {
 	DialogID string // "27" for a private chat, "chat1001" for a group chat
 	Text     string
 	buttons  []bitrix24.Button
+	// AuthorID is the person who wrote it (AddUserMessage), 0 for the bot's; Date is
+	// when the portal took it; Deleted, that its author deleted it.
+	AuthorID int64
+	Date     time.Time
+	Deleted  bool
 }
 
 // Buttons is the message's keyboard, however it was sent (nil for none).
@@ -95,7 +101,7 @@ func (p *Portal) newChatIDLocked() int64 {
 
 func (p *Portal) addMessageLocked(dialog, text string, buttons []bitrix24.Button) int64 {
 	id := firstMessageID + int64(len(p.messages))
-	p.messages = append(p.messages, Message{ID: id, DialogID: dialog, Text: text, buttons: buttons})
+	p.messages = append(p.messages, Message{ID: id, DialogID: dialog, Text: text, buttons: buttons, Date: time.Now()})
 	return id
 }
 

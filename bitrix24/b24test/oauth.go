@@ -98,10 +98,10 @@ func (p *Portal) grantLocked(userID int64) string {
 func (p *Portal) MemberID() string { return p.memberID }
 
 // Domain is the portal's domain as events and tokens carry it: the host of URL().
-func (p *Portal) Domain() string { return strings.TrimPrefix(p.srv.URL, "http://") }
+func (p *Portal) Domain() string { return strings.TrimPrefix(p.base, "http://") }
 
 // ClientEndpoint is the application's REST base on this portal, URL()+"/rest/".
-func (p *Portal) ClientEndpoint() string { return p.srv.URL + "/rest/" }
+func (p *Portal) ClientEndpoint() string { return p.base + "/rest/" }
 
 // ApplicationToken is the application_token of the application installed on the
 // portal: the top-level auth[application_token] of its events.
@@ -220,6 +220,7 @@ func (p *Portal) appInfo(c caller, _ bitrix24.Form) (any, *bitrix24.Error) {
 // Events name URL()+"/rest/" their server_endpoint; the fake serves nothing there.
 type OAuth struct {
 	srv          *httptest.Server
+	base         string // the server root: srv's URL, or NewLocalApp's base
 	clientID     string
 	clientSecret string
 
@@ -234,6 +235,7 @@ type OAuth struct {
 func NewOAuth(t testing.TB, clientID, clientSecret string) *OAuth {
 	o := &OAuth{clientID: clientID, clientSecret: clientSecret, byMember: map[string]int{}, done: make(chan struct{})}
 	o.srv = httptest.NewServer(http.HandlerFunc(o.serveHTTP))
+	o.base = o.srv.URL
 	t.Cleanup(func() {
 		close(o.done)
 		o.srv.Close()
@@ -242,7 +244,7 @@ func NewOAuth(t testing.TB, clientID, clientSecret string) *OAuth {
 }
 
 // URL is the server root: tokens are renewed at URL()+"/oauth/token/".
-func (o *OAuth) URL() string { return o.srv.URL }
+func (o *OAuth) URL() string { return o.base }
 
 // RefreshesFor is how many token renewals succeeded for the portal with memberID.
 func (o *OAuth) RefreshesFor(memberID string) int {
@@ -332,9 +334,9 @@ func (o *OAuth) rotate(p *Portal, refresh string) map[string]any {
 	}
 	delete(p.grants, refresh)
 	access, exp := p.issueLocked(user)
-	return map[string]any{"access_token": access, "client_endpoint": p.ClientEndpoint(), "domain": strings.TrimPrefix(o.srv.URL, "http://"),
+	return map[string]any{"access_token": access, "client_endpoint": p.ClientEndpoint(), "domain": strings.TrimPrefix(o.base, "http://"),
 		"expires": exp.Unix(), "expires_in": int(tokenLifetime.Seconds()), "member_id": p.memberID,
-		"refresh_token": p.grantLocked(user), "scope": strings.Join(p.scopes, ","), "server_endpoint": o.srv.URL + "/rest/",
+		"refresh_token": p.grantLocked(user), "scope": strings.Join(p.scopes, ","), "server_endpoint": o.base + "/rest/",
 		"status": appStatus, "user_id": user}
 }
 
@@ -344,5 +346,5 @@ func (p *Portal) serverEndpoint() string {
 	if p.oauth == nil {
 		return "https://oauth.bitrix.info/rest/"
 	}
-	return p.oauth.srv.URL + "/rest/"
+	return p.oauth.base + "/rest/"
 }

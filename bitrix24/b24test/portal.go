@@ -41,6 +41,7 @@ type handler = func(params bitrix24.Form) (any, *bitrix24.Error)
 // Portal is the fake portal. Its methods are safe for concurrent use.
 type Portal struct {
 	srv    *httptest.Server
+	base   string // the server root: srv's URL, or NewLocal's base
 	secret string
 
 	mu       sync.Mutex
@@ -96,6 +97,18 @@ func New(t testing.TB) *Portal {
 // newPortal starts a portal; o is the OAuth server of the application installed on
 // it, or nil for a webhook portal.
 func newPortal(t testing.TB, o *OAuth) *Portal {
+	p := buildPortal(o)
+	p.srv = httptest.NewServer(http.HandlerFunc(p.serveHTTP))
+	p.base = p.srv.URL
+	t.Cleanup(func() {
+		close(p.done) // release the answers FaultSlow holds: Close waits for running handlers
+		p.srv.Close()
+	})
+	return p
+}
+
+// buildPortal is a portal with no server yet.
+func buildPortal(o *OAuth) *Portal {
 	p := &Portal{secret: randomHex(8), changed: make(chan struct{}), handlers: map[string]handler{}, added: map[string]func(Call) (any, *bitrix24.Error){}, raw: map[string]http.HandlerFunc{}, hung: map[string]bool{},
 		chats: map[int64]*Chat{}, nextChat: 1001,
 		bucket: bucket{rate: defaultRate, burst: defaultBurst}, faultCounts: map[Fault]int{}, blocked: map[string]time.Time{}, done: make(chan struct{}),
@@ -109,11 +122,6 @@ func newPortal(t testing.TB, o *OAuth) *Portal {
 	if o != nil {
 		p.clientID = o.clientID
 	}
-	p.srv = httptest.NewServer(http.HandlerFunc(p.serveHTTP))
-	t.Cleanup(func() {
-		close(p.done) // release the answers FaultSlow holds: Close waits for running handlers
-		p.srv.Close()
-	})
 	return p
 }
 
@@ -125,11 +133,11 @@ func (p *Portal) lock() func() {
 
 // WebhookURL is the inbound webhook base, "http://127.0.0.1:PORT/rest/1/<secret>/".
 func (p *Portal) WebhookURL() string {
-	return p.srv.URL + "/rest/" + itoa(webhookUser) + "/" + p.secret + "/"
+	return p.base + "/rest/" + itoa(webhookUser) + "/" + p.secret + "/"
 }
 
 // URL is the server root.
-func (p *Portal) URL() string { return p.srv.URL }
+func (p *Portal) URL() string { return p.base }
 
 // Handle overrides or adds a method; it applies to direct calls and batch
 // sub-commands alike. The handler runs without the portal's lock held, so it may call
