@@ -278,7 +278,9 @@ func TestAppModeTwoPortals(t *testing.T) {
 		t.Errorf("portal B's tokens were refreshed %d times; only A's expired", got)
 	}
 
-	// Portal A removes the application: its events are refused from then on, B's not.
+	// Portal A removes the application (its tokens die with it): its events are
+	// refused from then on, B's not.
+	pa.Uninstall()
 	uninstall := pa.AppEvent("app/onappinstall.form", 1, map[string]string{"event": "ONAPPUNINSTALL", "data[CLEAN]": "0"})
 	if status := postTo(t, b, pa, uninstall); status != http.StatusOK {
 		t.Fatalf("ONAPPUNINSTALL answered %d", status)

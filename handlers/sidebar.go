@@ -50,6 +50,9 @@ type Sidebar struct {
 	Auth   PageAuth
 	Tokens *sidebar.Signer
 	Log    *slog.Logger
+	// Self is the origin the page is served from ("https://support.example.com", from
+	// http.public_url); empty: the request's own scheme and host.
+	Self string
 }
 
 // Open is POST /bitrix/sidebar: the portal opens the page for a user.
@@ -118,6 +121,13 @@ func (h *Sidebar) Form(form string) echo.HandlerFunc {
 			h.Log.Warn("sidebar form refused", "form", form, "err", err, "remote", c.RealIP())
 			return refuse(c, http.StatusForbidden, h.Bot.PageLang(""), "", sidebar.NotGenuine)
 		}
+		// A browser too old to send Sec-Fetch-Site still names the page a form comes
+		// from: it must be ours (or the portal's, which frames it).
+		if from := formOrigin(req); req.Header.Get("Sec-Fetch-Site") == "" && from != "" && from != h.self(c) &&
+			from != h.originOf(req.Context(), claims.Portal) {
+			h.Log.Warn("sidebar form from another origin refused", "form", form, "origin", bitrix24.Shorten(from, 100), "remote", c.RealIP())
+			return refuse(c, http.StatusForbidden, claims.Lang, "", sidebar.NotGenuine)
+		}
 		if form != sidebar.FormNew && a.Number == 0 {
 			return refuse(c, http.StatusBadRequest, claims.Lang, "", sidebar.Malformed)
 		}
@@ -160,6 +170,27 @@ func (h *Sidebar) Form(form string) echo.HandlerFunc {
 		}
 		return h.render(c, claims, view)
 	}
+}
+
+// formOrigin is the origin a browser says a form comes from: Origin, else the
+// Referer's; "" when it says neither.
+func formOrigin(req *http.Request) string {
+	if o := req.Header.Get("Origin"); o != "" {
+		return o
+	}
+	u, err := url.Parse(req.Header.Get("Referer"))
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// self is the origin the page is served from.
+func (h *Sidebar) self(c echo.Context) string {
+	if h.Self != "" {
+		return h.Self
+	}
+	return c.Scheme() + "://" + c.Request().Host
 }
 
 var errNotInstalled = errors.New("the application is not installed on the portal")

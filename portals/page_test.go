@@ -20,7 +20,7 @@ func TestViewer(t *testing.T) {
 	pa.SetUserName(27, "Анна", "Петрова")
 	store := openStore(t)
 	app := portals.OAuthApp{ClientID: clientID, ClientSecret: clientSecret, URL: o.URL() + "/"}
-	auth := &portals.App{Store: store, OAuth: app, Connections: portals.NewConnections(store, app, 50, 250, nil, nil), ViewerCache: 3}
+	auth := &portals.App{Store: store, OAuth: app, Connections: portals.NewConnections(store, app, 50, 250, nil, nil), TokenCache: 3}
 	idA := install(t, auth, pa)
 	install(t, auth, pb)
 	open := func(p *b24test.Portal, user int64, set map[string]string) (portals.Viewer, error) {
@@ -79,7 +79,7 @@ func TestViewer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := auth.CachedViewers(); n > 3 {
+	if n := auth.CachedTokens(); n > 3 {
 		t.Errorf("%d answers cached, more than the bound 3", n)
 	}
 }
