@@ -329,9 +329,9 @@ func portalOf(t *testing.T, path string, p *b24test.Portal) storage.Portal {
 }
 
 // TestAppModeV2Fetch: an application registers its bot through imbot.v2 with its
-// OAuth token (no bot token), in fetch mode, and polls the portal's queue. Fetched
-// events carry no user token, so the administrator recognised is the one who
-// installed the application.
+// OAuth token (no bot token), in fetch mode, and polls the portal's queue; a bot
+// event posted to it instead is refused. Fetched events carry no user token, so the
+// administrator recognised is the one who installed the application.
 func TestAppModeV2Fetch(t *testing.T) {
 	t.Parallel()
 	o := b24test.NewOAuth(t, appClientID, appClientSecret)
@@ -356,6 +356,14 @@ func TestAppModeV2Fetch(t *testing.T) {
 	}
 	if len(p.CallsTo("imbot.register")) != 0 {
 		t.Error("a v1 registration as well")
+	}
+	// The portal's events are fetched: one posted with the application token (which
+	// every user can read in the sidebar) is forged, even with a user's genuine token.
+	for _, body := range [][]byte{appMessage(p, 7, "open new Forged"), p.AppEvent("v2/webhook/onimbotv2messageadd.form", 7,
+		map[string]string{"auth[application_token]": p.ApplicationToken(), "auth[member_id]": p.MemberID()})} {
+		if status := postTo(t, b, p, body); status != http.StatusUnauthorized {
+			t.Errorf("an event posted to a fetch portal answered %d, want 401", status)
+		}
 	}
 
 	fake.Message(7, "7", "open new Printing from CRM")
