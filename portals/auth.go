@@ -97,6 +97,8 @@ type App struct {
 	// question to the portal (0 = 3 s).
 	TokenCache   int
 	CheckTimeout time.Duration
+	// Clock is the time the cache is kept by; nil: time.Now.
+	Clock func() time.Time
 
 	mu     sync.Mutex
 	tokens map[tokenKey]tokenEntry
@@ -211,7 +213,7 @@ func (a *App) whose(ctx context.Context, p storage.Portal, token string, kind in
 	a.mu.Lock()
 	e, ok := a.tokens[key]
 	a.mu.Unlock()
-	if ok && time.Now().Before(e.until) {
+	if ok && a.now().Before(e.until) {
 		return e.result()
 	}
 	if a.Connections == nil {
@@ -237,7 +239,7 @@ func (a *App) whose(ctx context.Context, p storage.Portal, token string, kind in
 	default:
 		e = tokenEntry{owner: owner}
 	}
-	e.until = time.Now().Add(min(cmp.Or(a.RightsTTL, maxRightsTTL), maxRightsTTL))
+	e.until = a.now().Add(min(cmp.Or(a.RightsTTL, maxRightsTTL), maxRightsTTL))
 	a.remember(key, e)
 	return e.result()
 }
@@ -258,7 +260,7 @@ func (a *App) remember(key tokenKey, e tokenEntry) {
 		a.tokens = map[tokenKey]tokenEntry{}
 	}
 	if size := cmp.Or(a.TokenCache, 10_000); len(a.tokens) >= size {
-		now := time.Now()
+		now := a.now()
 		for k, old := range a.tokens {
 			if now.After(old.until) || len(a.tokens) >= size {
 				delete(a.tokens, k)
@@ -419,6 +421,13 @@ func endpointHost(endpoint string) string {
 		return ""
 	}
 	return u.Host
+}
+
+func (a *App) now() time.Time {
+	if a.Clock != nil {
+		return a.Clock()
+	}
+	return time.Now()
 }
 
 func (a *App) log() *slog.Logger {

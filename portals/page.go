@@ -45,10 +45,28 @@ func (a *App) Viewer(ctx context.Context, pl bitrix24.Placement) (Viewer, error)
 	if pl.ApplicationToken != "" && !tokenMatches(pl.ApplicationToken, p.ApplicationToken) {
 		return Viewer{}, fmt.Errorf("application token does not match the portal's: %w", bitrix24.ErrNotGenuine)
 	}
+	return a.viewer(ctx, p, pl.AuthID)
+}
+
+// Rights is Viewer again for a page already open, at the moment one of its forms
+// is used: the portal's answer about the AUTH_ID it was opened with is at most a
+// minute old, so an administrator demoted since acts as one no longer.
+func (a *App) Rights(ctx context.Context, portalID int64, authID string) (Viewer, error) {
+	p, err := a.Store.Portal(ctx, portalID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return Viewer{}, fmt.Errorf("no portal %d: %w", portalID, bitrix24.ErrNotGenuine)
+	}
+	if err != nil {
+		return Viewer{}, err
+	}
+	return a.viewer(ctx, p, authID)
+}
+
+func (a *App) viewer(ctx context.Context, p storage.Portal, authID string) (Viewer, error) {
 	if p.InstalledAt.IsZero() || p.UninstalledAt.After(p.InstalledAt) {
 		return Viewer{}, fmt.Errorf("the application is not installed on portal %s: %w", p.Domain, bitrix24.ErrNotGenuine)
 	}
-	owner, err := a.whose(ctx, p, pl.AuthID, CheckPage)
+	owner, err := a.whose(ctx, p, authID, CheckPage)
 	if err != nil {
 		return Viewer{}, err
 	}

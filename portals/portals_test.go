@@ -335,3 +335,52 @@ func TestAdminCacheBounded(t *testing.T) {
 		t.Fatalf("%d answers cached, the bound is 20", n)
 	}
 }
+
+// TestDemotedAdminWithinAMinute: rights are checked at the moment of use, at most a
+// minute stale, even when a longer cache is asked for: an administrator demoted on
+// the portal is no administrator for an event carrying the same token a minute
+// later; and the answer is the token's, never another user's claim.
+func TestDemotedAdminWithinAMinute(t *testing.T) {
+	o := b24test.NewOAuth(t, clientID, clientSecret)
+	p := b24test.NewAppPortal(t, o)
+	p.SetAdmins(1, 7)
+	store := openStore(t)
+	app := portals.OAuthApp{ClientID: clientID, ClientSecret: clientSecret, URL: o.URL() + "/"}
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	auth := &portals.App{Store: store, OAuth: app, Connections: portals.NewConnections(store, app, 50, 250, nil, nil),
+		RightsTTL: 10 * time.Minute, Clock: clock}
+	install(t, auth, p)
+	body := messageFrom(p, 7, nil)
+	admin := func() int64 {
+		t.Helper()
+		ev, err := bitrix24.Decode(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := auth.Authenticate(context.Background(), ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.Admin
+	}
+	if a := admin(); a != 7 {
+		t.Fatalf("the administrator: admin %d", a)
+	}
+	p.SetAdmins(1) // demoted
+	advance(30 * time.Second)
+	if a := admin(); a != 7 {
+		t.Fatalf("within the minute the cached answer stands: admin %d", a)
+	}
+	advance(31 * time.Second)
+	if a := admin(); a != 0 {
+		t.Fatalf("a minute after the demotion: still admin %d", a)
+	}
+	// A claim of user 7 with user 8's fresh token is not 7's answer from the cache.
+	ev, _ := bitrix24.Decode(messageFrom(p, 8, map[string]string{"data[PARAMS][FROM_USER_ID]": "7", "data[USER][ID]": "7"}))
+	if o, err := auth.Authenticate(context.Background(), ev); !errors.Is(err, bitrix24.ErrNotGenuine) {
+		t.Fatalf("user 8's token claiming 7: %+v, %v", o, err)
+	}
+}
