@@ -229,11 +229,13 @@ func (a *App) whose(ctx context.Context, p storage.Portal, token string, kind in
 	switch {
 	case refused(err):
 		e = tokenEntry{refusal: "the portal refused the token (" + errorCode(err) + ")"}
-	case transient(err):
-		a.log().Warn("cannot ask the portal whose token an event or page carries", "portal", p, "err", err)
-		return bitrix24.TokenOwner{}, fmt.Errorf("%w: %w", ErrUnverified, err)
 	case err != nil:
-		return bitrix24.TokenOwner{}, fmt.Errorf("ask the portal whose token it is: %w", err)
+		// Whatever else kept the answer away, it is no answer: nobody is taken for a
+		// stranger, or for anyone else, on it.
+		if !errors.Is(err, ErrBusy) {
+			a.log().Warn("cannot ask the portal whose token an event or page carries", "portal", p, "err", err)
+		}
+		return bitrix24.TokenOwner{}, fmt.Errorf("%w: %w", ErrUnverified, err)
 	case !tokenMatches(owner.AppCode, a.OAuth.ClientID):
 		e = tokenEntry{refusal: "the token is another application's (" + bitrix24.Shorten(owner.AppCode, 64) + ")"}
 	default:
@@ -301,10 +303,8 @@ func (a *App) confirmGone(ctx context.Context, p storage.Portal, botID int64) er
 		return fmt.Errorf("the application still works on portal %s: %w", p.Domain, bitrix24.ErrNotGenuine)
 	case refused(err):
 		return nil // the application's own tokens are dead: it is gone, and its bots with it
-	case transient(err):
-		return fmt.Errorf("%w: %w", ErrUnverified, err)
 	}
-	return fmt.Errorf("ask the portal whether the application is still installed: %w", err)
+	return fmt.Errorf("%w: ask the portal whether the application is still installed: %w", ErrUnverified, err)
 }
 
 // refused: the portal (or the OAuth server, renewing the application's token)
@@ -320,15 +320,6 @@ func refused(err error) bool {
 	}
 	return errors.As(err, &be) && (be.HTTPStatus == http.StatusUnauthorized || errors.Is(be, bitrix24.ErrNoAuthFound) ||
 		errors.Is(be, bitrix24.ErrInvalidToken) || errors.Is(be, bitrix24.ErrExpiredToken))
-}
-
-// transient: the question may be answered later.
-func transient(err error) bool {
-	var te *bitrix24.TransportError
-	var be *bitrix24.Error
-	var re *bitrix24.RefreshError
-	return errors.Is(err, ErrBusy) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &te) ||
-		(errors.As(err, &be) && be.Temporary()) || errors.As(err, &re)
 }
 
 func errorCode(err error) string {
