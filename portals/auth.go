@@ -303,6 +303,10 @@ func (a *App) confirmGone(ctx context.Context, p storage.Portal, botID int64) er
 		return fmt.Errorf("the application still works on portal %s: %w", p.Domain, bitrix24.ErrNotGenuine)
 	case refused(err):
 		return nil // the application's own tokens are dead: it is gone, and its bots with it
+	case botID == 0 && permanent(err):
+		// app.info answers any application that is installed ("who can execute the
+		// method: any user"); a lasting refusal of it means the application is not.
+		return nil
 	}
 	return fmt.Errorf("%w: ask the portal whether the application is still installed: %w", ErrUnverified, err)
 }
@@ -320,6 +324,13 @@ func refused(err error) bool {
 	}
 	return errors.As(err, &be) && (be.HTTPStatus == http.StatusUnauthorized || errors.Is(be, bitrix24.ErrNoAuthFound) ||
 		errors.Is(be, bitrix24.ErrInvalidToken) || errors.Is(be, bitrix24.ErrExpiredToken))
+}
+
+// permanent: the portal refused the call for good (not a rate limit, not a failure
+// of its own).
+func permanent(err error) bool {
+	var be *bitrix24.Error
+	return errors.As(err, &be) && !be.Temporary()
 }
 
 func errorCode(err error) string {
