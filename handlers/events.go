@@ -111,7 +111,7 @@ func (h *Events) Handle(c echo.Context) error {
 	}
 	result := outcome.String()
 	h.observe(typ, result)
-	h.Log.Debug("event", "event", typ, "key", ev.DedupKey(), "outcome", result)
+	h.Log.Debug("event", "event", typ, "key", ev.DedupKey(), "author", origin.Author, "outcome", result)
 	return c.JSON(http.StatusOK, map[string]string{"result": result})
 }
 
