@@ -92,6 +92,56 @@ func TestSidebarDemotedAdmin(t *testing.T) {
 	}
 }
 
+// TestSidebarFloodGets503: thirty openings at once on a portal with the cloud's limit
+// (2 a second, 50 deep): those beyond the pages' share of it (12) are answered 503 at
+// once, without a request to the portal.
+func TestSidebarFloodGets503(t *testing.T) {
+	const clientID, secret = "local.6741a1b2c3d4e5.12345678", "Xy7secretOfTheApplication0123456789abcdefGHIJ"
+	o := b24test.NewOAuth(t, clientID, secret)
+	p := b24test.NewAppPortal(t, o)
+	store := storagetest.Open(t)
+	log := slog.New(slog.DiscardHandler)
+	app := portals.OAuthApp{ClientID: clientID, ClientSecret: secret, URL: o.URL() + "/"}
+	auth := &portals.App{Store: store, OAuth: app, Connections: portals.NewConnections(store, app, 2, 50, nil, nil)}
+	ev, err := bitrix24.Decode(p.InstallEvent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.Authenticate(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(NewServer(Routes{DB: store, Log: log, Sidebar: &Sidebar{Store: store, Bot: bot.New(bot.Config{}, log),
+		Auth: auth, Tokens: sidebar.NewSigner(secret), Log: log}}))
+	t.Cleanup(srv.Close)
+	before := p.Requests()
+	statuses := make(chan int, 30)
+	var wg sync.WaitGroup
+	for user := int64(100); user < 130; user++ {
+		query, body := p.PlacementOpen(user, "", nil)
+		wg.Go(func() {
+			resp, err := http.Post(srv.URL+"/bitrix/sidebar?"+string(query), "application/x-www-form-urlencoded", strings.NewReader(string(body)))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		})
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for s := range statuses {
+		count[s]++
+	}
+	if count[http.StatusOK] > 12 || count[http.StatusServiceUnavailable] == 0 || count[http.StatusOK]+count[http.StatusServiceUnavailable] != 30 {
+		t.Errorf("answers %v: want at most 12 pages, the rest 503", count)
+	}
+	if n := p.Requests() - before; n != count[http.StatusOK] {
+		t.Errorf("%d requests to the portal for %d pages", n, count[http.StatusOK])
+	}
+}
+
 // post posts a form and returns the answer's body.
 func post(t *testing.T, target, form string) string {
 	t.Helper()
