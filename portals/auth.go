@@ -187,12 +187,10 @@ func claimedAuthors(ev bitrix24.Event) []int64 {
 		}
 	}
 	add(bitrix24.Author(ev))
+	// An edit's or a deletion's FROM_USER_ID may name the message's author rather than
+	// whoever changed it (a chat's owner may delete others' messages): not a claim.
 	switch e := ev.(type) {
 	case *bitrix24.MessageAdd:
-		add(e.Message.FromUserID)
-	case *bitrix24.MessageUpdate:
-		add(e.Message.FromUserID)
-	case *bitrix24.MessageDelete:
 		add(e.Message.FromUserID)
 	case *bitrix24.CommandAdd:
 		add(e.Message.FromUserID)
