@@ -283,7 +283,9 @@ func TestAppModeTwoPortals(t *testing.T) {
 		t.Errorf("portal B's tokens were refreshed %d times; only A's expired", got)
 	}
 
-	// Portal A removes the application: its events are refused from then on, B's not.
+	// Portal A removes the application (its tokens die with it): its events are
+	// refused from then on, B's not.
+	pa.Uninstall()
 	uninstall := pa.AppEvent("app/onappinstall.form", 1, map[string]string{"event": "ONAPPUNINSTALL", "data[CLEAN]": "0"})
 	if status := postTo(t, b, pa, uninstall); status != http.StatusOK {
 		t.Fatalf("ONAPPUNINSTALL answered %d", status)
@@ -332,9 +334,9 @@ func portalOf(t *testing.T, path string, p *b24test.Portal) storage.Portal {
 }
 
 // TestAppModeV2Fetch: an application registers its bot through imbot.v2 with its
-// OAuth token (no bot token), in fetch mode, and polls the portal's queue. Fetched
-// events carry no user token, so the administrator recognised is the one who
-// installed the application.
+// OAuth token (no bot token), in fetch mode, and polls the portal's queue; a bot
+// event posted to it instead is refused. Fetched events carry no user token, so the
+// administrator recognised is the one who installed the application.
 func TestAppModeV2Fetch(t *testing.T) {
 	t.Parallel()
 	o := b24test.NewOAuth(t, appClientID, appClientSecret)
@@ -359,6 +361,14 @@ func TestAppModeV2Fetch(t *testing.T) {
 	}
 	if len(p.CallsTo("imbot.register")) != 0 {
 		t.Error("a v1 registration as well")
+	}
+	// The portal's events are fetched: one posted with the application token (which
+	// every user can read in the sidebar) is forged, even with a user's genuine token.
+	for _, body := range [][]byte{appMessage(p, 7, "open new Forged"), p.AppEvent("v2/webhook/onimbotv2messageadd.form", 7,
+		map[string]string{"auth[application_token]": p.ApplicationToken(), "auth[member_id]": p.MemberID()})} {
+		if status := postTo(t, b, p, body); status != http.StatusUnauthorized {
+			t.Errorf("an event posted to a fetch portal answered %d, want 401", status)
+		}
 	}
 
 	fake.Message(7, "7", "/agents add 50") // with no agent, no question opens

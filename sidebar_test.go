@@ -770,6 +770,11 @@ func TestSidebarTokens(t *testing.T) {
 		"no token":              {"", nil},
 		"another site's form":   {genuine, []string{"Sec-Fetch-Site", "cross-site"}},
 		"a sibling site's form": {genuine, []string{"Sec-Fetch-Site", "same-site"}},
+		// An older browser sends no Sec-Fetch-Site, but says where the form comes from.
+		"another origin's form, no Sec-Fetch-Site":     {genuine, []string{"Origin", "https://evil.example"}},
+		"another site's referrer, no Origin":           {genuine, []string{"Referer", "https://evil.example/sidebar"}},
+		"a null origin (a sandboxed frame's)":          {genuine, []string{"Origin", "null"}},
+		"our origin in the Referer, another in Origin": {genuine, []string{"Origin", "https://evil.example", "Referer", "https://support.example.com/bitrix/sidebar"}},
 	} {
 		for _, form := range []string{sidebar.FormRename, sidebar.FormOpen, sidebar.FormNew} {
 			status, body := s.postForm(form, url.Values{"token": {tt.token}, "number": {"1"}, "title": {"Чужое"}, "question": {"x"}}, tt.header...)
@@ -784,6 +789,14 @@ func TestSidebarTokens(t *testing.T) {
 	}
 	if calls := s.portal.CallsTo("imbot.chat.updateTitle"); len(calls) != 0 {
 		t.Errorf("renamed: %+v", calls)
+	}
+	// The same older browser on the page itself (its origin, http.public_url's), or
+	// with the portal's that frames it: taken.
+	for _, origin := range []string{"https://support.example.com", s.portal.URL()} {
+		status, body := s.postForm(sidebar.FormRename, url.Values{"token": {genuine}, "number": {"1"}, "title": {"Своё"}}, "Origin", origin)
+		if status != http.StatusOK {
+			t.Errorf("a form from %s: %d %q", origin, status, byID(t, body, "refusal"))
+		}
 	}
 }
 

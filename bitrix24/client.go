@@ -42,7 +42,7 @@ type Client struct {
 	http     *http.Client
 	clientID string
 	log      *slog.Logger
-	limiter  *Limiter
+	limiter  Pacer
 	observer Observer
 	tokens   TokenSource // set: an application's client, authenticated by access token
 }
@@ -58,7 +58,17 @@ type Observer interface {
 
 // WithLimiter paces every request through l, which every client of the same portal
 // must share.
-func WithLimiter(l *Limiter) Option { return func(c *Client) { c.limiter = l } }
+func WithLimiter(l *Limiter) Option {
+	return func(c *Client) {
+		if l != nil { // a nil *Limiter in the interface would not compare nil
+			c.limiter = l
+		}
+	}
+}
+
+// WithPacer paces every request through p: a share of the portal's limiter for
+// requests of lower priority.
+func WithPacer(p Pacer) Option { return func(c *Client) { c.limiter = p } }
 
 // WithObserver reports every request to o.
 func WithObserver(o Observer) Option { return func(c *Client) { c.observer = o } }
@@ -150,6 +160,14 @@ func newRedactor(base string, u *url.URL) *strings.Replacer {
 		}
 	}
 	return strings.NewReplacer(pairs...)
+}
+
+// Paced is a copy of the client (the same portal, tokens and observer) whose requests
+// go through p instead: the same application's calls of lower priority.
+func (c *Client) Paced(p Pacer) *Client {
+	cp := *c
+	cp.limiter = p
+	return &cp
 }
 
 // AssumeBucketFull makes the client's limiter start from a full bucket: another

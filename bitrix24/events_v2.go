@@ -3,6 +3,7 @@ package bitrix24
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -279,4 +280,24 @@ func (d *decoder) num(v any, field string) int64 {
 		return 0
 	}
 	return n
+}
+
+// ErrAuthorUnprovable refuses imbot.v2's webhook mode to an application (app mode):
+// there every user who opens the application's page reads the application token
+// (widgets/_includes/widget_data.md), so a posted event must prove its author with
+// the user token Bitrix24 issued for them, and a v2 webhook event carries none — its
+// top-level auth holds only the domain and the application token, and the one user
+// token (data[bot][auth]) is the bot's, not the author's. Fetch mode, or API v1,
+// prove what they say.
+var ErrAuthorUnprovable = errors.New("bitrix.events=webhook with bitrix.api=v2 cannot be used in app mode: " +
+	"imbot.v2's posted events carry no token of their author, and the application token alone is readable by every user " +
+	"who opens the application's page; use bitrix.events=fetch (or bitrix.api=v1)")
+
+// CheckAppEventMode says whether an application (app mode) may receive its bot's
+// events through api ("v1", "v2") and events ("fetch", "webhook").
+func CheckAppEventMode(api, events string) error {
+	if api == "v2" && events == "webhook" {
+		return ErrAuthorUnprovable
+	}
+	return nil
 }

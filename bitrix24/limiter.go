@@ -82,3 +82,24 @@ func (l *Limiter) Fill() {
 		l.level = l.capacity
 	}
 }
+
+// TryTake takes a place in the bucket only if one is free now; it never waits. For
+// requests that would rather not be made than wait (a page's checks, in their share).
+func (l *Limiter) TryTake() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.drain(time.Now())
+	if l.level+1 > l.capacity {
+		return false
+	}
+	l.level++
+	return true
+}
+
+// A Pacer paces a client's requests: a *Limiter, or a share of one (see WithPacer).
+type Pacer interface {
+	// Wait takes a place for one request, or fails (then the request is not sent).
+	Wait(ctx context.Context) (time.Duration, error)
+	// Fill: the portal said its bucket is full.
+	Fill()
+}

@@ -51,3 +51,21 @@ func TestLimiterFill(t *testing.T) {
 		t.Fatalf("after Fill the next request waited %v (%v)", w, err)
 	}
 }
+
+// TryTake takes a free place and never waits for one.
+func TestLimiterTryTake(t *testing.T) {
+	l := NewLimiter(0.001, 4) // 3 places; draining takes for ever
+	for i := range 3 {
+		if !l.TryTake() {
+			t.Fatalf("place %d of 3 refused", i+1)
+		}
+	}
+	if l.TryTake() {
+		t.Fatal("a fourth place taken from a full bucket")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := l.Wait(ctx); err == nil {
+		t.Fatal("Wait on a full bucket did not wait")
+	}
+}

@@ -78,6 +78,10 @@ func CurrentUser(ctx context.Context, c Caller) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
+	return decodeCurrentUser(raw)
+}
+
+func decodeCurrentUser(raw json.RawMessage) (User, error) {
 	var u struct {
 		ID       json.Number `json:"ID"`
 		Name     string      `json:"NAME"`
@@ -92,4 +96,60 @@ func CurrentUser(ctx context.Context, c Caller) (User, error) {
 	}
 	return User{ID: id, FirstName: u.Name, LastName: u.LastName,
 		Name: strings.TrimSpace(u.Name + " " + u.LastName)}, nil
+}
+
+// TokenOwner is what a portal says of a user's access token: whose it is
+// (user.current), which application it was issued to (app.info's CODE, the
+// application's client_id: api-reference/common/system/app-info.md), and whether its
+// user administers the portal (user.admin).
+type TokenOwner struct {
+	User    User
+	AppCode string
+	Admin   bool
+}
+
+// WhoseToken asks the three questions of TokenOwner in one batch request made with
+// the token (one place in the portal's bucket). A refusal of the token (a 401 for
+// the batch, or for one of its commands) is the *Error the portal sent.
+func WhoseToken(ctx context.Context, c *Client) (TokenOwner, error) {
+	results, err := c.Batch(ctx, []BatchCommand{
+		{Key: "user", Method: "user.current"}, {Key: "app", Method: "app.info"}, {Key: "admin", Method: "user.admin"},
+	}, false)
+	if err != nil {
+		return TokenOwner{}, err
+	}
+	for _, r := range results {
+		if r.Err != nil {
+			return TokenOwner{}, r.Err
+		}
+	}
+	var owner TokenOwner
+	if owner.User, err = decodeCurrentUser(results[0].Result); err != nil {
+		return TokenOwner{}, err
+	}
+	if owner.AppCode, err = decodeAppCode(results[1].Result); err != nil {
+		return TokenOwner{}, err
+	}
+	owner.Admin = string(results[2].Result) == "true"
+	return owner, nil
+}
+
+// AppCode asks app.info which application the caller's token is issued to: its CODE,
+// the application's client_id.
+func AppCode(ctx context.Context, c Caller) (string, error) {
+	raw, err := c.Call(ctx, "app.info", nil)
+	if err != nil {
+		return "", err
+	}
+	return decodeAppCode(raw)
+}
+
+func decodeAppCode(raw json.RawMessage) (string, error) {
+	var app struct {
+		Code string `json:"CODE"`
+	}
+	if err := json.Unmarshal(raw, &app); err != nil || app.Code == "" {
+		return "", fmt.Errorf("bitrix24 app.info: no CODE in %s", truncate(string(raw)))
+	}
+	return app.Code, nil
 }

@@ -27,13 +27,13 @@ func TestAutoCloseSweepKeepsTheTimes(t *testing.T) {
 		{"", "", time.Minute}, // the defaults: 72 h, 24 h
 		{"0", "", time.Minute},
 	} {
-		env := []string{"SUPPORTBOT_DB_PATH=" + filepath.Join(t.TempDir(), "sweep.db"), "SUPPORTBOT_ACCESS_ADMINS=1",
+		env := []string{"SUPPORTBOT_DB_PATH=" + filepath.Join(t.TempDir(), "sweep.db"), "SUPPORTBOT_ACCESS_ADMINS=1", "SUPPORTBOT_BITRIX_NO_PORTAL=dry-run",
 			"SUPPORTBOT_DIALOGS_AUTO_CLOSE_AFTER=" + c.after, "SUPPORTBOT_DIALOGS_AUTO_CLOSE_WARNING=" + c.warning}
 		cfg, err := config.LoadFrom(nil, env)
 		if err != nil {
 			t.Fatalf("after %q, warning %q: %v", c.after, c.warning, err)
 		}
-		h, err := assemble(t.Context(), cfg, slog.New(slog.DiscardHandler))
+		h, err := assemble(t.Context(), cfg, slog.New(slog.DiscardHandler), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

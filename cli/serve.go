@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -99,7 +100,8 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger, local *
 	}, log)
 	dispatcher := delivery.New(store, callers, brain.Settle, log, m)
 	dispatcher.MaxAge = cfg.Delivery.MaxAge
-	return &house{
+	events := &handlers.Events{Store: store, Bot: brain, Auth: auth, Log: log, Observe: m.ObserveEvent}
+	h := &house{
 		store:      store,
 		dispatcher: dispatcher,
 		// Fetch mode: the portals whose v2 bot fetches its events are polled through
@@ -124,7 +126,7 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger, local *
 			return err
 		}}, targetsJob(brain, store, log)},
 		handler: handlers.NewServer(handlers.Routes{
-			Events:      &handlers.Events{Store: store, Bot: brain, Auth: auth, Log: log, Observe: m.ObserveEvent},
+			Events:      events,
 			Sidebar:     sidebarRoutes(cfg, store, brain, auth, log),
 			Messenger:   messenger,
 			DB:          store,
@@ -132,7 +134,12 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger, local *
 			Metrics:     m.Handler(),
 			ObserveHTTP: m.ObserveHTTP,
 		}),
-	}, nil
+	}
+	// Posted events whose author the portal could not confirm when they came.
+	h.jobs = append(h.jobs, schedule.Job{Name: "kept events", Every: 2 * time.Second, Run: func(ctx context.Context) error {
+		return events.RetryPending(ctx, store)
+	}})
+	return h, nil
 }
 
 // sidebarURL is where the portals open the sidebar page: app mode only, since
@@ -151,7 +158,17 @@ func sidebarRoutes(cfg *config.Config, store *storage.Store, brain *bot.Bot, aut
 	if !cfg.AppMode() || !ok {
 		return nil
 	}
-	return &handlers.Sidebar{Store: store, Bot: brain, Auth: app, Tokens: sidebar.NewSigner(cfg.App.ClientSecret), Log: log}
+	return &handlers.Sidebar{Store: store, Bot: brain, Auth: app, Tokens: sidebar.NewSigner(cfg.App.ClientSecret), Log: log,
+		Self: publicOrigin(cfg.HTTP.PublicURL)}
+}
+
+// publicOrigin is the origin of http.public_url, "" if it has none.
+func publicOrigin(public string) string {
+	u, err := url.Parse(public)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // onOneReplica makes each job run on one replica only (with PostgreSQL): the one
@@ -178,6 +195,9 @@ func portalAccess(ctx context.Context, cfg *config.Config, store *storage.Store,
 	portals.Authenticator, func(int64) (delivery.Caller, error), error) {
 	if cfg.AppMode() {
 		if err := bot.NoRoleListsInAppMode(cfg.AppMode(), cfg.Support.Agents, cfg.Access.Admins, cfg.Access.Integrators); err != nil {
+			return nil, nil, err
+		}
+		if err := bitrix24.CheckAppEventMode(cfg.Bitrix.API, cfg.Bitrix.Events); err != nil {
 			return nil, nil, err
 		}
 		app := portals.OAuthApp{ClientID: cfg.App.ClientID, ClientSecret: cfg.App.ClientSecret, URL: cfg.App.OAuthURL}

@@ -4,12 +4,14 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -39,8 +41,14 @@ type Events struct {
 	Auth  portals.Authenticator
 	Log   *slog.Logger
 	// Observe, if set, is told how each event ended ("processed", "duplicate",
-	// "ignored", "unknown", "rejected", "failed").
+	// "ignored", "unknown", "rejected", "failed"; "kept" for one whose author the
+	// portal could not confirm yet, "given_up" when that never came).
 	Observe func(eventType, outcome string)
+	// MaxPending is the most events one portal may have kept awaiting confirmation
+	// (0 = 1,000); beyond it the answer is 503. PendingFor is how long a kept event is
+	// checked again: the life of the author's token it carries (0 = an hour).
+	MaxPending int
+	PendingFor time.Duration
 }
 
 // Handle checks, decodes and stores one event. It answers 200 only once the event and
@@ -70,6 +78,11 @@ func (h *Events) Handle(c echo.Context) error {
 		h.Log.Warn("event refused", "event", typ, "err", err, "remote", c.RealIP())
 		return jsonError(c, http.StatusUnauthorized, "unauthorized")
 	}
+	if errors.Is(err, portals.ErrUnverified) && origin.PortalID != 0 {
+		// Bitrix24 does not send it again, and its author may be anyone, an
+		// administrator too: kept, unapplied, until the portal can tell.
+		return h.keep(c, origin.PortalID, ev, body, err)
+	}
 	if err != nil {
 		h.observe(typ, "failed")
 		h.Log.Error("cannot verify the event now", "event", typ, "err", err)
@@ -98,8 +111,98 @@ func (h *Events) Handle(c echo.Context) error {
 	}
 	result := outcome.String()
 	h.observe(typ, result)
-	h.Log.Debug("event", "event", typ, "key", ev.DedupKey(), "outcome", result)
+	h.Log.Debug("event", "event", typ, "key", ev.DedupKey(), "author", origin.Author, "outcome", result)
 	return c.JSON(http.StatusOK, map[string]string{"result": result})
+}
+
+// keep stores an event whose author the portal could not confirm now; 200 only once
+// it is on disk.
+func (h *Events) keep(c echo.Context, portalID int64, ev bitrix24.Event, body []byte, why error) error {
+	typ := ev.Head().Type
+	var kept bool
+	err := h.Store.Update(c.Request().Context(), func(tx *storage.Tx) (err error) {
+		kept, err = tx.KeepPending(portalID, typ, body, tx.Now().Add(pendingBackoff(0)), cmp.Or(h.MaxPending, 1000))
+		return err
+	})
+	if err != nil || !kept {
+		h.observe(typ, "failed")
+		h.Log.Error("an event whose author the portal cannot confirm now could not be kept", "event", typ, "portal", portalID,
+			"full", !kept, "err", cmp.Or(err, why))
+		return jsonError(c, http.StatusServiceUnavailable, "cannot verify the event now")
+	}
+	h.observe(typ, "kept")
+	h.Log.Warn("the portal cannot confirm the event's author now: kept, to be checked again", "event", typ, "portal", portalID, "err", why)
+	return c.JSON(http.StatusOK, map[string]string{"result": "kept"})
+}
+
+// pendingBackoff is the wait before the next check of a kept event that failed
+// attempts checks: from 2 s, doubling, at most 5 minutes.
+func pendingBackoff(attempts int) time.Duration {
+	return min(2*time.Second<<min(attempts, 10), 5*time.Minute)
+}
+
+// RetryPending checks the kept events that are due again (the scheduled job): those
+// the portal now confirms are applied, as if just posted, in the transaction that
+// drops them; those it refuses are dropped; the others wait longer, until their
+// author's token has surely expired, and are then given up (logged and counted).
+func (h *Events) RetryPending(ctx context.Context, store *storage.Store) error {
+	due, err := store.DuePending(ctx, 100)
+	if err != nil {
+		return err
+	}
+	for _, p := range due {
+		if err := h.retry(ctx, store, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Events) retry(ctx context.Context, store *storage.Store, p storage.PendingEvent) error {
+	ev, err := bitrix24.Decode(p.Body)
+	if err != nil { // it decoded when posted: not ours to apply
+		return store.Update(ctx, func(tx *storage.Tx) error { _, err := tx.DropPending(p.ID); return err })
+	}
+	origin, err := h.Auth.Authenticate(ctx, ev)
+	switch {
+	case errors.Is(err, bitrix24.ErrNotGenuine):
+		h.observe(p.Type, "rejected")
+		h.Log.Warn("a kept event is refused now that the portal answers", "event", p.Type, "portal", p.PortalID, "err", err)
+		return store.Update(ctx, func(tx *storage.Tx) error { _, err := tx.DropPending(p.ID); return err })
+	case err != nil && store.Now().Sub(p.ReceivedAt) >= cmp.Or(h.PendingFor, time.Hour):
+		h.observe(p.Type, "given_up")
+		h.Log.Error("a kept event is given up: the portal never confirmed its author while the author's token lived",
+			"event", p.Type, "portal", p.PortalID, "kept_since", p.ReceivedAt, "attempts", p.Attempts+1, "err", err)
+		return store.Update(ctx, func(tx *storage.Tx) error { _, err := tx.DropPending(p.ID); return err })
+	case err != nil:
+		return store.Update(ctx, func(tx *storage.Tx) error {
+			return tx.PostponePending(p.ID, tx.Now().Add(pendingBackoff(p.Attempts+1)))
+		})
+	}
+	var outcome bot.Outcome
+	applied := false
+	err = store.Update(ctx, func(tx *storage.Tx) error {
+		// Dropped in the same transaction: another replica's job cannot apply it too.
+		if gone, err := tx.DropPending(p.ID); err != nil || !gone {
+			return err
+		}
+		portal, err := tx.Portal(origin.PortalID)
+		if err != nil {
+			return err
+		}
+		outcome, err = h.Bot.Process(tx, portal, ev, origin.Admin)
+		applied = err == nil
+		return err
+	})
+	if err != nil {
+		h.observe(p.Type, "failed")
+		return fmt.Errorf("apply a kept event: %w", err)
+	}
+	if applied {
+		h.observe(p.Type, outcome.String())
+		h.Log.Info("a kept event is applied: the portal confirmed its author", "event", p.Type, "portal", p.PortalID, "outcome", outcome.String())
+	}
+	return nil
 }
 
 func (h *Events) observe(eventType, outcome string) {

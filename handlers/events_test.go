@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"supportbot/bitrix24/b24test"
 	"supportbot/bot"
@@ -141,5 +143,80 @@ func TestReadyzTellsTheTruth(t *testing.T) {
 	if status, _, _ := b24test.Post(context.Background(), srv.URL+"/bitrix/events", b24test.Event("v1/onimbotmessageadd-private.form",
 		map[string]string{"auth[application_token]": token, "data[PARAMS][MESSAGE_ID]": "9999"})); status != http.StatusOK {
 		t.Fatalf("event after room was made: %d", status)
+	}
+}
+
+// TestKeptEventGivenUp: an event whose author the portal never confirms is kept, and
+// checked again, until its author's token has surely expired (an hour); then it is
+// given up — counted and dropped — and has changed nothing. One the portal then
+// refuses is dropped at once.
+func TestKeptEventGivenUp(t *testing.T) {
+	const clientID, secret = "local.6741a1b2c3d4e5.12345678", "Xy7secretOfTheApplication0123456789abcdefGHIJ"
+	o := b24test.NewOAuth(t, clientID, secret)
+	p := b24test.NewAppPortal(t, o)
+	p.SetAdmins(1, 27)
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	store := storagetest.Open(t, storage.WithClock(clock))
+	log := slog.New(slog.DiscardHandler)
+	app := portals.OAuthApp{ClientID: clientID, ClientSecret: secret, URL: o.URL() + "/"}
+	auth := &portals.App{Store: store, OAuth: app, Connections: portals.NewConnections(store, app, 50, 250, nil, nil),
+		CheckTimeout: 100 * time.Millisecond}
+	outcomes := map[string]int{}
+	events := &Events{Store: store, Bot: bot.New(bot.Config{}, log), Auth: auth, Log: log,
+		Observe: func(_, outcome string) { mu.Lock(); outcomes[outcome]++; mu.Unlock() }}
+	srv := httptest.NewServer(NewServer(Routes{Events: events, DB: store, Log: log}))
+	t.Cleanup(srv.Close)
+	if status, body, _ := b24test.Post(context.Background(), srv.URL+"/bitrix/events", p.InstallEvent()); status != http.StatusOK {
+		t.Fatalf("installation: %d %s", status, body)
+	}
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // before the portal closes
+	p.HandleHTTP("batch", func(w http.ResponseWriter, r *http.Request) {
+		select { // the portal never answers in time
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	question := p.AppEvent("v1/onimbotmessageadd-private.form", 27, nil)
+	if status, body, _ := b24test.Post(context.Background(), srv.URL+"/bitrix/events", question); status != http.StatusOK || !strings.Contains(body, "kept") {
+		t.Fatalf("the question: %d %s, want 200 kept", status, body)
+	}
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	for range 3 { // checked again, in vain, while the token may live
+		advance(5 * time.Minute)
+		if err := events.RetryPending(context.Background(), store); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := store.CountPending(context.Background()); n != 1 || outcomes["given_up"] != 0 {
+		t.Fatalf("%d kept, %d given up within the hour", n, outcomes["given_up"])
+	}
+	advance(time.Hour)
+	if err := events.RetryPending(context.Background(), store); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := store.CountPending(context.Background()); n != 0 || outcomes["given_up"] != 1 {
+		t.Fatalf("%d kept, %d given up after the hour", n, outcomes["given_up"])
+	}
+	// Another, which the portal refuses once it answers (the token is not its own).
+	p.HandleHTTP("batch", nil)
+	forged := p.AppEvent("v1/onimbotmessageadd-private.form", 27, map[string]string{"auth[access_token]": p.OtherAppToken(27, "local.x.y")})
+	if err := store.Update(context.Background(), func(tx *storage.Tx) error {
+		_, err := tx.KeepPending(1, "ONIMBOTMESSAGEADD", forged, tx.Now(), 10)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.RetryPending(context.Background(), store); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := store.CountPending(context.Background()); n != 0 || outcomes["rejected"] != 1 {
+		t.Fatalf("%d kept, %d rejected", n, outcomes["rejected"])
+	}
+	var dialogs []storage.Dialog
+	if err := store.View(context.Background(), func(tx *storage.Tx) (err error) { dialogs, err = tx.Dialogs(1); return err }); err != nil || len(dialogs) != 0 {
+		t.Fatalf("dialogs %v, %v", dialogs, err)
 	}
 }

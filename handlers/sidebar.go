@@ -23,6 +23,7 @@ const MaxPageBody = 128 << 10
 // PageAuth says whose page an opening of the placement is (portals.App).
 type PageAuth interface {
 	Viewer(ctx context.Context, pl bitrix24.Placement) (portals.Viewer, error)
+	Rights(ctx context.Context, portalID int64, authID string) (portals.Viewer, error)
 }
 
 // PageBot is what the page needs of the rules (bot.Bot).
@@ -50,6 +51,9 @@ type Sidebar struct {
 	Auth   PageAuth
 	Tokens *sidebar.Signer
 	Log    *slog.Logger
+	// Self is the origin the page is served from ("https://support.example.com", from
+	// http.public_url); empty: the request's own scheme and host.
+	Self string
 }
 
 // Open is POST /bitrix/sidebar: the portal opens the page for a user.
@@ -83,6 +87,12 @@ func (h *Sidebar) Open(c echo.Context) error {
 	// The name is capped as the bot caps names it writes, so the token stays short.
 	claims := sidebar.Claims{Portal: v.PortalID, User: v.UserID, Name: bitrix24.Shorten(v.Name, 100), Admin: v.Admin, Lang: lang,
 		Dialog: pl.Options.DialogID}
+	if v.Admin {
+		// Kept, sealed, to ask again at the moment a form is used (Form).
+		if claims.Auth, err = h.Tokens.SealAuth(pl.AuthID); err != nil {
+			return err
+		}
+	}
 	return h.render(c, claims, sidebar.View{Opened: true})
 }
 
@@ -118,8 +128,22 @@ func (h *Sidebar) Form(form string) echo.HandlerFunc {
 			h.Log.Warn("sidebar form refused", "form", form, "err", err, "remote", c.RealIP())
 			return refuse(c, http.StatusForbidden, h.Bot.PageLang(""), "", sidebar.NotGenuine)
 		}
+		// A browser too old to send Sec-Fetch-Site still names the page a form comes
+		// from: it must be ours (or the portal's, which frames it).
+		if from := formOrigin(req); req.Header.Get("Sec-Fetch-Site") == "" && from != "" && from != h.self(c) &&
+			from != h.originOf(req.Context(), claims.Portal) {
+			h.Log.Warn("sidebar form from another origin refused", "form", form, "origin", bitrix24.Shorten(from, 100), "remote", c.RealIP())
+			return refuse(c, http.StatusForbidden, claims.Lang, "", sidebar.NotGenuine)
+		}
 		if form != sidebar.FormNew && a.Number == 0 {
 			return refuse(c, http.StatusBadRequest, claims.Lang, "", sidebar.Malformed)
+		}
+		if claims.Admin {
+			// Rights are checked at the moment of use, at most a minute stale: an
+			// administrator demoted since the page opened is one no longer.
+			if status, why, ok := h.recheck(req.Context(), &claims); !ok {
+				return refuse(c, status, claims.Lang, h.originOf(req.Context(), claims.Portal), why)
+			}
 		}
 		var r bot.PageResult
 		var origin string
@@ -160,6 +184,54 @@ func (h *Sidebar) Form(form string) echo.HandlerFunc {
 		}
 		return h.render(c, claims, view)
 	}
+}
+
+// formOrigin is the origin a browser says a form comes from: Origin, else the
+// Referer's; "" when it says neither.
+func formOrigin(req *http.Request) string {
+	if o := req.Header.Get("Origin"); o != "" {
+		return o
+	}
+	u, err := url.Parse(req.Header.Get("Referer"))
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// self is the origin the page is served from.
+func (h *Sidebar) self(c echo.Context) string {
+	if h.Self != "" {
+		return h.Self
+	}
+	return c.Scheme() + "://" + c.Request().Host
+}
+
+// recheck asks again whether the viewer of claims administers the portal, with the
+// AUTH_ID the page was opened with, and updates claims. An AUTH_ID the portal no
+// longer takes (it lives an hour) asks for the page to be opened again, never
+// decides that the viewer is a stranger; so does a portal that cannot answer now.
+func (h *Sidebar) recheck(ctx context.Context, claims *sidebar.Claims) (status int, why sidebar.Refusal, ok bool) {
+	authID, err := h.Tokens.OpenAuth(claims.Auth)
+	if err != nil {
+		return http.StatusForbidden, sidebar.Expired, false
+	}
+	v, err := h.Auth.Rights(ctx, claims.Portal, authID)
+	switch {
+	case errors.Is(err, bitrix24.ErrNotGenuine):
+		h.Log.Info("sidebar form: the page's AUTH_ID is no longer taken", "portal", claims.Portal, "user", claims.User, "err", err)
+		return http.StatusForbidden, sidebar.Expired, false
+	case err != nil:
+		h.Log.Warn("sidebar form: cannot ask the portal for the viewer's rights now", "portal", claims.Portal, "err", err)
+		return http.StatusServiceUnavailable, sidebar.Unavailable, false
+	case v.UserID != claims.User:
+		return http.StatusForbidden, sidebar.NotGenuine, false
+	}
+	claims.Admin = v.Admin
+	if !v.Admin {
+		claims.Auth = "" // nothing left to check
+	}
+	return 0, 0, true
 }
 
 var errNotInstalled = errors.New("the application is not installed on the portal")

@@ -3,12 +3,14 @@ package portals
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,14 +19,24 @@ import (
 )
 
 // Origin is what authenticating an event established: the portal it comes from and,
-// in app mode, whether its author administers that portal.
+// in app mode, who wrote it and whether they administer that portal.
 type Origin struct {
 	PortalID int64
-	// Admin is the event's author when the portal confirmed, before the event's
-	// transaction, that they administer it (user.admin); 0 otherwise. The rules then
-	// treat them as a client without a configured list.
+	// Author is the event's author as the portal confirmed it, before the event's
+	// transaction (app mode: the owner of the event's access token); 0 where the
+	// event's own word is taken (webhook mode, where only Bitrix24 holds the token).
+	Author int64
+	// Admin is the author when the portal confirmed, with the author's own token, that
+	// they administer it (user.admin); 0 otherwise. The rules then treat them as a
+	// client without a configured list.
 	Admin int64
 }
+
+// ErrUnverified: an event that may be genuine but whose claim the portal cannot
+// confirm now (it did not answer in time, it is down, or the share of its limit left
+// for checks is spent). Such an event is kept and checked again later; it is never
+// processed as if its author were a stranger, nor refused.
+var ErrUnverified = errors.New("the portal cannot confirm the event now")
 
 // An Authenticator says which portal an event comes from and whether it is genuine:
 // bitrix24.ErrNotGenuine when it is not, another error when it cannot tell now. It
@@ -62,32 +74,49 @@ func (w Webhook) Authenticate(_ context.Context, ev bitrix24.Event) (Origin, err
 	return Origin{}, fmt.Errorf("application token does not match: %w", bitrix24.ErrNotGenuine)
 }
 
-// App authenticates events in app mode: each portal's events carry the application
-// token it got at installation. An installation itself is verified with Bitrix24's
-// OAuth server before it is believed. Once an event is genuine, its author's admin
-// role is asked of the portal (user.admin, with the author's own token, which app-mode
-// events carry) and cached.
+// App authenticates events in app mode. The application token an event carries
+// proves only "someone on this portal": every user who opens the sidebar reads it
+// (widgets/_includes/widget_data.md). So an installation is verified with Bitrix24's
+// OAuth server, the application's removal (and its bot's) with the portal, and a
+// posted bot event proves its author with the user access token Bitrix24 issued to
+// this application for them (auth[access_token]): the portal, asked on its stored
+// endpoint, must say the token is this application's (app.info) and its user's
+// (user.current), and says whether that user administers it (user.admin). A
+// portal whose events are fetched takes no posted bot event at all.
 type App struct {
 	Store       *storage.Store
 	OAuth       OAuthApp
 	Connections *Connections
 	HTTP        *http.Client
 	Log         *slog.Logger
-	AdminTTL    time.Duration // how long a yes from user.admin is trusted; 0 = 10 minutes; a no, a tenth of it
-	AdminCache  int           // the most answers kept; 0 = 10,000
-	// ViewerTTL is how long user.current's answer for a page's AUTH_ID is trusted
-	// (0 = a minute); ViewerCache, the most kept (0 = 10,000). See Viewer.
-	ViewerTTL   time.Duration
-	ViewerCache int
+	// RightsTTL is how long the portal's answer about a token is trusted: rights are
+	// checked at the moment of use, at most this stale. 0, or more than a minute,
+	// is a minute.
+	RightsTTL time.Duration
+	// TokenCache is the most answers kept (0 = 10,000); CheckTimeout bounds one
+	// question to the portal (0 = 3 s).
+	TokenCache   int
+	CheckTimeout time.Duration
+	// Clock is the time the cache is kept by; nil: time.Now.
+	Clock func() time.Time
 
-	mu      sync.Mutex
-	admins  map[[2]int64]adminEntry
-	viewers map[viewerKey]viewerEntry
+	mu     sync.Mutex
+	tokens map[tokenKey]tokenEntry
 }
 
-type adminEntry struct {
-	admin bool
-	until time.Time
+// maxRightsTTL is the stalest an answer about rights may be.
+const maxRightsTTL = time.Minute
+
+// tokenKey names a token by a digest: the token itself is not kept.
+type tokenKey struct {
+	portal int64
+	digest [sha256.Size]byte
+}
+
+type tokenEntry struct {
+	owner   bitrix24.TokenOwner
+	refusal string // why the portal refused the token; "" for a token it took
+	until   time.Time
 }
 
 // Authenticate implements Authenticator.
@@ -96,6 +125,11 @@ func (a *App) Authenticate(ctx context.Context, ev bitrix24.Event) (Origin, erro
 	if install, ok := ev.(*bitrix24.AppInstall); ok {
 		id, err := a.install(ctx, install)
 		return Origin{PortalID: id}, err
+	}
+	if bitrix24.IsV2(head.Type) {
+		// Webhook mode's v2 events carry at the top level only the domain and the
+		// application token; the one user token (data[bot][auth]) is not the author's.
+		return Origin{}, fmt.Errorf("an imbot.v2 event posted in app mode cannot prove its author: %w", bitrix24.ErrNotGenuine)
 	}
 	if head.Auth.MemberID == "" || head.Auth.ApplicationToken == "" {
 		return Origin{}, fmt.Errorf("no member_id or application token: %w", bitrix24.ErrNotGenuine)
@@ -116,10 +150,193 @@ func (a *App) Authenticate(ctx context.Context, ev bitrix24.Event) (Origin, erro
 		return Origin{}, fmt.Errorf("the application was uninstalled from portal %s: %w", p.Domain, bitrix24.ErrNotGenuine)
 	}
 	o := Origin{PortalID: p.ID}
-	if a.isAdmin(ctx, p.ID, head.Auth) {
-		o.Admin = head.Auth.UserID
+	switch ev.(type) {
+	case *bitrix24.Unknown:
+		return o, nil // acknowledged and ignored: it changes nothing
+	case *bitrix24.AppUninstall:
+		return o, a.confirmGone(ctx, p, 0)
+	}
+	if p.Fetches() {
+		return Origin{}, fmt.Errorf("portal %s fetches its bot's events, so a posted one is forged: %w", p.Domain, bitrix24.ErrNotGenuine)
+	}
+	if e, ok := ev.(*bitrix24.BotDelete); ok {
+		return o, a.confirmGone(ctx, p, e.BotID)
+	}
+	owner, err := a.whose(ctx, p, head.Auth.AccessToken, CheckEvent)
+	if err != nil {
+		return o, err
+	}
+	for _, claimed := range append(claimedAuthors(ev), head.Auth.UserID) {
+		if claimed != owner.User.ID {
+			return Origin{}, fmt.Errorf("the event's token is user %d's, the event claims user %d: %w", owner.User.ID, claimed, bitrix24.ErrNotGenuine)
+		}
+	}
+	o.Author = owner.User.ID
+	if owner.Admin {
+		o.Admin = owner.User.ID
 	}
 	return o, nil
+}
+
+// claimedAuthors are the users an event says it is from, wherever it says so.
+func claimedAuthors(ev bitrix24.Event) []int64 {
+	var ids []int64
+	add := func(id int64) {
+		if id != 0 {
+			ids = append(ids, id)
+		}
+	}
+	add(bitrix24.Author(ev))
+	// An edit's or a deletion's FROM_USER_ID may name the message's author rather than
+	// whoever changed it (a chat's owner may delete others' messages): not a claim.
+	switch e := ev.(type) {
+	case *bitrix24.MessageAdd:
+		add(e.Message.FromUserID)
+	case *bitrix24.CommandAdd:
+		add(e.Message.FromUserID)
+	case *bitrix24.JoinChat:
+		add(e.UserID)
+	}
+	return ids
+}
+
+// whose asks the portal p (on its stored endpoint) whose token is and whether it is
+// this application's, unless a fresh answer is cached. A token the portal refuses, or
+// another application's, is bitrix24.ErrNotGenuine; no answer now, ErrUnverified.
+func (a *App) whose(ctx context.Context, p storage.Portal, token string, kind int) (bitrix24.TokenOwner, error) {
+	if token == "" {
+		return bitrix24.TokenOwner{}, fmt.Errorf("no user access token: %w", bitrix24.ErrNotGenuine)
+	}
+	key := tokenKey{portal: p.ID, digest: sha256.Sum256([]byte(token))}
+	a.mu.Lock()
+	e, ok := a.tokens[key]
+	a.mu.Unlock()
+	if ok && a.now().Before(e.until) {
+		return e.result()
+	}
+	if a.Connections == nil {
+		return bitrix24.TokenOwner{}, errors.New("no connections to the portals")
+	}
+	client, err := a.Connections.CheckClient(ctx, p.ID, token, kind)
+	if err != nil {
+		return bitrix24.TokenOwner{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(a.CheckTimeout, 3*time.Second))
+	defer cancel()
+	owner, err := bitrix24.WhoseToken(ctx, client)
+	switch {
+	case refused(err):
+		e = tokenEntry{refusal: "the portal refused the token (" + errorCode(err) + ")"}
+	case err != nil:
+		// Whatever else kept the answer away, it is no answer: nobody is taken for a
+		// stranger, or for anyone else, on it.
+		if !errors.Is(err, ErrBusy) {
+			a.log().Warn("cannot ask the portal whose token an event or page carries", "portal", p, "err", err)
+		}
+		return bitrix24.TokenOwner{}, fmt.Errorf("%w: %w", ErrUnverified, err)
+	case !tokenMatches(owner.AppCode, a.OAuth.ClientID):
+		e = tokenEntry{refusal: "the token is another application's (" + bitrix24.Shorten(owner.AppCode, 64) + ")"}
+	default:
+		e = tokenEntry{owner: owner}
+	}
+	e.until = a.now().Add(min(cmp.Or(a.RightsTTL, maxRightsTTL), maxRightsTTL))
+	a.remember(key, e)
+	return e.result()
+}
+
+func (e tokenEntry) result() (bitrix24.TokenOwner, error) {
+	if e.refusal != "" {
+		return bitrix24.TokenOwner{}, fmt.Errorf("%s: %w", e.refusal, bitrix24.ErrNotGenuine)
+	}
+	return e.owner, nil
+}
+
+// remember caches an answer. Bounded: a portal's users are many, and forged tokens
+// more; expired answers go first, then any.
+func (a *App) remember(key tokenKey, e tokenEntry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tokens == nil {
+		a.tokens = map[tokenKey]tokenEntry{}
+	}
+	if size := cmp.Or(a.TokenCache, 10_000); len(a.tokens) >= size {
+		now := a.now()
+		for k, old := range a.tokens {
+			if now.After(old.until) || len(a.tokens) >= size {
+				delete(a.tokens, k)
+			}
+		}
+	}
+	a.tokens[key] = e
+}
+
+// confirmGone asks the portal, with the application's own tokens, whether what an
+// event says of the application is so: that it was removed (botID 0), or that its
+// bot botID was. Removal kills the application's tokens (on-app-uninstall.md), so a
+// portal that still takes them, or still lists the bot, shows the event forged.
+func (a *App) confirmGone(ctx context.Context, p storage.Portal, botID int64) error {
+	if a.Connections == nil {
+		return errors.New("no connections to the portals")
+	}
+	client, err := a.Connections.AppCheckClient(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(a.CheckTimeout, 3*time.Second))
+	defer cancel()
+	if botID == 0 {
+		_, err = bitrix24.AppCode(ctx, client)
+	} else {
+		var bots []bitrix24.RegisteredBot
+		if bots, err = bitrix24.Bots(ctx, client); err == nil {
+			if !slices.ContainsFunc(bots, func(b bitrix24.RegisteredBot) bool { return b.ID == botID }) {
+				return nil
+			}
+			return fmt.Errorf("portal %s still lists bot %d: %w", p.Domain, botID, bitrix24.ErrNotGenuine)
+		}
+	}
+	switch {
+	case err == nil:
+		a.log().Warn("an ONAPPUNINSTALL while the application still works on the portal: refused", "portal", p)
+		return fmt.Errorf("the application still works on portal %s: %w", p.Domain, bitrix24.ErrNotGenuine)
+	case refused(err):
+		return nil // the application's own tokens are dead: it is gone, and its bots with it
+	case botID == 0 && permanent(err):
+		// app.info answers any application that is installed ("who can execute the
+		// method: any user"); a lasting refusal of it means the application is not.
+		return nil
+	}
+	return fmt.Errorf("%w: ask the portal whether the application is still installed: %w", ErrUnverified, err)
+}
+
+// refused: the portal (or the OAuth server, renewing the application's token)
+// refused the token itself.
+func refused(err error) bool {
+	var re *bitrix24.RefreshError
+	var be *bitrix24.Error
+	if errors.As(err, &re) {
+		// A user's token is never renewed (its refusal is no *bitrix24.Error); the
+		// application's, renewed, is refused by the OAuth server (invalid_grant).
+		var te *bitrix24.TransportError
+		return !errors.As(re.Cause(), &te) && !(errors.As(re.Cause(), &be) && be.Temporary())
+	}
+	return errors.As(err, &be) && (be.HTTPStatus == http.StatusUnauthorized || errors.Is(be, bitrix24.ErrNoAuthFound) ||
+		errors.Is(be, bitrix24.ErrInvalidToken) || errors.Is(be, bitrix24.ErrExpiredToken))
+}
+
+// permanent: the portal refused the call for good (not a rate limit, not a failure
+// of its own).
+func permanent(err error) bool {
+	var be *bitrix24.Error
+	return errors.As(err, &be) && !be.Temporary()
+}
+
+func errorCode(err error) string {
+	var be *bitrix24.Error
+	if errors.As(err, &be) {
+		return be.Code
+	}
+	return "refresh refused"
 }
 
 // install verifies an ONAPPINSTALL and records the portal. The event is only a
@@ -186,53 +403,6 @@ func (a *App) install(ctx context.Context, ev *bitrix24.AppInstall) (int64, erro
 	return portal.ID, nil
 }
 
-// isAdmin asks the portal whether the event's author administers it, unless the
-// answer is cached. It is bounded in time: a portal that does not answer leaves the
-// user without the admin role for this event.
-func (a *App) isAdmin(ctx context.Context, portalID int64, auth bitrix24.Auth) bool {
-	if auth.UserID <= 0 || auth.AccessToken == "" || a.Connections == nil {
-		return false
-	}
-	key := [2]int64{portalID, auth.UserID}
-	a.mu.Lock()
-	e, ok := a.admins[key]
-	a.mu.Unlock()
-	if ok && time.Now().Before(e.until) {
-		return e.admin
-	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	client, err := a.Connections.UserClient(ctx, portalID, auth.AccessToken)
-	if err != nil {
-		return false
-	}
-	admin, err := bitrix24.IsAdmin(ctx, client)
-	if err != nil {
-		a.log().Warn("cannot ask the portal whether the author is an administrator", "portal", portalID, "user", auth.UserID, "err", err)
-		return false
-	}
-	ttl := cmp.Or(a.AdminTTL, 10*time.Minute)
-	if !admin {
-		ttl /= 10 // someone just made an administrator should not wait long
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.admins == nil {
-		a.admins = map[[2]int64]adminEntry{}
-	}
-	// Bounded: a portal's users are many; expired answers go first, then any.
-	if size := cmp.Or(a.AdminCache, 10_000); len(a.admins) >= size {
-		now := time.Now()
-		for k, e := range a.admins {
-			if now.After(e.until) || len(a.admins) >= size {
-				delete(a.admins, k)
-			}
-		}
-	}
-	a.admins[key] = adminEntry{admin: admin, until: time.Now().Add(ttl)}
-	return admin
-}
-
 // FetchedAdmin is Origin.Admin for an event fetched from the portal's queue (imbot.v2
 // fetch mode): it carries no token to ask user.admin with, so the one administrator
 // known is the one who installed the application. Webhook mode recognises every one.
@@ -253,6 +423,13 @@ func endpointHost(endpoint string) string {
 	return u.Host
 }
 
+func (a *App) now() time.Time {
+	if a.Clock != nil {
+		return a.Clock()
+	}
+	return time.Now()
+}
+
 func (a *App) log() *slog.Logger {
 	if a.Log == nil {
 		return slog.New(slog.DiscardHandler)
@@ -260,9 +437,9 @@ func (a *App) log() *slog.Logger {
 	return a.Log
 }
 
-// CachedAdmins is how many user.admin answers are kept.
-func (a *App) CachedAdmins() int {
+// CachedTokens is how many answers about tokens are kept.
+func (a *App) CachedTokens() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return len(a.admins)
+	return len(a.tokens)
 }

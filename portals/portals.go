@@ -7,6 +7,7 @@ package portals
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -38,6 +39,7 @@ type Connections struct {
 	mu       sync.Mutex
 	clients  map[int64]*bitrix24.Client
 	limiters map[int64]*bitrix24.Limiter
+	checks   map[int64][numChecks]*bitrix24.Limiter // each portal's shares for checks
 }
 
 // NewConnections serves app mode: clients are built from the portals table.
@@ -50,6 +52,7 @@ func NewConnections(store *storage.Store, app OAuthApp, perSecond float64, burst
 		http:     &http.Client{Timeout: 60 * time.Second},
 		clients:  map[int64]*bitrix24.Client{},
 		limiters: map[int64]*bitrix24.Limiter{},
+		checks:   map[int64][numChecks]*bitrix24.Limiter{},
 	}
 }
 
@@ -93,19 +96,88 @@ func (c *Connections) Client(ctx context.Context, portalID int64) (*bitrix24.Cli
 	return cl, nil
 }
 
-// UserClient is a client acting as a user, with the access token an event carried
-// for them; it shares the portal's rate limiter. It never refreshes: the token is
-// the user's, not the application's.
-func (c *Connections) UserClient(ctx context.Context, portalID int64, accessToken string) (*bitrix24.Client, error) {
+// The checks (who a token belongs to, whether the application still lives) that a
+// page's opening or a posted event needs are asked of the portal within its limit,
+// each kind with a share of the portal's rate and burst of its own, so that a flood
+// of either spends that share, never the replies'. A page's check is the least
+// urgent: it never waits for its share (the page answers 503 when it is spent). An
+// event's check waits for it, within its deadline: the event cannot be applied
+// without it. Then each waits its turn in the portal's bucket like a reply.
+var checkShares = [numChecks]float64{CheckPage: 0.25, CheckEvent: 0.5}
+
+// Kinds of checks, each with its own share.
+const (
+	CheckPage  = iota // a page's opening: refused at once when the share is spent (503)
+	CheckEvent        // a posted event: waits for its share, within the check's deadline
+	numChecks
+)
+
+// ErrBusy: the share of the portal's limit left for pages' checks is spent for now.
+var ErrBusy = errors.New("the portal's share of requests for pages is spent for now")
+
+// checkPacer paces one kind of check: its own share first, then the portal's bucket.
+type checkPacer struct {
+	own, portal *bitrix24.Limiter
+	page        bool
+}
+
+// Wait implements bitrix24.Pacer.
+func (p checkPacer) Wait(ctx context.Context) (time.Duration, error) {
+	var waited time.Duration
+	if p.page {
+		if !p.own.TryTake() {
+			return 0, ErrBusy
+		}
+	} else {
+		var err error
+		if waited, err = p.own.Wait(ctx); err != nil {
+			return 0, err
+		}
+	}
+	more, err := p.portal.Wait(ctx)
+	return waited + more, err
+}
+
+// Fill implements bitrix24.Pacer.
+func (p checkPacer) Fill() { p.portal.Fill() }
+
+func (c *Connections) checkPacerLocked(portalID int64, kind int) checkPacer {
+	own, ok := c.checks[portalID]
+	if !ok {
+		for k, share := range checkShares {
+			own[k] = bitrix24.NewLimiter(c.perSec*share, max(int(float64(c.burst)*share), 2))
+		}
+		c.checks[portalID] = own
+	}
+	return checkPacer{own: own[kind], portal: c.limiterLocked(portalID), page: kind == CheckPage}
+}
+
+// CheckClient is a client acting as a user, with an access token an event or a
+// page's opening carried, on the portal's stored endpoint (never one the request
+// names), paced as a check of kind. It never refreshes: the token is the user's.
+func (c *Connections) CheckClient(ctx context.Context, portalID int64, accessToken string, kind int) (*bitrix24.Client, error) {
 	p, err := c.store.Portal(ctx, portalID)
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
-	l := c.limiterLocked(portalID)
+	pacer := c.checkPacerLocked(portalID, kind)
 	c.mu.Unlock()
 	return bitrix24.NewClient(p.ClientEndpoint, bitrix24.WithTokens(bitrix24.StaticToken(accessToken)), bitrix24.WithHTTPClient(c.http),
-		bitrix24.WithLimiter(l), bitrix24.WithObserver(c.observer), bitrix24.WithLogger(c.log)), nil
+		bitrix24.WithPacer(pacer), bitrix24.WithObserver(c.observer), bitrix24.WithLogger(c.log)), nil
+}
+
+// AppCheckClient is the portal's client (the application's own tokens), paced as an
+// event's check: for confirming what an event says of the application itself.
+func (c *Connections) AppCheckClient(ctx context.Context, portalID int64) (*bitrix24.Client, error) {
+	cl, err := c.Client(ctx, portalID)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	pacer := c.checkPacerLocked(portalID, CheckEvent)
+	c.mu.Unlock()
+	return cl.Paced(pacer), nil
 }
 
 func (c *Connections) limiterLocked(portalID int64) *bitrix24.Limiter {

@@ -3,6 +3,8 @@ package portals_test
 import (
 	"context"
 	"errors"
+	"maps"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +35,16 @@ func install(t *testing.T, auth *portals.App, p *b24test.Portal) int64 {
 		t.Fatalf("install: %v", err)
 	}
 	return o.PortalID
+}
+
+// messageFrom is ONIMBOTMESSAGEADD from user in their chat with the bot, as portal p
+// sends it to the application (with the user's access token), then set applied.
+func messageFrom(p *b24test.Portal, user int64, set map[string]string) []byte {
+	u := strconv.FormatInt(user, 10)
+	fields := map[string]string{"data[PARAMS][FROM_USER_ID]": u, "data[PARAMS][AUTHOR_ID]": u, "data[PARAMS][DIALOG_ID]": u,
+		"data[USER][ID]": u}
+	maps.Copy(fields, set)
+	return p.AppEvent("v1/onimbotmessageadd-private.form", user, fields)
 }
 
 // TestOneRefreshUnderConcurrentCalls: when every token has expired, 20 calls at once
@@ -182,7 +194,8 @@ func TestForgedInstallations(t *testing.T) {
 }
 
 // TestAdminsFromUserAdmin: in app mode user.admin, asked with the author's own token,
-// makes a portal administrator the event's admin; the answer is cached per portal.
+// makes a portal administrator the event's admin; the answer is cached by the token
+// (each event body here carries the same token of its user).
 func TestAdminsFromUserAdmin(t *testing.T) {
 	o := b24test.NewOAuth(t, clientID, clientSecret)
 	p, other := b24test.NewAppPortal(t, o), b24test.NewAppPortal(t, o)
@@ -195,9 +208,17 @@ func TestAdminsFromUserAdmin(t *testing.T) {
 	id, otherID := install(t, auth, p), install(t, auth, other)
 	installChecks := len(p.CallsTo("user.admin")) // the installation's own check
 
+	bodies := map[[2]int64][]byte{}
 	admin := func(from *b24test.Portal, user int64) (int64, int64) {
 		t.Helper()
-		ev, err := bitrix24.Decode(from.AppEvent("v1/onimbotmessageadd-private.form", user, nil))
+		key := [2]int64{0, user}
+		if from == other {
+			key[0] = 1
+		}
+		if bodies[key] == nil {
+			bodies[key] = messageFrom(from, user, nil)
+		}
+		ev, err := bitrix24.Decode(bodies[key])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -298,10 +319,11 @@ func TestAdminCacheBounded(t *testing.T) {
 	store := openStore(t)
 	app := portals.OAuthApp{ClientID: clientID, ClientSecret: clientSecret, URL: o.URL() + "/"}
 	conns := portals.NewConnections(store, app, 1000, 1000, nil, nil)
-	auth := &portals.App{Store: store, OAuth: app, Connections: conns, AdminCache: 20}
+	auth := &portals.App{Store: store, OAuth: app, Connections: conns, TokenCache: 20}
+	p.SetRateLimit(0, 0)
 	install(t, auth, p)
 	for user := int64(100); user < 160; user++ {
-		ev, err := bitrix24.Decode(p.AppEvent("v1/onimbotmessageadd-private.form", user, nil))
+		ev, err := bitrix24.Decode(messageFrom(p, user, nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -309,7 +331,7 @@ func TestAdminCacheBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := auth.CachedAdmins(); n > 20 {
+	if n := auth.CachedTokens(); n > 20 {
 		t.Fatalf("%d answers cached, the bound is 20", n)
 	}
 }
@@ -359,5 +381,54 @@ func TestTokensRenewedByAnotherReplica(t *testing.T) {
 	call(a, "a, renewing after taking the portal back")
 	if got := o.RefreshesFor(p.MemberID()) - before; got != 1 {
 		t.Errorf("%d renewals by a, want 1", got)
+	}
+}
+
+// TestDemotedAdminWithinAMinute: rights are checked at the moment of use, at most a
+// minute stale, even when a longer cache is asked for: an administrator demoted on
+// the portal is no administrator for an event carrying the same token a minute
+// later; and the answer is the token's, never another user's claim.
+func TestDemotedAdminWithinAMinute(t *testing.T) {
+	o := b24test.NewOAuth(t, clientID, clientSecret)
+	p := b24test.NewAppPortal(t, o)
+	p.SetAdmins(1, 7)
+	store := openStore(t)
+	app := portals.OAuthApp{ClientID: clientID, ClientSecret: clientSecret, URL: o.URL() + "/"}
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	auth := &portals.App{Store: store, OAuth: app, Connections: portals.NewConnections(store, app, 50, 250, nil, nil),
+		RightsTTL: 10 * time.Minute, Clock: clock}
+	install(t, auth, p)
+	body := messageFrom(p, 7, nil)
+	admin := func() int64 {
+		t.Helper()
+		ev, err := bitrix24.Decode(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := auth.Authenticate(context.Background(), ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.Admin
+	}
+	if a := admin(); a != 7 {
+		t.Fatalf("the administrator: admin %d", a)
+	}
+	p.SetAdmins(1) // demoted
+	advance(30 * time.Second)
+	if a := admin(); a != 7 {
+		t.Fatalf("within the minute the cached answer stands: admin %d", a)
+	}
+	advance(31 * time.Second)
+	if a := admin(); a != 0 {
+		t.Fatalf("a minute after the demotion: still admin %d", a)
+	}
+	// A claim of user 7 with user 8's fresh token is not 7's answer from the cache.
+	ev, _ := bitrix24.Decode(messageFrom(p, 8, map[string]string{"data[PARAMS][FROM_USER_ID]": "7", "data[USER][ID]": "7"}))
+	if o, err := auth.Authenticate(context.Background(), ev); !errors.Is(err, bitrix24.ErrNotGenuine) {
+		t.Fatalf("user 8's token claiming 7: %+v, %v", o, err)
 	}
 }

@@ -64,6 +64,9 @@ func (d *Doctor) Run(ctx context.Context) bool {
 				d.fail("configuration", line, fix)
 			}
 		}
+	case cfg.AppMode() && bitrix24.CheckAppEventMode(cfg.Bitrix.API, cfg.Bitrix.Events) != nil:
+		d.fail("configuration", bitrix24.CheckAppEventMode(cfg.Bitrix.API, cfg.Bitrix.Events).Error(),
+			"set bitrix.events=fetch: serve refuses to start this way")
 	case cfg.AppMode():
 		d.ok("configuration", "valid; app mode (client_id "+cfg.App.ClientID+")")
 	case cfg.DryRun():

@@ -2,6 +2,8 @@ package sidebar
 
 import (
 	"cmp"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -37,6 +39,10 @@ type Claims struct {
 	Expires int64 `json:"e"` // Unix seconds
 	// ID is new for every token: the page's Open new is done once per token.
 	ID string `json:"i"`
+	// Auth is the AUTH_ID the portal opened the page with, sealed (SealAuth): a form
+	// brings it back so that the viewer's rights are asked again at the moment of
+	// use, while whoever sees the page cannot read it.
+	Auth string `json:"t,omitempty"`
 }
 
 // Errors of Verify; both wrap ErrToken.
@@ -66,6 +72,7 @@ var b64 = base64.RawURLEncoding.Strict()
 // Signer signs and checks tokens with one key.
 type Signer struct {
 	key     []byte
+	seal    cipher.AEAD
 	Now     func() time.Time // nil: time.Now
 	TTL     time.Duration    // 0: DefaultTTL
 	Session time.Duration    // 0: DefaultSession
@@ -77,7 +84,36 @@ type Signer struct {
 func NewSigner(clientSecret string) *Signer {
 	mac := hmac.New(sha256.New, []byte(clientSecret))
 	mac.Write([]byte("supportbot sidebar page token " + tokenVersion))
-	return &Signer{key: mac.Sum(nil)}
+	sealing := hmac.New(sha256.New, []byte(clientSecret))
+	sealing.Write([]byte("supportbot sidebar sealed AUTH_ID " + tokenVersion))
+	block, _ := aes.NewCipher(sealing.Sum(nil)) // a 32-byte key: never fails
+	aead, _ := cipher.NewGCM(block)
+	return &Signer{key: mac.Sum(nil), seal: aead}
+}
+
+// SealAuth encrypts an AUTH_ID for Claims.Auth.
+func (s *Signer) SealAuth(authID string) (string, error) {
+	if s.seal == nil {
+		return "", errors.New("sidebar: a Signer not made by NewSigner cannot seal")
+	}
+	nonce := make([]byte, s.seal.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	return b64.EncodeToString(s.seal.Seal(nonce, nonce, []byte(authID), nil)), nil
+}
+
+// OpenAuth decrypts Claims.Auth; ErrToken if it is not one SealAuth made.
+func (s *Signer) OpenAuth(sealed string) (string, error) {
+	raw, err := b64.DecodeString(sealed)
+	if err != nil || s.seal == nil || len(raw) < s.seal.NonceSize() {
+		return "", errTokenInvalid
+	}
+	plain, err := s.seal.Open(nil, raw[:s.seal.NonceSize()], raw[s.seal.NonceSize():], nil)
+	if err != nil {
+		return "", errTokenInvalid
+	}
+	return string(plain), nil
 }
 
 func (s *Signer) now() time.Time {

@@ -1,6 +1,7 @@
 package b24test
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -71,6 +72,9 @@ func (c caller) strip(f bitrix24.Form) {
 type accessToken struct {
 	userID  int64
 	expires time.Time
+	// clientID is the application the token was issued to: "" for the portal's own
+	// application (the one under test), another application's client_id otherwise.
+	clientID string
 }
 
 func randomHex(n int) string {
@@ -113,6 +117,32 @@ func (p *Portal) UserToken(userID int64) string {
 	defer p.lock()()
 	tok, _ := p.issueLocked(userID)
 	return tok
+}
+
+// OtherAppToken issues an access token acting as userID for another application
+// installed on the same portal (clientID, e.g. "local.0000000000aaaa.11111111"): it
+// works for REST calls as that user, and app.info answers that application's CODE.
+// Any user who opens another application's page holds one.
+func (p *Portal) OtherAppToken(userID int64, clientID string) string {
+	defer p.lock()()
+	tok, _ := p.issueLocked(userID)
+	p.tokens[tok].clientID = clientID
+	return tok
+}
+
+// Uninstall removes the application from the portal, as the portal's administrator
+// does: every access and refresh token issued to it stops working at once
+// (invalid_token, invalid_grant), as on-app-uninstall.md says ("all access
+// permissions for the application to the API are removed"). Other applications'
+// tokens keep working; InstallEvent issues new ones, as a new installation does.
+func (p *Portal) Uninstall() {
+	defer p.lock()()
+	for tok, t := range p.tokens {
+		if t.clientID == "" {
+			delete(p.tokens, tok)
+		}
+	}
+	clear(p.grants)
 }
 
 // ExpireTokens makes every access token issued so far answer expired_token from now
@@ -194,7 +224,7 @@ func (p *Portal) serveToken(w http.ResponseWriter, req *request) {
 		writeError(w, &bitrix24.Error{Code: "expired_token", Description: "The access token provided has expired",
 			HTTPStatus: http.StatusUnauthorized})
 	default:
-		req.caller = caller{token: tok, userID: t.userID, clientID: p.clientID}
+		req.caller = caller{token: tok, userID: t.userID, clientID: cmp.Or(t.clientID, p.clientID)}
 		req.strip(req.params)
 		p.serve(w, req)
 	}

@@ -376,3 +376,36 @@ func TestScopes(t *testing.T) {
 	p.Handle("user.current", func(bitrix24.Form) (any, *bitrix24.Error) { return map[string]any{"ID": "1"}, nil })
 	wantError(t, callJSON(t, p, "user.current", nil), 403, "insufficient_scope")
 }
+
+// TestOtherAppTokenAndUninstall: another application's token acts as its user and
+// app.info names that application; Uninstall kills every token and refresh token of
+// the application under test (invalid_token, invalid_grant), not the other's, and a
+// new installation works again.
+func TestOtherAppTokenAndUninstall(t *testing.T) {
+	o := b24test.NewOAuth(t, testClientID, testClientSecret)
+	p := b24test.NewAppPortal(t, o)
+	base := p.ClientEndpoint()
+	const other = "local.0000000000aaaa.11111111"
+	mine, theirs := p.UserToken(27), p.OtherAppToken(27, other)
+	if got := callToken(t, base, "app.info", theirs, nil).result().(map[string]any)["CODE"]; got != other {
+		t.Fatalf("app.info with another application's token: CODE %v", got)
+	}
+	if got := callToken(t, base, "app.info", mine, nil).result().(map[string]any)["CODE"]; got != testClientID {
+		t.Fatalf("app.info with the application's token: CODE %v", got)
+	}
+	wantResult(t, callToken(t, base, "user.admin", theirs, nil), "false")
+	auth := installAuth(t, p)
+	p.Uninstall()
+	wantError(t, callToken(t, base, "app.info", mine, nil), http.StatusUnauthorized, "invalid_token")
+	wantError(t, callToken(t, base, "app.info", auth.AccessToken, nil), http.StatusUnauthorized, "invalid_token")
+	if a := refresh(t, o, testClientID, testClientSecret, auth.RefreshToken); a.code() != "invalid_grant" {
+		t.Fatalf("the refresh token after Uninstall: %d %s", a.Status, a.Raw)
+	}
+	if got := callToken(t, base, "app.info", theirs, nil).result().(map[string]any)["CODE"]; got != other {
+		t.Fatalf("the other application's token after Uninstall: CODE %v", got)
+	}
+	again := installAuth(t, p)
+	if a := refresh(t, o, testClientID, testClientSecret, again.RefreshToken); a.Status != http.StatusOK {
+		t.Fatalf("a new installation's refresh: %d %s", a.Status, a.Raw)
+	}
+}
