@@ -156,10 +156,11 @@ type MessageUpdate struct {
 
 // DedupKey implements Event: one message may be edited many times, even back to an
 // earlier text, so the event's time and the new text are part of the key. Only a
-// redelivery of the same event repeats both.
+// redelivery of the same event repeats both. Who edited is part of it too, so that
+// nobody's event can take the key of another's.
 func (e *MessageUpdate) DedupKey() string {
 	sum := sha256.Sum256([]byte(e.Message.Text))
-	return "update:" + itoa(e.Message.ID) + ":" + itoa(e.Time.Unix()) + ":" + hex.EncodeToString(sum[:8])
+	return "update:" + itoa(e.Message.ID) + ":" + itoa(e.Time.Unix()) + ":" + hex.EncodeToString(sum[:8]) + ":" + itoa(e.User.ID)
 }
 
 // MessageDelete is ONIMBOTMESSAGEDELETE.
@@ -170,8 +171,11 @@ type MessageDelete struct {
 	User    User
 }
 
-// DedupKey implements Event.
-func (e *MessageDelete) DedupKey() string { return "delete:" + itoa(e.Message.ID) }
+// DedupKey implements Event. Who deleted is part of it: a deletion by someone who may
+// not delete the message (recorded as nothing) must not take the key of the author's.
+func (e *MessageDelete) DedupKey() string {
+	return "delete:" + itoa(e.Message.ID) + ":" + itoa(e.User.ID)
+}
 
 // Command is one entry of data[COMMAND][<id>].
 type Command struct {

@@ -156,9 +156,9 @@ func (b *Bot) handle(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event, a
 		}
 		return b.onMessage(tx, portal, e.Message, from, &cmd)
 	case *bitrix24.MessageUpdate:
-		return b.onEdit(tx, portal, e.Message, false)
+		return b.onEdit(tx, portal, e.Message, e.User.ID, false)
 	case *bitrix24.MessageDelete:
-		return b.onEdit(tx, portal, e.Message, true)
+		return b.onEdit(tx, portal, e.Message, e.User.ID, true)
 	case *bitrix24.JoinChat:
 		if err := b.learnBot(tx, &portal, e.BotID); err != nil {
 			return err
@@ -424,8 +424,10 @@ func (t *turn) clientWritesInResolved() error {
 	return t.reply(t.t.Reopened, nil)
 }
 
-// onEdit keeps the transcript in step with edits and deletions.
-func (b *Bot) onEdit(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, deleted bool) error {
+// onEdit keeps the transcript in step with edits and deletions. Only a message's
+// author changes it here: an event names any MESSAGE_ID, and in app mode its author
+// is proven (the token's owner) while the message it names is only claimed.
+func (b *Bot) onEdit(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, actor int64, deleted bool) error {
 	if m.Private() || m.ChatID <= 0 {
 		return nil
 	}
@@ -437,9 +439,9 @@ func (b *Bot) onEdit(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, 
 		return err
 	}
 	if deleted {
-		_, err = tx.DeleteMessage(d.ID, m.ID)
+		_, err = tx.DeleteMessage(d.ID, m.ID, actor)
 	} else {
-		_, err = tx.EditMessage(d.ID, m.ID, m.Text)
+		_, err = tx.EditMessage(d.ID, m.ID, actor, m.Text)
 	}
 	return err
 }

@@ -405,10 +405,23 @@ func TestTranscriptEditsAndDeletes(t *testing.T) {
 	chats := h.createChats()
 	ev := h.group(agent, chats[1], "", "first answer")
 	h.process(ev)
-	edit := &bitrix24.MessageUpdate{Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageUpdate}, Message: ev.Message}
+	// Someone else's edit or deletion of the agent's message changes nothing.
+	forged := &bitrix24.MessageUpdate{Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageUpdate}, Message: ev.Message, User: bitrix24.User{ID: admin}}
+	forged.Message.Text = "rewritten by someone else"
+	h.process(forged)
+	h.process(&bitrix24.MessageDelete{Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageDelete}, Message: ev.Message, User: bitrix24.User{ID: admin}})
+	h.store.View(context.Background(), func(tx *storage.Tx) error {
+		d, _ := tx.DialogByNumber(h.portal.ID, 1)
+		tr, _ := tx.Transcript(d.ID)
+		if len(tr) != 2 || tr[1].Text != "first answer" || !tr[1].EditedAt.IsZero() || !tr[1].DeletedAt.IsZero() {
+			t.Errorf("another user changed the agent's message: %+v", tr)
+		}
+		return nil
+	})
+	edit := &bitrix24.MessageUpdate{Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageUpdate}, Message: ev.Message, User: ev.User}
 	edit.Message.Text = "edited answer"
 	h.process(edit)
-	del := &bitrix24.MessageDelete{Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageDelete}, Message: ev.Message}
+	del := &bitrix24.MessageDelete{Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageDelete}, Message: ev.Message, User: ev.User}
 	h.process(del)
 	h.store.Update(context.Background(), func(tx *storage.Tx) error {
 		d, _ := tx.DialogByNumber(h.portal.ID, 1)

@@ -46,9 +46,9 @@ func (tx *Tx) AddMessage(m Message) (seq int64, added bool, err error) {
 
 // EditMessage replaces the text of a transcript message. It reports whether the
 // message was found.
-func (tx *Tx) EditMessage(dialogID, bitrixMessageID int64, text string) (bool, error) {
-	res, err := tx.exec(`UPDATE messages SET text = ?, edited_at = ? WHERE dialog_id = ? AND bitrix_message_id = ?`,
-		text, millis(tx.now), dialogID, bitrixMessageID)
+func (tx *Tx) EditMessage(dialogID, bitrixMessageID, authorID int64, text string) (bool, error) {
+	res, err := tx.exec(`UPDATE messages SET text = ?, edited_at = ? WHERE dialog_id = ? AND bitrix_message_id = ? AND author_id = ?`,
+		text, millis(tx.now), dialogID, bitrixMessageID, authorID)
 	if err != nil {
 		return false, fmt.Errorf("edit message %d: %w", bitrixMessageID, err)
 	}
@@ -57,9 +57,9 @@ func (tx *Tx) EditMessage(dialogID, bitrixMessageID int64, text string) (bool, e
 }
 
 // DeleteMessage marks a transcript message deleted; the row stays as a record.
-func (tx *Tx) DeleteMessage(dialogID, bitrixMessageID int64) (bool, error) {
-	res, err := tx.exec(`UPDATE messages SET deleted_at = ? WHERE dialog_id = ? AND bitrix_message_id = ? AND deleted_at IS NULL`,
-		millis(tx.now), dialogID, bitrixMessageID)
+func (tx *Tx) DeleteMessage(dialogID, bitrixMessageID, authorID int64) (bool, error) {
+	res, err := tx.exec(`UPDATE messages SET deleted_at = ? WHERE dialog_id = ? AND bitrix_message_id = ? AND author_id = ? AND deleted_at IS NULL`,
+		millis(tx.now), dialogID, bitrixMessageID, authorID)
 	if err != nil {
 		return false, fmt.Errorf("delete message %d: %w", bitrixMessageID, err)
 	}
