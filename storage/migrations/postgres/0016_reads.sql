@@ -1,0 +1,8 @@
+-- The SQLite migration 0016 (reads that cost the dialogs they show, issue 17): the
+-- dialog's messages in order, carrying every column /queue and "all chats" look at,
+-- and the dialog events by kind for /stats. Same names and columns on both engines.
+DROP INDEX messages_by_dialog;
+CREATE INDEX messages_by_dialog ON messages (dialog_id, id, author_role, deleted_at, created_at);
+
+DROP INDEX dialog_events_portal_at;
+CREATE INDEX dialog_events_portal_kind ON dialog_events (portal_id, kind, at);
