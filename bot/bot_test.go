@@ -109,6 +109,19 @@ func (h *harness) sent() []storage.OutboxEntry {
 	}
 	out := all[h.seen:]
 	h.seen = len(all)
+	for i, e := range out {
+		if e.Answer == "" {
+			continue
+		}
+		// Written now, as the dispatcher writes it just before sending.
+		a, err := WriteAnswer(context.Background(), h.store, e, act(h.t, e))
+		if err == nil {
+			out[i].Kind, out[i].Action, err = bitrix24.EncodeAction(a)
+		}
+		if err != nil {
+			h.t.Fatal(err)
+		}
+	}
 	return out
 }
 

@@ -287,18 +287,15 @@ func displayName(userID int64, name string) string {
 	return bitrix24.EscapeLine(bitrix24.Shorten(name, maxName))
 }
 
-// queue: /queue lists, for agents, the active dialogs waiting for an answer, longest
-// waiting first.
-func (t *turn) queue() error {
-	if !t.from.agent {
-		return t.reply(t.t.AgentsOnly, nil)
-	}
+// queueAnswer is the answer to /queue: for agents, the active dialogs waiting for an
+// answer, longest waiting first. It only reads (answers.go).
+func (t *turn) queueAnswer() (string, error) {
 	list, err := t.tx.WaitingDialogs(t.portal.ID)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if len(list) == 0 {
-		return t.reply(t.t.QueueEmpty, nil)
+		return t.t.QueueEmpty, nil
 	}
 	var b strings.Builder
 	b.WriteString(t.t.QueueHeader(len(list)))
@@ -312,5 +309,5 @@ func (t *turn) queue() error {
 		b.WriteString("\n" + t.t.QueueLine(w.Number, bitrix24.EscapeLine(w.Title), displayName(w.ClientID, w.ClientName),
 			t.t.Duration(waited), w.Waiting, t.chatLink(w.Dialog, t.t.OpenLink)))
 	}
-	return t.reply(b.String(), nil)
+	return b.String(), nil
 }

@@ -6,3 +6,8 @@ CREATE INDEX messages_by_dialog ON messages (dialog_id, id, author_role, deleted
 
 DROP INDEX dialog_events_portal_at;
 CREATE INDEX dialog_events_portal_kind ON dialog_events (portal_id, kind, at);
+
+-- Answers that only read (/queue, /stats, "all chats") are written just before they
+-- are sent, from a read snapshot, not in the event's transaction: the entry holds
+-- the bot's note of what to write (see bot.WriteAnswer), '' for every other entry.
+ALTER TABLE outbox ADD COLUMN answer TEXT NOT NULL DEFAULT '';
