@@ -14,6 +14,13 @@ CREATE INDEX messages_by_dialog ON messages (dialog_id, id, author_role, deleted
 DROP INDEX dialog_events_portal_at;
 CREATE INDEX dialog_events_portal_kind ON dialog_events (portal_id, kind, at);
 
+-- An agent's answer measures the service times from the dialog's earlier events
+-- (storage/service.go), in the writer: by kind, so that a client's flood of messages
+-- (each one an event) is not read for it. It replaces the index by position alone:
+-- a dialog's whole life, read in order, is only listed for tests and tools.
+DROP INDEX dialog_events_dialog;
+CREATE INDEX dialog_events_by_kind ON dialog_events (dialog_id, kind, id);
+
 -- Answers that only read (/queue, /stats, "all chats") are written just before they
 -- are sent, from a read snapshot, not in the event's transaction: the entry holds
 -- the bot's note of what to write (see bot.WriteAnswer), '' for every other entry.
