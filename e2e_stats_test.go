@@ -51,6 +51,7 @@ func startClockedBot(t *testing.T, portal *b24test.Portal, start time.Time) *clo
 	m := metrics.New(b.store)
 	m.WatchServiceTimes(b.store)
 	b.disp = delivery.New(b.store, delivery.Single(bitrix24.NewClient(portal.WebhookURL())), brain.Settle, log, m)
+	b.disp.Answers = brain.WriteAnswer
 	srv := httptest.NewServer(handlers.NewServer(handlers.Routes{
 		Events: &handlers.Events{Store: b.store, Bot: brain, Auth: portals.Webhook{PortalID: p.ID, Token: testToken}, Log: log},
 		DB:     b.store, Log: log, Metrics: m.Handler(),

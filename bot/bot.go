@@ -479,7 +479,7 @@ func (t *turn) run(cmd command, m bitrix24.Message) error {
 		if ok, err := t.mayAskAsClient(); !ok {
 			return err
 		}
-		return t.listDialogs(cmd.args)
+		return t.answerLater(t.replyLane(), t.dialogID, answer{Command: cmdChats, Page: cmd.args})
 	case cmdNew:
 		// An agent's /new inside someone's dialog is for that dialog's client.
 		// Inside a dialog, /new is for that dialog's client: its client asks within
@@ -508,7 +508,10 @@ func (t *turn) run(cmd command, m bitrix24.Message) error {
 	case cmdEscalate:
 		return t.escalate()
 	case cmdQueue:
-		return t.queue(cmd.args)
+		if !t.from.agent {
+			return t.reply(t.t.AgentsOnly, nil)
+		}
+		return t.answerLater(t.replyLane(), t.dialogID, answer{Command: cmdQueue, Args: cmd.args})
 	case cmdAccess:
 		return t.answerAccess(cmd.args, t.keyboardMessageID)
 	case cmdRate:

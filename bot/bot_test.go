@@ -100,8 +100,28 @@ func (h *harness) press(user int64, dialogID string, chatID int64, name, params 
 	}
 }
 
-// sent returns the outbox entries queued since the last call.
+// sent returns the outbox entries queued since the last call, with the answers
+// that only read written now, as the dispatcher writes them just before sending.
 func (h *harness) sent() []storage.OutboxEntry {
+	h.t.Helper()
+	out := h.rawSent()
+	for i, e := range out {
+		if e.Answer == "" {
+			continue
+		}
+		a, err := h.bot.WriteAnswer(context.Background(), h.store, e, act(h.t, e))
+		if err == nil {
+			out[i].Kind, out[i].Action, err = bitrix24.EncodeAction(a)
+		}
+		if err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// rawSent returns the outbox entries queued since the last call, as queued.
+func (h *harness) rawSent() []storage.OutboxEntry {
 	h.t.Helper()
 	all, err := h.store.Outbox(context.Background(), h.portal.ID)
 	if err != nil {

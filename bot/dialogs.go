@@ -22,18 +22,19 @@ const (
 	maxName     = 100  // characters of a person's name
 )
 
-// listDialogs answers "all chats" (page 1, or the page args names): active dialogs
-// first, then resolved, with unread counts, a button per active dialog and, when
-// more follow, a button for the next page.
-func (t *turn) listDialogs(args string) error {
+// chatsAnswer is the answer to "all chats" (page 1, or the page args names): active
+// dialogs first, then resolved, with unread counts, a button per active dialog and,
+// when more follow, a button for the next page. It only reads: written from a read
+// snapshot just before it is sent (answers.go).
+func (t *turn) chatsAnswer(args string) (string, *bitrix24.Keyboard, error) {
 	list, err := t.tx.ClientDialogs(t.portal.ID, t.from.id)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	if len(list) == 0 {
-		return t.reply(t.t.ListEmpty, &bitrix24.Keyboard{Buttons: []bitrix24.Button{
+		return t.t.ListEmpty, &bitrix24.Keyboard{Buttons: []bitrix24.Button{
 			button(t.t.BtnOpenNew, cmdNew, "", true), button(t.t.BtnHelp, cmdHelp, "", false),
-		}})
+		}}, nil
 	}
 	unread := 0
 	for _, d := range list {
@@ -58,7 +59,7 @@ func (t *turn) listDialogs(args string) error {
 		kb.Buttons = append(kb.Buttons, button(t.t.BtnMore, cmdChats, strconv.Itoa(next), false))
 	}
 	kb.Buttons = append(kb.Buttons, button(t.t.BtnOpenNew, cmdNew, "", true))
-	return t.reply(b.String(), kb)
+	return b.String(), kb, nil
 }
 
 // page is the part of a list of n lines that page number args shows: lines [from,

@@ -17,7 +17,8 @@ const (
 // stats: /stats [days] gives agents the service figures of the last days (README,
 // "Service figures"): what was opened and resolved, the three service times, CSAT
 // and the queue as it is now. Typed inside a dialog, whose client reads along, the
-// figures go to the agent's own chat with the bot instead.
+// figures go to the agent's own chat with the bot instead. The figures only read:
+// they are written from a read snapshot just before they are sent (answers.go).
 func (t *turn) stats(args string) error {
 	if !t.from.agent {
 		return t.reply(t.t.AgentsOnly, nil)
@@ -30,14 +31,27 @@ func (t *turn) stats(args string) error {
 		}
 		days = min(n, statsMaxDays)
 	}
+	figures := answer{Command: cmdStats, Days: days}
+	if t.dialog == nil {
+		return t.answerLater(t.replyLane(), t.dialogID, figures)
+	}
+	own := clientLane(t.from.id)
+	if err := t.answerLater(own, own, figures); err != nil {
+		return err
+	}
+	return t.reply(t.t.StatsSentPrivately, nil)
+}
+
+// statsAnswer is the figures of the last days.
+func (t *turn) statsAnswer(days int) (string, error) {
 	now := t.tx.Now()
 	f, err := t.tx.ServiceFigures(t.portal.ID, now.Add(-time.Duration(days)*24*time.Hour), now)
 	if err != nil {
-		return err
+		return "", err
 	}
 	waiting, err := t.tx.WaitingDialogs(t.portal.ID)
 	if err != nil {
-		return err
+		return "", err
 	}
 	lines := []string{t.t.StatsHeader(days), t.t.StatsCounts(f.Opened, f.Resolved, f.AutoClosed)}
 	for _, s := range []struct {
@@ -63,18 +77,10 @@ func (t *turn) stats(args string) error {
 	}
 	perAgent, err := t.targetFigures(now.Add(-time.Duration(days)*24*time.Hour), now)
 	if err != nil {
-		return err
+		return "", err
 	}
 	lines = append(lines, perAgent...)
-	text := strings.Join(lines, "\n")
-	if t.dialog == nil {
-		return t.reply(text, nil)
-	}
-	own := clientLane(t.from.id)
-	if err := t.send(own, own, text, nil, 0); err != nil {
-		return err
-	}
-	return t.reply(t.t.StatsSentPrivately, nil)
+	return strings.Join(lines, "\n"), nil
 }
 
 // duration is a duration as the figures show it: seconds under a minute, else as

@@ -287,24 +287,21 @@ func displayName(userID int64, name string) string {
 	return bitrix24.EscapeLine(bitrix24.Shorten(name, maxName))
 }
 
-// queue: /queue lists, for agents, the active dialogs waiting for an answer, longest
-// waiting first, with their owners and how near their targets they are; "/queue
-// mine" only the agent's own and the unowned.
-func (t *turn) queue(args string) error {
-	if !t.from.agent {
-		return t.reply(t.t.AgentsOnly, nil)
-	}
+// queueAnswer is the answer to /queue: for agents, the active dialogs waiting for an
+// answer, longest waiting first, with their owners and how near their targets they
+// are; "/queue mine" only the agent's own and the unowned. It only reads (answers.go).
+func (t *turn) queueAnswer(args string) (string, error) {
 	list, err := t.tx.WaitingDialogs(t.portal.ID)
 	if err != nil {
-		return err
+		return "", err
 	}
 	desk, err := t.tx.DeskStates(t.portal.ID)
 	if err != nil {
-		return err
+		return "", err
 	}
 	list = t.onlyMine(args, list, desk)
 	if len(list) == 0 {
-		return t.reply(t.t.QueueEmpty, nil)
+		return t.t.QueueEmpty, nil
 	}
 	var b strings.Builder
 	b.WriteString(t.t.QueueHeader(len(list)))
@@ -318,5 +315,5 @@ func (t *turn) queue(args string) error {
 		b.WriteString("\n" + t.t.QueueLine(w.Number, bitrix24.EscapeLine(w.Title), displayName(w.ClientID, w.ClientName),
 			t.t.Duration(waited), w.Waiting, t.chatLink(w.Dialog, t.t.OpenLink)) + t.deskNote(desk[w.ID], now))
 	}
-	return t.reply(b.String(), nil)
+	return b.String(), nil
 }

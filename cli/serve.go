@@ -99,6 +99,7 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger, local *
 		Hours:      workingHours(cfg), FirstResponseTarget: cfg.SLA.FirstResponse, ReplyTarget: cfg.SLA.Reply,
 	}, log)
 	dispatcher := delivery.New(store, callers, brain.Settle, log, m)
+	dispatcher.Answers = brain.WriteAnswer
 	dispatcher.MaxAge = cfg.Delivery.MaxAge
 	events := &handlers.Events{Store: store, Bot: brain, Auth: auth, Log: log, Observe: m.ObserveEvent}
 	h := &house{

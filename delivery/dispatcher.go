@@ -61,6 +61,9 @@ type Dispatcher struct {
 	log     *slog.Logger
 	obs     Observer
 
+	// Answers writes an answer that only reads just before it is sent: the bot's
+	// bot.Bot.WriteAnswer; nil, a bot with the default configuration.
+	Answers func(ctx context.Context, store *storage.Store, e storage.OutboxEntry, a bitrix24.Action) (bitrix24.Action, error)
 	// Poll is the longest the dispatcher sleeps when nothing signals new work.
 	Poll time.Duration
 	// MaxBackoff caps the wait between attempts of one entry.
@@ -100,6 +103,15 @@ func New(store *storage.Store, callers func(portalID int64) (Caller, error), set
 		TakeoverGrace: 10 * time.Second, RecordFor: 10 * time.Minute,
 		senders: map[int64]*sender{}, takeovers: map[int64]time.Time{},
 	}
+}
+
+// writeAnswer writes an answer that only reads (bot/answers.go) with the bot's
+// configuration when the dispatcher was given it (Answers), else the default one.
+func (d *Dispatcher) writeAnswer(ctx context.Context, e storage.OutboxEntry, a bitrix24.Action) (bitrix24.Action, error) {
+	if d.Answers != nil {
+		return d.Answers(ctx, d.store, e, a)
+	}
+	return bot.WriteAnswer(ctx, d.store, e, a)
 }
 
 // Single returns a callers function for one portal's caller (webhook mode).

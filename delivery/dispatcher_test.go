@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -28,11 +29,12 @@ type fixture struct {
 	now    time.Time
 	mu     sync.Mutex
 	nextID int64
+	path   string // of the database, for storagetest.Location
 }
 
 func newFixture(t *testing.T) *fixture {
-	f := &fixture{t: t, now: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}
-	store := storagetest.Open(t, storage.WithClock(f.clock))
+	f := &fixture{t: t, now: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC), path: filepath.Join(t.TempDir(), "test.db")}
+	store := storagetest.OpenAt(t, f.path, storage.WithClock(f.clock))
 	f.store = store
 	var err error
 	f.portal, err = store.EnsurePortal(context.Background(), "test", "")

@@ -106,8 +106,23 @@ func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []storage
 	actions := make([]bitrix24.Action, len(entries))
 	errs := make([]error, len(entries))
 	lastRename := map[string]int{} // chat → the last rename of it in this request
+	readErrs := make([]error, len(entries))
+	held := map[string]bool{} // lanes with an answer that could not be written
 	for i, e := range entries {
 		actions[i], errs[i] = bitrix24.DecodeAction(e.Kind, e.Action, e.DialogChatID)
+		if errs[i] == nil && e.Answer != "" {
+			// An answer that only reads, written now from a read snapshot, outside
+			// the writer (bot/answers.go).
+			written, err := d.writeAnswer(ctx, e, actions[i])
+			switch {
+			case errors.Is(err, bot.ErrUnreadableAnswer):
+				errs[i] = err
+			case err != nil:
+				readErrs[i] = err
+			default:
+				actions[i] = written
+			}
+		}
 		if r, ok := actions[i].(bitrix24.RenameChat); ok {
 			lastRename[r.DialogID] = i
 		}
@@ -121,6 +136,13 @@ func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []storage
 			continue
 		case callerErr != nil:
 			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, err: callerErr})
+			continue
+		case readErrs[i] != nil: // the database could not be read: try again later
+			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, err: readErrs[i]})
+			held[e.Lane] = true
+			continue
+		case held[e.Lane]: // behind an answer that waits: keeps its place, as a halted batch's
+			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, skipped: true})
 			continue
 		case e.AwaitsDialog != 0 && e.DialogChatFailed:
 			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, giveUp: "the dialog's chat could not be created"})

@@ -153,9 +153,7 @@ func (tx *Tx) Dialogs(portalID int64) ([]Dialog, error) {
 // resolved, each newest activity first, with unread counts; withdrawn ones are not
 // listed.
 func (tx *Tx) ClientDialogs(portalID, clientID int64) ([]DialogSummary, error) {
-	rows, err := tx.query(`SELECT `+dialogColumns+`, (`+unreadSQL+`) FROM dialogs d
-		WHERE d.portal_id = ? AND d.client_id = ? AND NOT d.chat_failed
-		ORDER BY d.status = 'active' DESC, d.last_activity_at DESC, d.id DESC`, portalID, clientID)
+	rows, err := tx.query(clientDialogsSQL, portalID, clientID)
 	list, err := collect(rows, err, func(r *sql.Rows) (s DialogSummary, err error) {
 		s.Dialog, err = scanDialog(r, &s.Unread)
 		return s, err
@@ -166,11 +164,36 @@ func (tx *Tx) ClientDialogs(portalID, clientID int64) ([]DialogSummary, error) {
 	return list, nil
 }
 
+// waitingSQL is the agents' queue. Each active dialog's last agent message is found
+// once, walking back from its newest message (messages_by_dialog), and the client's
+// messages after it are one range of that index: the cost is the dialogs and what
+// their clients wrote since an answer, never a look-up per message (which had made a
+// flood of 20,000 unanswered messages take minutes). A deleted agent message still
+// counts as the answer, as it always has.
+const waitingSQL = `WITH answered AS (
+		SELECT d.id AS dialog_id, COALESCE((SELECT a.id FROM messages a WHERE a.dialog_id = d.id AND a.author_role = 'agent'
+			ORDER BY a.id DESC LIMIT 1), 0) AS last_answer
+		FROM dialogs d WHERE d.portal_id = ? AND d.status = 'active' AND NOT d.chat_failed),
+	pending AS (
+		SELECT m.dialog_id, COUNT(*) AS n, MIN(m.created_at) AS since
+		FROM answered x JOIN messages m ON m.dialog_id = x.dialog_id AND m.id > x.last_answer
+		WHERE m.author_role = 'client' AND m.deleted_at IS NULL
+		GROUP BY m.dialog_id)
+	SELECT ` + dialogColumns + `, p.n, p.since FROM pending p JOIN dialogs d ON d.id = p.dialog_id
+	ORDER BY p.since, d.number`
+
 // unreadSQL counts, for the dialog d, messages by others than the client (bot notices
 // excluded) after the client's last-seen mark.
 const unreadSQL = `SELECT COUNT(*) FROM messages m
 	WHERE m.dialog_id = d.id AND m.deleted_at IS NULL AND m.author_role IN ('agent', 'other')
 	AND m.id > COALESCE((SELECT l.message_seq FROM last_seen l WHERE l.dialog_id = d.id AND l.user_id = d.client_id), 0)`
+
+// clientDialogsSQL is "all chats": each dialog's unread count is one range of
+// messages_by_dialog, the messages after the client's mark (which their own messages
+// move), so it costs what others wrote since, not the dialog's length.
+const clientDialogsSQL = `SELECT ` + dialogColumns + `, (` + unreadSQL + `) FROM dialogs d
+	WHERE d.portal_id = ? AND d.client_id = ? AND NOT d.chat_failed
+	ORDER BY d.status = 'active' DESC, d.last_activity_at DESC, d.id DESC`
 
 // Unread is the client's unread count for one dialog.
 func (tx *Tx) Unread(dialogID int64) (int, error) {
@@ -269,14 +292,7 @@ type WaitingDialog struct {
 // WaitingDialogs lists the portal's active dialogs where the client has written since
 // the last agent message, longest waiting first: the agents' queue.
 func (tx *Tx) WaitingDialogs(portalID int64) ([]WaitingDialog, error) {
-	rows, err := tx.query(`WITH pending AS (
-			SELECT m.dialog_id, COUNT(*) AS n, MIN(m.created_at) AS since FROM messages m
-			JOIN dialogs d ON d.id = m.dialog_id AND d.portal_id = ? AND d.status = 'active' AND NOT d.chat_failed
-			WHERE m.author_role = 'client' AND m.deleted_at IS NULL
-			AND m.id > COALESCE((SELECT MAX(a.id) FROM messages a WHERE a.dialog_id = m.dialog_id AND a.author_role = 'agent'), 0)
-			GROUP BY m.dialog_id)
-		SELECT `+dialogColumns+`, p.n, p.since FROM pending p JOIN dialogs d ON d.id = p.dialog_id
-		ORDER BY p.since, d.number`, portalID)
+	rows, err := tx.query(waitingSQL, portalID)
 	list, err := collect(rows, err, func(r *sql.Rows) (w WaitingDialog, err error) {
 		var since sql.NullInt64
 		w.Dialog, err = scanDialog(r, &w.Waiting, &since)

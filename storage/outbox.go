@@ -57,6 +57,11 @@ type OutboxEntry struct {
 	CreatedAt     time.Time
 	DoneAt        time.Time
 
+	// Answer is the bot's note of an answer that only reads: Action says where it
+	// goes, and its text is written from a read snapshot just before it is sent
+	// (bot.WriteAnswer), never in the writer. "" for every other entry.
+	Answer string
+
 	// Filled by DueOutbox for entries with AwaitsDialog.
 	DialogChatID     int64
 	DialogChatFailed bool
@@ -76,9 +81,9 @@ func (tx *Tx) Enqueue(e OutboxEntry) (int64, error) {
 	if e.AwaitsDialog != 0 {
 		awaits = e.AwaitsDialog
 	}
-	id, _, err := tx.insert(`INSERT INTO outbox (portal_id, lane, kind, action, awaits_dialog, effect, effect_ref, next_attempt_at, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.PortalID, e.Lane, e.Kind, string(e.Action), awaits, e.Effect, e.EffectRef, millis(tx.now), millis(tx.now))
+	id, _, err := tx.insert(`INSERT INTO outbox (portal_id, lane, kind, action, awaits_dialog, effect, effect_ref, answer, next_attempt_at, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.PortalID, e.Lane, e.Kind, string(e.Action), awaits, e.Effect, e.EffectRef, e.Answer, millis(tx.now), millis(tx.now))
 	if err != nil {
 		return 0, fmt.Errorf("enqueue %s: %w", e.Kind, err)
 	}
@@ -87,7 +92,7 @@ func (tx *Tx) Enqueue(e OutboxEntry) (int64, error) {
 }
 
 const outboxColumns = `o.id, o.portal_id, o.lane, o.kind, o.action, o.awaits_dialog, o.effect, o.effect_ref,
-	o.state, o.attempts, o.next_attempt_at, o.last_error, o.result, o.created_at, o.done_at, o.maybe_sent OR o.in_flight, o.batch_limit, o.in_flight`
+	o.state, o.attempts, o.next_attempt_at, o.last_error, o.result, o.created_at, o.done_at, o.maybe_sent OR o.in_flight, o.batch_limit, o.in_flight, o.answer`
 
 func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxEntry, error) {
 	var e OutboxEntry
@@ -95,7 +100,7 @@ func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxEntry,
 	var awaits, next, created, done sql.NullInt64
 	var result sql.NullString
 	dest := append([]any{&e.ID, &e.PortalID, &e.Lane, &e.Kind, &action, &awaits, &e.Effect, &e.EffectRef,
-		&e.State, &e.Attempts, &next, &e.LastError, &result, &created, &done, &e.MaybeSent, &e.BatchLimit, &e.InFlight}, extra...)
+		&e.State, &e.Attempts, &next, &e.LastError, &result, &created, &done, &e.MaybeSent, &e.BatchLimit, &e.InFlight, &e.Answer}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return OutboxEntry{}, err
 	}
