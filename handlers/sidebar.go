@@ -268,6 +268,11 @@ func (h *Sidebar) render(c echo.Context, claims sidebar.Claims, view sidebar.Vie
 	if errors.Is(err, errNotInstalled) {
 		return refuse(c, http.StatusForbidden, claims.Lang, "", sidebar.NotGenuine)
 	}
+	if err != nil && c.Request().Context().Err() != nil {
+		// The browser went away (the portal reloaded the frame): nobody to answer.
+		h.Log.Debug("sidebar page abandoned", "portal", claims.Portal, "user", claims.User, "err", err)
+		return refuse(c, http.StatusServiceUnavailable, claims.Lang, portalOrigin(p), sidebar.Failure)
+	}
 	if err != nil {
 		h.Log.Error("sidebar page not rendered", "portal", claims.Portal, "user", claims.User, "err", err)
 		return refuse(c, http.StatusInternalServerError, claims.Lang, portalOrigin(p), sidebar.Failure)

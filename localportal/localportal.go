@@ -66,6 +66,10 @@ type Portal struct {
 	mu        sync.Mutex // one change and its save at a time
 	installed bool
 	reads     map[int64]map[string]int64
+	// sidebarAuth is each person's AUTH_ID for the sidebar, kept while it is young as
+	// a browser's session with the portal keeps it: a new token at every opening
+	// would make every opening a check the portal's share for pages pays for.
+	sidebarAuth map[int64]sidebarAuth
 	saved     []byte
 }
 

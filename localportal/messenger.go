@@ -304,6 +304,15 @@ type Opening struct {
 // Field is one field of the opening.
 type Field struct{ Name, Value string }
 
+// sidebarAuthLife is how long a person's sidebar AUTH_ID is used again: well within
+// the hour the portal's access tokens live.
+const sidebarAuthLife = 30 * time.Minute
+
+type sidebarAuth struct {
+	token string
+	until time.Time
+}
+
 // Sidebar is the opening of the bot's sidebar page for userID in dialog, if the
 // application bound it.
 func (lp *Portal) Sidebar(userID int64, dialog, lang string) (Opening, bool) {
@@ -321,10 +330,21 @@ func (lp *Portal) Sidebar(userID int64, dialog, lang string) (Opening, bool) {
 	}
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
-	query, body := lp.portal.PlacementOpen(userID, dialog, map[string]string{"LANG": cmp.Or(lang, "en")})
+	set := map[string]string{"LANG": cmp.Or(lang, "en")}
+	kept, ok := lp.sidebarAuth[userID]
+	if ok && time.Now().Before(kept.until) {
+		set["AUTH_ID"] = kept.token
+	}
+	query, body := lp.portal.PlacementOpen(userID, dialog, set)
 	values, err := url.ParseQuery(string(body))
 	if err != nil {
 		return Opening{}, false
+	}
+	if _, reused := set["AUTH_ID"]; !reused {
+		if lp.sidebarAuth == nil {
+			lp.sidebarAuth = map[int64]sidebarAuth{}
+		}
+		lp.sidebarAuth[userID] = sidebarAuth{token: values.Get("AUTH_ID"), until: time.Now().Add(sidebarAuthLife)}
 	}
 	o := Opening{Action: handler + "?" + string(query)}
 	for _, k := range slices.Sorted(maps.Keys(values)) {
