@@ -70,7 +70,7 @@ type Portal struct {
 	// a browser's session with the portal keeps it: a new token at every opening
 	// would make every opening a check the portal's share for pages pays for.
 	sidebarAuth map[int64]sidebarAuth
-	saved     []byte
+	saved       []byte
 }
 
 // StatePath is the state file beside the database at dbPath: "supportbot.db" →
