@@ -33,29 +33,12 @@ func TestSidebarDemotedAdmin(t *testing.T) {
 	p := b24test.NewAppPortal(t, o)
 	p.SetAdmins(1, 7)
 	store := storagetest.Open(t)
-	log := slog.New(slog.DiscardHandler)
 	app := portals.OAuthApp{ClientID: clientID, ClientSecret: secret, URL: o.URL() + "/"}
 	var mu sync.Mutex
 	now := time.Now()
 	auth := &portals.App{Store: store, OAuth: app, Connections: portals.NewConnections(store, app, 50, 250, nil, nil),
 		Clock: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }}
-	ev, err := bitrix24.Decode(p.InstallEvent())
-	if err != nil {
-		t.Fatal(err)
-	}
-	origin, err := auth.Authenticate(context.Background(), ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// No agents, no dialog: the portal has one.
-	if err := store.Update(context.Background(), func(tx *storage.Tx) error {
-		return tx.Grant(origin.PortalID, storage.RoleOfAgent, []int64{50}, 0)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(NewServer(Routes{DB: store, Log: log, Sidebar: &Sidebar{Store: store, Bot: bot.New(bot.Config{}, log),
-		Auth: auth, Tokens: sidebar.NewSigner(secret), Log: log}}))
-	t.Cleanup(srv.Close)
+	srv := sidebarServer(t, p, auth, secret)
 
 	query, body := p.PlacementOpen(7, "7", map[string]string{"LANG": "en"})
 	page := post(t, srv.URL+"/bitrix/sidebar?"+string(query), string(body))
@@ -107,26 +90,9 @@ func TestSidebarFloodGets503(t *testing.T) {
 	o := b24test.NewOAuth(t, clientID, secret)
 	p := b24test.NewAppPortal(t, o)
 	store := storagetest.Open(t)
-	log := slog.New(slog.DiscardHandler)
 	app := portals.OAuthApp{ClientID: clientID, ClientSecret: secret, URL: o.URL() + "/"}
 	auth := &portals.App{Store: store, OAuth: app, Connections: portals.NewConnections(store, app, 2, 50, nil, nil)}
-	ev, err := bitrix24.Decode(p.InstallEvent())
-	if err != nil {
-		t.Fatal(err)
-	}
-	origin, err := auth.Authenticate(context.Background(), ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// No agents, no dialog: the portal has one.
-	if err := store.Update(context.Background(), func(tx *storage.Tx) error {
-		return tx.Grant(origin.PortalID, storage.RoleOfAgent, []int64{50}, 0)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(NewServer(Routes{DB: store, Log: log, Sidebar: &Sidebar{Store: store, Bot: bot.New(bot.Config{}, log),
-		Auth: auth, Tokens: sidebar.NewSigner(secret), Log: log}}))
-	t.Cleanup(srv.Close)
+	srv := sidebarServer(t, p, auth, secret)
 	before := p.Requests()
 	statuses := make(chan int, 30)
 	var wg sync.WaitGroup
@@ -166,4 +132,28 @@ func post(t *testing.T, target, form string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// sidebarServer installs the application on p through auth, gives the portal an agent
+// (no agents, no dialog) and serves the sidebar page.
+func sidebarServer(t *testing.T, p *b24test.Portal, auth *portals.App, secret string) *httptest.Server {
+	t.Helper()
+	ev, err := bitrix24.Decode(p.InstallEvent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin, err := auth.Authenticate(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := auth.Store.Update(context.Background(), func(tx *storage.Tx) error {
+		return tx.Grant(origin.PortalID, storage.RoleOfAgent, []int64{50}, 0)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	srv := httptest.NewServer(NewServer(Routes{DB: auth.Store, Log: log, Sidebar: &Sidebar{Store: auth.Store, Bot: bot.New(bot.Config{}, log),
+		Auth: auth, Tokens: sidebar.NewSigner(secret), Log: log}}))
+	t.Cleanup(srv.Close)
+	return srv
 }
