@@ -62,18 +62,40 @@ func startFetch(t *testing.T, portal *b24test.Portal, env []string) *runningBot 
 	return startServe(t, portal, path, append([]string{"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0"}, env...))
 }
 
-// v2Chats are the chats the bot created through imbot.v2.Chat.add, by ID.
-func v2Chats(portal *b24test.Portal) int { return len(portal.CallsTo("imbot.v2.Chat.add")) }
+// inBatchAndAlone runs test twice, in parallel: with a portal that runs imbot.v2
+// methods inside batch, and with one that refuses them there, whose calls go alone.
+func inBatchAndAlone(t *testing.T, test func(*testing.T, botv2.BatchMode)) {
+	t.Parallel()
+	for name, mode := range map[string]botv2.BatchMode{"batch": botv2.BatchRuns, "single": botv2.BatchNotAllowed} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			test(t, mode)
+		})
+	}
+}
+
+// v2Chats counts the dialogs' chats the portal has: those Chat.add created (a call
+// refused inside batch created none).
+func v2Chats(portal *b24test.Portal) (n int) {
+	for _, c := range portal.Chats() {
+		if strings.Contains(c.Description, "SUPPORTBOT_QUESTION") {
+			n++
+		}
+	}
+	return n
+}
 
 // TestFetchModeStory plays the story with no public URL and no application token:
 // every event is fetched from the portal's queue, every reply goes through imbot.v2.
 // A client opens five dialogs, the sixth is refused, "all chats" lists them with
 // unread counts, a rename reaches the chat, an agent escalates and the access request
 // lands in the main chat, the client's press is handled, and /close frees a place.
-func TestFetchModeStory(t *testing.T) {
-	t.Parallel()
+func TestFetchModeStory(t *testing.T) { inBatchAndAlone(t, fetchModeStory) }
+
+func fetchModeStory(t *testing.T, batch botv2.BatchMode) {
 	dir := t.TempDir()
 	portal, fake, env, _ := fetchPortal(t, dir)
+	fake.SetBatch(batch)
 	b := startFetch(t, portal, env)
 
 	for _, q := range []string{"open new", "How do I set up the CRM?", "open new Deal export", "open new", "open new Access rights"} {
@@ -160,14 +182,32 @@ func TestFetchModeStory(t *testing.T) {
 	if n := len(portal.CallsTo("imbot.message.add")); n != 0 {
 		t.Errorf("%d v1 calls from a v2 bot", n)
 	}
+	batched := 0
+	for _, c := range portal.CallsTo("imbot.v2.Chat.Message.send") {
+		if c.Batched {
+			batched++
+		}
+	}
+	b.stop()
+	refused := !portalAt(t, b.dbPath).BatchRefusedAt.IsZero()
+	if batch == botv2.BatchRuns && (batched == 0 || refused) || batch != botv2.BatchRuns && !refused {
+		t.Errorf("%d sends inside batch; the refusal stored: %v", batched, refused)
+	}
+	// doctor tells which way the replies go.
+	res := runCLI(t, dir, env, "doctor")
+	if said := strings.Contains(res.stdout, "refused imbot.v2 methods inside batch"); said != refused || !said && !strings.Contains(res.stdout, "replies go in batch") {
+		t.Errorf("doctor, with the refusal stored %v:\n%s", refused, res.stdout)
+	}
 }
 
 // TestFetchQueuedWhileStopped: 100 events queued while the bot is stopped are each
 // processed exactly once when it starts, their replies delivered, the offset confirmed.
-func TestFetchQueuedWhileStopped(t *testing.T) {
-	t.Parallel()
+func TestFetchQueuedWhileStopped(t *testing.T) { inBatchAndAlone(t, fetchQueuedWhileStopped) }
+
+func fetchQueuedWhileStopped(t *testing.T, batch botv2.BatchMode) {
 	dir := t.TempDir()
 	portal, fake, env, _ := fetchPortal(t, dir)
+	fake.SetBatch(batch)
 	env = append(env, "SUPPORTBOT_DIALOGS_MAX_ACTIVE=100")
 	var last int64
 	for i := range 100 {
@@ -201,10 +241,12 @@ func TestFetchQueuedWhileStopped(t *testing.T) {
 // TestFetchKillNine: the binary is killed with SIGKILL at random points while it
 // works through a stream of fetched events, and restarted each time. Every event's
 // effect exists exactly once: no dialog twice, no transcript line twice, none missing.
-func TestFetchKillNine(t *testing.T) {
-	t.Parallel()
+func TestFetchKillNine(t *testing.T) { inBatchAndAlone(t, fetchKillNine) }
+
+func fetchKillNine(t *testing.T, batch botv2.BatchMode) {
 	dir := t.TempDir()
 	portal, fake, env, _ := fetchPortal(t, dir)
+	fake.SetBatch(batch)
 	env = append(env, "SUPPORTBOT_DIALOGS_MAX_ACTIVE=100", "SUPPORTBOT_HTTP_ADDR=127.0.0.1:0")
 	const dialogs, lines = 20, 40
 	for i := range dialogs {

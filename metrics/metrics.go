@@ -36,6 +36,7 @@ type Metrics struct {
 	fetchLag       *prometheus.GaugeVec
 	fetchSuccess   *prometheus.GaugeVec
 	fetchFailures  *prometheus.CounterVec
+	batchRefused   prometheus.Counter
 }
 
 // New registers the metrics; outbox, if not nil, is asked for the backlog on scrape.
@@ -92,8 +93,12 @@ func New(outbox Outbox) *Metrics {
 			Name: "supportbot_fetch_failures_total",
 			Help: "Fetch mode: polls of the portal's event queue that failed.",
 		}, []string{"portal"}),
+		batchRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "supportbot_v2_batch_refused_total",
+			Help: "Times a portal was found to refuse imbot.v2 methods inside batch; its calls then go one a request for a day.",
+		}),
 	}
-	m.registry.MustRegister(m.events, m.httpDuration, m.restCalls, m.restDuration, m.rateLimitWaits,
+	m.registry.MustRegister(m.batchRefused, m.events, m.httpDuration, m.restCalls, m.restDuration, m.rateLimitWaits,
 		m.rateLimitTime, m.deliveries, m.retries, m.maybeDup, m.fetchLag, m.fetchSuccess, m.fetchFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if outbox != nil {
@@ -179,6 +184,9 @@ func (m *Metrics) ObserveRetry(method, reason string) {
 func (m *Metrics) ObserveMaybeDuplicate(method string) {
 	m.maybeDup.WithLabelValues(method).Inc()
 }
+
+// ObserveBatchRefused implements delivery.Observer.
+func (m *Metrics) ObserveBatchRefused() { m.batchRefused.Inc() }
 
 // boundCode keeps error-code labels bounded: codes come from the portal, or from
 // whatever answers in its place.

@@ -171,7 +171,7 @@ func (p *Poller) PollOnce(ctx context.Context, portalID int64) (more bool, err e
 		return false, err
 	}
 	page, err := bitrix24.FetchEvents(ctx, caller, bitrix24.Context{BotID: portal.BotID, BotToken: portal.BotToken},
-		portal.FetchOffset, cmp.Or(p.Limit, 100))
+		portal.Offset(), cmp.Or(p.Limit, 100))
 	if err != nil {
 		p.Obs.ObservePoll(portalID, false, 0)
 		return false, err
@@ -183,10 +183,10 @@ func (p *Poller) PollOnce(ctx context.Context, portalID int64) (more bool, err e
 		}
 	}
 	p.Obs.ObservePoll(portalID, true, lag)
-	next := max(page.NextOffset, portal.FetchOffset)
+	next := max(page.NextOffset, portal.Offset())
 	if len(page.Events) == 0 {
-		if next != portal.FetchOffset {
-			err = p.Store.Update(ctx, func(tx *storage.Tx) error { return tx.SetFetchOffset(portalID, next) })
+		if next != portal.Offset() || portal.FetchBotID != portal.BotID {
+			err = p.Store.Update(ctx, func(tx *storage.Tx) error { return tx.SetFetchOffset(portalID, portal.BotID, next) })
 		}
 		return false, err
 	}
@@ -271,7 +271,7 @@ func (p *Poller) commit(ctx context.Context, portal storage.Portal, events []bit
 			}
 			outcomes = append(outcomes, o.String())
 		}
-		return tx.SetFetchOffset(portal.ID, next)
+		return tx.SetFetchOffset(portal.ID, portal.BotID, next)
 	})
 	return outcomes, err
 }

@@ -198,6 +198,7 @@ func (d *Doctor) checkPortal(ctx context.Context, cfg *config.Config, store *sto
 	if portal.API == storage.APIv2 || (portal.BotID == 0 && cfg.Bitrix.API == storage.APIv2) {
 		if d.checkBotV2(ctx, cfg, portal) {
 			d.checkCommands(ctx, store, portal)
+			d.checkBatchV2(portal)
 		}
 		return
 	}
@@ -226,6 +227,19 @@ func (d *Doctor) checkPortal(ctx context.Context, cfg *config.Config, store *sto
 	}
 	d.ok("bot", fmt.Sprintf("%q (ID %d, code %s) is registered", found.Name, found.ID, found.Code))
 	d.checkCommands(ctx, store, portal)
+}
+
+// checkBatchV2 says how the bot's calls reach the portal: in batch, or one a request
+// because the portal refused imbot.v2 methods inside batch (until a day after).
+func (d *Doctor) checkBatchV2(portal storage.Portal) {
+	if portal.SingleCalls(time.Now()) {
+		d.warn("batch", fmt.Sprintf("the portal refused imbot.v2 methods inside batch at %s: replies go one a request (slower under load)",
+			portal.BatchRefusedAt.UTC().Format(time.RFC3339)),
+			"nothing to do: batch is tried again at "+portal.BatchRefusedAt.Add(storage.BatchRetryAfter).UTC().Format(time.RFC3339)+
+				"; see supportbot_v2_batch_refused_total")
+		return
+	}
+	d.ok("batch", "replies go in batch, up to 50 calls a request")
 }
 
 // checkBotV2 looks for the imbot.v2 bot, its event mode and, in fetch mode, how
@@ -261,7 +275,7 @@ func (d *Doctor) checkBotV2(ctx context.Context, cfg *config.Config, portal stor
 		return true
 	}
 	// A peek at the queue from the offset already processed: it confirms nothing new.
-	page, err := bitrix24.FetchEvents(ctx, d.Client, bitrix24.Context{BotID: portal.BotID, BotToken: portal.BotToken}, portal.FetchOffset, 1)
+	page, err := bitrix24.FetchEvents(ctx, d.Client, bitrix24.Context{BotID: portal.BotID, BotToken: portal.BotToken}, portal.Offset(), 1)
 	switch {
 	case err != nil:
 		d.fail("events", "cannot read the event queue: "+err.Error(), Explain(err))
