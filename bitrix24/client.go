@@ -339,7 +339,7 @@ func (c *Client) send(ctx context.Context, method string, body []byte, token str
 		return nil, &TransportError{Method: method, Host: c.host, Err: err}
 	}
 	if c.limiter != nil {
-		waited, err := c.limiter.Wait(ctx)
+		waited, err := c.limiter.wait(ctx)
 		if err != nil {
 			return nil, &TransportError{Method: method, Host: c.host, Err: err}
 		}

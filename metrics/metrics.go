@@ -37,6 +37,7 @@ type Metrics struct {
 	fetchSuccess   *prometheus.GaugeVec
 	fetchFailures  *prometheus.CounterVec
 	batchRefused   prometheus.Counter
+	fetchAnomalies *prometheus.CounterVec
 }
 
 // New registers the metrics; outbox, if not nil, is asked for the backlog on scrape.
@@ -93,12 +94,16 @@ func New(outbox Outbox) *Metrics {
 			Name: "supportbot_fetch_failures_total",
 			Help: "Fetch mode: polls of the portal's event queue that failed.",
 		}, []string{"portal"}),
+		fetchAnomalies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "supportbot_fetch_offset_anomalies_total",
+			Help: "Fetch mode: nextOffsets the poller did not trust: beyond the page's last event (beyond), or not moving past a page of events (stuck).",
+		}, []string{"portal", "kind"}),
 		batchRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "supportbot_v2_batch_refused_total",
 			Help: "Times a portal was found to refuse imbot.v2 methods inside batch; its calls then go one a request for a day.",
 		}),
 	}
-	m.registry.MustRegister(m.batchRefused, m.events, m.httpDuration, m.restCalls, m.restDuration, m.rateLimitWaits,
+	m.registry.MustRegister(m.batchRefused, m.fetchAnomalies, m.events, m.httpDuration, m.restCalls, m.restDuration, m.rateLimitWaits,
 		m.rateLimitTime, m.deliveries, m.retries, m.maybeDup, m.fetchLag, m.fetchSuccess, m.fetchFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if outbox != nil {
@@ -145,12 +150,18 @@ func (m *Metrics) ObservePoll(portalID int64, ok bool, lag time.Duration) {
 	m.fetchSuccess.WithLabelValues(portal).SetToCurrentTime()
 }
 
+// ObserveOffsetAnomaly implements poller.Observer.
+func (m *Metrics) ObserveOffsetAnomaly(portalID int64, kind string) {
+	m.fetchAnomalies.WithLabelValues(strconv.FormatInt(portalID, 10), kind).Inc()
+}
+
 // ForgetPortal implements poller.Observer: a portal no longer polled leaves no gauges behind.
 func (m *Metrics) ForgetPortal(portalID int64) {
 	portal := strconv.FormatInt(portalID, 10)
 	m.fetchLag.DeleteLabelValues(portal)
 	m.fetchSuccess.DeleteLabelValues(portal)
 	m.fetchFailures.DeleteLabelValues(portal)
+	m.fetchAnomalies.DeletePartialMatch(prometheus.Labels{"portal": portal})
 }
 
 // ObserveHTTP records one request's latency.

@@ -54,6 +54,7 @@ type Fake struct {
 	next      struct{ bot, cmd, event, msg, chat int64 }
 	confirmed int64 // the highest offset Event.get was given
 	batch     BatchMode
+	offsets   OffsetMode
 }
 
 // BatchMode is how the fake answers imbot.v2 methods inside batch.

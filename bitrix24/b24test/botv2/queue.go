@@ -49,7 +49,48 @@ func (f *Fake) eventGet(r *req) (any, *bitrix24.Error) {
 	if len(page) > 0 {
 		next = page[len(page)-1].ID + 1
 	}
-	return map[string]any{"events": page, "nextOffset": next, "hasMore": len(b.queue) > len(page)}, nil
+	answer := map[string]any{"events": page, "nextOffset": next, "hasMore": len(b.queue) > len(page)}
+	switch f.offsets {
+	case OffsetsEmptyMissing, OffsetsEmptyNull, OffsetsEmptyZero:
+		if len(page) == 0 {
+			answer["nextOffset"] = map[OffsetMode]any{OffsetsEmptyNull: nil, OffsetsEmptyZero: 0}[f.offsets]
+			if f.offsets == OffsetsEmptyMissing {
+				delete(answer, "nextOffset")
+			}
+		}
+	case OffsetsBeyond:
+		answer["nextOffset"] = next + 153
+	case OffsetsStuck:
+		if len(page) > 0 {
+			answer["nextOffset"] = intParam(r.Params, "offset")
+		}
+	}
+	return answer, nil
+}
+
+// OffsetMode is how Event.get writes nextOffset.
+type OffsetMode int
+
+const (
+	// OffsetsNext: the first ID after the page; with an empty page, the next ID to come.
+	OffsetsNext OffsetMode = iota
+	// OffsetsEmptyMissing, OffsetsEmptyNull, OffsetsEmptyZero: an empty page has no
+	// nextOffset, null, or 0.
+	OffsetsEmptyMissing
+	OffsetsEmptyNull
+	OffsetsEmptyZero
+	// OffsetsBeyond: a faulty portal's nextOffset, 153 past the page's last event + 1.
+	OffsetsBeyond
+	// OffsetsStuck: a faulty portal's nextOffset, the offset asked for, after a page
+	// of events.
+	OffsetsStuck
+)
+
+// SetOffsets sets how Event.get writes nextOffset from now on.
+func (f *Fake) SetOffsets(m OffsetMode) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.offsets = m
 }
 
 // Queue queues an event for the portal's only imbot.v2 bot, which must take its
