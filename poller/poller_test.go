@@ -57,9 +57,9 @@ type observed struct {
 	mu        sync.Mutex
 	anomalies map[string]int
 	outcomes  map[string]int
-	polls    int
-	lag      time.Duration
-	forgot   []int64
+	polls     int
+	lag       time.Duration
+	forgot    []int64
 }
 
 func (o *observed) ObserveEvent(_, outcome string) {
