@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,7 +34,7 @@ type Metrics struct {
 	deliveries     *prometheus.CounterVec
 	retries        *prometheus.CounterVec
 	maybeDup       *prometheus.CounterVec
-	fetchLag       *prometheus.GaugeVec
+	fetchLag       *lagCollector
 	fetchSuccess   *prometheus.GaugeVec
 	fetchFailures  *prometheus.CounterVec
 	batchRefused   prometheus.Counter
@@ -82,10 +83,9 @@ func New(outbox Outbox) *Metrics {
 			Name: "supportbot_outbox_maybe_duplicates_total",
 			Help: "Non-idempotent calls sent again after an attempt that may have run (a timeout after sending): the only case where the portal may show a reply twice.",
 		}, []string{"method"}),
-		fetchLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "supportbot_fetch_lag_seconds",
-			Help: "Fetch mode: the age of the oldest event the last poll of the portal's queue brought (0 when it was empty).",
-		}, []string{"portal"}),
+		fetchLag: &lagCollector{portals: map[string]lagState{}, start: time.Now(), desc: prometheus.NewDesc("supportbot_fetch_lag_seconds",
+			"Fetch mode: how far behind the portal's event queue the bot is: the age of the oldest event the last poll brought "+
+				"(0 for an empty queue), growing from the last successful poll while polls fail.", []string{"portal"}, nil)},
 		fetchSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "supportbot_fetch_last_success_timestamp_seconds",
 			Help: "Fetch mode: when the portal's event queue was last polled successfully (Unix time).",
@@ -142,11 +142,11 @@ func (m *Metrics) ObserveEvent(eventType, outcome string) {
 // ObservePoll implements poller.Observer.
 func (m *Metrics) ObservePoll(portalID int64, ok bool, lag time.Duration) {
 	portal := strconv.FormatInt(portalID, 10)
+	m.fetchLag.observe(portal, ok, lag)
 	if !ok {
 		m.fetchFailures.WithLabelValues(portal).Inc()
 		return
 	}
-	m.fetchLag.WithLabelValues(portal).Set(lag.Seconds())
 	m.fetchSuccess.WithLabelValues(portal).SetToCurrentTime()
 }
 
@@ -158,7 +158,7 @@ func (m *Metrics) ObserveOffsetAnomaly(portalID int64, kind string) {
 // ForgetPortal implements poller.Observer: a portal no longer polled leaves no gauges behind.
 func (m *Metrics) ForgetPortal(portalID int64) {
 	portal := strconv.FormatInt(portalID, 10)
-	m.fetchLag.DeleteLabelValues(portal)
+	m.fetchLag.forget(portal)
 	m.fetchSuccess.DeleteLabelValues(portal)
 	m.fetchFailures.DeleteLabelValues(portal)
 	m.fetchAnomalies.DeletePartialMatch(prometheus.Labels{"portal": portal})
@@ -208,6 +208,57 @@ func boundCode(code string) string {
 		return "other"
 	}
 	return code
+}
+
+// lagCollector is supportbot_fetch_lag_seconds, computed when scraped: while polls
+// fail (a hung one fails at the client's timeout) the bot falls further behind
+// however long it has been since, not just when a poll ends.
+type lagCollector struct {
+	desc    *prometheus.Desc
+	start   time.Time // a portal never polled successfully is behind since then
+	mu      sync.Mutex
+	portals map[string]lagState
+}
+
+type lagState struct {
+	lag       time.Duration // the age of the oldest event the last successful poll brought
+	successAt time.Time
+	failing   bool // the last poll failed
+}
+
+func (c *lagCollector) observe(portal string, ok bool, lag time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, seen := c.portals[portal]
+	switch {
+	case ok:
+		st = lagState{lag: lag, successAt: time.Now()}
+	case !seen:
+		st = lagState{successAt: c.start, failing: true}
+	default:
+		st.failing = true
+	}
+	c.portals[portal] = st
+}
+
+func (c *lagCollector) forget(portal string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.portals, portal)
+}
+
+func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for portal, st := range c.portals {
+		lag := st.lag
+		if st.failing {
+			lag += time.Since(st.successAt)
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, lag.Seconds(), portal)
+	}
 }
 
 type outboxCollector struct {
