@@ -257,3 +257,6 @@ func chatID(dialog string) (int64, bool) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// Portal is the portal the fake teaches imbot.v2.
+func (f *Fake) Portal() *b24test.Portal { return f.p }
