@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -452,5 +455,23 @@ func TestV2WebhookMode(t *testing.T) {
 	}
 	if n := countDialogs(t, b.dbPath, anyDialog); n != 1 {
 		t.Errorf("%d dialogs after a forged event", n)
+	}
+}
+
+// TestTokenNotNeededInFetchMode: `supportbot token` in fetch mode would wait for ever
+// for an event no portal posts; it says the token is not needed and exits 0.
+func TestTokenNotNeededInFetchMode(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	portal := b24test.New(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, buildBinary(t), "token")
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "SUPPORTBOT_HTTP_ADDR=127.0.0.1:0"},
+		fetchEnv(dir, portal.WebhookURL())...)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "not needed: in fetch mode") {
+		t.Fatalf("token in fetch mode: %v\n%s", err, out)
 	}
 }

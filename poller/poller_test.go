@@ -318,3 +318,40 @@ func TestNextOffsetStuck(t *testing.T) {
 			obs.anomalies, dialogCount(t, store, portal.ID))
 	}
 }
+
+// TestOffsetBelongsToItsBot: the offset stored for one bot is never sent for another
+// (the bot registered again after unregister, or an application reinstalled): the new
+// bot's first poll carries none, and its events are handled.
+func TestOffsetBelongsToItsBot(t *testing.T) {
+	store, portal, fake, client := setUp(t)
+	fake.Message(27, "27", "open new first")
+	p := &poller.Poller{Store: store, Bot: newBot(), Log: quiet(), Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
+	if _, err := p.PollOnce(t.Context(), portal.ID); err != nil {
+		t.Fatal(err)
+	}
+	cx := bitrix24.Context{BotID: portal.BotID, BotToken: token}
+	if _, err := bitrix24.Perform(t.Context(), client, bitrix24.V2, bitrix24.UnregisterBot{BotID: portal.BotID}, cx); err != nil {
+		t.Fatal(err)
+	}
+	id, err := bitrix24.Perform(t.Context(), client, bitrix24.V2,
+		bitrix24.RegisterBot{Profile: bitrix24.BotProfile{Code: "supportbot2", Name: "Support", EventMode: "fetch"}},
+		bitrix24.Context{BotToken: token})
+	if err != nil || id == portal.BotID {
+		t.Fatalf("a new bot: %d %v", id, err)
+	}
+	if err := store.Update(t.Context(), func(tx *storage.Tx) error { return tx.SetBotV2(portal.ID, id, token, storage.EventsFetch) }); err != nil {
+		t.Fatal(err)
+	}
+	fake.QueueFor(id, "ONIMBOTV2MESSAGEADD", nil)
+	before := len(fake.Portal().CallsTo("imbot.v2.Event.get"))
+	if _, err := p.PollOnce(t.Context(), portal.ID); err != nil {
+		t.Fatal(err)
+	}
+	calls := fake.Portal().CallsTo("imbot.v2.Event.get")[before:]
+	if len(calls) != 1 || calls[0].Params.String("botId") != strconv.FormatInt(id, 10) || calls[0].Params.String("offset") != "" {
+		t.Fatalf("the new bot's first poll: %+v", calls)
+	}
+	if stored, _ := store.Portal(t.Context(), portal.ID); stored.FetchBotID != id || stored.Offset() == 0 {
+		t.Fatalf("offset %d stored for bot %d, the portal's is %d", stored.FetchOffset, stored.FetchBotID, id)
+	}
+}
