@@ -15,7 +15,8 @@
 // is BOT_CODE_ALREADY_TAKEN); imbot.v2 methods run inside batch, as batch.md refuses
 // only file transfers and nested batches (SetBatch refuses them, the ways a portal
 // might); a boolean in a batch command's query is Y, N, true or false, never 1 or 0;
-// method names are case-sensitive.
+// method names are case-sensitive; a bot posts only to private chats and to group
+// chats it created or was added to (AddBot), as the real portal refuses others.
 package botv2
 
 import (
@@ -48,6 +49,7 @@ type Fake struct {
 	commands  map[int64]*Command
 	own       map[int64]int64     // message ID → the bot that posted it (0: a system message)
 	owners    map[int64]int64     // chat ID → its owner
+	members   map[int64][]int64   // group chat ID → the bots in it
 	private   map[string]int64    // private dialog → its chat ID, for events
 	users     map[int64][2]string // SetUser's names
 	msgOf     map[int64]int64     // event ID → its message's ID
@@ -83,7 +85,7 @@ var v2Booleans = []string{"common", "hidden", "extranetSupport", "system", "urlP
 
 // Attach adds the imbot.v2 methods to p.
 func Attach(p *b24test.Portal) *Fake {
-	f := &Fake{p: p, bots: map[int64]*bot{}, commands: map[int64]*Command{}, own: map[int64]int64{}, owners: map[int64]int64{},
+	f := &Fake{p: p, bots: map[int64]*bot{}, commands: map[int64]*Command{}, own: map[int64]int64{}, owners: map[int64]int64{}, members: map[int64][]int64{},
 		private: map[string]int64{}, users: map[int64][2]string{}, msgOf: map[int64]int64{}}
 	f.next.bot, f.next.cmd, f.next.event, f.next.msg, f.next.chat = firstBotID, firstCommandID, firstEventID, firstMessageID, firstChatID
 	for name, m := range methods {

@@ -326,6 +326,12 @@ func TestChats(t *testing.T) {
 	if m := e.p.Messages(dialog); len(m) != 1 || m[0].Text != "Welcome" {
 		t.Fatalf("first message: %+v", m)
 	}
+	// A chat the bot is not in: refused, as chat-message-send.md says, until it is added.
+	other := e.p.AddChat(b24test.Chat{Title: "Elsewhere", Users: []int64{27}})
+	sendTo := map[string]any{"botId": id, "botToken": token, "dialogId": "chat" + itoa(other), "fields": map[string]any{"message": "hi"}}
+	e.fails(t, "ACCESS_DENIED", "imbot.v2.Chat.Message.send", sendTo)
+	e.fake.AddBot(id, other)
+	e.call(t, "imbot.v2.Chat.Message.send", sendTo)
 	e.call(t, "imbot.v2.Chat.update", map[string]any{"botId": id, "botToken": token, "dialogId": dialog,
 		"fields": map[string]any{"title": "Ticket 7 (closed)"}})
 	e.call(t, "imbot.v2.Chat.User.add", map[string]any{"botId": id, "botToken": token, "dialogId": dialog, "userIds": []any{31, 40}})
@@ -333,7 +339,7 @@ func TestChats(t *testing.T) {
 	if get(got, "chat", "name") != "Ticket 7 (closed)" || get(got, "chat", "description") != "supportbot:ticket:7" {
 		t.Fatalf("Chat.get: %v", got)
 	}
-	if c, _ := e.p.Chat(cid); !slices.Equal(c.Users, []int64{27, 31, 40}) || len(e.p.Chats()) != 1 {
+	if c, _ := e.p.Chat(cid); !slices.Equal(c.Users, []int64{27, 31, 40}) || len(e.p.Chats()) != 2 {
 		t.Fatalf("after User.add: %+v", c)
 	}
 }

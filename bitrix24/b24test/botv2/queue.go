@@ -230,7 +230,14 @@ func (f *Fake) Delete(userID int64, dialogID string, messageID int64) int64 {
 
 // Join queues JoinEvent's event.
 func (f *Fake) Join(userID int64, dialogID string) int64 {
-	return f.Queue(f.JoinEvent(userID, dialogID))
+	id := f.Queue(f.JoinEvent(userID, dialogID))
+	if chat, ok := chatID(dialogID); ok { // the bot was added to the chat: it may post there
+		f.mu.Lock()
+		b := f.only()
+		f.mu.Unlock()
+		f.AddBot(b.ID, chat)
+	}
+	return id
 }
 
 // Command queues CommandEvent's event.
