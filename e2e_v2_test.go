@@ -475,3 +475,17 @@ func TestTokenNotNeededInFetchMode(t *testing.T) {
 		t.Fatalf("token in fetch mode: %v\n%s", err, out)
 	}
 }
+
+// TestDoctorWarnsOfOldEvents: how long the portal keeps unconfirmed imbot.v2 events
+// is not written; doctor warns when the oldest waiting one is over an hour old.
+func TestDoctorWarnsOfOldEvents(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, fake, env, _ := fetchPortal(t, dir)
+	fake.Age(2 * time.Hour)
+	fake.Message(client, "27", "open new")
+	res := runCLI(t, dir, env, "doctor")
+	if !strings.Contains(res.stdout, "the portal may drop events kept this long") || !strings.Contains(res.stdout, "supportbot_fetch_lag_seconds > 3600") {
+		t.Fatalf("doctor with a 2 h old event waiting:\n%s", res.stdout)
+	}
+}

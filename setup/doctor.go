@@ -229,6 +229,11 @@ func (d *Doctor) checkPortal(ctx context.Context, cfg *config.Config, store *sto
 	d.checkCommands(ctx, store, portal)
 }
 
+// OldestEventWarning is how long an event may wait in a v2 bot's queue before doctor
+// warns that the portal may drop it: imbot.v2 does not say how long it keeps events,
+// im.v2 keeps them 24 h, so an hour leaves room to act.
+const OldestEventWarning = time.Hour
+
 // checkBatchV2 says how the bot's calls reach the portal: in batch, or one a request
 // because the portal refused imbot.v2 methods inside batch (until a day after).
 func (d *Doctor) checkBatchV2(portal storage.Portal) {
@@ -287,7 +292,12 @@ func (d *Doctor) checkBotV2(ctx context.Context, cfg *config.Config, portal stor
 		if page.HasMore {
 			more = " and more after it"
 		}
-		if lag > time.Minute {
+		if lag > OldestEventWarning {
+			// How long the portal keeps unconfirmed events is not written for imbot.v2
+			// (im.v2 keeps them 24 h): an event this old may be dropped before it is read.
+			d.warn("events", fmt.Sprintf("an event has waited %s in the portal's queue%s: the portal may drop events kept this long", lag, more),
+				"start `supportbot serve` now (it must reach the portal); alert on supportbot_fetch_lag_seconds > 3600")
+		} else if lag > time.Minute {
 			d.warn("events", fmt.Sprintf("an event has waited %s in the portal's queue%s: the poller is behind", lag, more),
 				"make sure `supportbot serve` is running and reaches the portal; see supportbot_fetch_lag_seconds")
 		} else {

@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"supportbot/bitrix24"
 	"supportbot/bitrix24/b24test"
@@ -57,6 +58,7 @@ type Fake struct {
 	confirmed int64 // the highest offset Event.get was given
 	batch     BatchMode
 	offsets   OffsetMode
+	age       time.Duration // how old queued events are dated
 }
 
 // BatchMode is how the fake answers imbot.v2 methods inside batch.

@@ -86,6 +86,14 @@ const (
 	OffsetsStuck
 )
 
+// Age dates the events queued from now on d in the past: events that have waited
+// that long, as during an outage of the bot.
+func (f *Fake) Age(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.age = d
+}
+
 // SetOffsets sets how Event.get writes nextOffset from now on.
 func (f *Fake) SetOffsets(m OffsetMode) {
 	f.mu.Lock()
@@ -127,7 +135,7 @@ func (f *Fake) queueLocked(b *bot, typ string, data map[string]any) int64 {
 		MessageID int64
 	}
 	_ = json.Unmarshal(raw, &ids)
-	e := event{ID: f.next.event, Type: typ, Date: time.Now().Format(dateLayout), Data: raw}
+	e := event{ID: f.next.event, Type: typ, Date: time.Now().Add(-f.age).Format(dateLayout), Data: raw}
 	f.next.event++
 	b.queue = append(b.queue, e)
 	f.msgOf[e.ID] = cmp.Or(ids.Message.ID, ids.MessageID)
