@@ -37,9 +37,8 @@ type Portal struct {
 	// BatchRefusedAt: when the portal last refused imbot.v2 methods inside batch; zero
 	// while it takes them (or was never asked).
 	BatchRefusedAt time.Time
-	FetchBotID     int64     // the bot FetchOffset belongs to
-	PendingToken   string    // a v2 token being rotated in: never logged
-	FetchOldestAt  time.Time // the oldest event waiting at the last poll; zero for none
+	FetchBotID     int64  // the bot FetchOffset belongs to
+	PendingToken   string // a v2 token being rotated in: never logged
 }
 
 // BatchRetryAfter is how long a portal that refused imbot.v2 methods inside batch
@@ -84,15 +83,15 @@ func (p Portal) LogValue() slog.Value {
 const portalColumns = `id, member_id, domain, bot_id, bot_deleted_at, created_at, client_id, client_endpoint,
 	application_token, access_token, refresh_token, token_expires_at, installed_at, uninstalled_at,
 	api, bot_token, event_mode, fetch_offset, installed_by, roles_seeded, batch_refused_at, fetch_bot_id,
-	bot_token_pending, fetch_oldest_at`
+	bot_token_pending`
 
 func scanPortal(row interface{ Scan(...any) error }) (Portal, error) {
 	var p Portal
-	var deleted, created, expires, installed, uninstalled, refused, oldest sql.NullInt64
+	var deleted, created, expires, installed, uninstalled, refused sql.NullInt64
 	if err := row.Scan(&p.ID, &p.MemberID, &p.Domain, &p.BotID, &deleted, &created, &p.ClientID, &p.ClientEndpoint,
 		&p.ApplicationToken, &p.AccessToken, &p.RefreshToken, &expires, &installed, &uninstalled,
 		&p.API, &p.BotToken, &p.EventMode, &p.FetchOffset, &p.InstalledBy, &p.RolesSeeded, &refused, &p.FetchBotID,
-		&p.PendingToken, &oldest); err != nil {
+		&p.PendingToken); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Portal{}, ErrNotFound
 		}
@@ -104,7 +103,6 @@ func scanPortal(row interface{ Scan(...any) error }) (Portal, error) {
 	p.InstalledAt = fromMillis(installed)
 	p.UninstalledAt = fromMillis(uninstalled)
 	p.BatchRefusedAt = fromMillis(refused)
-	p.FetchOldestAt = fromMillis(oldest)
 	return p, nil
 }
 
@@ -329,18 +327,6 @@ func (tx *Tx) SetFetchOffset(portalID, botID, offset int64) error {
 		return fmt.Errorf("set fetch offset of portal %d: %w", portalID, err)
 	}
 	return nil
-}
-
-// SetFetchOldest records the date of the oldest event waiting in the portal's queue
-// (zero: none), for doctor's warning about events the portal may not keep.
-func (tx *Tx) SetFetchOldest(portalID int64, at time.Time) error {
-	clear(tx.portals)
-	var v any
-	if !at.IsZero() {
-		v = millis(at)
-	}
-	_, err := tx.exec(`UPDATE portals SET fetch_oldest_at = ? WHERE id = ?`, v, portalID)
-	return err
 }
 
 // SetBatchRefused records that the portal refused imbot.v2 methods inside batch at

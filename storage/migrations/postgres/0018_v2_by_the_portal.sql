@@ -4,10 +4,8 @@
 -- fetch_bot_id: the bot the fetch offset belongs to; another bot starts without one.
 -- bot_token_pending: a token being rotated in, stored before Bot.update so that a
 -- crash between the two cannot leave the bot with a token nobody knows.
--- fetch_oldest_at: the date of the oldest event waiting in the queue at the last poll.
 ALTER TABLE portals ADD COLUMN batch_refused_at BIGINT;
 ALTER TABLE portals ADD COLUMN fetch_bot_id BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE portals ADD COLUMN bot_token_pending TEXT NOT NULL DEFAULT '';
-ALTER TABLE portals ADD COLUMN fetch_oldest_at BIGINT;
 -- Offsets stored so far belong to the bot the portal has now.
 UPDATE portals SET fetch_bot_id = bot_id WHERE fetch_offset > 0;
