@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"supportbot/bitrix24"
 	"supportbot/bitrix24/b24test"
 	"supportbot/bitrix24/b24test/botv2"
 	"supportbot/bot"
@@ -455,6 +456,56 @@ func TestV2WebhookMode(t *testing.T) {
 	}
 	if n := countDialogs(t, b.dbPath, anyDialog); n != 1 {
 		t.Errorf("%d dialogs after a forged event", n)
+	}
+	// A rotation in webhook mode changes the events' token too: register says what to do.
+	b.stop()
+	if res := runCLI(t, dir, env, "register", "--rotate-token"); res.code != 0 ||
+		!strings.Contains(res.stdout, "the events' application token changes") || !strings.Contains(res.stdout, "`supportbot token`") {
+		t.Errorf("register --rotate-token in webhook mode: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+}
+
+// TestRotateTokenCrashSafe: `register --rotate-token` stores the new token as pending
+// before Bot.update, which takes the old one's access at once. A crash right after
+// Bot.update (simulated: the pending token stored, the portal given it, nothing
+// more) is completed by the next register, and by the running bot's poller.
+func TestRotateTokenCrashSafe(t *testing.T) {
+	t.Parallel()
+	for _, by := range []string{"register", "serve"} {
+		t.Run(by, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			portal, fake, env, _ := fetchPortal(t, dir)
+			path := filepath.Join(dir, "supportbot.db")
+			before := portalAt(t, path)
+			const pending = "0123456789abcdef0123456789abcdef"
+			store := storeAt(t, path)
+			if err := store.Update(t.Context(), func(tx *storage.Tx) error { return tx.SetPendingToken(before.ID, pending) }); err != nil {
+				t.Fatal(err)
+			}
+			_, err := bitrix24.Perform(t.Context(), bitrix24.NewClient(portal.WebhookURL()), bitrix24.V2,
+				bitrix24.UpdateBot{BotID: before.BotID, Profile: bitrix24.BotProfile{Code: "supportbot", Name: "Support", EventMode: "fetch"}, NewToken: pending},
+				bitrix24.Context{BotID: before.BotID, BotToken: before.BotToken})
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch by {
+			case "register":
+				if res := runCLI(t, dir, env, "register"); res.code != 0 || !strings.Contains(res.stdout, "completed a token rotation") {
+					t.Fatalf("register after an interrupted rotation: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+				}
+			case "serve":
+				b := startFetch(t, portal, env)
+				fake.Message(client, "27", "open new")
+				b.waitMessage("27", 0, "Question #1 is open")
+				b.stop()
+			}
+			after := portalAt(t, path)
+			if after.BotToken != pending || after.PendingToken != "" || after.BotID != before.BotID || len(fake.Bots()) != 1 {
+				t.Fatalf("after: bot %d (was %d), token adopted %v, pending left %v, %d bots", after.BotID, before.BotID,
+					after.BotToken == pending, after.PendingToken != "", len(fake.Bots()))
+			}
+		})
 	}
 }
 

@@ -59,6 +59,8 @@ const (
 	MaxLimit        = 1000
 )
 
+var errOwnership = &bitrix24.Error{Code: "BOT_OWNERSHIP_ERROR"}
+
 // ErrOffsetStuck: the portal answered a page of events with a nextOffset that does
 // not move past the offset sent, so the next poll would bring the same page.
 var ErrOffsetStuck = errors.New("the portal's nextOffset does not move past the page it answered")
@@ -195,8 +197,22 @@ func (p *Poller) PollOnce(ctx context.Context, portalID int64) (more bool, err e
 	// Replies go first through the portal's limiter, but this poll yields for no more
 	// than an interval.
 	sent := portal.Offset()
-	page, err := bitrix24.FetchEvents(bitrix24.Yielding(ctx, time.Now().Add(p.interval())), caller,
-		bitrix24.Context{BotID: portal.BotID, BotToken: portal.BotToken}, sent, min(cmp.Or(p.Limit, MaxLimit), MaxLimit))
+	fetch := func(token string) (bitrix24.Fetched, error) {
+		return bitrix24.FetchEvents(bitrix24.Yielding(ctx, time.Now().Add(p.interval())), caller,
+			bitrix24.Context{BotID: portal.BotID, BotToken: token}, sent, min(cmp.Or(p.Limit, MaxLimit), MaxLimit))
+	}
+	page, err := fetch(portal.BotToken)
+	if pending := portal.PendingToken; errors.Is(err, errOwnership) && pending != "" && pending != portal.BotToken {
+		// A token rotation reached the portal before the process recording it died:
+		// the old token lost access at once, the pending one has it.
+		if page, err = fetch(pending); err == nil {
+			p.Log.Warn("the bot's new token works, the old does not: completing an interrupted token rotation", "portal", portalID)
+			if err := p.Store.Update(ctx, func(tx *storage.Tx) error { return tx.AdoptPendingToken(portalID, pending) }); err != nil {
+				return false, err
+			}
+			portal.BotToken = pending
+		}
+	}
 	if err != nil {
 		p.Obs.ObservePoll(portalID, false, 0)
 		return false, err

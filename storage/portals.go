@@ -352,6 +352,18 @@ func (tx *Tx) SetPendingToken(portalID int64, token string) error {
 	return err
 }
 
+// AdoptPendingToken makes the pending token the v2 bot's: the portal took it (the
+// old one failed with BOT_OWNERSHIP_ERROR, or the new one lists the bot).
+func (tx *Tx) AdoptPendingToken(portalID int64, token string) error {
+	clear(tx.portals)
+	_, err := tx.exec(`UPDATE portals SET bot_token = ?, bot_token_pending = '', updated_at = ?
+		WHERE id = ? AND bot_token_pending = ?`, token, millis(tx.now), portalID, token)
+	if err != nil {
+		return fmt.Errorf("adopt the pending token of portal %d: %w", portalID, err)
+	}
+	return nil
+}
+
 // MarkBotDeleted records that the portal removed the bot: nothing more is sent there.
 func (tx *Tx) MarkBotDeleted(portalID int64) error {
 	clear(tx.portals)
