@@ -540,3 +540,28 @@ func TestDoctorWarnsOfOldEvents(t *testing.T) {
 		t.Fatalf("doctor with a 2 h old event waiting:\n%s", res.stdout)
 	}
 }
+
+// TestRegisterRecoversExistingCommands: a portal that answers COMMAND_ALREADY_EXISTS
+// for a command the bot has (not the docs' idempotent answer), with a database that
+// lost the commands' IDs: register finds them with Command.list and updates them.
+func TestRegisterRecoversExistingCommands(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	portal, fake, env, _ := fetchPortal(t, dir)
+	path := filepath.Join(dir, "supportbot.db")
+	p := portalAt(t, path)
+	before := fake.Commands()
+	if err := storeAt(t, path).Update(t.Context(), func(tx *storage.Tx) error { return tx.DeleteCommands(p.ID) }); err != nil {
+		t.Fatal(err)
+	}
+	fake.RefuseExistingCommands()
+	res := runCLI(t, dir, env, "register")
+	if res.code != 0 || !strings.Contains(res.stdout, "registered before, and updated it") {
+		t.Fatalf("register: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	if n := storedCommands(t, path, p.ID); n != len(before) || len(fake.Commands()) != len(before) ||
+		len(portal.CallsTo("imbot.v2.Command.update")) != len(before) {
+		t.Fatalf("%d stored, %d on the portal (%d before), %d updated", n, len(fake.Commands()), len(before),
+			len(portal.CallsTo("imbot.v2.Command.update")))
+	}
+}

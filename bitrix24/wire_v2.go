@@ -226,3 +226,32 @@ func BotsV2(ctx context.Context, c Caller, token string) ([]BotV2, error) {
 	}
 	return out, nil
 }
+
+// CommandsV2 lists a v2 bot's commands by name (without the slash): what a portal
+// that refuses to register a command again (COMMAND_ALREADY_EXISTS) has of the bot's.
+func CommandsV2(ctx context.Context, c Caller, cx Context) (map[string]int64, error) {
+	p := map[string]any{"botId": cx.BotID}
+	if cx.BotToken != "" {
+		p["botToken"] = cx.BotToken
+	}
+	raw, err := c.Call(ctx, "imbot.v2.Command.list", p)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Commands []struct {
+			ID      json.Number `json:"id"`
+			Command string      `json:"command"`
+		} `json:"commands"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, fmt.Errorf("bitrix24 imbot.v2.Command.list: unexpected answer (%d bytes)", len(raw))
+	}
+	out := make(map[string]int64, len(r.Commands))
+	for _, c := range r.Commands {
+		if id, err := c.ID.Int64(); err == nil && id > 0 {
+			out[strings.TrimPrefix(c.Command, "/")] = id
+		}
+	}
+	return out, nil
+}

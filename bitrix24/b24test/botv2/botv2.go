@@ -59,6 +59,8 @@ type Fake struct {
 	batch     BatchMode
 	offsets   OffsetMode
 	age       time.Duration // how old queued events are dated
+
+	commandExists bool // Command.register of an existing command fails
 }
 
 // BatchMode is how the fake answers imbot.v2 methods inside batch.
