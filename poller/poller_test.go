@@ -355,3 +355,28 @@ func TestOffsetBelongsToItsBot(t *testing.T) {
 		t.Fatalf("offset %d stored for bot %d, the portal's is %d", stored.FetchOffset, stored.FetchBotID, id)
 	}
 }
+
+// TestSeveralCommandsInOneMessage: a message holding two slash commands brings an
+// event for each, with the same message ID (events.md); each is handled, the second
+// not taken for a duplicate of the first.
+func TestSeveralCommandsInOneMessage(t *testing.T) {
+	store, portal, fake, client := setUp(t)
+	cx := bitrix24.Context{BotID: portal.BotID, BotToken: token}
+	for _, c := range bot.Commands() {
+		if c.Name == "chats" || c.Name == "help" {
+			if _, err := bitrix24.Perform(t.Context(), client, bitrix24.V2, bitrix24.RegisterCommand{Command: c}, cx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fake.SlashCommands(27, "27", [2]string{"help", ""}, [2]string{"chats", ""})
+	obs := &observed{}
+	p := &poller.Poller{Store: store, Bot: newBot(), Log: quiet(), Obs: obs, Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
+	if _, err := p.PollOnce(t.Context(), portal.ID); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := store.Outbox(t.Context(), portal.ID)
+	if err != nil || obs.count("processed") != 2 || len(entries) != 2 {
+		t.Fatalf("outcomes %v, %d replies (%v)", obs.outcomes, len(entries), err)
+	}
+}

@@ -253,6 +253,27 @@ func (f *Fake) Command(userID int64, dialogID, command, params string) int64 {
 	return f.Queue(f.CommandEvent(userID, dialogID, command, params))
 }
 
+// SlashCommands queues what one message holding several slash commands yields: an event
+// for each (events.md), all with the message's ID and its whole text. Each command is
+// {name, params}; it returns the events' IDs.
+func (f *Fake) SlashCommands(userID int64, dialogID string, cmds ...[2]string) []int64 {
+	var lines []string
+	for _, c := range cmds {
+		lines = append(lines, strings.TrimSpace("/"+strings.TrimPrefix(c[0], "/")+" "+c[1]))
+	}
+	f.mu.Lock()
+	msg := f.next.msg
+	f.next.msg++
+	f.mu.Unlock()
+	var ids []int64
+	for _, c := range cmds {
+		typ, data := f.build(bitrix24.EventV2CommandAdd, userID, dialogID, msg, "", f.command(c[0], c[1], "textarea"))
+		data["message"].(map[string]any)["text"] = strings.Join(lines, "\n")
+		ids = append(ids, f.Queue(typ, data))
+	}
+	return ids
+}
+
 // Press queues PressEvent's event.
 func (f *Fake) Press(userID int64, dialogID string, messageID int64, command, params string) int64 {
 	return f.Queue(f.PressEvent(userID, dialogID, messageID, command, params))
