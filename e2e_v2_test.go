@@ -565,3 +565,28 @@ func TestRegisterRecoversExistingCommands(t *testing.T) {
 			len(portal.CallsTo("imbot.v2.Command.update")))
 	}
 }
+
+// TestPressOnForeignMessageAnsweredAnew: the portal refuses to update a message that
+// is not the bot's own (ACCESS_DENIED); a press that would update one is answered
+// with a new message instead.
+func TestPressOnForeignMessageAnsweredAnew(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	portal, fake, env, _ := fetchPortal(t, dir)
+	b := startFetch(t, portal, env)
+	question := fake.Message(client, "27", "open new Printing")
+	_, seen := b.waitMessage("27", 0, "#1")
+	waitIdle(t, b.dbPath)
+	fake.Command(agentID, chatDialog(b.chats()[0]), "close", "")
+	notice, seen := b.waitMessage("27", seen, "resolved")
+	buttons := notice.Buttons()
+	if len(buttons) == 0 {
+		t.Fatalf("no rating buttons: %+v", notice)
+	}
+	// The press names the client's own message, which the bot may not update.
+	fake.Press(client, "27", fake.MessageID(question), buttons[0].Command, buttons[0].CommandParams)
+	b.waitMessage("27", seen, "Your rating: 👍 helped")
+	if n := len(portal.CallsTo("imbot.v2.Chat.Message.update")); n != 1 {
+		t.Errorf("%d updates tried", n)
+	}
+}
