@@ -308,6 +308,7 @@ func manyPortals(b *testing.B, a api) {
 			p, _ := store.EnsurePortal(context.Background(), fmt.Sprint("portal-", i), "")
 			fake := b24test.New(b)
 			fake.SetRateLimit(2, 50)
+			onAPI(b, a, store, p, fake) // before the faults, which would refuse the registration
 			switch {
 			case broken && i == 0:
 				for _, l := range lanes(1, perPortal) {
@@ -319,7 +320,6 @@ func manyPortals(b *testing.B, a api) {
 				healthy = append(healthy, fake)
 			}
 			fakes[p.ID] = fake
-			onAPI(b, a, store, p, fake)
 			clients[p.ID] = bitrix24.NewClient(fake.WebhookURL(), bitrix24.WithLimiter(bitrix24.NewLimiter(2, 50)),
 				bitrix24.WithHTTPClient(&http.Client{Timeout: 5 * time.Second}))
 			queue(b, store, p.ID, lanes(1, perPortal), 1)
