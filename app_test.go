@@ -345,7 +345,7 @@ func TestAppModeV2Fetch(t *testing.T) {
 	fake := botv2.Attach(p)
 	dbPath := filepath.Join(t.TempDir(), "app-v2.db")
 	// The first of two equal names wins: v2 over appEnv's v1.
-	b := startServe(t, p, dbPath, append([]string{"SUPPORTBOT_BITRIX_API=v2", "SUPPORTBOT_BITRIX_POLL_INTERVAL=100ms"}, appEnv(o, dbPath)...))
+	b := startServe(t, p, dbPath, append([]string{"SUPPORTBOT_BITRIX_API=v2"}, appEnv(o, dbPath)...))
 	if status := postTo(t, b, p, p.InstallEvent()); status != http.StatusOK {
 		t.Fatalf("ONAPPINSTALL answered %d", status)
 	}

@@ -391,6 +391,9 @@ func (c *Client) send(ctx context.Context, method string, body []byte, token str
 		},
 	}
 	target := c.base + method + ".json"
+	if IsV2Method(method) {
+		target = c.base + method // the form of every imbot.v2 example in the docs
+	}
 	if token != "" {
 		target += "?auth=" + url.QueryEscape(token)
 	}

@@ -705,3 +705,26 @@ func TestBotTokenNeverInErrors(t *testing.T) {
 		t.Errorf("log: %s", logs.String())
 	}
 }
+
+// TestV2URLForm: imbot.v2 methods are called at the URL of the docs' examples,
+// .../rest/USER/SECRET/imbot.v2.Chat.Message.send, v1 methods with ".json".
+func TestV2URLForm(t *testing.T) {
+	var mu sync.Mutex
+	var paths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+		fmt.Fprint(w, `{"result":true}`)
+	}))
+	defer srv.Close()
+	c := bitrix24.NewClient(srv.URL + "/rest/1/abcdef123456/")
+	for _, m := range []string{"imbot.v2.Chat.Message.send", "imbot.message.add"} {
+		if _, err := c.Call(context.Background(), m, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{"/rest/1/abcdef123456/imbot.v2.Chat.Message.send", "/rest/1/abcdef123456/imbot.message.add.json"}; fmt.Sprint(paths) != fmt.Sprint(want) {
+		t.Fatalf("paths %v, want %v", paths, want)
+	}
+}

@@ -191,3 +191,23 @@ func (e *RefreshError) Error() string {
 
 // Cause is the refresh's error.
 func (e *RefreshError) Cause() error { return e.Err }
+
+// BatchRefused reports an answer that shows the portal did not run an imbot.v2
+// method because it came inside batch: ERROR_BATCH_METHOD_NOT_ALLOWED, or a
+// method-not-found for a method the portal serves outside batch. batch.md names only
+// file transfers and nested batches as refused, but a portal may know better: such a
+// sub-call surely did not run, so it may be sent again alone.
+func BatchRefused(method string, err error) bool {
+	var e *Error
+	if !IsV2Method(method) || !errors.As(err, &e) {
+		return false
+	}
+	switch strings.ToUpper(e.Code) {
+	case "ERROR_BATCH_METHOD_NOT_ALLOWED", "ERROR_METHOD_NOT_FOUND", "METHOD_NOT_FOUND":
+		return true
+	}
+	return false
+}
+
+// IsV2Method reports an imbot.v2 method.
+func IsV2Method(method string) bool { return strings.HasPrefix(strings.ToLower(method), "imbot.v2.") }

@@ -196,15 +196,21 @@ type CommandAdd struct {
 	User    User
 }
 
-// DedupKey implements Event. A typed command shares its message's key; a button press
+// DedupKey implements Event. A typed command shares its message's key (the first of
+// several in one message; the others have keys of their own); a button press
 // carries the keyboard message's ID, shared by every button, every user and every
 // press, so the presser, command, parameters and the event's time make it distinct: a
 // second press later is a new event, a redelivery of the same press is not.
 func (e *CommandAdd) DedupKey() string {
+	sum := sha256.Sum256([]byte(e.Command.Name + "\x00" + e.Command.Params))
 	if e.Command.Context != ContextKeyboard {
+		// A message with several slash commands brings an event for each (events.md):
+		// only the one its text starts with is also the message's.
+		if words := strings.Fields(e.Message.Text); len(words) > 0 && !strings.EqualFold(words[0], "/"+e.Command.Name) {
+			return "message:" + itoa(e.Command.MessageID) + ":command:" + hex.EncodeToString(sum[:8])
+		}
 		return "message:" + itoa(e.Command.MessageID)
 	}
-	sum := sha256.Sum256([]byte(e.Command.Name + "\x00" + e.Command.Params))
 	return "press:" + itoa(e.Command.MessageID) + ":" + itoa(e.User.ID) + ":" + itoa(e.Time.Unix()) + ":" + hex.EncodeToString(sum[:8])
 }
 

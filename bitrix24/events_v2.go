@@ -52,11 +52,19 @@ func DecodeFetched(raw json.RawMessage) (Fetched, error) {
 		HasMore    bool              `json:"hasMore"`
 	}
 	if err := json.Unmarshal(raw, &page); err != nil {
-		return Fetched{}, fmt.Errorf("%w: Event.get answer: %v", ErrMalformed, err)
+		// Not the decoder's words: they may quote the answer, and a portal that echoes
+		// the request would put the webhook's secret and the bot's token in the log.
+		return Fetched{}, fmt.Errorf("%w: Event.get answer is not {events, nextOffset, hasMore} (%d bytes)", ErrMalformed, len(raw))
 	}
-	next, err := page.NextOffset.Int64()
-	if err != nil || next < 0 {
-		return Fetched{}, fmt.Errorf("%w: Event.get answer without a nextOffset", ErrMalformed)
+	// An empty queue may answer no nextOffset, null or 0 (the docs show none): the
+	// poller reads that as "nothing new", and checks any offset against the events.
+	var next int64
+	if page.NextOffset != "" {
+		n, err := page.NextOffset.Int64()
+		if err != nil || n < 0 {
+			return Fetched{}, fmt.Errorf("%w: Event.get answer with a nextOffset that is not an event ID", ErrMalformed)
+		}
+		next = n
 	}
 	out := Fetched{NextOffset: next, HasMore: page.HasMore, Events: make([]Event, 0, len(page.Events))}
 	for _, e := range page.Events {

@@ -181,3 +181,32 @@ func TestDecodedTextIsStorable(t *testing.T) {
 		})
 	}
 }
+
+// TestDecodeFetchedQuotesNothing: a portal (or whatever answers in its place) that
+// echoes the request puts the webhook's secret and the bot's token in its answer; a
+// decode error must not carry them into the log or doctor's report.
+func TestDecodeFetchedQuotesNothing(t *testing.T) {
+	const secret = "https://portal.example/rest/1/s3cr3tw3bh00k/ botToken=tok-0123456789"
+	for _, raw := range []string{
+		`{"events":[],"nextOffset":"` + secret + `"}`,
+		`{"events":"` + secret + `","nextOffset":1}`,
+		`{"events":[],"hasMore":"` + secret + `"}`,
+		`["` + secret + `"]`,
+		`{"events":[],"nextOffset":` + `1e999, "x":"` + secret + `"}`,
+	} {
+		_, err := DecodeFetched(json.RawMessage(raw))
+		if err == nil {
+			t.Errorf("%s decoded", raw)
+			continue
+		}
+		if strings.Contains(err.Error(), "s3cr3tw3bh00k") || strings.Contains(err.Error(), "tok-0123456789") {
+			t.Errorf("the error quotes the answer: %v", err)
+		}
+	}
+	// An empty queue's nextOffset may be missing, null or 0: nothing new, not an error.
+	for _, raw := range []string{`{"events":[],"hasMore":false}`, `{"events":[],"nextOffset":null}`, `{"events":[],"nextOffset":0}`} {
+		if page, err := DecodeFetched(json.RawMessage(raw)); err != nil || page.NextOffset != 0 || len(page.Events) != 0 {
+			t.Errorf("%s: %+v %v", raw, page, err)
+		}
+	}
+}

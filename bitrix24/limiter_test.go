@@ -9,6 +9,7 @@ import (
 // The burst (less the reserve) goes at once, then requests are spaced by 1/rate.
 func TestLimiterPaces(t *testing.T) {
 	l := NewLimiter(50, 6) // 5 at once, then one each 20 ms
+	l.level = 0            // an empty bucket
 	ctx := context.Background()
 	start := time.Now()
 	for i := 0; i < 5; i++ {
@@ -29,6 +30,7 @@ func TestLimiterPaces(t *testing.T) {
 
 func TestLimiterCancelGivesBack(t *testing.T) {
 	l := NewLimiter(1, 2) // one at once, then one a second
+	l.level = 0
 	l.Wait(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
@@ -67,5 +69,62 @@ func TestLimiterTryTake(t *testing.T) {
 	cancel()
 	if _, err := l.Wait(ctx); err == nil {
 		t.Fatal("Wait on a full bucket did not wait")
+	}
+}
+
+// A new limiter assumes the bucket full: the process before it may have filled it,
+// and a restart must not cost a QUERY_LIMIT_EXCEEDED.
+func TestLimiterStartsFull(t *testing.T) {
+	l := NewLimiter(2, 50)
+	w, err := l.Wait(context.Background())
+	if err != nil || w < 400*time.Millisecond {
+		t.Fatalf("the first request of a new limiter waited %v (%v)", w, err)
+	}
+}
+
+// A poll (WaitLow) lets a request waiting for room go first.
+func TestWaitLowYields(t *testing.T) {
+	l := NewLimiter(20, 2) // full: one place each 50 ms
+	done := make(chan struct{})
+	go func() {
+		l.Wait(context.Background())
+		close(done)
+	}()
+	for {
+		l.mu.Lock()
+		n := l.waiting
+		l.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := l.WaitLow(context.Background(), time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	default:
+		t.Fatal("the poll went before the request that waited")
+	}
+}
+
+// A poll yields only until its time is up: a steady stream of requests cannot hold it
+// back for ever.
+func TestWaitLowNotStarved(t *testing.T) {
+	l := NewLimiter(50, 2)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	for range 3 {
+		go func() {
+			for ctx.Err() == nil {
+				l.Wait(ctx)
+			}
+		}()
+	}
+	until := time.Now().Add(100 * time.Millisecond)
+	w, err := l.WaitLow(context.Background(), until)
+	if err != nil || time.Now().Before(until) || w > 2*time.Second {
+		t.Fatalf("the poll waited %v (%v)", w, err)
 	}
 }

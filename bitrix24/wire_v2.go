@@ -9,13 +9,24 @@ import (
 
 // V2 is the imbot.v2 API (imbot.v2.Chat.Message.send, imbot.v2.Chat.add, …): camelCase
 // parameters under fields, the bot named by botId and, through a webhook, its
-// botToken. Whether batch takes v2 methods is documented nowhere and the official
-// SDKs never try, so v2 calls go one request each.
+// botToken. batch.md refuses only file transfers and nested batches, and limits.md
+// tells every client to batch, so v2 calls go in batch as v1's do; a portal that
+// refuses them there (BatchRefused) gets them one a request (delivery decides).
 var V2 Wire = v2{}
 
 type v2 struct{}
 
-func (v2) Batch() bool { return false }
+func (v2) Batch() bool { return true }
+
+// yesNo writes a boolean as the docs allow where JSON has none ("If the client does
+// not support JSON boolean, strings "Y" and "N" can be passed", command-register.md):
+// a batch command is a query string, where encoding/json's true would become "1".
+func yesNo(b bool) string {
+	if b {
+		return "Y"
+	}
+	return "N"
+}
 
 // Lookup: v2 has no way to find a chat by a mark the bot put on it (Chat.get takes
 // only the dialog ID), so a chat whose creation may have run cannot be checked for;
@@ -42,7 +53,9 @@ func (v2) Render(a Action, c Context) (Call, error) {
 		text, kb := Fit(a.Text, a.Keyboard)
 		f := map[string]any{"message": text}
 		if kb != nil {
-			f["keyboard"] = kb
+			// With the bot named, the buttons' commands reach this bot, as in every
+			// example of message-keyboards.md.
+			f["keyboard"] = map[string]any{"BOT_ID": c.BotID, "BUTTONS": kb.Buttons}
 		}
 		return Call{"imbot.v2.Chat.Message.send", bot(map[string]any{"dialogId": a.DialogID, "fields": f})}, nil
 	case UpdateMessage:
@@ -128,7 +141,7 @@ func commandFieldsV2(c CommandSpec) map[string]any {
 			params[t.Language] = t.Params
 		}
 	}
-	f := map[string]any{"command": c.Name, "title": titles, "hidden": c.Hidden, "common": false}
+	f := map[string]any{"command": c.Name, "title": titles, "hidden": yesNo(c.Hidden), "common": yesNo(false)}
 	if len(params) > 0 {
 		f["params"] = params
 	}
@@ -210,6 +223,35 @@ func BotsV2(ctx context.Context, c Caller, token string) ([]BotV2, error) {
 	for _, b := range r.Bots {
 		id, _ := b.ID.Int64()
 		out = append(out, BotV2{ID: id, Code: b.Code, Type: b.Type, EventMode: b.EventMode})
+	}
+	return out, nil
+}
+
+// CommandsV2 lists a v2 bot's commands by name (without the slash): what a portal
+// that refuses to register a command again (COMMAND_ALREADY_EXISTS) has of the bot's.
+func CommandsV2(ctx context.Context, c Caller, cx Context) (map[string]int64, error) {
+	p := map[string]any{"botId": cx.BotID}
+	if cx.BotToken != "" {
+		p["botToken"] = cx.BotToken
+	}
+	raw, err := c.Call(ctx, "imbot.v2.Command.list", p)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Commands []struct {
+			ID      json.Number `json:"id"`
+			Command string      `json:"command"`
+		} `json:"commands"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, fmt.Errorf("bitrix24 imbot.v2.Command.list: unexpected answer (%d bytes)", len(raw))
+	}
+	out := make(map[string]int64, len(r.Commands))
+	for _, c := range r.Commands {
+		if id, err := c.ID.Int64(); err == nil && id > 0 {
+			out[strings.TrimPrefix(c.Command, "/")] = id
+		}
 	}
 	return out, nil
 }

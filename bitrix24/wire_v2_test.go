@@ -22,7 +22,7 @@ func TestV2Render(t *testing.T) {
 	}{
 		{SendMessage{DialogID: "27", Text: "hi"}, "imbot.v2.Chat.Message.send", `{"botId":7,"botToken":"tok","dialogId":"27","fields":{"message":"hi"}}`},
 		{SendMessage{DialogID: "chat5", Text: "hi", Keyboard: kb}, "imbot.v2.Chat.Message.send",
-			`{"botId":7,"botToken":"tok","dialogId":"chat5","fields":{"keyboard":{"BUTTONS":[{"TEXT":"Go","COMMAND":"open","COMMAND_PARAMS":"3"}]},"message":"hi"}}`},
+			`{"botId":7,"botToken":"tok","dialogId":"chat5","fields":{"keyboard":{"BOT_ID":7,"BUTTONS":[{"TEXT":"Go","COMMAND":"open","COMMAND_PARAMS":"3"}]},"message":"hi"}}`},
 		{UpdateMessage{MessageID: 9, Text: "t", DropKeyboard: true}, "imbot.v2.Chat.Message.update",
 			`{"botId":7,"botToken":"tok","fields":{"keyboard":"N","message":"t"},"messageId":9}`},
 		{UpdateMessage{MessageID: 9, Text: "t", Keyboard: kb}, "imbot.v2.Chat.Message.update",
@@ -62,7 +62,7 @@ func TestV2Render(t *testing.T) {
 	spec := CommandSpec{Name: "new", Titles: []CommandTitle{{Language: "ru", Title: "Новый", Params: "вопрос"}, {Language: "en", Title: "New"}}}
 	cmd, _ := V2.Render(RegisterCommand{Command: spec}, cx)
 	got, _ = json.Marshal(cmd.Params)
-	if want := `{"botId":7,"botToken":"tok","fields":{"command":"new","common":false,"hidden":false,"params":{"ru":"вопрос"},"title":{"en":"New","ru":"Новый"}}}`; cmd.Method != "imbot.v2.Command.register" || string(got) != want {
+	if want := `{"botId":7,"botToken":"tok","fields":{"command":"new","common":"N","hidden":"N","params":{"ru":"вопрос"},"title":{"en":"New","ru":"Новый"}}}`; cmd.Method != "imbot.v2.Command.register" || string(got) != want {
 		t.Errorf("command: %s %s\nwant %s", cmd.Method, got, want)
 	}
 
@@ -80,8 +80,13 @@ func TestV2Render(t *testing.T) {
 	if _, err := V2.Render(FindChat{EntityType: "E"}, cx); err == nil {
 		t.Error("v2 rendered a chat lookup it has no method for")
 	}
-	if V2.Batch() || !V1.Batch() {
-		t.Error("only v1 calls go in batch")
+	if !V2.Batch() || !V1.Batch() {
+		t.Error("v2 calls go in batch as v1's do")
+	}
+	// In a batch command (a query string) a boolean is written as the docs allow, not
+	// as the 1 a JSON true would become.
+	if q := EncodeQuery(cmd.Params); !strings.Contains(q, "fields%5Bhidden%5D=N") || !strings.Contains(q, "fields%5Bcommon%5D=N") {
+		t.Errorf("query form of Command.register: %s", q)
 	}
 	if _, ok := V2.Lookup(CreateChat{EntityType: "E", EntityID: "e|1"}); ok {
 		t.Error("v2 claims a chat lookup")

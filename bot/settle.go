@@ -1,6 +1,8 @@
 package bot
 
 import (
+	"strconv"
+
 	"supportbot/bitrix24"
 	"supportbot/storage"
 )
@@ -12,6 +14,7 @@ const (
 	effectAccessRequestMessage = "access_request_message" // the result is the message with access request EffectRef's buttons
 	effectBotRegistered        = "bot_registered"         // the result is the portal's bot ID
 	effectCommandRegistered    = "command_registered"     // the result is the command's ID
+	effectPressAnswer          = "press_answer"           // an update answering a press in user EffectRef's main chat
 )
 
 // Result is how an action ended: done, with the ID its call answered (0 when the
@@ -42,6 +45,13 @@ func (b *Bot) Settle(tx *storage.Tx, e storage.OutboxEntry, a bitrix24.Action, r
 			return tx.FailLane(e.PortalID, e.Lane, "the bot could not be registered")
 		}
 		return tx.SetBotID(e.PortalID, r.ID)
+	case effectPressAnswer:
+		// The portal would not update the pressed message (ACCESS_DENIED: not the
+		// bot's own): the answer goes as a new message instead.
+		if u, ok := a.(bitrix24.UpdateMessage); ok && r.Failed && e.EffectRef > 0 {
+			return enqueue(tx, e.PortalID, storage.OutboxEntry{Lane: e.Lane},
+				bitrix24.SendMessage{DialogID: strconv.FormatInt(e.EffectRef, 10), Text: u.Text, Keyboard: u.Keyboard})
+		}
 	case effectCommandRegistered:
 		if c, ok := a.(bitrix24.RegisterCommand); ok && !r.Failed && r.ID > 0 {
 			return tx.SetCommand(e.PortalID, c.Command.Name, r.ID)

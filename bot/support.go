@@ -219,7 +219,7 @@ func (t *turn) answerAccess(args string, keyboardMessageID int64) error {
 		msgID = keyboardMessageID
 	}
 	if msgID > 0 {
-		err := t.enqueue(storage.OutboxEntry{Lane: clientLane(d.ClientID)}, bitrix24.UpdateMessage{
+		err := t.enqueue(storage.OutboxEntry{Lane: clientLane(d.ClientID), Effect: effectPressAnswer, EffectRef: d.ClientID}, bitrix24.UpdateMessage{
 			MessageID: msgID, Text: t.accessRequestText(ct, &d) + "\n\n" + ct.AccessAnswered(granted, when), DropKeyboard: true,
 		})
 		if err != nil {
@@ -271,7 +271,7 @@ func (t *turn) rate(args string, keyboardMessageID int64) error {
 		return nil
 	}
 	ct := clientTexts(&d)
-	return t.enqueue(storage.OutboxEntry{Lane: clientLane(d.ClientID)}, bitrix24.UpdateMessage{
+	return t.enqueue(storage.OutboxEntry{Lane: clientLane(d.ClientID), Effect: effectPressAnswer, EffectRef: d.ClientID}, bitrix24.UpdateMessage{
 		MessageID:    keyboardMessageID,
 		Text:         ct.ResolvedNotice(d.Number, t.chatLink(d, bitrix24.EscapeLine(d.Title))) + "\n\n" + ct.RatedThanks(helped),
 		DropKeyboard: true,

@@ -30,6 +30,12 @@ func tokenCommand(r *run) *cobra.Command {
 			if r.cfg == nil {
 				return r.cfgErr
 			}
+			if !r.cfg.AppMode() && !r.cfg.Pushed() {
+				// No event is ever posted in fetch mode: waiting for one would be for ever.
+				fmt.Fprintln(cmd.OutOrStdout(), "not needed: in fetch mode (imbot.v2, bitrix.events fetch) the bot fetches its events "+
+					"from the portal and no event carries an application token; leave bitrix.application_token empty")
+				return nil
+			}
 			return captureToken(r.ctx, r.cfg.HTTP.Addr, r.cfg.Bitrix.WebhookURL, cmd.OutOrStdout())
 		},
 	}

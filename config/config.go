@@ -94,6 +94,7 @@ type Key struct {
 	List        bool     // comma-separated in the environment and on the command line
 	OneOf       []string // the values allowed, when only some are
 	Min         any      // the least allowed, of the field's type
+	Max         any      // the most allowed, of the field's type
 }
 
 // DefaultText is the default as the usage and the README show it: "72h", strings quoted.
@@ -148,7 +149,8 @@ var keys = buildKeys([]Key{
 	{Name: "log.format", Default: "text", OneOf: []string{"text", "json"}, Description: "log format: `text` or `json`"},
 	{Name: "bitrix.api", Default: "v2", OneOf: []string{"v2", "v1"}, Description: "chat-bot API for `register`: `v2` (imbot.v2) or `v1` (for bots registered that way)"},
 	{Name: "bitrix.events", Default: "fetch", OneOf: []string{"fetch", "webhook"}, Description: "v2 event delivery: `fetch` (poll the portal: no public URL) or `webhook` (needs `http.public_url`)"},
-	{Name: "bitrix.poll_interval", Default: 2 * time.Second, Min: 100 * time.Millisecond, Description: "fetch mode: the wait between polls when no events are queued"},
+	{Name: "bitrix.poll_interval", Default: 5 * time.Second, Min: 5 * time.Second, Max: time.Minute,
+		Description: "fetch mode: the wait between polls when no events are queued (5s–60s; the docs ask for 5–30 s)"},
 	{Name: "delivery.max_age", Default: 24 * time.Hour, Min: time.Minute, Description: "an action still failing after this long is given up (logged, counted)"},
 })
 
@@ -324,6 +326,9 @@ func (c *Config) Validate() error {
 		}
 		if k.Min != nil && v.CanInt() && v.Int() < reflect.ValueOf(k.Min).Int() {
 			add("%s must be >= %s, got %s", k.Name, Key{Default: k.Min}.DefaultText(), Key{Default: v.Interface()}.DefaultText())
+		}
+		if k.Max != nil && v.CanInt() && v.Int() > reflect.ValueOf(k.Max).Int() {
+			add("%s must be <= %s, got %s", k.Name, Key{Default: k.Max}.DefaultText(), Key{Default: v.Interface()}.DefaultText())
 		}
 		ids, _ := v.Interface().([]int64) // the lists are all of user IDs, which Bitrix24 keeps as 32-bit numbers
 		for _, id := range ids {

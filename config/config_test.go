@@ -66,7 +66,7 @@ var samples = map[string]sample{
 	"delivery.max_age":           {"48h", `48h`, 48 * time.Hour},
 	"bitrix.api":                 {"v1", `v1`, "v1"},
 	"bitrix.events":              {"webhook", `webhook`, "webhook"},
-	"bitrix.poll_interval":       {"5s", `5s`, 5 * time.Second},
+	"bitrix.poll_interval":       {"30s", `30s`, 30 * time.Second},
 	"db.retention":               {"168h", `"168h"`, 168 * time.Hour},
 	"support.hours":              {"Mon-Fri 09:00-13:00, 14:00-18:00; Sat 10:00-14:00", `"Mon-Fri 09:00-13:00, 14:00-18:00; Sat 10:00-14:00"`, "Mon-Fri 09:00-13:00, 14:00-18:00; Sat 10:00-14:00"},
 	"support.timezone":           {"Europe/Moscow", `Europe/Moscow`, "Europe/Moscow"},
@@ -118,7 +118,7 @@ func defaultConfig() Config {
 	c.App.OAuthURL = "https://oauth.bitrix.info/"
 	c.Log.Level, c.Log.Format = "info", "text"
 	c.Delivery.MaxAge, c.DB.Retention = 24*time.Hour, 720*time.Hour
-	c.Bitrix.API, c.Bitrix.Events, c.Bitrix.PollInterval = "v2", "fetch", 2*time.Second
+	c.Bitrix.API, c.Bitrix.Events, c.Bitrix.PollInterval = "v2", "fetch", 5*time.Second
 	c.Support.Timezone = "UTC"
 	c.Bitrix.NoPortal = "local"
 	return c
@@ -823,6 +823,8 @@ func TestValidate(t *testing.T) {
 		{name: "absurd agent", mutate: func(c *Config) { c.Support.Agents = []int64{math.MaxInt64} }, wantErr: []string{"support.agents: 9223372036854775807 is not a user ID"}},
 		{name: "unknown plan", mutate: func(c *Config) { c.Portal.Plan = "enterprise" }, wantErr: []string{`portal.plan must be "commercial" or "free"`}},
 		{name: "zero max active", mutate: func(c *Config) { c.Dialogs.MaxActive = 0 }, wantErr: []string{"dialogs.max_active must be >= 1"}},
+		{name: "polls faster than the docs ask", mutate: func(c *Config) { c.Bitrix.PollInterval = time.Second }, wantErr: []string{"bitrix.poll_interval must be >= 5s, got 1s"}},
+		{name: "polls too seldom", mutate: func(c *Config) { c.Bitrix.PollInterval = 2 * time.Minute }, wantErr: []string{"bitrix.poll_interval must be <= 1m, got 2m"}},
 		{name: "warning as long as the auto-close", mutate: func(c *Config) { c.Dialogs.AutoCloseWarning = c.Dialogs.AutoCloseAfter },
 			wantErr: []string{"dialogs.auto_close_warning must be shorter than dialogs.auto_close_after"}},
 		{name: "working hours with holidays", mutate: func(c *Config) {

@@ -45,6 +45,9 @@ type Observer interface {
 	// ObserveMaybeDuplicate: an entry is sent again although an earlier attempt may
 	// have run on the portal, so the portal may now show it twice.
 	ObserveMaybeDuplicate(method string)
+	// ObserveBatchRefused: a portal was found to refuse imbot.v2 methods inside
+	// batch; its calls go one a request for a day.
+	ObserveBatchRefused()
 }
 
 type nopObserver struct{}
@@ -52,6 +55,7 @@ type nopObserver struct{}
 func (nopObserver) ObserveDelivery(string, string) {}
 func (nopObserver) ObserveRetry(string, string)    {}
 func (nopObserver) ObserveMaybeDuplicate(string)   {}
+func (nopObserver) ObserveBatchRefused()           {}
 
 // Dispatcher drains the outbox.
 type Dispatcher struct {

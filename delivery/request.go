@@ -27,7 +27,7 @@ func (d *Dispatcher) choose(ctx context.Context, portalID int64, busy map[string
 	}
 	var picked []storage.OutboxEntry
 	limit := bitrix24.MaxBatch
-	if len(due) > 0 && !bitrix24.WireFor(due[0].PortalAPI).Batch() {
+	if len(due) > 0 && (!bitrix24.WireFor(due[0].PortalAPI).Batch() || singleCalls(due[0], d.store.Now())) {
 		limit = 1 // a call a request
 	}
 	passed := map[string]bool{} // lanes left out of this request from some entry on: the rest must wait
@@ -65,6 +65,8 @@ type outcome struct {
 	giveUp    string // set: fail the entry without a call
 	found     int64  // set: what the action creates exists already, with this ID
 	skipped   bool   // the batch halted before it: it surely did not run
+	refused   bool   // the portal would not run it inside batch: it surely did not run
+	inBatch   bool   // it ran inside a batch
 	merged    bool   // a later rename of the same chat in the request does its work
 	sent      int    // how many calls went in its request
 }
@@ -190,6 +192,11 @@ func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []storage
 	results, err := caller.Batch(ctx, batch, true)
 	for i, p := range toSend {
 		switch {
+		case err != nil && bitrix24.BatchRefused(p.call.Method, err),
+			err == nil && bitrix24.BatchRefused(p.call.Method, results[i].Err),
+			// Nothing run and nothing said of the first command: the portal ran none.
+			err == nil && i == 0 && bitrix24.IsV2Method(p.call.Method) && errors.Is(results[i].Err, bitrix24.ErrBatchSkipped):
+			outcomes = append(outcomes, outcome{entry: p.entry, action: p.action, method: p.call.Method, skipped: true, refused: true})
 		case err != nil:
 			o := d.outcomeOf(p, nil, err)
 			o.sent = len(toSend)
@@ -197,7 +204,9 @@ func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []storage
 		case errors.Is(results[i].Err, bitrix24.ErrBatchSkipped):
 			outcomes = append(outcomes, outcome{entry: p.entry, action: p.action, method: p.call.Method, skipped: true})
 		default:
-			outcomes = append(outcomes, d.outcomeOf(p, results[i].Result, results[i].Err))
+			o := d.outcomeOf(p, results[i].Result, results[i].Err)
+			o.inBatch = true
+			outcomes = append(outcomes, o)
 		}
 	}
 	return outcomes
@@ -250,8 +259,44 @@ func (d *Dispatcher) record(ctx context.Context, outcomes []outcome) error {
 				return err
 			}
 		}
-		return nil
+		return d.recordBatching(tx, now, outcomes)
 	})
+}
+
+// singleCalls reports an entry whose portal refused imbot.v2 methods inside batch
+// less than a day ago: its calls go one a request until then.
+func singleCalls(e storage.OutboxEntry, now time.Time) bool {
+	return storage.Portal{BatchRefusedAt: e.PortalBatchRefusedAt}.SingleCalls(now)
+}
+
+// recordBatching keeps, with the portal, what a batch of v2 calls taught: that the
+// portal refuses them inside batch (logged and counted once, whichever replica or
+// request learnt it first), or, a day later, that it takes them again.
+func (d *Dispatcher) recordBatching(tx *storage.Tx, now time.Time, outcomes []outcome) error {
+	if len(outcomes) == 0 {
+		return nil
+	}
+	refused, ran := false, false
+	for _, o := range outcomes {
+		refused = refused || o.refused
+		ran = ran || (o.inBatch && o.err == nil && bitrix24.IsV2Method(o.method))
+	}
+	e := outcomes[0].entry
+	switch {
+	case refused:
+		p, err := tx.Portal(e.PortalID)
+		if err != nil || p.SingleCalls(now) {
+			return err // known already
+		}
+		d.obs.ObserveBatchRefused()
+		d.log.Warn("the portal does not run imbot.v2 methods inside batch: its calls go one a request; batch is tried again in a day",
+			"portal", e.PortalID, "retry_at", now.Add(storage.BatchRetryAfter))
+		return tx.SetBatchRefused(e.PortalID, now)
+	case ran && !e.PortalBatchRefusedAt.IsZero():
+		d.log.Info("the portal runs imbot.v2 methods inside batch again", "portal", e.PortalID)
+		return tx.SetBatchRefused(e.PortalID, time.Time{})
+	}
+	return nil
 }
 
 func (d *Dispatcher) recordOne(tx *storage.Tx, now time.Time, o outcome) error {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,9 +35,11 @@ type Metrics struct {
 	retries        *prometheus.CounterVec
 	maybeDup       *prometheus.CounterVec
 	recordRetries  prometheus.Counter
-	fetchLag       *prometheus.GaugeVec
+	fetchLag       *lagCollector
 	fetchSuccess   *prometheus.GaugeVec
 	fetchFailures  *prometheus.CounterVec
+	batchRefused   prometheus.Counter
+	fetchAnomalies *prometheus.CounterVec
 }
 
 // New registers the metrics; outbox, if not nil, is asked for the backlog on scrape.
@@ -85,10 +88,9 @@ func New(outbox Outbox) *Metrics {
 			Name: "supportbot_outbox_record_retries_total",
 			Help: "Tries again to record the outcome of requests that ran, while the database was unavailable.",
 		}),
-		fetchLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "supportbot_fetch_lag_seconds",
-			Help: "Fetch mode: the age of the oldest event the last poll of the portal's queue brought (0 when it was empty).",
-		}, []string{"portal"}),
+		fetchLag: &lagCollector{portals: map[string]lagState{}, start: time.Now(), desc: prometheus.NewDesc("supportbot_fetch_lag_seconds",
+			"Fetch mode: how far behind the portal's event queue the bot is: the age of the oldest event the last poll brought "+
+				"(0 for an empty queue), growing from the last successful poll while polls fail.", []string{"portal"}, nil)},
 		fetchSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "supportbot_fetch_last_success_timestamp_seconds",
 			Help: "Fetch mode: when the portal's event queue was last polled successfully (Unix time).",
@@ -97,8 +99,16 @@ func New(outbox Outbox) *Metrics {
 			Name: "supportbot_fetch_failures_total",
 			Help: "Fetch mode: polls of the portal's event queue that failed.",
 		}, []string{"portal"}),
+		fetchAnomalies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "supportbot_fetch_offset_anomalies_total",
+			Help: "Fetch mode: nextOffsets the poller did not trust: beyond the page's last event (beyond), or not moving past a page of events (stuck).",
+		}, []string{"portal", "kind"}),
+		batchRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "supportbot_v2_batch_refused_total",
+			Help: "Times a portal was found to refuse imbot.v2 methods inside batch; its calls then go one a request for a day.",
+		}),
 	}
-	m.registry.MustRegister(m.events, m.httpDuration, m.restCalls, m.restDuration, m.rateLimitWaits,
+	m.registry.MustRegister(m.batchRefused, m.fetchAnomalies, m.events, m.httpDuration, m.restCalls, m.restDuration, m.rateLimitWaits,
 		m.rateLimitTime, m.deliveries, m.retries, m.maybeDup, m.recordRetries, m.fetchLag, m.fetchSuccess, m.fetchFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if outbox != nil {
@@ -137,20 +147,26 @@ func (m *Metrics) ObserveEvent(eventType, outcome string) {
 // ObservePoll implements poller.Observer.
 func (m *Metrics) ObservePoll(portalID int64, ok bool, lag time.Duration) {
 	portal := strconv.FormatInt(portalID, 10)
+	m.fetchLag.observe(portal, ok, lag)
 	if !ok {
 		m.fetchFailures.WithLabelValues(portal).Inc()
 		return
 	}
-	m.fetchLag.WithLabelValues(portal).Set(lag.Seconds())
 	m.fetchSuccess.WithLabelValues(portal).SetToCurrentTime()
+}
+
+// ObserveOffsetAnomaly implements poller.Observer.
+func (m *Metrics) ObserveOffsetAnomaly(portalID int64, kind string) {
+	m.fetchAnomalies.WithLabelValues(strconv.FormatInt(portalID, 10), kind).Inc()
 }
 
 // ForgetPortal implements poller.Observer: a portal no longer polled leaves no gauges behind.
 func (m *Metrics) ForgetPortal(portalID int64) {
 	portal := strconv.FormatInt(portalID, 10)
-	m.fetchLag.DeleteLabelValues(portal)
+	m.fetchLag.forget(portal)
 	m.fetchSuccess.DeleteLabelValues(portal)
 	m.fetchFailures.DeleteLabelValues(portal)
+	m.fetchAnomalies.DeletePartialMatch(prometheus.Labels{"portal": portal})
 }
 
 // ObserveHTTP records one request's latency.
@@ -188,6 +204,9 @@ func (m *Metrics) ObserveMaybeDuplicate(method string) {
 // ObserveRecordRetry: delivery tries again to record outcomes (database unavailable).
 func (m *Metrics) ObserveRecordRetry() { m.recordRetries.Inc() }
 
+// ObserveBatchRefused implements delivery.Observer.
+func (m *Metrics) ObserveBatchRefused() { m.batchRefused.Inc() }
+
 // boundCode keeps error-code labels bounded: codes come from the portal, or from
 // whatever answers in its place.
 func boundCode(code string) string {
@@ -197,6 +216,57 @@ func boundCode(code string) string {
 		return "other"
 	}
 	return code
+}
+
+// lagCollector is supportbot_fetch_lag_seconds, computed when scraped: while polls
+// fail (a hung one fails at the client's timeout) the bot falls further behind
+// however long it has been since, not just when a poll ends.
+type lagCollector struct {
+	desc    *prometheus.Desc
+	start   time.Time // a portal never polled successfully is behind since then
+	mu      sync.Mutex
+	portals map[string]lagState
+}
+
+type lagState struct {
+	lag       time.Duration // the age of the oldest event the last successful poll brought
+	successAt time.Time
+	failing   bool // the last poll failed
+}
+
+func (c *lagCollector) observe(portal string, ok bool, lag time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, seen := c.portals[portal]
+	switch {
+	case ok:
+		st = lagState{lag: lag, successAt: time.Now()}
+	case !seen:
+		st = lagState{successAt: c.start, failing: true}
+	default:
+		st.failing = true
+	}
+	c.portals[portal] = st
+}
+
+func (c *lagCollector) forget(portal string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.portals, portal)
+}
+
+func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for portal, st := range c.portals {
+		lag := st.lag
+		if st.failing {
+			lag += time.Since(st.successAt)
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, lag.Seconds(), portal)
+	}
 }
 
 type outboxCollector struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,5 +41,39 @@ func TestLabelsStayBounded(t *testing.T) {
 	}
 	if strings.Contains(text, "ATTACKER") {
 		t.Error("a label value came from the request")
+	}
+}
+
+// TestFetchLagGrowsWhilePollsFail: after a successful poll of an empty queue the lag
+// is 0; while polls fail it grows from that poll, scrape after scrape, and a success
+// brings it back.
+func TestFetchLagGrowsWhilePollsFail(t *testing.T) {
+	m := New(nil)
+	lag := func() float64 {
+		t.Helper()
+		for _, line := range strings.Split(scrape(m), "\n") {
+			if v, ok := strings.CutPrefix(line, `supportbot_fetch_lag_seconds{portal="7"} `); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return f
+			}
+		}
+		t.Fatal("no supportbot_fetch_lag_seconds for portal 7")
+		return 0
+	}
+	m.ObservePoll(7, true, 0)
+	if l := lag(); l != 0 {
+		t.Fatalf("lag %v after a poll of an empty queue", l)
+	}
+	m.ObservePoll(7, false, 0)
+	first := lag()
+	if second := lag(); first <= 0 || second <= first {
+		t.Fatalf("lag %v, then %v, while polls fail", first, second)
+	}
+	m.ObservePoll(7, true, 2*time.Second)
+	if l := lag(); l != 2 {
+		t.Fatalf("lag %v after a poll that brought a 2 s old event", l)
 	}
 }

@@ -38,6 +38,9 @@ type Observer interface {
 	ObservePoll(portalID int64, ok bool, lag time.Duration)
 	// ForgetPortal drops a portal no longer polled.
 	ForgetPortal(portalID int64)
+	// ObserveOffsetAnomaly counts a nextOffset the poller would not trust: "beyond"
+	// the page's last event, or "stuck" where it was after a page of events.
+	ObserveOffsetAnomaly(portalID int64, kind string)
 }
 
 type nopObserver struct{}
@@ -45,6 +48,22 @@ type nopObserver struct{}
 func (nopObserver) ObserveEvent(string, string)            {}
 func (nopObserver) ObservePoll(int64, bool, time.Duration) {}
 func (nopObserver) ForgetPortal(int64)                     {}
+func (nopObserver) ObserveOffsetAnomaly(int64, string)     {}
+
+// The docs' pace (chat-bots-v2/index.md): "Recommended interval: 5–30 seconds when
+// there are no new events. If hasMore = true — the next request should have a minimum
+// pause of two seconds"; Event.get takes 1–1000 events a request.
+const (
+	DefaultInterval = 5 * time.Second
+	MorePause       = 2 * time.Second
+	MaxLimit        = 1000
+)
+
+var errOwnership = &bitrix24.Error{Code: "BOT_OWNERSHIP_ERROR"}
+
+// ErrOffsetStuck: the portal answered a page of events with a nextOffset that does
+// not move past the offset sent, so the next poll would bring the same page.
+var ErrOffsetStuck = errors.New("the portal's nextOffset does not move past the page it answered")
 
 // Poller runs one loop per portal whose bot fetches its events.
 type Poller struct {
@@ -59,9 +78,9 @@ type Poller struct {
 	// (app mode); fetched events carry no token to ask the portal with.
 	Admin func(portal storage.Portal, ev bitrix24.Event) int64
 
-	Interval   time.Duration // the wait between polls of an empty queue (bitrix.poll_interval)
+	Interval   time.Duration // the wait between polls of an empty queue (bitrix.poll_interval); 0 = 5 s
 	MaxBackoff time.Duration // the longest wait after failed polls; 0 = 1 minute
-	Limit      int           // events asked for per poll; 0 = 100
+	Limit      int           // events asked for per poll; 0 = 1,000, the most Event.get gives
 	Attempts   int           // how often one event may fail to be stored before it is skipped; 0 = 5
 	Rescan     time.Duration // how often the portals are looked at for bots to start or stop polling; 0 = 1 s
 }
@@ -132,9 +151,12 @@ func (p *Poller) loop(ctx context.Context, portalID int64) {
 			failures++
 			// Doubling from the interval, to a bound: a portal that is down is asked
 			// again, never for ever at full speed, and every failure is logged.
-			wait = min(cmp.Or(p.Interval, 2*time.Second)<<min(failures-1, 16), cmp.Or(p.MaxBackoff, time.Minute))
+			wait = min(p.interval()<<min(failures-1, 16), cmp.Or(p.MaxBackoff, time.Minute))
 			var be *bitrix24.Error
-			if errors.As(err, &be) && (be.Code == "BOT_NOT_FOUND" || be.Code == "BOT_OWNERSHIP_ERROR") {
+			if errors.Is(err, ErrOffsetStuck) {
+				p.Log.Error("the portal's event queue does not move on: backing off", "portal", portalID,
+					"failures", failures, "retry_in", wait)
+			} else if errors.As(err, &be) && (be.Code == "BOT_NOT_FOUND" || be.Code == "BOT_OWNERSHIP_ERROR") {
 				p.Log.Error("the portal does not know the bot or its token: run `supportbot register`", "portal", portalID,
 					"failures", failures, "retry_in", wait, "err", err)
 			} else {
@@ -142,10 +164,10 @@ func (p *Poller) loop(ctx context.Context, portalID int64) {
 			}
 		case more:
 			failures = 0
-			continue // the limiter paces it
+			wait = MorePause
 		default:
 			failures = 0
-			wait = cmp.Or(p.Interval, 2*time.Second)
+			wait = p.interval()
 		}
 		if err := p.wait(ctx, wait, err != nil); err != nil {
 			return
@@ -169,6 +191,8 @@ func (p *Poller) wait(ctx context.Context, d time.Duration, failed bool) error {
 	return ctx.Err()
 }
 
+func (p *Poller) interval() time.Duration { return cmp.Or(p.Interval, DefaultInterval) }
+
 // PollOnce asks the portal for the next page of events, handles them and commits
 // them with the offset that confirms them. more reports that the portal holds
 // further events.
@@ -184,8 +208,25 @@ func (p *Poller) PollOnce(ctx context.Context, portalID int64) (more bool, err e
 	if err != nil {
 		return false, err
 	}
-	page, err := bitrix24.FetchEvents(ctx, caller, bitrix24.Context{BotID: portal.BotID, BotToken: portal.BotToken},
-		portal.FetchOffset, cmp.Or(p.Limit, 100))
+	// Replies go first through the portal's limiter, but this poll yields for no more
+	// than an interval.
+	sent := portal.Offset()
+	fetch := func(token string) (bitrix24.Fetched, error) {
+		return bitrix24.FetchEvents(bitrix24.Yielding(ctx, time.Now().Add(p.interval())), caller,
+			bitrix24.Context{BotID: portal.BotID, BotToken: token}, sent, min(cmp.Or(p.Limit, MaxLimit), MaxLimit))
+	}
+	page, err := fetch(portal.BotToken)
+	if pending := portal.PendingToken; errors.Is(err, errOwnership) && pending != "" && pending != portal.BotToken {
+		// A token rotation reached the portal before the process recording it died:
+		// the old token lost access at once, the pending one has it.
+		if page, err = fetch(pending); err == nil {
+			p.Log.Warn("the bot's new token works, the old does not: completing an interrupted token rotation", "portal", portalID)
+			if err := p.Store.Update(ctx, func(tx *storage.Tx) error { return tx.AdoptPendingToken(portalID, pending) }); err != nil {
+				return false, err
+			}
+			portal.BotToken = pending
+		}
+	}
 	if err != nil {
 		p.Obs.ObservePoll(portalID, false, 0)
 		return false, err
@@ -197,17 +238,45 @@ func (p *Poller) PollOnce(ctx context.Context, portalID int64) (more bool, err e
 		}
 	}
 	p.Obs.ObservePoll(portalID, true, lag)
-	next := max(page.NextOffset, portal.FetchOffset)
 	if len(page.Events) == 0 {
-		if next != portal.FetchOffset {
-			err = p.Store.Update(ctx, func(tx *storage.Tx) error { return tx.SetFetchOffset(portalID, next) })
-		}
-		return false, err
+		// Nothing new, whatever nextOffset says (missing, null, 0, or ahead): an
+		// offset moved over an empty page could confirm events not yet seen.
+		return false, nil
 	}
+	next, stuck := p.nextOffset(portal, sent, page)
 	if err := p.apply(ctx, portal, page.Events, next); err != nil {
 		return false, err
 	}
+	if stuck {
+		return false, ErrOffsetStuck
+	}
 	return page.HasMore, nil
+}
+
+// nextOffset is the offset that confirms a page of events: the portal's nextOffset,
+// unless it lies beyond the page's last event + 1 (it would confirm events never
+// seen) or does not move past the offset sent (the same page would come again: the
+// page's own events then say how far it goes, and the poller backs off). Each is
+// logged and counted.
+func (p *Poller) nextOffset(portal storage.Portal, sent int64, page bitrix24.Fetched) (next int64, stuck bool) {
+	var last int64
+	for _, ev := range page.Events {
+		last = max(last, ev.Head().ID)
+	}
+	next = page.NextOffset
+	switch {
+	case last > 0 && next > last+1:
+		p.Log.Error("the portal's nextOffset lies beyond the events it answered: confirming only those", "portal", portal.ID,
+			"next_offset", next, "last_event", last)
+		p.Obs.ObserveOffsetAnomaly(portal.ID, "beyond")
+		next = last + 1
+	case next <= sent:
+		p.Log.Error("the portal's nextOffset does not move past a page of events", "portal", portal.ID,
+			"next_offset", next, "sent", sent, "last_event", last)
+		p.Obs.ObserveOffsetAnomaly(portal.ID, "stuck")
+		return max(last+1, sent), true
+	}
+	return next, false
 }
 
 // apply handles a page in one transaction with its offset. If that fails, the
@@ -285,7 +354,7 @@ func (p *Poller) commit(ctx context.Context, portal storage.Portal, events []bit
 			}
 			outcomes = append(outcomes, o.String())
 		}
-		return tx.SetFetchOffset(portal.ID, next)
+		return tx.SetFetchOffset(portal.ID, portal.BotID, next)
 	})
 	return outcomes, err
 }

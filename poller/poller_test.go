@@ -59,11 +59,12 @@ func newBot() *bot.Bot {
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 type observed struct {
-	mu       sync.Mutex
-	outcomes map[string]int
-	polls    int
-	lag      time.Duration
-	forgot   []int64
+	mu        sync.Mutex
+	anomalies map[string]int
+	outcomes  map[string]int
+	polls     int
+	lag       time.Duration
+	forgot    []int64
 }
 
 func (o *observed) ObserveEvent(_, outcome string) {
@@ -88,6 +89,15 @@ func (o *observed) ForgetPortal(id int64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.forgot = append(o.forgot, id)
+}
+
+func (o *observed) ObserveOffsetAnomaly(_ int64, kind string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.anomalies == nil {
+		o.anomalies = map[string]int{}
+	}
+	o.anomalies[kind]++
 }
 
 func (o *observed) count(outcome string) int {
@@ -226,4 +236,152 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 	t.Fatal("timed out")
+}
+
+// dialogCount is how many dialogs the portal's clients have.
+func dialogCount(t *testing.T, store *storage.Store, portalID int64) int {
+	t.Helper()
+	var dialogs []storage.Dialog
+	if err := store.View(t.Context(), func(tx *storage.Tx) (err error) { dialogs, err = tx.Dialogs(portalID); return err }); err != nil {
+		t.Fatal(err)
+	}
+	return len(dialogs)
+}
+
+// TestEmptyQueueNextOffset: an empty queue whose nextOffset is missing, null or 0
+// means nothing new: no error, no backoff, and the offset stays where it was.
+func TestEmptyQueueNextOffset(t *testing.T) {
+	for name, mode := range map[string]botv2.OffsetMode{"missing": botv2.OffsetsEmptyMissing, "null": botv2.OffsetsEmptyNull,
+		"zero": botv2.OffsetsEmptyZero} {
+		t.Run(name, func(t *testing.T) {
+			store, portal, fake, client := setUp(t)
+			fake.SetOffsets(mode)
+			last := fake.Message(27, "27", "open new first")
+			p := &poller.Poller{Store: store, Bot: newBot(), Log: quiet(), Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
+			for range 3 {
+				if more, err := p.PollOnce(t.Context(), portal.ID); err != nil || more {
+					t.Fatalf("poll: more %v, %v", more, err)
+				}
+			}
+			if stored, _ := store.Portal(t.Context(), portal.ID); stored.FetchOffset != last+1 || fake.Pending() != 0 {
+				t.Fatalf("offset %d, want %d; %d pending", stored.FetchOffset, last+1, fake.Pending())
+			}
+			fake.Message(27, "27", "open new second")
+			if _, err := p.PollOnce(t.Context(), portal.ID); err != nil || dialogCount(t, store, portal.ID) != 2 {
+				t.Fatalf("after an empty queue: %v, %d dialogs", err, dialogCount(t, store, portal.ID))
+			}
+		})
+	}
+}
+
+// TestNextOffsetBeyondClamped: a faulty portal's nextOffset 153 past the page's last
+// event would confirm events never fetched; the poller confirms only what it got, and
+// logs and counts the anomaly. All 256 questions open dialogs.
+func TestNextOffsetBeyondClamped(t *testing.T) {
+	store, portal, fake, client := setUp(t)
+	fake.SetOffsets(botv2.OffsetsBeyond)
+	for i := range 256 {
+		fake.Message(27, "27", "open new question "+strconv.Itoa(i))
+	}
+	obs := &observed{}
+	p := &poller.Poller{Store: store, Bot: newBot(), Log: quiet(), Obs: obs, Limit: 100,
+		Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
+	for range 10 {
+		if more, err := p.PollOnce(t.Context(), portal.ID); err != nil {
+			t.Fatal(err)
+		} else if !more && fake.Pending() == 0 {
+			break
+		}
+	}
+	if n := dialogCount(t, store, portal.ID); n != 256 || obs.anomalies["beyond"] != 3 {
+		t.Fatalf("%d dialogs for 256 questions; anomalies %v", n, obs.anomalies)
+	}
+}
+
+// TestNextOffsetStuck: a nextOffset that does not move past a page of events is
+// detected (ErrOffsetStuck, on which the loop backs off), logged and counted; the
+// page's own events say how far it goes, so the next poll does not bring it again.
+func TestNextOffsetStuck(t *testing.T) {
+	store, portal, fake, client := setUp(t)
+	fake.SetOffsets(botv2.OffsetsStuck)
+	var last int64
+	for i := range 5 {
+		last = fake.Message(27, "27", "open new question "+strconv.Itoa(i))
+	}
+	obs := &observed{}
+	p := &poller.Poller{Store: store, Bot: newBot(), Log: quiet(), Obs: obs,
+		Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
+	if _, err := p.PollOnce(t.Context(), portal.ID); !errors.Is(err, poller.ErrOffsetStuck) {
+		t.Fatalf("poll of a stuck queue: %v", err)
+	}
+	if more, err := p.PollOnce(t.Context(), portal.ID); err != nil || more {
+		t.Fatalf("the next poll: more %v, %v", more, err)
+	}
+	stored, _ := store.Portal(t.Context(), portal.ID)
+	if stored.FetchOffset != last+1 || fake.Pending() != 0 || obs.anomalies["stuck"] != 1 || dialogCount(t, store, portal.ID) != 5 {
+		t.Fatalf("offset %d (want %d), %d pending, anomalies %v, %d dialogs", stored.FetchOffset, last+1, fake.Pending(),
+			obs.anomalies, dialogCount(t, store, portal.ID))
+	}
+}
+
+// TestOffsetBelongsToItsBot: the offset stored for one bot is never sent for another
+// (the bot registered again after unregister, or an application reinstalled): the new
+// bot's first poll carries none, and its events are handled.
+func TestOffsetBelongsToItsBot(t *testing.T) {
+	store, portal, fake, client := setUp(t)
+	fake.Message(27, "27", "open new first")
+	p := &poller.Poller{Store: store, Bot: newBot(), Log: quiet(), Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
+	if _, err := p.PollOnce(t.Context(), portal.ID); err != nil {
+		t.Fatal(err)
+	}
+	cx := bitrix24.Context{BotID: portal.BotID, BotToken: token}
+	if _, err := bitrix24.Perform(t.Context(), client, bitrix24.V2, bitrix24.UnregisterBot{BotID: portal.BotID}, cx); err != nil {
+		t.Fatal(err)
+	}
+	id, err := bitrix24.Perform(t.Context(), client, bitrix24.V2,
+		bitrix24.RegisterBot{Profile: bitrix24.BotProfile{Code: "supportbot2", Name: "Support", EventMode: "fetch"}},
+		bitrix24.Context{BotToken: token})
+	if err != nil || id == portal.BotID {
+		t.Fatalf("a new bot: %d %v", id, err)
+	}
+	if err := store.Update(t.Context(), func(tx *storage.Tx) error { return tx.SetBotV2(portal.ID, id, token, storage.EventsFetch) }); err != nil {
+		t.Fatal(err)
+	}
+	fake.QueueFor(id, "ONIMBOTV2MESSAGEADD", nil)
+	before := len(fake.Portal().CallsTo("imbot.v2.Event.get"))
+	if _, err := p.PollOnce(t.Context(), portal.ID); err != nil {
+		t.Fatal(err)
+	}
+	calls := fake.Portal().CallsTo("imbot.v2.Event.get")[before:]
+	if len(calls) != 1 || calls[0].Params.String("botId") != strconv.FormatInt(id, 10) || calls[0].Params.String("offset") != "" {
+		t.Fatalf("the new bot's first poll: %+v", calls)
+	}
+	if stored, _ := store.Portal(t.Context(), portal.ID); stored.FetchBotID != id || stored.Offset() == 0 {
+		t.Fatalf("offset %d stored for bot %d, the portal's is %d", stored.FetchOffset, stored.FetchBotID, id)
+	}
+}
+
+// TestSeveralCommandsInOneMessage: a message holding two slash commands brings an
+// event for each, with the same message ID (events.md); each is handled, the second
+// not taken for a duplicate of the first.
+func TestSeveralCommandsInOneMessage(t *testing.T) {
+	store, portal, fake, client := setUp(t)
+	cx := bitrix24.Context{BotID: portal.BotID, BotToken: token}
+	for _, c := range bot.Commands() {
+		if c.Name == "chats" || c.Name == "help" {
+			if _, err := bitrix24.Perform(t.Context(), client, bitrix24.V2, bitrix24.RegisterCommand{Command: c}, cx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fake.SlashCommands(27, "27", [2]string{"help", ""}, [2]string{"chats", ""})
+	obs := &observed{}
+	p := &poller.Poller{Store: store, Bot: newBot(), Log: quiet(), Obs: obs, Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
+	if _, err := p.PollOnce(t.Context(), portal.ID); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := store.Outbox(t.Context(), portal.ID)
+	if err != nil || obs.count("processed") != 2 || len(entries) != 2 {
+		t.Fatalf("outcomes %v, %d replies (%v)", obs.outcomes, len(entries), err)
+	}
 }

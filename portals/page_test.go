@@ -125,10 +125,18 @@ func TestViewerProvesTheApplication(t *testing.T) {
 }
 
 // waitCounter counts the requests that had to wait for room in a portal's bucket.
-type waitCounter struct{ n atomic.Int64 }
+type waitCounter struct{ n, longest atomic.Int64 }
 
 func (w *waitCounter) ObserveCall(string, string, time.Duration) {}
-func (w *waitCounter) ObserveRateLimitWait(time.Duration)        { w.n.Add(1) }
+func (w *waitCounter) ObserveRateLimitWait(d time.Duration) {
+	w.n.Add(1)
+	for {
+		old := w.longest.Load()
+		if int64(d) <= old || w.longest.CompareAndSwap(old, int64(d)) {
+			return
+		}
+	}
+}
 
 // TestPageFloodKeepsTheRepliesShare: a hundred users open the page at once on a
 // portal with the cloud's limit (2 a second, 50 deep). The openings' checks reach the
@@ -181,10 +189,13 @@ func TestPageFloodKeepsTheRepliesShare(t *testing.T) {
 		t.Fatal(err)
 	}
 	waits.n.Store(0)
+	waits.longest.Store(0)
 	if _, err := client.Call(context.Background(), "app.info", nil); err != nil {
 		t.Fatal(err)
 	}
-	if n := waits.n.Load(); n != 0 {
-		t.Errorf("the reply waited for room in the bucket (%d waits): the openings took the replies' share", n)
+	// The bucket is assumed full at start (a restarted bot cannot know what its
+	// predecessor spent), so the reply may wait for one place; not for the openings'.
+	if w := time.Duration(waits.longest.Load()); w > time.Second/2+100*time.Millisecond {
+		t.Errorf("the reply waited %v for room in the bucket: the openings took the replies' share", w)
 	}
 }

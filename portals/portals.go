@@ -115,6 +115,11 @@ const (
 // ErrBusy: the share of the portal's limit left for pages' checks is spent for now.
 var ErrBusy = errors.New("the portal's share of requests for pages is spent for now")
 
+// pageRoomWait is how long a page's check looks for free room in the portal's bucket
+// before the page answers 503: a bucket assumed full at start frees a place in half a
+// second at the cloud's 2 a second.
+const pageRoomWait = 2 * time.Second
+
 // checkPacer paces one kind of check: its own share first, then the portal's bucket.
 type checkPacer struct {
 	own, portal *bitrix24.Limiter
@@ -123,16 +128,19 @@ type checkPacer struct {
 
 // Wait implements bitrix24.Pacer.
 func (p checkPacer) Wait(ctx context.Context) (time.Duration, error) {
-	var waited time.Duration
 	if p.page {
-		if !p.own.TryTake() {
+		// Only room that is free, in its share and in the portal's bucket, found
+		// within pageRoomWait: a page's check never queues, so it is never ahead of a
+		// reply that waits.
+		start := time.Now()
+		if !p.own.TryTake() || !p.portal.TakeFree(ctx, start.Add(pageRoomWait)) {
 			return 0, ErrBusy
 		}
-	} else {
-		var err error
-		if waited, err = p.own.Wait(ctx); err != nil {
-			return 0, err
-		}
+		return time.Since(start), nil
+	}
+	waited, err := p.own.Wait(ctx)
+	if err != nil {
+		return 0, err
 	}
 	more, err := p.portal.Wait(ctx)
 	return waited + more, err
@@ -145,7 +153,7 @@ func (c *Connections) checkPacerLocked(portalID int64, kind int) checkPacer {
 	own, ok := c.checks[portalID]
 	if !ok {
 		for k, share := range checkShares {
-			own[k] = bitrix24.NewLimiter(c.perSec*share, max(int(float64(c.burst)*share), 2))
+			own[k] = bitrix24.NewShare(c.perSec*share, max(int(float64(c.burst)*share), 2))
 		}
 		c.checks[portalID] = own
 	}

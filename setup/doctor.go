@@ -201,6 +201,7 @@ func (d *Doctor) checkPortal(ctx context.Context, cfg *config.Config, store *sto
 	if portal.API == storage.APIv2 || (portal.BotID == 0 && cfg.Bitrix.API == storage.APIv2) {
 		if d.checkBotV2(ctx, cfg, portal) {
 			d.checkCommands(ctx, store, portal)
+			d.checkBatchV2(portal)
 		}
 		return
 	}
@@ -229,6 +230,24 @@ func (d *Doctor) checkPortal(ctx context.Context, cfg *config.Config, store *sto
 	}
 	d.ok("bot", fmt.Sprintf("%q (ID %d, code %s) is registered", found.Name, found.ID, found.Code))
 	d.checkCommands(ctx, store, portal)
+}
+
+// OldestEventWarning is how long an event may wait in a v2 bot's queue before doctor
+// warns that the portal may drop it: imbot.v2 does not say how long it keeps events,
+// im.v2 keeps them 24 h, so an hour leaves room to act.
+const OldestEventWarning = time.Hour
+
+// checkBatchV2 says how the bot's calls reach the portal: in batch, or one a request
+// because the portal refused imbot.v2 methods inside batch (until a day after).
+func (d *Doctor) checkBatchV2(portal storage.Portal) {
+	if portal.SingleCalls(time.Now()) {
+		d.warn("batch", fmt.Sprintf("the portal refused imbot.v2 methods inside batch at %s: replies go one a request (slower under load)",
+			portal.BatchRefusedAt.UTC().Format(time.RFC3339)),
+			"nothing to do: batch is tried again at "+portal.BatchRefusedAt.Add(storage.BatchRetryAfter).UTC().Format(time.RFC3339)+
+				"; see supportbot_v2_batch_refused_total")
+		return
+	}
+	d.ok("batch", "replies go in batch, up to 50 calls a request")
 }
 
 // checkBotV2 looks for the imbot.v2 bot, its event mode and, in fetch mode, how
@@ -264,7 +283,7 @@ func (d *Doctor) checkBotV2(ctx context.Context, cfg *config.Config, portal stor
 		return true
 	}
 	// A peek at the queue from the offset already processed: it confirms nothing new.
-	page, err := bitrix24.FetchEvents(ctx, d.Client, bitrix24.Context{BotID: portal.BotID, BotToken: portal.BotToken}, portal.FetchOffset, 1)
+	page, err := bitrix24.FetchEvents(ctx, d.Client, bitrix24.Context{BotID: portal.BotID, BotToken: portal.BotToken}, portal.Offset(), 1)
 	switch {
 	case err != nil:
 		d.fail("events", "cannot read the event queue: "+err.Error(), Explain(err))
@@ -276,7 +295,12 @@ func (d *Doctor) checkBotV2(ctx context.Context, cfg *config.Config, portal stor
 		if page.HasMore {
 			more = " and more after it"
 		}
-		if lag > time.Minute {
+		if lag > OldestEventWarning {
+			// How long the portal keeps unconfirmed events is not written for imbot.v2
+			// (im.v2 keeps them 24 h): an event this old may be dropped before it is read.
+			d.warn("events", fmt.Sprintf("an event has waited %s in the portal's queue%s: the portal may drop events kept this long", lag, more),
+				"start `supportbot serve` now (it must reach the portal); alert on supportbot_fetch_lag_seconds > 3600")
+		} else if lag > time.Minute {
 			d.warn("events", fmt.Sprintf("an event has waited %s in the portal's queue%s: the poller is behind", lag, more),
 				"make sure `supportbot serve` is running and reaches the portal; see supportbot_fetch_lag_seconds")
 		} else {

@@ -123,6 +123,11 @@ func (s *Setup) registerCommands(ctx context.Context) error {
 			// Gone from the portal (removed by hand, or with a former bot): register anew.
 		}
 		id, err := s.do(ctx, bitrix24.RegisterCommand{Command: c, HandlerURL: s.Profile.HandlerURL, ClientID: s.Profile.ClientID})
+		if errors.Is(err, errCommandExists) {
+			// The portal has it and this database does not (a lost or new database):
+			// find it and update it.
+			id, err = s.recoverCommand(ctx, c)
+		}
 		if err != nil {
 			return fmt.Errorf("register command /%s: %w", c.Name, err)
 		}
@@ -158,6 +163,26 @@ func (s *Setup) existingBot(ctx context.Context) (int64, error) {
 		}
 	}
 	return 0, nil
+}
+
+var errCommandExists = &bitrix24.Error{Code: "COMMAND_ALREADY_EXISTS"}
+
+// recoverCommand finds a v2 command the portal says exists (Command.list) and
+// updates it to what the bot registers, returning its ID.
+func (s *Setup) recoverCommand(ctx context.Context, c bitrix24.CommandSpec) (int64, error) {
+	have, err := bitrix24.CommandsV2(ctx, s.Client, bitrix24.Context{BotID: s.Portal.BotID, BotToken: s.Portal.BotToken})
+	if err != nil {
+		return 0, err
+	}
+	id := have[c.Name]
+	if id == 0 {
+		return 0, fmt.Errorf("the portal says /%s exists but does not list it", c.Name)
+	}
+	if _, err := s.do(ctx, bitrix24.UpdateCommand{CommandID: id, Command: c, HandlerURL: s.Profile.HandlerURL, ClientID: s.Profile.ClientID}); err != nil {
+		return 0, err
+	}
+	s.printf("found command /%s (ID %d) registered before, and updated it", c.Name, id)
+	return id, nil
 }
 
 // Unregister removes the bot's commands and the bot.

@@ -70,6 +70,9 @@ type OutboxEntry struct {
 	PortalBotID    int64
 	PortalAPI      string
 	PortalBotToken string
+	// PortalBatchRefusedAt: when the portal last refused imbot.v2 methods inside
+	// batch (zero: never).
+	PortalBatchRefusedAt time.Time
 }
 
 // Enqueue adds an action to the outbox; it is sent after the transaction commits.
@@ -130,7 +133,7 @@ const readySQL = `SELECT o.*, COALESCE(d.chat_id, 0) AS dialog_chat, COALESCE(d.
 func (s *Store) DueOutbox(ctx context.Context, portalID int64, limit int) ([]OutboxEntry, error) {
 	rows, err := s.readRows(ctx, `WITH p AS (`+readySQL+`),
 		blocked AS (SELECT lane, MIN(id) AS first FROM p WHERE NOT ready GROUP BY lane)
-		SELECT `+outboxColumns+`, o.dialog_chat, o.dialog_failed, pt.bot_id, pt.api, pt.bot_token FROM p o
+		SELECT `+outboxColumns+`, o.dialog_chat, o.dialog_failed, pt.bot_id, pt.api, pt.bot_token, pt.batch_refused_at FROM p o
 		JOIN portals pt ON pt.id = o.portal_id AND pt.bot_deleted_at IS NULL AND pt.uninstalled_at IS NULL
 		LEFT JOIN blocked b ON b.lane = o.lane
 		WHERE o.ready AND (b.first IS NULL OR o.id < b.first)
@@ -139,8 +142,10 @@ func (s *Store) DueOutbox(ctx context.Context, portalID int64, limit int) ([]Out
 		var chatID, botID int64
 		var failed bool
 		var api, token string
-		e, err := scanOutbox(r, &chatID, &failed, &botID, &api, &token)
+		var refused sql.NullInt64
+		e, err := scanOutbox(r, &chatID, &failed, &botID, &api, &token, &refused)
 		e.DialogChatID, e.DialogChatFailed, e.PortalBotID, e.PortalAPI, e.PortalBotToken = chatID, failed, botID, api, token
+		e.PortalBatchRefusedAt = fromMillis(refused)
 		return e, err
 	})
 	if err != nil {

@@ -33,6 +33,31 @@ type Portal struct {
 	FetchOffset int64  // fetch mode: the first event not yet processed
 	InstalledBy int64  // app mode: the administrator who installed the application
 	RolesSeeded bool   // the configuration's role lists were applied (webhook mode, once)
+
+	// BatchRefusedAt: when the portal last refused imbot.v2 methods inside batch; zero
+	// while it takes them (or was never asked).
+	BatchRefusedAt time.Time
+	FetchBotID     int64  // the bot FetchOffset belongs to
+	PendingToken   string // a v2 token being rotated in: never logged
+}
+
+// BatchRetryAfter is how long a portal that refused imbot.v2 methods inside batch
+// gets single calls before batch is tried again: a portal may be upgraded.
+const BatchRetryAfter = 24 * time.Hour
+
+// SingleCalls reports a portal whose v2 calls must go one a request at now: it
+// refused them inside batch less than BatchRetryAfter ago.
+func (p Portal) SingleCalls(now time.Time) bool {
+	return !p.BatchRefusedAt.IsZero() && now.Sub(p.BatchRefusedAt) < BatchRetryAfter
+}
+
+// Offset is the fetch offset to send for the portal's bot: none for a bot other than
+// the one it was stored for (a bot registered again has a queue of its own).
+func (p Portal) Offset() int64 {
+	if p.FetchBotID != p.BotID {
+		return 0
+	}
+	return p.FetchOffset
 }
 
 // API versions and v2 event modes.
@@ -57,14 +82,16 @@ func (p Portal) LogValue() slog.Value {
 
 const portalColumns = `id, member_id, domain, bot_id, bot_deleted_at, created_at, client_id, client_endpoint,
 	application_token, access_token, refresh_token, token_expires_at, installed_at, uninstalled_at,
-	api, bot_token, event_mode, fetch_offset, installed_by, roles_seeded`
+	api, bot_token, event_mode, fetch_offset, installed_by, roles_seeded, batch_refused_at, fetch_bot_id,
+	bot_token_pending`
 
 func scanPortal(row interface{ Scan(...any) error }) (Portal, error) {
 	var p Portal
-	var deleted, created, expires, installed, uninstalled sql.NullInt64
+	var deleted, created, expires, installed, uninstalled, refused sql.NullInt64
 	if err := row.Scan(&p.ID, &p.MemberID, &p.Domain, &p.BotID, &deleted, &created, &p.ClientID, &p.ClientEndpoint,
 		&p.ApplicationToken, &p.AccessToken, &p.RefreshToken, &expires, &installed, &uninstalled,
-		&p.API, &p.BotToken, &p.EventMode, &p.FetchOffset, &p.InstalledBy, &p.RolesSeeded); err != nil {
+		&p.API, &p.BotToken, &p.EventMode, &p.FetchOffset, &p.InstalledBy, &p.RolesSeeded, &refused, &p.FetchBotID,
+		&p.PendingToken); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Portal{}, ErrNotFound
 		}
@@ -75,6 +102,7 @@ func scanPortal(row interface{ Scan(...any) error }) (Portal, error) {
 	p.TokenExpiresAt = fromMillis(expires)
 	p.InstalledAt = fromMillis(installed)
 	p.UninstalledAt = fromMillis(uninstalled)
+	p.BatchRefusedAt = fromMillis(refused)
 	return p, nil
 }
 
@@ -273,7 +301,7 @@ func (tx *Tx) SetBotID(portalID, botID int64) error {
 func (tx *Tx) SetBotV2(portalID, botID int64, token, eventMode string) error {
 	clear(tx.portals)
 	_, err := tx.exec(`UPDATE portals SET bot_id = ?, api = 'v2', bot_token = ?, event_mode = ?, bot_deleted_at = NULL,
-		updated_at = ? WHERE id = ?`, botID, token, eventMode, millis(tx.now), portalID)
+		bot_token_pending = '', updated_at = ? WHERE id = ?`, botID, token, eventMode, millis(tx.now), portalID)
 	if err != nil {
 		return fmt.Errorf("set v2 bot of portal %d: %w", portalID, err)
 	}
@@ -289,14 +317,49 @@ func (tx *Tx) SetAPI(portalID int64, api string) error {
 	return err
 }
 
-// SetFetchOffset records how far the portal's event queue has been processed. It is
+// SetFetchOffset records how far bot botID's event queue has been processed. It is
 // written in the transaction that holds the effects of the events it confirms, so
 // that a crash neither loses nor repeats one.
-func (tx *Tx) SetFetchOffset(portalID, offset int64) error {
+func (tx *Tx) SetFetchOffset(portalID, botID, offset int64) error {
 	clear(tx.portals)
-	_, err := tx.exec(`UPDATE portals SET fetch_offset = ? WHERE id = ?`, offset, portalID)
+	_, err := tx.exec(`UPDATE portals SET fetch_offset = ?, fetch_bot_id = ? WHERE id = ?`, offset, botID, portalID)
 	if err != nil {
 		return fmt.Errorf("set fetch offset of portal %d: %w", portalID, err)
+	}
+	return nil
+}
+
+// SetBatchRefused records that the portal refused imbot.v2 methods inside batch at
+// (zero: it took them again), for every replica and after a restart.
+func (tx *Tx) SetBatchRefused(portalID int64, at time.Time) error {
+	clear(tx.portals)
+	var v any
+	if !at.IsZero() {
+		v = millis(at)
+	}
+	_, err := tx.exec(`UPDATE portals SET batch_refused_at = ? WHERE id = ?`, v, portalID)
+	if err != nil {
+		return fmt.Errorf("record batch refusal of portal %d: %w", portalID, err)
+	}
+	return nil
+}
+
+// SetPendingToken stores a v2 bot token about to be given to the portal (Bot.update):
+// if the process dies between the two, the next run can still reach the bot.
+func (tx *Tx) SetPendingToken(portalID int64, token string) error {
+	clear(tx.portals)
+	_, err := tx.exec(`UPDATE portals SET bot_token_pending = ?, updated_at = ? WHERE id = ?`, token, millis(tx.now), portalID)
+	return err
+}
+
+// AdoptPendingToken makes the pending token the v2 bot's: the portal took it (the
+// old one failed with BOT_OWNERSHIP_ERROR, or the new one lists the bot).
+func (tx *Tx) AdoptPendingToken(portalID int64, token string) error {
+	clear(tx.portals)
+	_, err := tx.exec(`UPDATE portals SET bot_token = ?, bot_token_pending = '', updated_at = ?
+		WHERE id = ? AND bot_token_pending = ?`, token, millis(tx.now), portalID, token)
+	if err != nil {
+		return fmt.Errorf("adopt the pending token of portal %d: %w", portalID, err)
 	}
 	return nil
 }

@@ -39,6 +39,13 @@ func (p *Portal) runBatch(req *request) any {
 			return nil
 		}
 		res, err := p.runCommand(req.caller, cmds.String(k))
+		if err == ErrNotRun {
+			// A portal that runs nothing of the batch and says nothing of it.
+			if halt {
+				break
+			}
+			continue
+		}
 		if err != nil {
 			failures.set(k, errorBody(err))
 			if halt {
@@ -53,6 +60,11 @@ func (p *Portal) runBatch(req *request) any {
 	return phpArray{"result", results, "result_error", failures, "result_total", phpArray{}, "result_next", phpArray{},
 		"result_time", times}
 }
+
+// ErrNotRun is what a method added to the portal (AddMethod) answers inside batch to
+// be left out of the answer altogether: neither a result nor an error, as if it had
+// not been sent.
+var ErrNotRun = &bitrix24.Error{Code: "B24TEST_NOT_RUN"}
 
 // runCommand records and runs one batch command, "METHOD?QUERY".
 func (p *Portal) runCommand(c caller, cmd string) (any, *bitrix24.Error) {

@@ -217,6 +217,14 @@ func botUser(b *bot) map[string]any {
 	return u
 }
 
+// RefuseExistingCommands makes Command.register of a command the bot has answer
+// COMMAND_ALREADY_EXISTS, as a portal may, instead of the command (the docs' idempotence).
+func (f *Fake) RefuseExistingCommands() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.commandExists = true
+}
+
 // Command.register: botId, fields{command (no slash), title{lang: text}, params,
 // common, hidden, extranetSupport} → {command}. A command the bot has answers it,
 // unchanged.
@@ -229,7 +237,9 @@ func (f *Fake) commandRegister(r *req) (any, *bitrix24.Error) {
 		return nil, fail("COMMAND_TITLE_REQUIRED", "fields.title is required unless the command is hidden")
 	}
 	for _, c := range f.commands {
-		if c.BotID == r.bot.ID && c.Name == name {
+		if c.BotID == r.bot.ID && c.Name == name && f.commandExists {
+			return nil, fail("COMMAND_ALREADY_EXISTS", "The command is registered already")
+		} else if c.BotID == r.bot.ID && c.Name == name {
 			return map[string]any{"command": commandJSON(c)}, nil
 		}
 	}

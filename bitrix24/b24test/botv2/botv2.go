@@ -12,15 +12,20 @@
 //
 // Where the docs are silent the fake decides: a webhook caller is the application of
 // its botToken (Bot.list shows it its own bots; a code registered with another token
-// is BOT_CODE_ALREADY_TAKEN); imbot.v2 in a batch is ERROR_BATCH_METHOD_NOT_ALLOWED;
-// method names are case-sensitive; a bot may post to any chat the portal has.
+// is BOT_CODE_ALREADY_TAKEN); imbot.v2 methods run inside batch, as batch.md refuses
+// only file transfers and nested batches (SetBatch refuses them, the ways a portal
+// might); a boolean in a batch command's query is Y, N, true or false, never 1 or 0;
+// method names are case-sensitive; a bot posts only to private chats and to group
+// chats it created or was added to (AddBot), as the real portal refuses others.
 package botv2
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"supportbot/bitrix24"
 	"supportbot/bitrix24/b24test"
@@ -45,16 +50,46 @@ type Fake struct {
 	commands  map[int64]*Command
 	own       map[int64]int64     // message ID → the bot that posted it (0: a system message)
 	owners    map[int64]int64     // chat ID → its owner
+	members   map[int64][]int64   // group chat ID → the bots in it
 	private   map[string]int64    // private dialog → its chat ID, for events
 	users     map[int64][2]string // SetUser's names
 	msgOf     map[int64]int64     // event ID → its message's ID
 	next      struct{ bot, cmd, event, msg, chat int64 }
 	confirmed int64 // the highest offset Event.get was given
+	batch     BatchMode
+	offsets   OffsetMode
+	age       time.Duration // how old queued events are dated
+
+	commandExists bool // Command.register of an existing command fails
 }
+
+// BatchMode is how the fake answers imbot.v2 methods inside batch.
+type BatchMode int
+
+const (
+	// BatchRuns runs them, as the docs allow.
+	BatchRuns BatchMode = iota
+	// BatchNotAllowed refuses each with ERROR_BATCH_METHOD_NOT_ALLOWED.
+	BatchNotAllowed
+	// BatchNotFound refuses each with ERROR_METHOD_NOT_FOUND.
+	BatchNotFound
+	// BatchSilent runs none and says nothing of them: neither a result nor an error.
+	BatchSilent
+)
+
+// SetBatch sets how imbot.v2 methods inside batch are answered from now on.
+func (f *Fake) SetBatch(m BatchMode) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.batch = m
+}
+
+// v2Booleans are the boolean fields of the methods the fake serves.
+var v2Booleans = []string{"common", "hidden", "extranetSupport", "system", "urlPreview"}
 
 // Attach adds the imbot.v2 methods to p.
 func Attach(p *b24test.Portal) *Fake {
-	f := &Fake{p: p, bots: map[int64]*bot{}, commands: map[int64]*Command{}, own: map[int64]int64{}, owners: map[int64]int64{},
+	f := &Fake{p: p, bots: map[int64]*bot{}, commands: map[int64]*Command{}, own: map[int64]int64{}, owners: map[int64]int64{}, members: map[int64][]int64{},
 		private: map[string]int64{}, users: map[int64][2]string{}, msgOf: map[int64]int64{}}
 	f.next.bot, f.next.cmd, f.next.event, f.next.msg, f.next.chat = firstBotID, firstCommandID, firstEventID, firstMessageID, firstChatID
 	for name, m := range methods {
@@ -128,9 +163,14 @@ func (f *Fake) serve(name string, m method, c b24test.Call) (any, *bitrix24.Erro
 	switch {
 	case c.Method != name:
 		return nil, &bitrix24.Error{Code: "ERROR_METHOD_NOT_FOUND", Description: "Method not found!", HTTPStatus: http.StatusNotFound}
-	case c.Batched:
-		return nil, &bitrix24.Error{Code: "ERROR_BATCH_METHOD_NOT_ALLOWED", Description: "Method is not allowed for batch usage",
-			HTTPStatus: http.StatusMethodNotAllowed}
+	case c.Batched && f.batchMode() == BatchNotAllowed:
+		return nil, &bitrix24.Error{Code: "ERROR_BATCH_METHOD_NOT_ALLOWED", Description: "Method is not allowed for batch usage"}
+	case c.Batched && f.batchMode() == BatchNotFound:
+		return nil, &bitrix24.Error{Code: "ERROR_METHOD_NOT_FOUND", Description: "Method not found!"}
+	case c.Batched && f.batchMode() == BatchSilent:
+		return nil, b24test.ErrNotRun
+	case c.Batched && badBoolean(r.fields()) != "":
+		return nil, fail("INVALID_ARGUMENT", "fields."+badBoolean(r.fields())+": a boolean is Y, N, true or false")
 	case !r.app && r.token == "" && name != "imbot.v2.Bot.register": // which reads fields.botToken
 		return nil, fail("BOT_TOKEN_NOT_SPECIFIED", "botToken is not specified")
 	}
@@ -161,6 +201,24 @@ func (f *Fake) serve(name string, m method, c b24test.Call) (any, *bitrix24.Erro
 		return nil, denied("The bot is not a member of the chat")
 	}
 	return m.run(f, r)
+}
+
+func (f *Fake) batchMode() BatchMode {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.batch
+}
+
+// badBoolean names a boolean field of a query that is not written as the docs write
+// booleans: PHP reads "0" as false but "N" and "false" as true, so a client that
+// writes 1 and 0 cannot be meant.
+func badBoolean(fl bitrix24.Form) string {
+	for _, k := range v2Booleans {
+		if v, ok := fl[k].(string); ok && v != "" && !slices.Contains([]string{"y", "n", "true", "false"}, strings.ToLower(v)) {
+			return k
+		}
+	}
+	return ""
 }
 
 var errBotNotFound = fail("BOT_NOT_FOUND", "Bot not found")
@@ -205,3 +263,6 @@ func chatID(dialog string) (int64, bool) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// Portal is the portal the fake teaches imbot.v2.
+func (f *Fake) Portal() *b24test.Portal { return f.p }

@@ -159,18 +159,39 @@ func TestErrors(t *testing.T) {
 	e.fails(t, "ERROR_METHOD_NOT_FOUND", "imbot.v2.event.get", map[string]any{"botId": id, "botToken": token})
 	e.fails(t, "BOT_NOT_FOUND", "imbot.v2.Bot.get", map[string]any{"botToken": token, "code": "nobody"})
 
-	results, err := e.c.Batch(context.Background(), []bitrix24.BatchCommand{
-		{Key: "a", Method: "imbot.v2.Event.get", Params: map[string]any{"botId": id, "botToken": token}},
-		{Key: "b", Method: "scope"},
-	}, false)
-	if err != nil {
-		t.Fatal(err)
+	// Inside batch v2 methods run as the docs allow; SetBatch refuses them the ways a
+	// portal might, and a boolean written 1 or 0 is refused there.
+	batch := func(cmds ...bitrix24.BatchCommand) []bitrix24.BatchResult {
+		t.Helper()
+		results, err := e.c.Batch(context.Background(), cmds, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return results
 	}
-	if !errors.Is(results[0].Err, &bitrix24.Error{Code: "ERROR_BATCH_METHOD_NOT_ALLOWED"}) || results[1].Err != nil {
-		t.Fatalf("batch: %+v", results)
+	get := bitrix24.BatchCommand{Key: "a", Method: "imbot.v2.Event.get", Params: map[string]any{"botId": id, "botToken": token}}
+	scope := bitrix24.BatchCommand{Key: "b", Method: "scope"}
+	if r := batch(get, scope); r[0].Err != nil || !strings.Contains(string(r[0].Result), `"nextOffset"`) || r[1].Err != nil {
+		t.Fatalf("batch: %+v", r)
+	}
+	for mode, code := range map[botv2.BatchMode]string{botv2.BatchNotAllowed: "ERROR_BATCH_METHOD_NOT_ALLOWED", botv2.BatchNotFound: "ERROR_METHOD_NOT_FOUND"} {
+		e.fake.SetBatch(mode)
+		if r := batch(get, scope); !errors.Is(r[0].Err, &bitrix24.Error{Code: code}) || r[1].Err != nil {
+			t.Fatalf("batch refused with %s: %+v", code, r)
+		}
+	}
+	e.fake.SetBatch(botv2.BatchSilent)
+	if r := batch(get, scope); !errors.Is(r[0].Err, bitrix24.ErrBatchSkipped) || r[1].Err != nil {
+		t.Fatalf("batch run silently: %+v", r)
+	}
+	e.fake.SetBatch(botv2.BatchRuns)
+	reg := bitrix24.BatchCommand{Key: "c", Method: "imbot.v2.Command.register", Params: map[string]any{"botId": id, "botToken": token,
+		"fields": map[string]any{"command": "x", "hidden": true}}}
+	if r := batch(reg); !errors.Is(r[0].Err, &bitrix24.Error{Code: "INVALID_ARGUMENT"}) {
+		t.Fatalf("a boolean written 1 in a batch: %+v", r)
 	}
 	// The v2 calls are recorded like any other.
-	if calls := e.p.CallsTo("imbot.v2.Event.get"); len(calls) != 6 || calls[0].Params.String("botId") != "456" || !calls[5].Batched {
+	if calls := e.p.CallsTo("imbot.v2.Event.get"); len(calls) != 9 || calls[0].Params.String("botId") != "456" || !calls[8].Batched {
 		t.Fatalf("recorded calls: %+v", calls)
 	}
 }
@@ -305,6 +326,12 @@ func TestChats(t *testing.T) {
 	if m := e.p.Messages(dialog); len(m) != 1 || m[0].Text != "Welcome" {
 		t.Fatalf("first message: %+v", m)
 	}
+	// A chat the bot is not in: refused, as chat-message-send.md says, until it is added.
+	other := e.p.AddChat(b24test.Chat{Title: "Elsewhere", Users: []int64{27}})
+	sendTo := map[string]any{"botId": id, "botToken": token, "dialogId": "chat" + itoa(other), "fields": map[string]any{"message": "hi"}}
+	e.fails(t, "ACCESS_DENIED", "imbot.v2.Chat.Message.send", sendTo)
+	e.fake.AddBot(id, other)
+	e.call(t, "imbot.v2.Chat.Message.send", sendTo)
 	e.call(t, "imbot.v2.Chat.update", map[string]any{"botId": id, "botToken": token, "dialogId": dialog,
 		"fields": map[string]any{"title": "Ticket 7 (closed)"}})
 	e.call(t, "imbot.v2.Chat.User.add", map[string]any{"botId": id, "botToken": token, "dialogId": dialog, "userIds": []any{31, 40}})
@@ -312,7 +339,7 @@ func TestChats(t *testing.T) {
 	if get(got, "chat", "name") != "Ticket 7 (closed)" || get(got, "chat", "description") != "supportbot:ticket:7" {
 		t.Fatalf("Chat.get: %v", got)
 	}
-	if c, _ := e.p.Chat(cid); !slices.Equal(c.Users, []int64{27, 31, 40}) || len(e.p.Chats()) != 1 {
+	if c, _ := e.p.Chat(cid); !slices.Equal(c.Users, []int64{27, 31, 40}) || len(e.p.Chats()) != 2 {
 		t.Fatalf("after User.add: %+v", c)
 	}
 }

@@ -14,6 +14,9 @@ import (
 // urlPreview} → {id, uuidMap}.
 func (f *Fake) messageSend(r *req) (any, *bitrix24.Error) {
 	fl := r.fields()
+	if chat, ok := chatID(r.Params.String("dialogId")); ok && !f.member(r.bot, chat) {
+		return nil, denied("Bot is not a participant in the chat") // chat-message-send.md
+	}
 	id, err := f.post(r.bot, r.Params.String("dialogId"), fl.String("message"), fl)
 	if err != nil {
 		return nil, err
@@ -104,6 +107,7 @@ func (f *Fake) chatAdd(r *req) (any, *bitrix24.Error) {
 	c := b24test.Chat{Title: strings.TrimSpace(fl.String("title")), Users: ids(fl.Group("userIds")), Description: fl.String("description")}
 	c.ID = f.p.AddChat(c)
 	f.owners[c.ID] = cmp.Or(intParam(fl, "ownerId"), r.bot.ID)
+	f.members[c.ID] = append(f.members[c.ID], r.bot.ID)
 	if msg := strings.TrimSpace(fl.String("message")); msg != "" {
 		if _, err := f.post(r.bot, "chat"+itoa(c.ID), msg, nil); err != nil {
 			return nil, err
@@ -144,4 +148,17 @@ func (f *Fake) chatEdit(r *req) (any, *bitrix24.Error) {
 	}
 	f.p.AddChat(c)
 	return done, nil
+}
+
+// member reports a bot in a group chat: one it created, or was added to (AddBot).
+func (f *Fake) member(b *bot, chat int64) bool { return slices.Contains(f.members[chat], b.ID) }
+
+// Join makes the bot botID a member of the portal's group chat chatID, as adding it
+// in Bitrix24 does: only then may it post there.
+func (f *Fake) AddBot(botID, chatID int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !slices.Contains(f.members[chatID], botID) {
+		f.members[chatID] = append(f.members[chatID], botID)
+	}
 }

@@ -49,7 +49,56 @@ func (f *Fake) eventGet(r *req) (any, *bitrix24.Error) {
 	if len(page) > 0 {
 		next = page[len(page)-1].ID + 1
 	}
-	return map[string]any{"events": page, "nextOffset": next, "hasMore": len(b.queue) > len(page)}, nil
+	answer := map[string]any{"events": page, "nextOffset": next, "hasMore": len(b.queue) > len(page)}
+	switch f.offsets {
+	case OffsetsEmptyMissing, OffsetsEmptyNull, OffsetsEmptyZero:
+		if len(page) == 0 {
+			answer["nextOffset"] = map[OffsetMode]any{OffsetsEmptyNull: nil, OffsetsEmptyZero: 0}[f.offsets]
+			if f.offsets == OffsetsEmptyMissing {
+				delete(answer, "nextOffset")
+			}
+		}
+	case OffsetsBeyond:
+		answer["nextOffset"] = next + 153
+	case OffsetsStuck:
+		if len(page) > 0 {
+			answer["nextOffset"] = intParam(r.Params, "offset")
+		}
+	}
+	return answer, nil
+}
+
+// OffsetMode is how Event.get writes nextOffset.
+type OffsetMode int
+
+const (
+	// OffsetsNext: the first ID after the page; with an empty page, the next ID to come.
+	OffsetsNext OffsetMode = iota
+	// OffsetsEmptyMissing, OffsetsEmptyNull, OffsetsEmptyZero: an empty page has no
+	// nextOffset, null, or 0.
+	OffsetsEmptyMissing
+	OffsetsEmptyNull
+	OffsetsEmptyZero
+	// OffsetsBeyond: a faulty portal's nextOffset, 153 past the page's last event + 1.
+	OffsetsBeyond
+	// OffsetsStuck: a faulty portal's nextOffset, the offset asked for, after a page
+	// of events.
+	OffsetsStuck
+)
+
+// Age dates the events queued from now on d in the past: events that have waited
+// that long, as during an outage of the bot.
+func (f *Fake) Age(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.age = d
+}
+
+// SetOffsets sets how Event.get writes nextOffset from now on.
+func (f *Fake) SetOffsets(m OffsetMode) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.offsets = m
 }
 
 // Queue queues an event for the portal's only imbot.v2 bot, which must take its
@@ -86,7 +135,7 @@ func (f *Fake) queueLocked(b *bot, typ string, data map[string]any) int64 {
 		MessageID int64
 	}
 	_ = json.Unmarshal(raw, &ids)
-	e := event{ID: f.next.event, Type: typ, Date: time.Now().Format(dateLayout), Data: raw}
+	e := event{ID: f.next.event, Type: typ, Date: time.Now().Add(-f.age).Format(dateLayout), Data: raw}
 	f.next.event++
 	b.queue = append(b.queue, e)
 	f.msgOf[e.ID] = cmp.Or(ids.Message.ID, ids.MessageID)
@@ -189,12 +238,40 @@ func (f *Fake) Delete(userID int64, dialogID string, messageID int64) int64 {
 
 // Join queues JoinEvent's event.
 func (f *Fake) Join(userID int64, dialogID string) int64 {
-	return f.Queue(f.JoinEvent(userID, dialogID))
+	id := f.Queue(f.JoinEvent(userID, dialogID))
+	if chat, ok := chatID(dialogID); ok { // the bot was added to the chat: it may post there
+		f.mu.Lock()
+		b := f.only()
+		f.mu.Unlock()
+		f.AddBot(b.ID, chat)
+	}
+	return id
 }
 
 // Command queues CommandEvent's event.
 func (f *Fake) Command(userID int64, dialogID, command, params string) int64 {
 	return f.Queue(f.CommandEvent(userID, dialogID, command, params))
+}
+
+// SlashCommands queues what one message holding several slash commands yields: an event
+// for each (events.md), all with the message's ID and its whole text. Each command is
+// {name, params}; it returns the events' IDs.
+func (f *Fake) SlashCommands(userID int64, dialogID string, cmds ...[2]string) []int64 {
+	var lines []string
+	for _, c := range cmds {
+		lines = append(lines, strings.TrimSpace("/"+strings.TrimPrefix(c[0], "/")+" "+c[1]))
+	}
+	f.mu.Lock()
+	msg := f.next.msg
+	f.next.msg++
+	f.mu.Unlock()
+	var ids []int64
+	for _, c := range cmds {
+		typ, data := f.build(bitrix24.EventV2CommandAdd, userID, dialogID, msg, "", f.command(c[0], c[1], "textarea"))
+		data["message"].(map[string]any)["text"] = strings.Join(lines, "\n")
+		ids = append(ids, f.Queue(typ, data))
+	}
+	return ids
 }
 
 // Press queues PressEvent's event.
