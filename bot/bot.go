@@ -86,27 +86,12 @@ func New(cfg Config, log *slog.Logger) *Bot {
 	return &Bot{cfg: cfg, seed: seed, log: log}
 }
 
-// Outcome says what became of an event.
-type Outcome int
-
-// Outcomes of Process.
-const (
-	Processed Outcome = iota
-	Duplicate
-	Ignored
-)
-
-// String is the outcome as logs, answers and metrics name it.
-func (o Outcome) String() string {
-	return [...]string{Processed: "processed", Duplicate: "duplicate", Ignored: "ignored"}[o]
-}
-
-// Process records the event's key and, unless it was seen before, applies the rules.
+// process records the event's key and, unless it was seen before, applies the rules.
 // It runs inside the transaction that also commits the event, so an event is either
 // fully processed and recorded, or not at all. admin is a user the portal confirmed,
 // before the transaction, as one of its administrators (app mode: user.admin for the
 // event's author; see portals), or 0.
-func (b *Bot) Process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event, admin int64) (Outcome, error) {
+func (b *Bot) process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event, admin int64) (Outcome, error) {
 	key := ev.DedupKey()
 	if key == "" {
 		return Ignored, nil
