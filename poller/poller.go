@@ -91,8 +91,7 @@ func (p *Poller) Run(ctx context.Context) {
 		want := map[int64]bool{}
 		for _, portal := range list {
 			// One replica polls each portal: the one that sends to it (see storage.Claim).
-			if portal.Fetches() && portal.BotID != 0 && !portal.BotDeleted() && !portal.UninstalledAt.After(portal.InstalledAt) &&
-				p.Store.Claim(ctx, storage.ClaimPortal, portal.ID) {
+			if portal.Polled() && p.Store.Claim(ctx, storage.ClaimPortal, portal.ID) {
 				want[portal.ID] = true
 			}
 		}

@@ -131,7 +131,7 @@ func (s *Store) DueOutbox(ctx context.Context, portalID int64, limit int) ([]Out
 	rows, err := s.readRows(ctx, `WITH p AS (`+readySQL+`),
 		blocked AS (SELECT lane, MIN(id) AS first FROM p WHERE NOT ready GROUP BY lane)
 		SELECT `+outboxColumns+`, o.dialog_chat, o.dialog_failed, pt.bot_id, pt.api, pt.bot_token FROM p o
-		JOIN portals pt ON pt.id = o.portal_id AND pt.bot_deleted_at IS NULL AND pt.uninstalled_at IS NULL
+		JOIN portals pt ON pt.id = o.portal_id AND `+portalLive("pt")+`
 		LEFT JOIN blocked b ON b.lane = o.lane
 		WHERE o.ready AND (b.first IS NULL OR o.id < b.first)
 		ORDER BY o.id LIMIT ?`, millis(s.clock()), portalID, limit)
@@ -152,7 +152,7 @@ func (s *Store) DueOutbox(ctx context.Context, portalID int64, limit int) ([]Out
 // DuePortals lists the portals with entries due now, so that each gets a sender.
 func (s *Store) DuePortals(ctx context.Context) ([]int64, error) {
 	rows, err := s.readRows(ctx, `SELECT DISTINCT o.portal_id FROM outbox o
-		JOIN portals p ON p.id = o.portal_id AND p.bot_deleted_at IS NULL AND p.uninstalled_at IS NULL
+		JOIN portals p ON p.id = o.portal_id AND `+portalLive("p")+`
 		WHERE o.state = 'pending' AND o.next_attempt_at <= ? ORDER BY o.portal_id`, millis(s.clock()))
 	list, err := collect(rows, err, func(r *sql.Rows) (id int64, err error) { return id, r.Scan(&id) })
 	if err != nil {
@@ -288,7 +288,7 @@ func (tx *Tx) Prune(before time.Time) (int64, error) {
 func (tx *Tx) FailOrphans(before time.Time, reason string) (int64, error) {
 	res, err := tx.exec(`UPDATE outbox SET state = 'failed', last_error = ?, done_at = ?, in_flight = FALSE
 		WHERE state = 'pending' AND created_at < ? AND portal_id IN
-		(SELECT id FROM portals WHERE bot_deleted_at IS NOT NULL OR uninstalled_at IS NOT NULL)`, reason, millis(tx.now), millis(before))
+		(SELECT id FROM portals WHERE NOT `+portalLive("portals")+`)`, reason, millis(tx.now), millis(before))
 	if err != nil {
 		return 0, fmt.Errorf("fail orphans: %w", err)
 	}
