@@ -436,10 +436,3 @@ func (a *App) log() *slog.Logger {
 	}
 	return a.Log
 }
-
-// CachedTokens is how many answers about tokens are kept.
-func (a *App) CachedTokens() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.tokens)
-}

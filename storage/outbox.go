@@ -295,21 +295,6 @@ func (tx *Tx) FailOrphans(before time.Time, reason string) (int64, error) {
 	return res.RowsAffected()
 }
 
-// RowCounts are the sizes of the tables that grow with traffic, for housekeeping's
-// tests and the metrics.
-func (s *Store) RowCounts(ctx context.Context) (map[string]int, error) {
-	out := map[string]int{}
-	for _, table := range []string{"outbox", "processed_events", "stray_messages", "messages", "dialogs"} {
-		var n int
-		// The table names are our own constants.
-		if err := s.readRow(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n); err != nil {
-			return nil, fmt.Errorf("count %s: %w", table, err)
-		}
-		out[table] = n
-	}
-	return out, nil
-}
-
 // Housekeep prunes what is older than retention (Prune) and gives up what waits for a
 // portal that no longer has the bot for longer than orphanAge (FailOrphans), in one
 // transaction. It returns how many rows it touched.

@@ -390,20 +390,6 @@ func (s *Store) ClaimSessionPID(ctx context.Context) (int, error) {
 	return pid, err
 }
 
-// Release gives up a claim (a portal no longer served, a stopping process).
-func (s *Store) Release(ctx context.Context, kind ClaimKind, id int64) {
-	if !s.pg {
-		return
-	}
-	key := s.claimKey(kind, id)
-	s.claimMu.Lock()
-	defer s.claimMu.Unlock()
-	if s.claims[key] && s.claimConn != nil {
-		s.claimConn.ExecContext(ctx, `SELECT pg_advisory_unlock($1, $2)`, key[0], key[1])
-	}
-	delete(s.claims, key)
-}
-
 func (s *Store) dropClaimsLocked() {
 	if s.claimConn != nil {
 		if len(s.claims) > 0 {
