@@ -15,6 +15,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"supportbot/backoff"
 	"supportbot/bitrix24"
 	"supportbot/bot"
 	"supportbot/portals"
@@ -129,7 +130,7 @@ func (h *Events) keep(c echo.Context, portalID int64, ev bitrix24.Event, body []
 // pendingBackoff is the wait before the next check of a kept event that failed
 // attempts checks: from 2 s, doubling, at most 5 minutes.
 func pendingBackoff(attempts int) time.Duration {
-	return min(2*time.Second<<min(attempts, 10), 5*time.Minute)
+	return backoff.Wait(2*time.Second, 5*time.Minute, attempts)
 }
 
 // RetryPending checks the kept events that are due again (the scheduled job): those

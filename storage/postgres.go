@@ -21,6 +21,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+
+	"supportbot/backoff"
 )
 
 // PostgreSQL, for several replicas on one database: the same Store, the same SQL
@@ -186,7 +188,7 @@ func (s *Store) updatePostgres(ctx context.Context, fn func(*Tx) error) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Duration(rand.IntN(min(1<<attempt, 100))+1) * time.Millisecond):
+		case <-time.After(time.Millisecond + rand.N(backoff.Wait(time.Millisecond, 100*time.Millisecond, attempt))):
 		}
 	}
 }
