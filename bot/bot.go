@@ -79,9 +79,9 @@ func New(cfg Config, log *slog.Logger) *Bot {
 		log = slog.New(slog.DiscardHandler)
 	}
 	seed := map[string][]int64{
-		storage.RoleOfAgent:  cfg.Agents,
-		storage.RoleOfTech:   cfg.Tech,
-		storage.RoleOfClient: slices.Concat(cfg.Admins, cfg.Integrators),
+		storage.RoleAgent:  cfg.Agents,
+		storage.RoleTech:   cfg.Tech,
+		storage.RoleClient: slices.Concat(cfg.Admins, cfg.Integrators),
 	}
 	return &Bot{cfg: cfg, seed: seed, log: log}
 }
@@ -105,7 +105,7 @@ func (b *Bot) process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event, 
 	}
 	// Webhook mode: the configuration's lists become the portal's roles, once; from
 	// then on the portal's administrators change them in the chat (see roles.go).
-	if !portal.RolesSeeded && len(b.seed[storage.RoleOfAgent])+len(b.seed[storage.RoleOfClient]) > 0 {
+	if !portal.RolesSeeded && len(b.seed[storage.RoleAgent])+len(b.seed[storage.RoleClient]) > 0 {
 		if _, err := tx.SeedRoles(portal.ID, b.seed); err != nil {
 			return 0, err
 		}

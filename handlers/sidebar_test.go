@@ -49,7 +49,7 @@ func TestSidebarDemotedAdmin(t *testing.T) {
 	}
 	// No agents, no dialog: the portal has one.
 	if err := store.Update(context.Background(), func(tx *storage.Tx) error {
-		return tx.Grant(origin.PortalID, storage.RoleOfAgent, []int64{50}, 0)
+		return tx.Grant(origin.PortalID, storage.RoleAgent, []int64{50}, 0)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestSidebarFloodGets503(t *testing.T) {
 	}
 	// No agents, no dialog: the portal has one.
 	if err := store.Update(context.Background(), func(tx *storage.Tx) error {
-		return tx.Grant(origin.PortalID, storage.RoleOfAgent, []int64{50}, 0)
+		return tx.Grant(origin.PortalID, storage.RoleAgent, []int64{50}, 0)
 	}); err != nil {
 		t.Fatal(err)
 	}
