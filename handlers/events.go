@@ -124,7 +124,7 @@ func (h *Events) keep(c echo.Context, portalID int64, ev bitrix24.Event, body []
 	}
 	h.observe(typ, bot.Kept)
 	h.Log.Warn("the portal cannot confirm the event's author now: kept, to be checked again", "event", typ, "portal", portalID, "err", why)
-	return c.JSON(http.StatusOK, map[string]string{"result": "kept"})
+	return c.JSON(http.StatusOK, map[string]string{"result": bot.Kept.String()})
 }
 
 // pendingBackoff is the wait before the next check of a kept event that failed
