@@ -100,7 +100,7 @@ func TestForgedEventsInAppMode(t *testing.T) {
 	if n := sent() - sentBefore; n != 0 {
 		t.Errorf("%d messages sent in answer to forgeries: %+v", n, p.CallsTo("imbot.message.add")[sentBefore:])
 	}
-	if got := members(t, dbPath, portal.ID, storage.RoleOfAgent); !slices.Equal(got, []int64{agentID}) {
+	if got := members(t, dbPath, portal.ID, storage.RoleAgent); !slices.Equal(got, []int64{agentID}) {
 		t.Errorf("agents after the forgeries: %v", got)
 	}
 	if now := portalOf(t, dbPath, p); now.UninstalledAt.After(now.InstalledAt) || now.BotDeleted() {

@@ -63,7 +63,7 @@ func TestRolesPerPortal(t *testing.T) {
 	// A's administrator names two agents, by ID and by mention.
 	postTo(t, b, pa, appMessage(pa, 1, "/agents add 50 [USER=51]Anna Petrova[/USER]"))
 	waitText(t, pa, "1", "Support agents (2): #50, #51")
-	if got := members(t, dbPath, portalOf(t, dbPath, pa).ID, storage.RoleOfAgent); !slices.Equal(got, []int64{50, 51}) {
+	if got := members(t, dbPath, portalOf(t, dbPath, pa).ID, storage.RoleAgent); !slices.Equal(got, []int64{50, 51}) {
 		t.Fatalf("A's agents %v", got)
 	}
 	// On A, 50 is an agent; on B, the same user ID is nobody in particular.
@@ -71,7 +71,7 @@ func TestRolesPerPortal(t *testing.T) {
 	waitText(t, pa, "50", "The queue is empty")
 	postTo(t, b, pb, appMessage(pb, 50, "/queue"))
 	waitText(t, pb, "50", "Only support agents can use this command.")
-	if got := members(t, dbPath, portalOf(t, dbPath, pb).ID, storage.RoleOfAgent); len(got) != 0 {
+	if got := members(t, dbPath, portalOf(t, dbPath, pb).ID, storage.RoleAgent); len(got) != 0 {
 		t.Fatalf("B's agents %v", got)
 	}
 
@@ -80,7 +80,7 @@ func TestRolesPerPortal(t *testing.T) {
 	postTo(t, b, pa, appMessage(pa, 50, "/agents remove 51"))
 	waitText(t, pa, "28", "Only the portal's administrators manage who is who.")
 	waitText(t, pa, "50", "Only the portal's administrators manage who is who.")
-	if got := members(t, dbPath, portalOf(t, dbPath, pa).ID, storage.RoleOfAgent); !slices.Equal(got, []int64{50, 51}) {
+	if got := members(t, dbPath, portalOf(t, dbPath, pa).ID, storage.RoleAgent); !slices.Equal(got, []int64{50, 51}) {
 		t.Fatalf("A's agents after refused changes %v", got)
 	}
 	// The administrator removes one.
@@ -166,10 +166,10 @@ func TestRolesSeededOnce(t *testing.T) {
 	b = startBot(t, portal, path)
 	b.mustPost(privateMessage(client, "en", "/agents"))
 	b.waitMessage("27", seen, "Support agents: nobody yet.")
-	if got := members(t, path, portalAt(t, path).ID, storage.RoleOfAgent); len(got) != 0 {
+	if got := members(t, path, portalAt(t, path).ID, storage.RoleAgent); len(got) != 0 {
 		t.Fatalf("agents after the restart: %v", got)
 	}
-	if got := members(t, path, portalAt(t, path).ID, storage.RoleOfClient); !slices.Equal(got, []int64{27, 28, 29}) {
+	if got := members(t, path, portalAt(t, path).ID, storage.RoleClient); !slices.Equal(got, []int64{27, 28, 29}) {
 		t.Errorf("clients seeded: %v", got)
 	}
 }

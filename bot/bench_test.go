@@ -109,7 +109,7 @@ func (f *floodDesk) message(user int64, text, dialogID string) *bitrix24.Message
 // process takes an event in as the handler does: one write transaction.
 func (f *floodDesk) process(b *testing.B, p storage.Portal, ev bitrix24.Event) {
 	err := f.store.Update(context.Background(), func(tx *storage.Tx) error {
-		_, err := f.bot.Process(tx, p, ev, 0)
+		_, err := f.bot.Take(tx, Arrival{PortalID: p.ID, Event: ev})
 		return err
 	})
 	if err != nil {

@@ -48,12 +48,8 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 func (h *harness) process(ev bitrix24.Event) Outcome {
 	h.t.Helper()
 	var out Outcome
-	err := h.store.Update(context.Background(), func(tx *storage.Tx) error {
-		p, err := tx.Portal(h.portal.ID)
-		if err != nil {
-			return err
-		}
-		out, err = h.bot.Process(tx, p, ev, 0)
+	err := h.store.Update(context.Background(), func(tx *storage.Tx) (err error) {
+		out, err = h.bot.Take(tx, Arrival{PortalID: h.portal.ID, Event: ev})
 		return err
 	})
 	if err != nil {

@@ -145,7 +145,7 @@ func (t *turn) openDialog(question string, sourceMessageID int64) error {
 // chat of the client and the bot, with nobody to answer, so none is opened and the
 // client is told why (and keeps the question).
 func (t *turn) noAgents() (bool, error) {
-	agents, err := t.tx.Members(t.portal.ID, storage.RoleOfAgent)
+	agents, err := t.tx.Members(t.portal.ID, storage.RoleAgent)
 	return len(agents) == 0, err
 }
 
@@ -200,7 +200,7 @@ func (t *turn) createDialog(nd newDialog) (storage.Dialog, error) {
 	if err := t.tx.AddDialogEvent(d, storage.LifeOpened, t.from.id); err != nil {
 		return d, err
 	}
-	agents, err := t.tx.Members(t.portal.ID, storage.RoleOfAgent)
+	agents, err := t.tx.Members(t.portal.ID, storage.RoleAgent)
 	if err != nil {
 		return d, err
 	}

@@ -98,7 +98,7 @@ func TestPageOpenNew(t *testing.T) {
 	v := Viewer{UserID: admin, Name: "Анна"}
 	var r PageResult
 	h.page(func(tx *storage.Tx, p storage.Portal) error { // the page seeds no roles, and with no agent nothing opens
-		return tx.Grant(p.ID, storage.RoleOfAgent, []int64{agent}, admin)
+		return tx.Grant(p.ID, storage.RoleAgent, []int64{agent}, admin)
 	})
 	h.page(func(tx *storage.Tx, p storage.Portal) (err error) {
 		r, err = h.bot.PageOpenNew(tx, p, v, "ru", "  Как [USER=all] выгрузить сделки?  ", "page-1")

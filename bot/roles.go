@@ -46,10 +46,10 @@ const (
 // question's chat is created with all the agents, and an escalated one gets all the
 // second line, each of whom every message there notifies, so a hundred is already
 // more than a desk that works; clients only gain the right to ask, so a thousand.
-var maxMembers = map[string]int{storage.RoleOfAgent: 100, storage.RoleOfTech: 100, storage.RoleOfClient: 1000}
+var maxMembers = map[string]int{storage.RoleAgent: 100, storage.RoleTech: 100, storage.RoleClient: 1000}
 
 // roleOfCommand maps /agents, /tech and /clients to the role they manage.
-var roleOfCommand = map[string]string{cmdAgents: storage.RoleOfAgent, cmdTech: storage.RoleOfTech, cmdClients: storage.RoleOfClient}
+var roleOfCommand = map[string]string{cmdAgents: storage.RoleAgent, cmdTech: storage.RoleTech, cmdClients: storage.RoleClient}
 
 // manageRoles: "/agents" lists (a page of it: "/agents 2" is the second), "/agents
 // add 50 51" and "/agents remove 50" change, and every answer is the resulting list.
@@ -97,7 +97,7 @@ func (t *turn) manageRoles(name, args string) error {
 	if from > 0 || to < len(members) {
 		text += "\n" + t.t.Showing(from+1, to, len(members))
 	}
-	if role == storage.RoleOfAgent && len(members) == 0 {
+	if role == storage.RoleAgent && len(members) == 0 {
 		text += "\n\n" + t.t.NoAgentsLeft
 	}
 	var kb *bitrix24.Keyboard

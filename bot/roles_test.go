@@ -92,7 +92,7 @@ func TestRolesAreBounded(t *testing.T) {
 			t.Errorf("/agents add %s: %q", ids, answer)
 		}
 	}
-	if got := h.members(storage.RoleOfAgent); fmt.Sprint(got) != "[50]" {
+	if got := h.members(storage.RoleAgent); fmt.Sprint(got) != "[50]" {
 		t.Fatalf("agents after absurd IDs: %v", got)
 	}
 	h.answer(h.private(admin, "/agents add 2147483647"))
@@ -107,7 +107,7 @@ func TestRolesAreBounded(t *testing.T) {
 		return answer
 	}
 	add("/agents", 1000, 98)
-	if n := len(h.members(storage.RoleOfAgent)); n != 100 {
+	if n := len(h.members(storage.RoleAgent)); n != 100 {
 		t.Fatalf("%d agents", n)
 	}
 	if answer := add("/agents", 2000, 1); answer != textsEN.RolesFull(100, 100) {
@@ -116,7 +116,7 @@ func TestRolesAreBounded(t *testing.T) {
 	if answer := add("/agents", 1000, 5); !strings.HasPrefix(answer, "Support agents (100): ") {
 		t.Fatalf("agents already there, added again: %q", answer)
 	}
-	if n := len(h.members(storage.RoleOfAgent)); n != 100 {
+	if n := len(h.members(storage.RoleAgent)); n != 100 {
 		t.Fatalf("%d agents after a refusal", n)
 	}
 

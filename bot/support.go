@@ -152,11 +152,11 @@ func (t *turn) escalate() error {
 // secondLine is the portal's technical agents who are not agents, whom every
 // dialog's chat has already.
 func (t *turn) secondLine() ([]int64, error) {
-	techs, err := t.tx.Members(t.portal.ID, storage.RoleOfTech)
+	techs, err := t.tx.Members(t.portal.ID, storage.RoleTech)
 	if err != nil || len(techs) == 0 {
 		return nil, err
 	}
-	agents, err := t.tx.Members(t.portal.ID, storage.RoleOfAgent)
+	agents, err := t.tx.Members(t.portal.ID, storage.RoleAgent)
 	return slices.DeleteFunc(techs, func(id int64) bool { return slices.Contains(agents, id) }), err
 }
 

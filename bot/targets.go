@@ -160,7 +160,7 @@ func (b *Bot) nextStep(s storage.TargetStep, now time.Time) (next string, at tim
 // tellTarget queues, in the dialog, the reminder to the owner (or every agent) or the
 // miss to the agents, and records a miss.
 func (b *Bot) tellTarget(tx *storage.Tx, d storage.Dialog, s storage.TargetStep, tell string) error {
-	agents, err := tx.Members(d.PortalID, storage.RoleOfAgent)
+	agents, err := tx.Members(d.PortalID, storage.RoleAgent)
 	if err != nil {
 		return err
 	}

@@ -90,7 +90,7 @@ type texts struct {
 	AdminHelp  string
 	AdminsOnly string
 	RolesUsage func(command string) string
-	RoleList   func(role string, total int, users []string) string // role: storage.RoleOf…; users: a page of "#50"…
+	RoleList   func(role string, total int, users []string) string // role: storage.RoleAgent, RoleTech or RoleClient; users: a page of "#50"…
 	RolesFull  func(max, now int) string                           // adding would take the list past its bound
 	// NoAgentsLeft follows the agents' list when it is empty: what that does to clients.
 	NoAgentsLeft string

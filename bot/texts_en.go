@@ -37,7 +37,7 @@ var textsEN = texts{
 		return fmt.Sprintf("This list can hold at most %d people and has %d: nobody was added. Remove someone first.", max, now)
 	},
 	RoleList: func(role string, total int, users []string) string {
-		name := map[string]string{storage.RoleOfAgent: "Support agents", storage.RoleOfTech: "Second line", storage.RoleOfClient: "Clients besides the administrators"}[role]
+		name := map[string]string{storage.RoleAgent: "Support agents", storage.RoleTech: "Second line", storage.RoleClient: "Clients besides the administrators"}[role]
 		if len(users) == 0 {
 			return name + ": nobody yet."
 		}

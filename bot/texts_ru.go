@@ -37,7 +37,7 @@ var textsRU = texts{
 		return fmt.Sprintf("В этом списке может быть не больше %d человек, сейчас в нём %d: никто не добавлен. Сначала уберите кого-нибудь.", max, now)
 	},
 	RoleList: func(role string, total int, users []string) string {
-		name := map[string]string{storage.RoleOfAgent: "Агенты поддержки", storage.RoleOfTech: "Вторая линия", storage.RoleOfClient: "Клиенты, кроме администраторов"}[role]
+		name := map[string]string{storage.RoleAgent: "Агенты поддержки", storage.RoleTech: "Вторая линия", storage.RoleClient: "Клиенты, кроме администраторов"}[role]
 		if len(users) == 0 {
 			return name + ": пока никого."
 		}

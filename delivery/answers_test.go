@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"supportbot/bitrix24"
+	"supportbot/bot"
 	"supportbot/storage"
 	"supportbot/storage/storagetest"
 )
@@ -28,10 +29,7 @@ func TestAnswerThatCannotBeReadWaits(t *testing.T) {
 		User:     bitrix24.User{ID: 27},
 	}
 	err := f.store.Update(context.Background(), func(tx *storage.Tx) error {
-		p, err := tx.Portal(f.portal.ID)
-		if err == nil {
-			_, err = f.bot.Process(tx, p, ev, 0)
-		}
+		_, err := f.bot.Take(tx, bot.Arrival{PortalID: f.portal.ID, Event: ev})
 		return err
 	})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"supportbot/backoff"
 	"supportbot/bitrix24"
 	"supportbot/bot"
 	"supportbot/storage"
@@ -314,7 +315,6 @@ func (d *Dispatcher) deliverFenced(hard context.Context, portalID int64, entries
 // tells fn that an earlier try may have committed.
 func (d *Dispatcher) untilRecorded(hard context.Context, fn func(tx *storage.Tx, again bool) error) error {
 	deadline := time.Now().Add(d.RecordFor)
-	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := d.store.Update(context.WithoutCancel(hard), func(tx *storage.Tx) error { return fn(tx, attempt > 1) })
 		if err == nil || !storage.Transient(err) || time.Now().After(deadline) || hard.Err() != nil {
@@ -326,9 +326,8 @@ func (d *Dispatcher) untilRecorded(hard context.Context, fn func(tx *storage.Tx,
 		d.log.Warn("cannot record what was sent: the database is unavailable; trying again", "attempt", attempt, "err", err)
 		select {
 		case <-hard.Done():
-		case <-time.After(wait):
+		case <-time.After(backoff.Wait(50*time.Millisecond, time.Second, attempt-1)):
 		}
-		wait = min(2*wait, time.Second)
 	}
 }
 

@@ -63,11 +63,7 @@ func (f *fixture) newDialog() storage.Dialog {
 	}
 	var d storage.Dialog
 	err := f.store.Update(context.Background(), func(tx *storage.Tx) error {
-		p, err := tx.Portal(f.portal.ID)
-		if err != nil {
-			return err
-		}
-		if _, err := f.bot.Process(tx, p, ev, 0); err != nil {
+		if _, err := f.bot.Take(tx, bot.Arrival{PortalID: f.portal.ID, Event: ev}); err != nil {
 			return err
 		}
 		list, err := tx.ClientDialogs(f.portal.ID, 27)
@@ -403,12 +399,11 @@ func TestRenamesCoalesce(t *testing.T) {
 	d := f.newDialog()
 	f.drain()
 	err := f.store.Update(context.Background(), func(tx *storage.Tx) error {
-		p, _ := tx.Portal(f.portal.ID)
 		for _, title := range []string{"one", "two", "three"} {
 			ev := &bitrix24.MessageAdd{Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageAdd},
 				Message: bitrix24.Message{ID: 9000 + int64(len(title)), DialogID: "27", ChatType: "P", FromUserID: 27,
 					Text: "rename 1 " + title, Language: "en"}, User: bitrix24.User{ID: 27}}
-			if _, err := f.bot.Process(tx, p, ev, 0); err != nil {
+			if _, err := f.bot.Take(tx, bot.Arrival{PortalID: f.portal.ID, Event: ev}); err != nil {
 				return err
 			}
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"supportbot/backoff"
 	"supportbot/bitrix24"
 	"supportbot/bot"
 	"supportbot/portals"
@@ -29,9 +30,9 @@ type EventStore interface {
 	Update(ctx context.Context, fn func(*storage.Tx) error) error
 }
 
-// Processor applies the bot's rules to an event inside its transaction.
+// Processor takes an authenticated event in, inside its transaction (bot.Bot.Take).
 type Processor interface {
-	Process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event, admin int64) (bot.Outcome, error)
+	Take(tx *storage.Tx, a bot.Arrival) (bot.Outcome, error)
 }
 
 // Events is POST /bitrix/events.
@@ -58,23 +59,23 @@ func (h *Events) Handle(c echo.Context) error {
 	req := c.Request()
 	body, err := readBody(req, MaxEventBody)
 	if errors.Is(err, errTooLarge) {
-		h.observe("", "rejected")
+		h.observe("", bot.Rejected)
 		return jsonError(c, http.StatusRequestEntityTooLarge, "body larger than 1 MiB")
 	}
 	if err != nil {
-		h.observe("", "rejected")
+		h.observe("", bot.Rejected)
 		return jsonError(c, http.StatusBadRequest, "could not read body")
 	}
 	ev, err := bitrix24.Decode(body)
 	if err != nil {
-		h.observe("", "rejected")
+		h.observe("", bot.Rejected)
 		h.Log.Warn("malformed event", "err", err, "remote", c.RealIP())
 		return jsonError(c, http.StatusBadRequest, err.Error())
 	}
 	typ := ev.Head().Type
 	origin, err := h.Auth.Authenticate(req.Context(), ev)
 	if errors.Is(err, bitrix24.ErrNotGenuine) {
-		h.observe(typ, "rejected")
+		h.observe(typ, bot.Rejected)
 		h.Log.Warn("event refused", "event", typ, "err", err, "remote", c.RealIP())
 		return jsonError(c, http.StatusUnauthorized, "unauthorized")
 	}
@@ -84,35 +85,26 @@ func (h *Events) Handle(c echo.Context) error {
 		return h.keep(c, origin.PortalID, ev, body, err)
 	}
 	if err != nil {
-		h.observe(typ, "failed")
+		h.observe(typ, bot.Failed)
 		h.Log.Error("cannot verify the event now", "event", typ, "err", err)
 		return jsonError(c, http.StatusServiceUnavailable, "cannot verify the event now")
 	}
-	if _, unknown := ev.(*bitrix24.Unknown); unknown {
-		h.observe(typ, "unknown")
-		return c.JSON(http.StatusOK, map[string]string{"result": "ignored"})
-	}
 	var outcome bot.Outcome
-	err = h.Store.Update(req.Context(), func(tx *storage.Tx) error {
-		portal, err := tx.Portal(origin.PortalID)
-		if err != nil {
-			return err
-		}
-		outcome, err = h.Bot.Process(tx, portal, ev, origin.Admin)
+	err = h.Store.Update(req.Context(), func(tx *storage.Tx) (err error) {
+		outcome, err = h.Bot.Take(tx, bot.Arrival{PortalID: origin.PortalID, Event: ev, Admin: origin.Admin})
 		return err
 	})
 	if err != nil {
-		h.observe(typ, "failed")
+		h.observe(typ, bot.Failed)
 		h.Log.Error("event not stored", "event", typ, "key", ev.DedupKey(), "err", err)
 		if errors.Is(err, storage.ErrClosed) {
 			return jsonError(c, http.StatusServiceUnavailable, "shutting down")
 		}
 		return jsonError(c, http.StatusInternalServerError, "event not stored")
 	}
-	result := outcome.String()
-	h.observe(typ, result)
-	h.Log.Debug("event", "event", typ, "key", ev.DedupKey(), "author", origin.Author, "outcome", result)
-	return c.JSON(http.StatusOK, map[string]string{"result": result})
+	h.observe(typ, outcome)
+	h.Log.Debug("event", "event", typ, "key", ev.DedupKey(), "author", origin.Author, "outcome", outcome.String())
+	return c.JSON(http.StatusOK, map[string]string{"result": outcome.String()})
 }
 
 // keep stores an event whose author the portal could not confirm now; 200 only once
@@ -125,20 +117,20 @@ func (h *Events) keep(c echo.Context, portalID int64, ev bitrix24.Event, body []
 		return err
 	})
 	if err != nil || !kept {
-		h.observe(typ, "failed")
+		h.observe(typ, bot.Failed)
 		h.Log.Error("an event whose author the portal cannot confirm now could not be kept", "event", typ, "portal", portalID,
 			"full", !kept, "err", cmp.Or(err, why))
 		return jsonError(c, http.StatusServiceUnavailable, "cannot verify the event now")
 	}
-	h.observe(typ, "kept")
+	h.observe(typ, bot.Kept)
 	h.Log.Warn("the portal cannot confirm the event's author now: kept, to be checked again", "event", typ, "portal", portalID, "err", why)
-	return c.JSON(http.StatusOK, map[string]string{"result": "kept"})
+	return c.JSON(http.StatusOK, map[string]string{"result": bot.Kept.String()})
 }
 
 // pendingBackoff is the wait before the next check of a kept event that failed
 // attempts checks: from 2 s, doubling, at most 5 minutes.
 func pendingBackoff(attempts int) time.Duration {
-	return min(2*time.Second<<min(attempts, 10), 5*time.Minute)
+	return backoff.Wait(2*time.Second, 5*time.Minute, attempts)
 }
 
 // RetryPending checks the kept events that are due again (the scheduled job): those
@@ -166,11 +158,11 @@ func (h *Events) retry(ctx context.Context, store *storage.Store, p storage.Pend
 	origin, err := h.Auth.Authenticate(ctx, ev)
 	switch {
 	case errors.Is(err, bitrix24.ErrNotGenuine):
-		h.observe(p.Type, "rejected")
+		h.observe(p.Type, bot.Rejected)
 		h.Log.Warn("a kept event is refused now that the portal answers", "event", p.Type, "portal", p.PortalID, "err", err)
 		return store.Update(ctx, func(tx *storage.Tx) error { _, err := tx.DropPending(p.ID); return err })
 	case err != nil && store.Now().Sub(p.ReceivedAt) >= cmp.Or(h.PendingFor, time.Hour):
-		h.observe(p.Type, "given_up")
+		h.observe(p.Type, bot.GivenUp)
 		h.Log.Error("a kept event is given up: the portal never confirmed its author while the author's token lived",
 			"event", p.Type, "portal", p.PortalID, "kept_since", p.ReceivedAt, "attempts", p.Attempts+1, "err", err)
 		return store.Update(ctx, func(tx *storage.Tx) error { _, err := tx.DropPending(p.ID); return err })
@@ -186,28 +178,24 @@ func (h *Events) retry(ctx context.Context, store *storage.Store, p storage.Pend
 		if gone, err := tx.DropPending(p.ID); err != nil || !gone {
 			return err
 		}
-		portal, err := tx.Portal(origin.PortalID)
-		if err != nil {
-			return err
-		}
-		outcome, err = h.Bot.Process(tx, portal, ev, origin.Admin)
+		outcome, err = h.Bot.Take(tx, bot.Arrival{PortalID: origin.PortalID, Event: ev, Admin: origin.Admin})
 		applied = err == nil
 		return err
 	})
 	if err != nil {
-		h.observe(p.Type, "failed")
+		h.observe(p.Type, bot.Failed)
 		return fmt.Errorf("apply a kept event: %w", err)
 	}
 	if applied {
-		h.observe(p.Type, outcome.String())
+		h.observe(p.Type, outcome)
 		h.Log.Info("a kept event is applied: the portal confirmed its author", "event", p.Type, "portal", p.PortalID, "outcome", outcome.String())
 	}
 	return nil
 }
 
-func (h *Events) observe(eventType, outcome string) {
+func (h *Events) observe(eventType string, outcome bot.Outcome) {
 	if h.Observe != nil {
-		h.Observe(eventType, outcome)
+		h.Observe(eventType, outcome.String())
 	}
 }
 

@@ -239,7 +239,7 @@ var errNotInstalled = errors.New("the application is not installed on the portal
 // installed is the portal, if the application is still installed there.
 func installed(tx *storage.Tx, portalID int64) (storage.Portal, error) {
 	p, err := tx.Portal(portalID)
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && (p.InstalledAt.IsZero() || p.UninstalledAt.After(p.InstalledAt))) {
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && !p.Installed()) {
 		return storage.Portal{}, errNotInstalled
 	}
 	return p, err

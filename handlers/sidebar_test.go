@@ -147,7 +147,7 @@ func sidebarServer(t *testing.T, p *b24test.Portal, auth *portals.App, secret st
 		t.Fatal(err)
 	}
 	if err := auth.Store.Update(context.Background(), func(tx *storage.Tx) error {
-		return tx.Grant(origin.PortalID, storage.RoleOfAgent, []int64{50}, 0)
+		return tx.Grant(origin.PortalID, storage.RoleAgent, []int64{50}, 0)
 	}); err != nil {
 		t.Fatal(err)
 	}

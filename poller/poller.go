@@ -23,9 +23,9 @@ import (
 	"supportbot/storage"
 )
 
-// Processor applies the bot's rules to an event inside its transaction.
+// Processor takes an event in, inside its transaction (bot.Bot.Take).
 type Processor interface {
-	Process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event, admin int64) (bot.Outcome, error)
+	Take(tx *storage.Tx, a bot.Arrival) (bot.Outcome, error)
 }
 
 // Observer is told what the poller does; metrics implements it.
@@ -110,8 +110,7 @@ func (p *Poller) Run(ctx context.Context) {
 		want := map[int64]bool{}
 		for _, portal := range list {
 			// One replica polls each portal: the one that sends to it (see storage.Claim).
-			if portal.Fetches() && portal.BotID != 0 && !portal.BotDeleted() && !portal.UninstalledAt.After(portal.InstalledAt) &&
-				p.Store.Claim(ctx, storage.ClaimPortal, portal.ID) {
+			if portal.Polled() && p.Store.Claim(ctx, storage.ClaimPortal, portal.ID) {
 				want[portal.ID] = true
 			}
 		}
@@ -309,7 +308,7 @@ func (p *Poller) apply(ctx context.Context, portal storage.Portal, events []bitr
 			if attempt >= cmp.Or(p.Attempts, 5) {
 				p.Log.Error("a fetched event cannot be stored: skipped", "portal", portal.ID, "event", ev.Head().Type,
 					"event_id", id, "attempts", attempt, "err", err)
-				outcomes = []string{"failed"}
+				outcomes = []string{bot.Failed.String()}
 				if _, err := p.commit(ctx, portal, nil, id+1); err != nil {
 					return err
 				}
@@ -340,15 +339,7 @@ func (p *Poller) commit(ctx context.Context, portal storage.Portal, events []bit
 	err := p.Store.Update(ctx, func(tx *storage.Tx) error {
 		outcomes = outcomes[:0]
 		for i, ev := range events {
-			if _, unknown := ev.(*bitrix24.Unknown); unknown {
-				outcomes = append(outcomes, "unknown") // confirmed with the rest, and ignored
-				continue
-			}
-			current, err := tx.Portal(portal.ID) // re-read: an event may have changed it (a deleted bot)
-			if err != nil {
-				return err
-			}
-			o, err := p.Bot.Process(tx, current, ev, admins[i])
+			o, err := p.Bot.Take(tx, bot.Arrival{PortalID: portal.ID, Event: ev, Admin: admins[i]})
 			if err != nil {
 				return err
 			}

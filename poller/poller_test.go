@@ -166,12 +166,12 @@ type failing struct {
 	tries  int
 }
 
-func (f *failing) Process(tx *storage.Tx, portal storage.Portal, ev bitrix24.Event, admin int64) (bot.Outcome, error) {
-	if m, ok := ev.(*bitrix24.MessageAdd); ok && m.Message.ID == f.poison {
+func (f *failing) Take(tx *storage.Tx, a bot.Arrival) (bot.Outcome, error) {
+	if m, ok := a.Event.(*bitrix24.MessageAdd); ok && m.Message.ID == f.poison {
 		f.tries++
 		return 0, errors.New("disk full")
 	}
-	return f.Bot.Process(tx, portal, ev, admin)
+	return f.Bot.Take(tx, a)
 }
 
 // TestPoisonEventSkipped: an event that cannot be stored is tried a bounded number

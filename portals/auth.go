@@ -144,7 +144,7 @@ func (a *App) Authenticate(ctx context.Context, ev bitrix24.Event) (Origin, erro
 	if !tokenMatches(head.Auth.ApplicationToken, p.ApplicationToken) {
 		return Origin{}, fmt.Errorf("application token does not match the portal's: %w", bitrix24.ErrNotGenuine)
 	}
-	if _, uninstall := ev.(*bitrix24.AppUninstall); !uninstall && p.UninstalledAt.After(p.InstalledAt) {
+	if _, uninstall := ev.(*bitrix24.AppUninstall); !uninstall && p.Removed() {
 		// A removed application gets no more events; one that still comes is
 		// someone replaying the token.
 		return Origin{}, fmt.Errorf("the application was uninstalled from portal %s: %w", p.Domain, bitrix24.ErrNotGenuine)
@@ -351,8 +351,8 @@ func (a *App) install(ctx context.Context, ev *bitrix24.AppInstall) (int64, erro
 	// refresh tokens, so anyone who saw one event body could otherwise "install" again
 	// with their own application token and lock the portal out. A genuine reinstall
 	// comes after ONAPPUNINSTALL (bound at installation), which clears the way.
-	if p, err := a.Store.PortalByMemberID(ctx, ev.Auth.MemberID); err == nil && !p.InstalledAt.IsZero() &&
-		!p.UninstalledAt.After(p.InstalledAt) && !tokenMatches(ev.Auth.ApplicationToken, p.ApplicationToken) {
+	if p, err := a.Store.PortalByMemberID(ctx, ev.Auth.MemberID); err == nil && p.Installed() &&
+		!tokenMatches(ev.Auth.ApplicationToken, p.ApplicationToken) {
 		a.log().Error("an installation with a new application token for a portal that has not uninstalled the application; refused. "+
 			"If the portal really reinstalled it, remove the application there and install it again", "portal", p)
 		return 0, fmt.Errorf("installation replacing a live one: %w", bitrix24.ErrNotGenuine)
@@ -435,11 +435,4 @@ func (a *App) log() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return a.Log
-}
-
-// CachedTokens is how many answers about tokens are kept.
-func (a *App) CachedTokens() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.tokens)
 }

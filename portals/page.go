@@ -63,7 +63,7 @@ func (a *App) Rights(ctx context.Context, portalID int64, authID string) (Viewer
 }
 
 func (a *App) viewer(ctx context.Context, p storage.Portal, authID string) (Viewer, error) {
-	if p.InstalledAt.IsZero() || p.UninstalledAt.After(p.InstalledAt) {
+	if !p.Installed() {
 		return Viewer{}, fmt.Errorf("the application is not installed on portal %s: %w", p.Domain, bitrix24.ErrNotGenuine)
 	}
 	owner, err := a.whose(ctx, p, authID, CheckPage)

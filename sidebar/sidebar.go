@@ -122,9 +122,6 @@ func NoticeOf(lang, form string, r bot.PageResult) (string, bool) {
 	return "", false
 }
 
-// FailedNotice is what the page says when the bot could not do what a form asked.
-func FailedNotice(lang string) string { return wordsFor(lang).Failed }
-
 func render(w http.ResponseWriter, status int, frameOrigin, name string, data pageData) error {
 	nonce := make([]byte, 18)
 	if _, err := rand.Read(nonce); err != nil {

@@ -18,7 +18,6 @@ type words struct {
 	Renamed     func(number int, title string) string // title is escaped by the template
 	Pending     func(number int) string
 	Duplicate   string
-	Failed      string
 	Refusals    map[Refusal]string
 	RefusalHint string
 }
@@ -43,7 +42,6 @@ var wordsRU = words{
 		return fmt.Sprintf("Чат обращения №%d ещё создаётся.", n)
 	},
 	Duplicate: "Это уже сделано.",
-	Failed:    "Не получилось сохранить. Попробуйте ещё раз.",
 	Refusals: map[Refusal]string{
 		NotGenuine:  "Не удалось подтвердить, что страницу открыл ваш Битрикс24.",
 		Expired:     "Страница устарела.",
@@ -71,7 +69,6 @@ var wordsEN = words{
 	Renamed:   func(n int, title string) string { return fmt.Sprintf("Question #%d renamed: “%s”.", n, title) },
 	Pending:   func(n int) string { return fmt.Sprintf("The chat of question #%d is still being created.", n) },
 	Duplicate: "That is done already.",
-	Failed:    "It could not be saved. Try again.",
 	Refusals: map[Refusal]string{
 		NotGenuine:  "This page could not be confirmed as opened by your Bitrix24.",
 		Expired:     "This page has expired.",

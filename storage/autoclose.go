@@ -57,7 +57,7 @@ func buildAutoCloseSQL(greatest string) autoCloseSQL {
 		AND (m.author_role = 'client' OR (m.author_role = 'agent' AND LTRIM(m.text, ?3) NOT LIKE '/%'))))`
 	closable := `dialogs.status = 'active' AND NOT dialogs.chat_failed AND dialogs.chat_id IS NOT NULL
 	AND dialogs.escalated_at IS NULL
-	AND dialogs.portal_id IN (SELECT p.id FROM portals p WHERE p.bot_deleted_at IS NULL AND p.uninstalled_at IS NULL)`
+	AND dialogs.portal_id IN (SELECT p.id FROM portals p WHERE ` + portalLive("p") + `)`
 	return autoCloseSQL{
 		warningDue: closable + ` AND ` + silence + ` + CAST(?2 AS BIGINT) <= CAST(?1 AS BIGINT)
 	AND COALESCE(dialogs.auto_close_warned_at, 0) <= ` + silence,

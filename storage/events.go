@@ -17,16 +17,6 @@ func (tx *Tx) MarkProcessed(portalID int64, key, eventType string) (bool, error)
 	return n == 1, nil
 }
 
-// EventProcessed reports whether an event's key is recorded.
-func (tx *Tx) EventProcessed(portalID int64, key string) (bool, error) {
-	var n int
-	err := tx.queryRow(`SELECT COUNT(*) FROM processed_events WHERE portal_id = ? AND event_key = ?`, portalID, key).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("look up event %s: %w", key, err)
-	}
-	return n == 1, nil
-}
-
 // CountProcessedEvents is how many event keys the portal has recorded.
 func (tx *Tx) CountProcessedEvents(portalID int64) (int, error) {
 	var n int

@@ -6,12 +6,15 @@ import (
 	"time"
 )
 
-// Author roles in a transcript.
+// Roles, one vocabulary for two uses: a person's roles on a portal (the roles
+// table: agent, tech, client) and the role of a message's author in a transcript
+// (messages.author_role: client, agent, other, bot). An agent is the same word in both.
 const (
-	RoleClient = "client"
-	RoleAgent  = "agent"
-	RoleOther  = "other" // another member of the chat
-	RoleBot    = "bot"
+	RoleClient = "client" // may open dialogs, besides the portal's administrators; wrote as the dialog's client
+	RoleAgent  = "agent"  // answers in the dialogs
+	RoleTech   = "tech"   // the second line: joins a dialog when it is escalated
+	RoleOther  = "other"  // another member of the chat (authors only)
+	RoleBot    = "bot"    // the bot itself (authors only)
 )
 
 // Message is one message of a dialog's transcript.

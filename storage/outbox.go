@@ -134,7 +134,7 @@ func (s *Store) DueOutbox(ctx context.Context, portalID int64, limit int) ([]Out
 	rows, err := s.readRows(ctx, `WITH p AS (`+readySQL+`),
 		blocked AS (SELECT lane, MIN(id) AS first FROM p WHERE NOT ready GROUP BY lane)
 		SELECT `+outboxColumns+`, o.dialog_chat, o.dialog_failed, pt.bot_id, pt.api, pt.bot_token, pt.batch_refused_at FROM p o
-		JOIN portals pt ON pt.id = o.portal_id AND pt.bot_deleted_at IS NULL AND pt.uninstalled_at IS NULL
+		JOIN portals pt ON pt.id = o.portal_id AND `+portalLive("pt")+`
 		LEFT JOIN blocked b ON b.lane = o.lane
 		WHERE o.ready AND (b.first IS NULL OR o.id < b.first)
 		ORDER BY o.id LIMIT ?`, millis(s.clock()), portalID, limit)
@@ -157,7 +157,7 @@ func (s *Store) DueOutbox(ctx context.Context, portalID int64, limit int) ([]Out
 // DuePortals lists the portals with entries due now, so that each gets a sender.
 func (s *Store) DuePortals(ctx context.Context) ([]int64, error) {
 	rows, err := s.readRows(ctx, `SELECT DISTINCT o.portal_id FROM outbox o
-		JOIN portals p ON p.id = o.portal_id AND p.bot_deleted_at IS NULL AND p.uninstalled_at IS NULL
+		JOIN portals p ON p.id = o.portal_id AND `+portalLive("p")+`
 		WHERE o.state = 'pending' AND o.next_attempt_at <= ? ORDER BY o.portal_id`, millis(s.clock()))
 	list, err := collect(rows, err, func(r *sql.Rows) (id int64, err error) { return id, r.Scan(&id) })
 	if err != nil {
@@ -293,26 +293,11 @@ func (tx *Tx) Prune(before time.Time) (int64, error) {
 func (tx *Tx) FailOrphans(before time.Time, reason string) (int64, error) {
 	res, err := tx.exec(`UPDATE outbox SET state = 'failed', last_error = ?, done_at = ?, in_flight = FALSE
 		WHERE state = 'pending' AND created_at < ? AND portal_id IN
-		(SELECT id FROM portals WHERE bot_deleted_at IS NOT NULL OR uninstalled_at IS NOT NULL)`, reason, millis(tx.now), millis(before))
+		(SELECT id FROM portals WHERE NOT `+portalLive("portals")+`)`, reason, millis(tx.now), millis(before))
 	if err != nil {
 		return 0, fmt.Errorf("fail orphans: %w", err)
 	}
 	return res.RowsAffected()
-}
-
-// RowCounts are the sizes of the tables that grow with traffic, for housekeeping's
-// tests and the metrics.
-func (s *Store) RowCounts(ctx context.Context) (map[string]int, error) {
-	out := map[string]int{}
-	for _, table := range []string{"outbox", "processed_events", "stray_messages", "messages", "dialogs"} {
-		var n int
-		// The table names are our own constants.
-		if err := s.readRow(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n); err != nil {
-			return nil, fmt.Errorf("count %s: %w", table, err)
-		}
-		out[table] = n
-	}
-	return out, nil
 }
 
 // Housekeep prunes what is older than retention (Prune) and gives up what waits for a

@@ -74,6 +74,36 @@ func (p Portal) Fetches() bool { return p.API == APIv2 && p.EventMode == EventsF
 // BotDeleted reports whether the portal removed the bot.
 func (p Portal) BotDeleted() bool { return !p.BotDeletedAt.IsZero() }
 
+// A portal's life, in one place: Removed, Installed, Live and Polled here, and
+// portalLive and portalInstalled, the same in SQL, for every query that needs them.
+// Installing (again) clears uninstalled_at (InstallPortal), so a removal is a set
+// uninstalled_at, never one compared with installed_at.
+
+// Removed reports whether the portal removed the application (and did not install
+// it again since).
+func (p Portal) Removed() bool { return !p.UninstalledAt.IsZero() }
+
+// Installed reports the application installed on the portal and not removed (app
+// mode; a webhook-mode portal never installs it).
+func (p Portal) Installed() bool { return !p.InstalledAt.IsZero() && !p.Removed() }
+
+// Live reports a portal the bot may still act on: neither the bot nor the
+// application removed (a webhook-mode portal has no installation to remove).
+func (p Portal) Live() bool { return !p.BotDeleted() && !p.Removed() }
+
+// Polled reports a live portal whose bot fetches its events.
+func (p Portal) Polled() bool { return p.Fetches() && p.BotID != 0 && p.Live() }
+
+// portalLive is Live for the portals row named alias.
+func portalLive(alias string) string {
+	return "(" + alias + ".bot_deleted_at IS NULL AND " + alias + ".uninstalled_at IS NULL)"
+}
+
+// portalInstalled is Installed for the portals row named alias.
+func portalInstalled(alias string) string {
+	return "(" + alias + ".installed_at IS NOT NULL AND " + alias + ".uninstalled_at IS NULL)"
+}
+
 // LogValue keeps the tokens out of logs.
 func (p Portal) LogValue() slog.Value {
 	return slog.GroupValue(slog.Int64("id", p.ID), slog.String("member_id", p.MemberID),
@@ -263,7 +293,7 @@ func (s *Store) Portals(ctx context.Context) ([]Portal, error) {
 // Installations lists the portals that have the application installed (app mode).
 func (s *Store) Installations(ctx context.Context) ([]Portal, error) {
 	return s.listPortals(ctx, "SELECT "+portalColumns+
-		" FROM portals WHERE installed_at IS NOT NULL AND (uninstalled_at IS NULL OR uninstalled_at < installed_at) ORDER BY id")
+		" FROM portals WHERE "+portalInstalled("portals")+" ORDER BY id")
 }
 
 func (s *Store) listPortals(ctx context.Context, query string) ([]Portal, error) {

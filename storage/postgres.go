@@ -21,6 +21,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+
+	"supportbot/backoff"
 )
 
 // PostgreSQL, for several replicas on one database: the same Store, the same SQL
@@ -186,7 +188,7 @@ func (s *Store) updatePostgres(ctx context.Context, fn func(*Tx) error) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Duration(rand.IntN(min(1<<attempt, 100))+1) * time.Millisecond):
+		case <-time.After(time.Millisecond + rand.N(backoff.Wait(time.Millisecond, 100*time.Millisecond, attempt))):
 		}
 	}
 }
@@ -388,20 +390,6 @@ func (s *Store) ClaimSessionPID(ctx context.Context) (int, error) {
 	var pid int
 	err := s.claimConn.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pid)
 	return pid, err
-}
-
-// Release gives up a claim (a portal no longer served, a stopping process).
-func (s *Store) Release(ctx context.Context, kind ClaimKind, id int64) {
-	if !s.pg {
-		return
-	}
-	key := s.claimKey(kind, id)
-	s.claimMu.Lock()
-	defer s.claimMu.Unlock()
-	if s.claims[key] && s.claimConn != nil {
-		s.claimConn.ExecContext(ctx, `SELECT pg_advisory_unlock($1, $2)`, key[0], key[1])
-	}
-	delete(s.claims, key)
 }
 
 func (s *Store) dropClaimsLocked() {

@@ -6,13 +6,6 @@ import (
 	"slices"
 )
 
-// People's roles on a portal.
-const (
-	RoleOfAgent  = "agent"  // answers in the dialogs
-	RoleOfTech   = "tech"   // the second line: joins a dialog when it is escalated
-	RoleOfClient = "client" // may open dialogs, besides the portal's administrators
-)
-
 // Roles are a user's roles on a portal.
 type Roles struct{ Agent, Tech, Client bool }
 
@@ -31,7 +24,7 @@ func (tx *Tx) RolesOf(portalID, userID int64) (Roles, error) {
 	if err != nil {
 		return r, fmt.Errorf("roles of user %d: %w", userID, err)
 	}
-	r.Agent, r.Tech, r.Client = slices.Contains(names, RoleOfAgent), slices.Contains(names, RoleOfTech), slices.Contains(names, RoleOfClient)
+	r.Agent, r.Tech, r.Client = slices.Contains(names, RoleAgent), slices.Contains(names, RoleTech), slices.Contains(names, RoleClient)
 	if tx.roles == nil {
 		tx.roles = map[[2]int64]Roles{}
 	}
@@ -85,7 +78,7 @@ func (tx *Tx) SeedRoles(portalID int64, seed map[string][]int64) (bool, error) {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return false, nil
 	}
-	for _, role := range []string{RoleOfAgent, RoleOfTech, RoleOfClient} {
+	for _, role := range []string{RoleAgent, RoleTech, RoleClient} {
 		if err := tx.Grant(portalID, role, seed[role], 0); err != nil {
 			return false, err
 		}

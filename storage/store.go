@@ -49,8 +49,6 @@ type Store struct {
 	claimsChecked time.Time         // when claimConn last answered
 	claimNS       int32             // the schema's part of every claim's lock
 
-	maxPages int // WithMaxPages
-
 	stmts    map[string]*sql.Stmt // prepared on the writer connection; used only by the writer goroutine
 	portals  map[int64]Portal     // read on every event; cached by the writer goroutine
 	roles    map[[2]int64]Roles   // likewise, on SQLite (one process: nobody else changes them)
@@ -67,11 +65,9 @@ type Option func(*Store)
 // WithClock replaces time.Now, for tests that need to control time.
 func WithClock(clock func() time.Time) Option { return func(s *Store) { s.clock = clock } }
 
-// WithMaxPages caps the database at n pages (PRAGMA max_page_count): a quota on its
-// size, past which writes fail as on a full disk. Tests use it to fill the disk.
-func WithMaxPages(n int) Option { return func(s *Store) { s.maxPages = n } }
-
-// SetMaxPages changes the cap of WithMaxPages on the open database (0 lifts it).
+// SetMaxPages caps the open database at n pages (PRAGMA max_page_count; 0 lifts
+// it): a quota on its size, past which writes fail as on a full disk. Tests use it
+// to fill the disk.
 func (s *Store) SetMaxPages(ctx context.Context, n int) error {
 	if s.pg {
 		return errors.New("max pages: a SQLite setting")
@@ -144,13 +140,6 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	}
 	for _, o := range opts {
 		o(s)
-	}
-	if s.maxPages > 0 {
-		if err := s.SetMaxPages(ctx, s.maxPages); err != nil {
-			w.Close()
-			r.Close()
-			return nil, fmt.Errorf("open database %s: %w", path, err)
-		}
 	}
 	go s.writer()
 	return s, nil

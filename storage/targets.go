@@ -162,9 +162,9 @@ func (tx *Tx) DeskStates(portalID int64) (map[int64]DeskState, error) {
 	return out, nil
 }
 
-const targetStepColumns = `d.id, d.portal_id, d.wait_kind, d.wait_started_at, d.target_step, d.target_due_at, COALESCE(d.owner_id, 0),
-	d.status = 'active' AND NOT d.chat_failed AND d.chat_id IS NOT NULL AND p.bot_deleted_at IS NULL AND p.uninstalled_at IS NULL,
-	d.status <> 'active' OR d.chat_failed OR p.bot_deleted_at IS NOT NULL OR p.uninstalled_at IS NOT NULL`
+var targetStepColumns = `d.id, d.portal_id, d.wait_kind, d.wait_started_at, d.target_step, d.target_due_at, COALESCE(d.owner_id, 0),
+	d.status = 'active' AND NOT d.chat_failed AND d.chat_id IS NOT NULL AND ` + portalLive("p") + `,
+	d.status <> 'active' OR d.chat_failed OR NOT ` + portalLive("p")
 
 func scanTargetStep(r interface{ Scan(...any) error }) (s TargetStep, err error) {
 	var started, due sql.NullInt64

@@ -292,9 +292,6 @@ func merge(spans []span) []span {
 	return out
 }
 
-// AlwaysOpen says whether the clocks never stop.
-func (s *Schedule) AlwaysOpen() bool { return s == nil }
-
 // Location is the schedule's zone (UTC for an always-open one).
 func (s *Schedule) Location() *time.Location {
 	if s == nil {
