@@ -131,7 +131,7 @@ func TestRunOnFreshMachine(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	// The README's first command: the embedded SQLite default, whatever the tests run on.
-	p := startBinary(t, dir, []string{"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0", "SUPPORTBOT_DB_URL=", "SUPPORTBOT_BITRIX_POLL_INTERVAL=200ms"})
+	p := startBinary(t, dir, []string{"SUPPORTBOT_HTTP_ADDR=127.0.0.1:0", "SUPPORTBOT_DB_URL="})
 	for _, name := range []string{"supportbot.db", "supportbot.portal.json"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Fatalf("no %s in the working directory: %v", name, err)

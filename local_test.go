@@ -169,7 +169,7 @@ func TestLocalPortalStory(t *testing.T) {
 	browser := chromium(t)
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "supportbot.db")
-	env := []string{"SUPPORTBOT_HTTP_ADDR=" + freeAddr(t), "SUPPORTBOT_DB_PATH=" + dbPath, "SUPPORTBOT_BITRIX_POLL_INTERVAL=200ms"}
+	env := []string{"SUPPORTBOT_HTTP_ADDR=" + freeAddr(t), "SUPPORTBOT_DB_PATH=" + dbPath}
 	b := startServe(t, nil, dbPath, env)
 	d := &messenger{t: t, tab: newBrowser(t, browser), url: b.url}
 

@@ -56,7 +56,7 @@ func TestLimiterFill(t *testing.T) {
 
 // TryTake takes a free place and never waits for one.
 func TestLimiterTryTake(t *testing.T) {
-	l := NewLimiter(0.001, 4) // 3 places; draining takes for ever
+	l := NewShare(0.001, 4) // 3 places, none spent; draining takes for ever
 	for i := range 3 {
 		if !l.TryTake() {
 			t.Fatalf("place %d of 3 refused", i+1)

@@ -78,8 +78,10 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger, local *
 	}
 	var messenger *handlers.Messenger
 	agents, admins, tech := cfg.Support.Agents, cfg.Access.Admins, []int64(nil)
+	var wake <-chan struct{}
 	if local != nil {
 		messenger = &handlers.Messenger{Portal: local, Log: log}
+		wake = local.Queued()
 		agents, tech, admins = localportal.Roles() // seeded as the configuration's lists are
 	}
 	brain := bot.New(bot.Config{
@@ -108,7 +110,7 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger, local *
 		// Fetch mode: the portals whose v2 bot fetches its events are polled through
 		// the same clients as the replies, so both share each portal's rate limit.
 		poller: &poller.Poller{
-			Store: store, Bot: brain, Log: log, Obs: m, Interval: cfg.Bitrix.PollInterval, Admin: fetchedAdmin,
+			Store: store, Bot: brain, Log: log, Obs: m, Interval: cfg.Bitrix.PollInterval, Admin: fetchedAdmin, Wake: wake,
 			Callers: func(id int64) (bitrix24.Caller, error) { return callers(id) },
 		},
 		jobs: []schedule.Job{{Name: "prune", Every: time.Hour, Run: func(ctx context.Context) error {

@@ -80,6 +80,11 @@ func (h *Sidebar) Open(c echo.Context) error {
 		h.Log.Warn("sidebar opening refused", "placement", pl, "err", err, "remote", c.RealIP())
 		return refuse(c, http.StatusForbidden, lang, pl.Origin(), sidebar.NotGenuine)
 	}
+	if errors.Is(err, portals.ErrBusy) {
+		// The pages' share of the portal's limit is spent: the replies come first.
+		h.Log.Warn("sidebar opening put off: the pages' share of the portal's limit is spent", "placement", pl)
+		return refuse(c, http.StatusServiceUnavailable, lang, pl.Origin(), sidebar.Unavailable)
+	}
 	if err != nil {
 		h.Log.Error("cannot tell who opened the sidebar now", "placement", pl, "err", err)
 		return refuse(c, http.StatusServiceUnavailable, lang, pl.Origin(), sidebar.Unavailable)

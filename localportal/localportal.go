@@ -70,6 +70,7 @@ type Portal struct {
 	// a browser's session with the portal keeps it: a new token at every opening
 	// would make every opening a check the portal's share for pages pays for.
 	sidebarAuth map[int64]sidebarAuth
+	queued      chan struct{} // Queued
 	saved       []byte
 }
 
@@ -103,7 +104,7 @@ func Open(path, base string, log *slog.Logger) (*Portal, error) {
 	if u, err := url.Parse(base); err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("local portal: %q is not an http URL", base)
 	}
-	lp := &Portal{base: base, path: path, log: log, reads: map[int64]map[string]int64{}}
+	lp := &Portal{base: base, path: path, log: log, reads: map[int64]map[string]int64{}, queued: make(chan struct{}, 1)}
 	raw, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -116,6 +117,7 @@ func Open(path, base string, log *slog.Logger) (*Portal, error) {
 			lp.portal.SetUserName(p.ID, p.FirstName, p.LastName)
 			lp.v2.SetUser(p.ID, p.FirstName, p.LastName)
 		}
+		lp.v2.OnQueue(lp.signalQueued)
 		return lp, lp.save()
 	case err != nil:
 		return nil, fmt.Errorf("local portal: %w", err)
@@ -133,6 +135,7 @@ func Open(path, base string, log *slog.Logger) (*Portal, error) {
 	lp.secret, lp.installed, lp.saved = f.ClientSecret, f.Installed, raw
 	lp.oauth, lp.portal = b24test.RestoreLocalApp(base, f.ClientSecret, f.Portal)
 	lp.v2 = botv2.Restore(lp.portal, f.V2)
+	lp.v2.OnQueue(lp.signalQueued)
 	for u, m := range f.Reads {
 		lp.reads[u] = m
 	}
@@ -147,6 +150,17 @@ func (lp *Portal) ClientSecret() string { return lp.secret }
 
 // OAuthURL is the application's OAuth server.
 func (lp *Portal) OAuthURL() string { return lp.base + "/" }
+
+// Queued is signalled when an event is queued for the bot: the poller, in the same
+// process, need not wait for its next poll (it still polls as a real portal asks).
+func (lp *Portal) Queued() <-chan struct{} { return lp.queued }
+
+func (lp *Portal) signalQueued() {
+	select {
+	case lp.queued <- struct{}{}:
+	default: // one signal pending is enough: the poll takes every event waiting
+	}
+}
 
 // Close releases what the portal holds back.
 func (lp *Portal) Close() { lp.portal.Close() }

@@ -78,6 +78,10 @@ type Poller struct {
 	// (app mode); fetched events carry no token to ask the portal with.
 	Admin func(portal storage.Portal, ev bitrix24.Event) int64
 
+	// Wake, if set, cuts the wait for the next poll short: a portal in the bot's own
+	// process (the local portal) says an event was queued. A real portal cannot.
+	Wake <-chan struct{}
+
 	Interval   time.Duration // the wait between polls of an empty queue (bitrix.poll_interval); 0 = 5 s
 	MaxBackoff time.Duration // the longest wait after failed polls; 0 = 1 minute
 	Limit      int           // events asked for per poll; 0 = 1,000, the most Event.get gives
@@ -186,6 +190,7 @@ func (p *Poller) wait(ctx context.Context, d time.Duration, failed bool) error {
 	select {
 	case <-waitCtx.Done():
 	case <-back:
+	case <-p.Wake:
 	}
 	return ctx.Err()
 }

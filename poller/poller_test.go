@@ -385,3 +385,22 @@ func TestSeveralCommandsInOneMessage(t *testing.T) {
 		t.Fatalf("outcomes %v, %d replies (%v)", obs.outcomes, len(entries), err)
 	}
 }
+
+// TestWakeCutsTheWait: a portal in the bot's own process (the local portal) says when
+// it queues an event, and the poller polls then instead of a whole interval later.
+func TestWakeCutsTheWait(t *testing.T) {
+	store, _, fake, client := setUp(t)
+	obs := &observed{}
+	wake := make(chan struct{}, 1)
+	p := &poller.Poller{Store: store, Bot: newBot(), Log: quiet(), Obs: obs, Interval: time.Minute, Wake: wake,
+		Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	polls := func() int { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.polls }
+	waitFor(t, func() bool { return polls() == 1 }) // the empty queue: the next poll is a minute away
+	fake.OnQueue(func() { wake <- struct{}{} })
+	fake.Message(27, "27", "open new")
+	waitFor(t, func() bool { return obs.count("processed") == 1 })
+}

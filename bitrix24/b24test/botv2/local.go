@@ -88,6 +88,7 @@ type State struct {
 	Commands  []Command
 	Own       map[int64]int64
 	Owners    map[int64]int64
+	Members   map[int64][]int64 // group chat → the bots in it: where a bot may post
 	Private   map[string]int64
 	Users     map[int64][2]string
 	MsgOf     map[int64]int64
@@ -110,7 +111,10 @@ func (f *Fake) State() State {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := State{Own: maps.Clone(f.own), Owners: maps.Clone(f.owners), Private: maps.Clone(f.private), Users: maps.Clone(f.users),
-		MsgOf: maps.Clone(f.msgOf), Confirmed: f.confirmed}
+		MsgOf: maps.Clone(f.msgOf), Confirmed: f.confirmed, Members: map[int64][]int64{}}
+	for chat, bots := range f.members {
+		s.Members[chat] = slices.Clone(bots)
+	}
 	s.Next.Bot, s.Next.Cmd, s.Next.Event, s.Next.Msg, s.Next.Chat = f.next.bot, f.next.cmd, f.next.event, f.next.msg, f.next.chat
 	for _, id := range slices.Sorted(maps.Keys(f.bots)) {
 		b := f.bots[id]
@@ -137,6 +141,7 @@ func Restore(p *b24test.Portal, s State) *Fake {
 	}
 	maps.Copy(f.own, s.Own)
 	maps.Copy(f.owners, s.Owners)
+	maps.Copy(f.members, s.Members)
 	maps.Copy(f.private, s.Private)
 	maps.Copy(f.users, s.Users)
 	maps.Copy(f.msgOf, s.MsgOf)

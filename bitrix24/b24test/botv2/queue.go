@@ -139,7 +139,19 @@ func (f *Fake) queueLocked(b *bot, typ string, data map[string]any) int64 {
 	f.next.event++
 	b.queue = append(b.queue, e)
 	f.msgOf[e.ID] = cmp.Or(ids.Message.ID, ids.MessageID)
+	if f.queued != nil {
+		f.queued()
+	}
 	return e.ID
+}
+
+// OnQueue has fn called (under the fake's lock: it must not block) each time an
+// event is queued for a bot that fetches: a stand-in running in the bot's own process
+// can tell the poller at once, where a real portal's events wait for the next poll.
+func (f *Fake) OnQueue(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queued = fn
 }
 
 // only is the one imbot.v2 bot Queue and Form need.
