@@ -58,7 +58,7 @@ type Fake struct {
 	confirmed int64 // the highest offset Event.get was given
 	batch     BatchMode
 	offsets   OffsetMode
-	queued    func() // OnQueue's
+	queued    func()        // OnQueue's
 	age       time.Duration // how old queued events are dated
 
 	commandExists bool // Command.register of an existing command fails
