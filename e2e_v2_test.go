@@ -457,8 +457,13 @@ func TestV2WebhookMode(t *testing.T) {
 	if n := countDialogs(t, b.dbPath, anyDialog); n != 1 {
 		t.Errorf("%d dialogs after a forged event", n)
 	}
-	// A rotation in webhook mode changes the events' token too: register says what to do.
+	// A rotation in webhook mode changes the events' token too: register says what to do,
+	// and doctor notices events refused for their token.
 	b.stop()
+	if res := runCLI(t, dir, append(env, "SUPPORTBOT_BITRIX_APPLICATION_TOKEN="+portal.ApplicationToken()), "doctor"); !strings.Contains(res.stdout,
+		"events posted with another application token were refused") || !strings.Contains(res.stdout, "`supportbot token`") {
+		t.Errorf("doctor after a refused event: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
 	if res := runCLI(t, dir, env, "register", "--rotate-token"); res.code != 0 ||
 		!strings.Contains(res.stdout, "the events' application token changes") || !strings.Contains(res.stdout, "`supportbot token`") {
 		t.Errorf("register --rotate-token in webhook mode: exit %d\n%s%s", res.code, res.stdout, res.stderr)

@@ -244,7 +244,7 @@ func portalAccess(ctx context.Context, cfg *config.Config, store *storage.Store,
 		}
 		caller = bitrix24.NewClient(cfg.Bitrix.WebhookURL, opts...)
 	}
-	auth := portals.Webhook{PortalID: portal.ID, Token: cfg.Bitrix.ApplicationToken}
+	auth := portals.Webhook{PortalID: portal.ID, Token: cfg.Bitrix.ApplicationToken, Refusals: &portals.Refusals{Store: store}}
 	switch {
 	case cfg.Bitrix.ApplicationToken == "" && cfg.DryRun():
 		log.Warn("dry-run without bitrix.application_token: events are accepted without a token check")

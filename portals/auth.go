@@ -64,14 +64,47 @@ type Webhook struct {
 	// Open accepts events without a token check: dry-run with no token configured,
 	// for trying the bot on a machine with no portal.
 	Open bool
+	// Refusals, if set, remembers that events were refused for their token.
+	Refusals *Refusals
 }
 
 // Authenticate implements Authenticator.
-func (w Webhook) Authenticate(_ context.Context, ev bitrix24.Event) (Origin, error) {
+func (w Webhook) Authenticate(ctx context.Context, ev bitrix24.Event) (Origin, error) {
 	if w.Open || tokenMatches(ev.Head().Auth.ApplicationToken, w.Token) {
 		return Origin{PortalID: w.PortalID}, nil
 	}
+	if w.Token != "" {
+		w.Refusals.note(ctx, w.PortalID)
+	}
 	return Origin{}, fmt.Errorf("application token does not match: %w", bitrix24.ErrNotGenuine)
+}
+
+// Refusals remembers, for doctor, that events posted with a token other than the
+// configured one were refused: after `register --rotate-token` in imbot.v2 webhook
+// mode the portal signs its events with a new token, and the administrator must be
+// told. At most once a minute, so a flood of forged events costs a write a minute.
+type Refusals struct {
+	Store *storage.Store
+
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (r *Refusals) note(ctx context.Context, portalID int64) {
+	if r == nil || r.Store == nil {
+		return
+	}
+	now := time.Now()
+	r.mu.Lock()
+	if now.Sub(r.last) < time.Minute {
+		r.mu.Unlock()
+		return
+	}
+	r.last = now
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = r.Store.NoteEventsRefused(ctx, portalID, now) // a hint for doctor: the refusal stands either way
 }
 
 // App authenticates events in app mode. The application token an event carries

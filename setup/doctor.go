@@ -198,6 +198,7 @@ func (d *Doctor) checkPortal(ctx context.Context, cfg *config.Config, store *sto
 			return
 		}
 	}
+	d.checkRefusedEvents(portal)
 	if portal.API == storage.APIv2 || (portal.BotID == 0 && cfg.Bitrix.API == storage.APIv2) {
 		if d.checkBotV2(ctx, cfg, portal) {
 			d.checkCommands(ctx, store, portal)
@@ -230,6 +231,20 @@ func (d *Doctor) checkPortal(ctx context.Context, cfg *config.Config, store *sto
 	}
 	d.ok("bot", fmt.Sprintf("%q (ID %d, code %s) is registered", found.Name, found.ID, found.Code))
 	d.checkCommands(ctx, store, portal)
+}
+
+// checkRefusedEvents: events posted with a token other than bitrix.application_token
+// were refused lately. After `register --rotate-token` in imbot.v2 webhook mode the
+// portal signs its events with a new token (bots/bot-update.md), and every question
+// is refused until the configuration has it.
+func (d *Doctor) checkRefusedEvents(portal storage.Portal) {
+	if portal.EventsRefusedAt.IsZero() || time.Since(portal.EventsRefusedAt) > 24*time.Hour {
+		return
+	}
+	d.warn("events", fmt.Sprintf("events posted with another application token were refused, the last at %s",
+		portal.EventsRefusedAt.UTC().Format(time.RFC3339)),
+		"if the bot's token was rotated in webhook mode, the portal's events carry a new application token: "+
+			"get it with `supportbot token` and set bitrix.application_token; otherwise someone posts forged events")
 }
 
 // OldestEventWarning is how long an event may wait in a v2 bot's queue before doctor

@@ -39,6 +39,9 @@ type Portal struct {
 	BatchRefusedAt time.Time
 	FetchBotID     int64  // the bot FetchOffset belongs to
 	PendingToken   string // a v2 token being rotated in: never logged
+	// EventsRefusedAt: when an event posted for the portal was last refused for its
+	// application token (webhook mode); zero if none was.
+	EventsRefusedAt time.Time
 }
 
 // BatchRetryAfter is how long a portal that refused imbot.v2 methods inside batch
@@ -113,15 +116,15 @@ func (p Portal) LogValue() slog.Value {
 const portalColumns = `id, member_id, domain, bot_id, bot_deleted_at, created_at, client_id, client_endpoint,
 	application_token, access_token, refresh_token, token_expires_at, installed_at, uninstalled_at,
 	api, bot_token, event_mode, fetch_offset, installed_by, roles_seeded, batch_refused_at, fetch_bot_id,
-	bot_token_pending`
+	bot_token_pending, events_refused_at`
 
 func scanPortal(row interface{ Scan(...any) error }) (Portal, error) {
 	var p Portal
-	var deleted, created, expires, installed, uninstalled, refused sql.NullInt64
+	var deleted, created, expires, installed, uninstalled, refused, eventsRefused sql.NullInt64
 	if err := row.Scan(&p.ID, &p.MemberID, &p.Domain, &p.BotID, &deleted, &created, &p.ClientID, &p.ClientEndpoint,
 		&p.ApplicationToken, &p.AccessToken, &p.RefreshToken, &expires, &installed, &uninstalled,
 		&p.API, &p.BotToken, &p.EventMode, &p.FetchOffset, &p.InstalledBy, &p.RolesSeeded, &refused, &p.FetchBotID,
-		&p.PendingToken); err != nil {
+		&p.PendingToken, &eventsRefused); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Portal{}, ErrNotFound
 		}
@@ -133,6 +136,7 @@ func scanPortal(row interface{ Scan(...any) error }) (Portal, error) {
 	p.InstalledAt = fromMillis(installed)
 	p.UninstalledAt = fromMillis(uninstalled)
 	p.BatchRefusedAt = fromMillis(refused)
+	p.EventsRefusedAt = fromMillis(eventsRefused)
 	return p, nil
 }
 
@@ -357,6 +361,18 @@ func (tx *Tx) SetFetchOffset(portalID, botID, offset int64) error {
 		return fmt.Errorf("set fetch offset of portal %d: %w", portalID, err)
 	}
 	return nil
+}
+
+// NoteEventsRefused records that an event posted for the portal was refused for its
+// application token at at: doctor tells the administrator (a rotated token).
+func (s *Store) NoteEventsRefused(ctx context.Context, portalID int64, at time.Time) error {
+	return s.Update(ctx, func(tx *Tx) error {
+		clear(tx.portals)
+		if _, err := tx.exec(`UPDATE portals SET events_refused_at = ? WHERE id = ?`, millis(at), portalID); err != nil {
+			return fmt.Errorf("record a refused event of portal %d: %w", portalID, err)
+		}
+		return nil
+	})
 }
 
 // SetBatchRefused records that the portal refused imbot.v2 methods inside batch at
