@@ -404,3 +404,37 @@ func TestWakeCutsTheWait(t *testing.T) {
 	fake.Message(27, "27", "open new")
 	waitFor(t, func() bool { return obs.count("processed") == 1 })
 }
+
+// TestPollingPace: as the docs ask (chat-bots-v2/index.md), a poll asks for the most
+// Event.get gives (1,000), and after a page with hasMore the next waits at least
+// MorePause (2 s), not at once.
+func TestPollingPace(t *testing.T) {
+	store, portal, fake, client := setUp(t)
+	p := &poller.Poller{Store: store, Bot: newBot(), Log: quiet(), Obs: &observed{},
+		Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
+	if _, err := p.PollOnce(t.Context(), portal.ID); err != nil {
+		t.Fatal(err)
+	}
+	calls := fake.Portal().CallsTo("imbot.v2.Event.get")
+	if len(calls) != 1 || calls[0].Params.String("limit") != strconv.Itoa(poller.MaxLimit) {
+		t.Fatalf("Event.get asked for %v events, not %d", calls, poller.MaxLimit)
+	}
+
+	for i := range 3 {
+		fake.Message(27, "27", "question "+strconv.Itoa(i))
+	}
+	obs := &observed{}
+	p = &poller.Poller{Store: store, Bot: newBot(), Log: quiet(), Obs: obs, Interval: time.Minute, Limit: 2,
+		Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	polls := func() int { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.polls }
+	waitFor(t, func() bool { return polls() >= 1 }) // two of three: hasMore
+	first := time.Now()
+	waitFor(t, func() bool { return polls() >= 2 })
+	if gap := time.Since(first); gap < poller.MorePause-100*time.Millisecond {
+		t.Errorf("the poll after a page with hasMore came %v after it, not %v", gap, poller.MorePause)
+	}
+}
