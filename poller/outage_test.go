@@ -38,10 +38,7 @@ func TestBackOnTheFirstAnswer(t *testing.T) {
 	obs := &observed{}
 	p := &poller.Poller{Store: store, Bot: newBot(), Log: slog.New(waits), Obs: obs, Interval: 40 * time.Millisecond,
 		MaxBackoff: time.Minute, Rescan: 20 * time.Millisecond, Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { p.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	run(t, p)
 	fake.Message(27, "27", "open new")
 	waitFor(t, func() bool { return obs.count("processed") == 1 })
 

@@ -210,10 +210,7 @@ func TestRunFollowsThePortals(t *testing.T) {
 	obs := &observed{}
 	p := &poller.Poller{Store: store, Bot: newBot(), Log: quiet(), Obs: obs, Interval: 20 * time.Millisecond, Rescan: 20 * time.Millisecond,
 		Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { p.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	run(t, p)
 
 	fake.Message(27, "27", "open new")
 	waitFor(t, func() bool { return obs.count("processed") == 1 })
@@ -394,10 +391,7 @@ func TestWakeCutsTheWait(t *testing.T) {
 	wake := make(chan struct{}, 1)
 	p := &poller.Poller{Store: store, Bot: newBot(), Log: quiet(), Obs: obs, Interval: time.Minute, Wake: wake,
 		Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { p.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	run(t, p)
 	polls := func() int { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.polls }
 	waitFor(t, func() bool { return polls() == 1 }) // the empty queue: the next poll is a minute away
 	fake.OnQueue(func() { wake <- struct{}{} })
@@ -426,10 +420,7 @@ func TestPollingPace(t *testing.T) {
 	obs := &observed{}
 	p = &poller.Poller{Store: store, Bot: newBot(), Log: quiet(), Obs: obs, Interval: time.Minute, Limit: 2,
 		Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { p.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	run(t, p)
 	polls := func() int { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.polls }
 	waitFor(t, func() bool { return polls() >= 1 }) // two of three: hasMore
 	first := time.Now()
@@ -437,4 +428,12 @@ func TestPollingPace(t *testing.T) {
 	if gap := time.Since(first); gap < poller.MorePause-100*time.Millisecond {
 		t.Errorf("the poll after a page with hasMore came %v after it, not %v", gap, poller.MorePause)
 	}
+}
+
+// run runs p until the test ends.
+func run(t *testing.T, p *poller.Poller) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
