@@ -202,6 +202,9 @@ func state(t *testing.T, path string, parts ...string) string {
 	view(t, path, func(tx *storage.Tx) error {
 		for _, p := range portalsAt(t, path) {
 			if want["portals"] {
+				// When events were last refused for their token is doctor's hint, not
+				// something an event changed: TestEventRoute checks it on its own.
+				p.EventsRefusedAt = time.Time{}
 				fmt.Fprintf(&b, "portal %+v\n", p)
 			}
 			if want["events"] {

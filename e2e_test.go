@@ -381,6 +381,9 @@ func TestEventRoute(t *testing.T) {
 	if after := state(t, b.dbPath, parts...); after != before {
 		t.Errorf("a refused event changed the database:\n%s\n%s", before, after)
 	}
+	if p := portalsAt(t, b.dbPath)[0]; p.EventsRefusedAt.IsZero() {
+		t.Error("the refusals are not remembered for doctor")
+	}
 
 	// Over 1 MiB: 413.
 	huge := privateMessage(client, "ru", strings.Repeat("я", 600_000))
