@@ -497,7 +497,13 @@ func TestHungChatDelaysOnlyItself(t *testing.T) {
 // waitUntil waits up to 10 s for cond.
 func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitWithin(t, 10*time.Second, cond)
+}
+
+// waitWithin is waitUntil with a deadline of d.
+func waitWithin(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatal("timed out")
