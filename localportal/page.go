@@ -2,14 +2,14 @@ package localportal
 
 import (
 	"bytes"
-	"crypto/rand"
 	"embed"
-	"encoding/base64"
 	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"supportbot/webpage"
 )
 
 //go:embed templates/*.html
@@ -52,25 +52,17 @@ type View struct {
 // style by nonce, forms to itself, frames of itself (the sidebar, which the bot
 // serves on the same address), framed by nobody.
 func WritePage(w http.ResponseWriter, status int, v View) error {
-	nonce := make([]byte, 18)
-	if _, err := rand.Read(nonce); err != nil {
+	nonce, err := webpage.Nonce()
+	if err != nil {
 		return err
 	}
-	v.Nonce, v.People = base64.RawURLEncoding.EncodeToString(nonce), People
+	v.Nonce, v.People = nonce, People
 	var body bytes.Buffer
 	if err := templates.ExecuteTemplate(&body, "page", v); err != nil {
 		return err
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", strings.Join([]string{
+	return webpage.Write(w, status, strings.Join([]string{
 		"default-src 'none'", "script-src 'nonce-" + v.Nonce + "'", "style-src 'nonce-" + v.Nonce + "'", "img-src data:",
 		"connect-src 'self'", "form-action 'self'", "frame-src 'self'", "base-uri 'none'", "frame-ancestors 'none'",
-	}, "; "))
-	h.Set("Cache-Control", "no-store")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, err := w.Write(body.Bytes())
-	return err
+	}, "; "), body.Bytes())
 }

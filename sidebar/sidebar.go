@@ -9,15 +9,14 @@ package sidebar
 
 import (
 	"bytes"
-	"crypto/rand"
 	"embed"
-	"encoding/base64"
 	"html/template"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"supportbot/bot"
+	"supportbot/webpage"
 )
 
 //go:embed templates/*.html
@@ -123,24 +122,16 @@ func NoticeOf(lang, form string, r bot.PageResult) (string, bool) {
 }
 
 func render(w http.ResponseWriter, status int, frameOrigin, name string, data pageData) error {
-	nonce := make([]byte, 18)
-	if _, err := rand.Read(nonce); err != nil {
+	nonce, err := webpage.Nonce()
+	if err != nil {
 		return err
 	}
-	data.Nonce, data.Library = base64.RawURLEncoding.EncodeToString(nonce), BX24Library // no "+", which templates escape
+	data.Nonce, data.Library = nonce, BX24Library
 	var body bytes.Buffer
 	if err := templates.ExecuteTemplate(&body, name, data); err != nil {
 		return err
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", policy(data.Nonce, frameOrigin))
-	h.Set("Cache-Control", "no-store")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, err := w.Write(body.Bytes())
-	return err
+	return webpage.Write(w, status, policy(data.Nonce, frameOrigin), body.Bytes())
 }
 
 // policy is the page's Content-Security-Policy: its own inline style and script (by
