@@ -159,7 +159,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 		t.Fatalf("ONAPPINSTALL answered %d", status)
 	}
 	waitFor(t, "portal C's refusal", func() bool {
-		return slices.ContainsFunc(outboxAt(t, dbPath), func(e storage.OutboxEntry) bool {
+		return slices.ContainsFunc(outboxAt(t, dbPath), func(e storage.OutboxRow) bool {
 			return e.Kind == bitrix24.KindRegisterBot && e.State == storage.OutboxFailed
 		})
 	})

@@ -97,8 +97,7 @@ func (d *desk) start() {
 		d.config(&cfg)
 	}
 	d.bot = bot.New(cfg, nil)
-	d.disp = delivery.New(store, delivery.Single(bitrix24.NewClient(d.portal.WebhookURL())), d.bot.Settle, nil, nil)
-	d.disp.Answers = d.bot.WriteAnswer
+	d.disp = delivery.New(store, delivery.Single(bitrix24.NewClient(d.portal.WebhookURL())), d.bot.Outbox(), nil, nil)
 	d.srv = httptest.NewServer(handlers.NewServer(handlers.Routes{
 		Events: &handlers.Events{Store: store, Bot: d.bot, Auth: portals.Webhook{PortalID: portal.ID, Token: testToken}, Log: quiet},
 		DB:     store, Log: quiet,

@@ -128,9 +128,9 @@ func dialogNumbered(t *testing.T, path string, n int) storage.Dialog {
 }
 
 // outboxAt lists every outbox entry of every portal.
-func outboxAt(t *testing.T, path string) []storage.OutboxEntry {
+func outboxAt(t *testing.T, path string) []storage.OutboxRow {
 	t.Helper()
-	var all []storage.OutboxEntry
+	var all []storage.OutboxRow
 	for _, p := range portalsAt(t, path) {
 		list, err := storeAt(t, path).Outbox(context.Background(), p.ID)
 		if err != nil {

@@ -50,8 +50,7 @@ func startClockedBot(t *testing.T, portal *b24test.Portal, start time.Time) *clo
 		MaxActive: 5, Language: "en", RatingWindow: 7 * 24 * time.Hour}, log)
 	m := metrics.New(b.store)
 	m.WatchServiceTimes(b.store)
-	b.disp = delivery.New(b.store, delivery.Single(bitrix24.NewClient(portal.WebhookURL())), brain.Settle, log, m)
-	b.disp.Answers = brain.WriteAnswer
+	b.disp = delivery.New(b.store, delivery.Single(bitrix24.NewClient(portal.WebhookURL())), brain.Outbox(), log, m)
 	srv := httptest.NewServer(handlers.NewServer(handlers.Routes{
 		Events: &handlers.Events{Store: b.store, Bot: brain, Auth: portals.Webhook{PortalID: p.ID, Token: testToken}, Log: log},
 		DB:     b.store, Log: log, Metrics: m.Handler(),

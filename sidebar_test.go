@@ -402,7 +402,7 @@ func TestSidebarList(t *testing.T) {
 	waitIdle(t, s.dbPath)
 
 	before := state(t, s.dbPath, "dialogs", "messages", "unread", "outbox", "events")
-	doc := s.open(s.tab, nil, client, bitrix24.DialogIDForChat(chats[1]), map[string]string{"LANG": "ru"})
+	doc := s.open(s.tab, nil, client, bitrix24.GroupChat(chats[1]), map[string]string{"LANG": "ru"})
 	shown := dialogsIn(t, doc)
 	lines := allChatsLine.FindAllStringSubmatch(list, -1)
 	if len(lines) != 4 || len(shown) != 4 {
@@ -415,7 +415,7 @@ func TestSidebarList(t *testing.T) {
 		if got != want {
 			t.Errorf("line %d: the page shows %+v, \"все чаты\" %+v", i+1, got, want)
 		}
-		if want.Status != "решено" && shown[i].Chat != bitrix24.DialogIDForChat(chats[want.Number-1]) {
+		if want.Status != "решено" && shown[i].Chat != bitrix24.GroupChat(chats[want.Number-1]) {
 			t.Errorf("№%d opens %q", want.Number, shown[i].Chat)
 		}
 	}
@@ -537,7 +537,7 @@ func TestSidebarOpenNew(t *testing.T) {
 		t.Fatalf("%d chats created by one Open new", n)
 	}
 	d := dialogNumbered(t, s.dbPath, 2)
-	if greeting := s.portal.Messages(bitrix24.DialogIDForChat(d.ChatID)); len(greeting) != 1 || !strings.Contains(greeting[0].Text, "Как выгрузить сделки в Excel?") {
+	if greeting := s.portal.Messages(bitrix24.GroupChat(d.ChatID)); len(greeting) != 1 || !strings.Contains(greeting[0].Text, "Как выгрузить сделки в Excel?") {
 		t.Errorf("greeting %+v", greeting)
 	}
 	if _, n := s.waitMessage(strconv.Itoa(client), 0, "Открыто обращение №2"); n == 0 {
@@ -545,7 +545,7 @@ func TestSidebarOpenNew(t *testing.T) {
 	}
 	// Its chat is there on the next render.
 	doc = s.open(s.tab, nil, client, "", map[string]string{"LANG": "ru"})
-	if shown := dialogsIn(t, doc); shown[0].Chat != bitrix24.DialogIDForChat(d.ChatID) {
+	if shown := dialogsIn(t, doc); shown[0].Chat != bitrix24.GroupChat(d.ChatID) {
 		t.Errorf("the new dialog's chat: %+v", shown[0])
 	}
 
@@ -655,7 +655,7 @@ func TestSidebarOpenMarksRead(t *testing.T) {
 	}
 	// Without BX24: the form takes the whole window to the portal's chat.
 	click(t, s.tab, `li[data-number="1"] form.open button`)
-	want := s.portal.URL() + "/online/?IM_DIALOG=" + bitrix24.DialogIDForChat(chats[0])
+	want := s.portal.URL() + "/online/?IM_DIALOG=" + bitrix24.GroupChat(chats[0])
 	waitFor(t, "the portal's chat", func() bool {
 		loc, err := chromedp.Run(s.tab, chromedp.Location())
 		return err == nil && loc == want
@@ -680,7 +680,7 @@ func TestSidebarOpenMarksRead(t *testing.T) {
 	s.open(tab, nil, client, "", map[string]string{"LANG": "ru"})
 	click(t, tab, `li[data-number="2"] form.open button`)
 	doc = s.waitFrame(tab, "the page after BX24 opened №2", func(doc string) bool {
-		return strings.Contains(doc, `data-opened="`+bitrix24.DialogIDForChat(chats[1])+`"`) && strings.Contains(doc, "непрочитанных сообщений: 0")
+		return strings.Contains(doc, `data-opened="`+bitrix24.GroupChat(chats[1])+`"`) && strings.Contains(doc, "непрочитанных сообщений: 0")
 	})
 	if unread(doc, 2) != 0 {
 		t.Errorf("№2 still unread: %+v", dialogsIn(t, doc))
@@ -842,7 +842,7 @@ func TestSidebarHTTPStatuses(t *testing.T) {
 	}
 	// The portal refuses the sidebar's item; the bot works, and doctor says why.
 	waitFor(t, "the refused placement.bind", func() bool {
-		return slices.ContainsFunc(outboxAt(t, dbPath), func(e storage.OutboxEntry) bool {
+		return slices.ContainsFunc(outboxAt(t, dbPath), func(e storage.OutboxRow) bool {
 			return e.Kind == bitrix24.KindBindPlacement && e.State == storage.OutboxFailed
 		})
 	})

@@ -1,10 +1,10 @@
 package bitrix24
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // An Action is something the bot wants done on a portal: post a message, create a
@@ -17,6 +17,26 @@ type Action interface {
 	// Repeatable reports that doing it twice does no harm (an update, a rename): an
 	// attempt that may have run can then be made again without showing a duplicate.
 	Repeatable() bool
+	// AwaitsResult reports that what follows it in its lane uses its result (the
+	// bot's ID for the commands, the chat's ID for the greeting): nothing of the lane
+	// may go in the same request after it.
+	AwaitsResult() bool
+}
+
+// A Superseder is an action that makes an earlier one unnecessary when both are due
+// together: a later rename of the same chat. The earlier is then done without a call.
+type Superseder interface {
+	Action
+	Supersedes(earlier Action) bool
+}
+
+// A ChatAwaiter is an action that may name a chat still being created (the
+// greeting inside a new dialog's chat, a link or a button to it), with AwaitedChat
+// and AwaitedChatLink. Whoever queues it makes it wait for that chat; WithChat then
+// names the chat that was created.
+type ChatAwaiter interface {
+	Action
+	WithChat(chatID int64) Action
 }
 
 // Action kinds, as stored in the outbox.
@@ -37,18 +57,17 @@ const (
 	KindBindPlacement     = "bind_placement"
 )
 
-// AwaitedChatID stands for the chat ID of a dialog whose chat is still being created,
-// in an action that waits for it (the greeting inside the chat, a link to it). It is
-// replaced when the action is read back for sending (DecodeAction). It holds NUL
-// bytes, which escaped user text never contains, so user text cannot forge it.
-const AwaitedChatID = "\x00CHAT_ID\x00"
+// awaitedMarker stands for the ID of a chat still being created, in an action that
+// waits for it (ChatAwaiter). It holds NUL bytes, which decoded user text never
+// contains (the event decoders remove them), so user text cannot forge it.
+const awaitedMarker = "\x00CHAT_ID\x00"
 
-// AwaitedDialogID is the dialog ID ("chatN") of the awaited chat.
-const AwaitedDialogID = "chat" + AwaitedChatID
+// AwaitedChat is the address of the chat a ChatAwaiter waits for.
+const AwaitedChat = "chat" + awaitedMarker
 
 // SendMessage posts a message into a chat.
 type SendMessage struct {
-	DialogID string    `json:"dialog_id"` // "27" (a private chat) or "chat1001"
+	To       string    `json:"dialog_id"` // "27" (a private chat) or "chat1001"
 	Text     string    `json:"text"`
 	Keyboard *Keyboard `json:"keyboard,omitempty"`
 }
@@ -72,14 +91,14 @@ type CreateChat struct {
 
 // RenameChat sets a group chat's title.
 type RenameChat struct {
-	DialogID string `json:"dialog_id"` // "chatN"
-	Title    string `json:"title"`
+	Chat  string `json:"dialog_id"` // "chatN"
+	Title string `json:"title"`
 }
 
 // AddUsers adds people to a group chat.
 type AddUsers struct {
-	DialogID string  `json:"dialog_id"` // "chatN"
-	Users    []int64 `json:"users"`
+	Chat  string  `json:"dialog_id"` // "chatN"
+	Users []int64 `json:"users"`
 }
 
 // BotProfile is how the bot presents itself to a portal.
@@ -214,10 +233,54 @@ func (BindEvent) Repeatable() bool         { return true }
 func (FindChat) Repeatable() bool          { return true }
 func (BindPlacement) Repeatable() bool     { return true } // a second bind is refused, not doubled
 
-// ResultAwaited reports an action kind whose result what follows it in its lane
-// uses (the bot's ID for the commands, the chat's ID for the greeting): nothing of
-// the lane may go in the same request after it.
-func ResultAwaited(kind string) bool { return kind == KindRegisterBot || kind == KindCreateChat }
+// AwaitsResult: only the bot's registration (the commands need its ID) and a chat's
+// creation (what is sent into it needs its ID).
+func (SendMessage) AwaitsResult() bool       { return false }
+func (UpdateMessage) AwaitsResult() bool     { return false }
+func (CreateChat) AwaitsResult() bool        { return true }
+func (RenameChat) AwaitsResult() bool        { return false }
+func (AddUsers) AwaitsResult() bool          { return false }
+func (RegisterBot) AwaitsResult() bool       { return true }
+func (UpdateBot) AwaitsResult() bool         { return false }
+func (UnregisterBot) AwaitsResult() bool     { return false }
+func (RegisterCommand) AwaitsResult() bool   { return false }
+func (UpdateCommand) AwaitsResult() bool     { return false }
+func (UnregisterCommand) AwaitsResult() bool { return false }
+func (BindEvent) AwaitsResult() bool         { return false }
+func (FindChat) AwaitsResult() bool          { return false }
+func (BindPlacement) AwaitsResult() bool     { return false }
+
+// Supersedes: only the last title set matters.
+func (r RenameChat) Supersedes(earlier Action) bool {
+	e, ok := earlier.(RenameChat)
+	return ok && e.Chat == r.Chat
+}
+
+// WithChat names the created chat where the message named the awaited one: its
+// address, links in its text, its buttons.
+func (m SendMessage) WithChat(chatID int64) Action {
+	id := strconv.FormatInt(chatID, 10)
+	m.To = strings.ReplaceAll(m.To, awaitedMarker, id)
+	m.Text = strings.ReplaceAll(m.Text, awaitedMarker, id)
+	if m.Keyboard != nil {
+		kb := Keyboard{Buttons: make([]Button, len(m.Keyboard.Buttons))}
+		for i, b := range m.Keyboard.Buttons {
+			b.Text = strings.ReplaceAll(b.Text, awaitedMarker, id)
+			b.CommandParams = strings.ReplaceAll(b.CommandParams, awaitedMarker, id)
+			b.Link = strings.ReplaceAll(b.Link, awaitedMarker, id)
+			b.ActionValue = strings.ReplaceAll(b.ActionValue, awaitedMarker, id)
+			kb.Buttons[i] = b
+		}
+		m.Keyboard = &kb
+	}
+	return m
+}
+
+// WithChat renames the created chat.
+func (r RenameChat) WithChat(chatID int64) Action { r.Chat = GroupChat(chatID); return r }
+
+// WithChat adds the people to the created chat.
+func (a AddUsers) WithChat(chatID int64) Action { a.Chat = GroupChat(chatID); return a }
 
 // EncodeAction is the action as the outbox stores it.
 func EncodeAction(a Action) (kind string, data []byte, err error) {
@@ -228,21 +291,11 @@ func EncodeAction(a Action) (kind string, data []byte, err error) {
 	return a.Kind(), data, nil
 }
 
-// awaitedJSON is AwaitedChatID as encoding/json writes it inside a string.
-var awaitedJSON = func() []byte {
-	b, _ := json.Marshal(AwaitedChatID)
-	return b[1 : len(b)-1]
-}()
-
-// DecodeAction reads an action back from the outbox, with the awaited chat's ID (if
-// the action waited for one) put where the bot left AwaitedChatID.
-func DecodeAction(kind string, data []byte, awaitedChat int64) (Action, error) {
+// DecodeAction reads an action back from the outbox.
+func DecodeAction(kind string, data []byte) (Action, error) {
 	decode, ok := decoders[kind]
 	if !ok {
 		return nil, fmt.Errorf("unknown action kind %q", kind)
-	}
-	if awaitedChat != 0 {
-		data = bytes.ReplaceAll(data, awaitedJSON, []byte(strconv.FormatInt(awaitedChat, 10)))
 	}
 	a, err := decode(data)
 	if err != nil {

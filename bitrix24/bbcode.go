@@ -56,9 +56,12 @@ func ChatLink(chatID int64, text string) string {
 	return "[chat=" + strconv.FormatInt(chatID, 10) + "]" + text + "[/chat]"
 }
 
-// AwaitedChatLink is a link to the awaited chat (see AwaitedChatID); text must already
-// be escaped.
-func AwaitedChatLink(text string) string { return "[chat=" + AwaitedChatID + "]" + text + "[/chat]" }
+// AwaitedChatLink is a link to the chat a ChatAwaiter waits for; text must already be
+// escaped.
+func AwaitedChatLink(text string) string { return "[chat=" + awaitedMarker + "]" + text + "[/chat]" }
 
-// DialogIDForChat is the DIALOG_ID of a group chat.
-func DialogIDForChat(chatID int64) string { return "chat" + strconv.FormatInt(chatID, 10) }
+// GroupChat is the address (DIALOG_ID) of a group chat.
+func GroupChat(chatID int64) string { return "chat" + strconv.FormatInt(chatID, 10) }
+
+// UserChat is the address (DIALOG_ID) of the bot's private chat with a user.
+func UserChat(userID int64) string { return strconv.FormatInt(userID, 10) }

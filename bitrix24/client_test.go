@@ -499,7 +499,7 @@ func TestBatchMapsResults(t *testing.T) {
 	c := bitrix24.NewClient(p.WebhookURL())
 	cmds := []bitrix24.BatchCommand{
 		// Keys out of alphabetical order: the portal must run them in this order.
-		{Key: "zeta", Method: "imbot.message.add", Params: map[string]any{"DIALOG_ID": bitrix24.DialogIDForChat(chatID), "MESSAGE": "first"}},
+		{Key: "zeta", Method: "imbot.message.add", Params: map[string]any{"DIALOG_ID": bitrix24.GroupChat(chatID), "MESSAGE": "first"}},
 		{Key: "alpha", Method: "imbot.message.add", Params: map[string]any{"MESSAGE": "no dialog"}},
 		{Key: "mid_1", Method: "imbot.chat.updateTitle", Params: map[string]any{"CHAT_ID": chatID, "TITLE": "Support [closed]"}},
 		{Key: "b", Method: "imbot.message.add", Params: map[string]any{"DIALOG_ID": "27", "MESSAGE": "second",

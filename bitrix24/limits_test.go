@@ -32,7 +32,7 @@ func FuzzFit(f *testing.F) {
 		for range buttons {
 			kb.Buttons = append(kb.Buttons, Button{Text: label, Command: "open", CommandParams: label, Display: "LINE"})
 		}
-		call, err := V1.Render(SendMessage{DialogID: "27", Text: text, Keyboard: kb}, Context{BotID: 1})
+		call, err := V1.Render(SendMessage{To: "27", Text: text, Keyboard: kb}, Context{BotID: 1})
 		if err != nil {
 			t.Fatal(err)
 		}

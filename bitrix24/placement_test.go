@@ -116,7 +116,7 @@ func TestBindPlacementRender(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := DecodeAction(kind, data, 0)
+	back, err := DecodeAction(kind, data)
 	if err != nil || back.(BindPlacement).Handler != a.Handler || len(back.(BindPlacement).Titles) != 2 || !back.Repeatable() {
 		t.Fatalf("round trip: %#v %v", back, err)
 	}

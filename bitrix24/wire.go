@@ -108,7 +108,7 @@ func (v1) Render(a Action, c Context) (Call, error) {
 	switch a := a.(type) {
 	case SendMessage:
 		text, kb := Fit(a.Text, a.Keyboard)
-		p := map[string]any{"DIALOG_ID": a.DialogID, "MESSAGE": text}
+		p := map[string]any{"DIALOG_ID": a.To, "MESSAGE": text}
 		if kb != nil {
 			p["KEYBOARD"] = kb
 		}
@@ -130,13 +130,13 @@ func (v1) Render(a Action, c Context) (Call, error) {
 		}
 		return Call{"imbot.chat.add", withBot(p)}, nil
 	case RenameChat:
-		id, err := ChatIDOf(a.DialogID)
+		id, err := ChatIDOf(a.Chat)
 		if err != nil {
 			return Call{}, err
 		}
 		return Call{"imbot.chat.updateTitle", withBot(map[string]any{"CHAT_ID": id, "TITLE": a.Title})}, nil
 	case AddUsers:
-		id, err := ChatIDOf(a.DialogID)
+		id, err := ChatIDOf(a.Chat)
 		if err != nil {
 			return Call{}, err
 		}

@@ -2,23 +2,25 @@ package bitrix24
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 )
 
-// TestActionsRoundTrip: every action comes back from the outbox as written, and the
-// awaited chat's ID goes wherever the bot left the placeholder.
+// TestActionsRoundTrip: every action comes back from the outbox as written, and an
+// action that waited for a chat names it, once created, wherever it named the
+// awaited one.
 func TestActionsRoundTrip(t *testing.T) {
-	kb := &Keyboard{Buttons: []Button{{Text: "Go", Action: "DIALOG", ActionValue: AwaitedDialogID}, NewLine()}}
+	kb := &Keyboard{Buttons: []Button{{Text: "Go", Action: "DIALOG", ActionValue: AwaitedChat}, NewLine()}}
 	spec := CommandSpec{Name: "new", Titles: []CommandTitle{{Language: "ru", Title: "Новый", Params: "вопрос"}}}
 	profile := BotProfile{Code: "c", Name: "n", Color: "AQUA", HandlerURL: "https://h/e", ClientID: "id"}
 	actions := []Action{
-		SendMessage{DialogID: AwaitedDialogID, Text: "see " + AwaitedChatLink("title"), Keyboard: kb},
+		SendMessage{To: AwaitedChat, Text: "see " + AwaitedChatLink("title"), Keyboard: kb},
 		UpdateMessage{MessageID: 9, Text: "t", DropKeyboard: true},
 		CreateChat{Title: "T", Users: []int64{1, 2}, EntityType: "E", EntityID: "e|1"},
-		RenameChat{DialogID: "chat5", Title: "x"},
-		AddUsers{DialogID: "chat5", Users: []int64{3}},
+		RenameChat{Chat: "chat5", Title: "x"},
+		AddUsers{Chat: "chat5", Users: []int64{3}},
 		RegisterBot{Profile: profile},
 		UpdateBot{BotID: 4, Profile: profile},
 		UnregisterBot{BotID: 4, ClientID: "id"},
@@ -33,18 +35,26 @@ func TestActionsRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := DecodeAction(kind, data, 0)
+		got, err := DecodeAction(kind, data)
 		if err != nil || !reflect.DeepEqual(got, a) {
 			t.Errorf("%s: got %#v (%v), want %#v", kind, got, err, a)
 		}
 	}
 	kind, data, _ := EncodeAction(actions[0])
-	got, _ := DecodeAction(kind, data, 1234)
-	send := got.(SendMessage)
-	if send.DialogID != "chat1234" || send.Text != "see [chat=1234]title[/chat]" || send.Keyboard.Buttons[0].ActionValue != "chat1234" {
+	got, _ := DecodeAction(kind, data)
+	send := got.(ChatAwaiter).WithChat(1234).(SendMessage)
+	if send.To != "chat1234" || send.Text != "see [chat=1234]title[/chat]" || send.Keyboard.Buttons[0].ActionValue != "chat1234" {
 		t.Fatalf("awaited chat not filled in: %#v", send)
 	}
-	if _, err := DecodeAction("no_such_kind", []byte("{}"), 0); err == nil {
+	if kb.Buttons[0].ActionValue != AwaitedChat {
+		t.Fatal("WithChat changed the keyboard of the action it was called on")
+	}
+	for _, a := range []ChatAwaiter{RenameChat{Chat: AwaitedChat, Title: "x"}, AddUsers{Chat: AwaitedChat, Users: []int64{3}}} {
+		if got := a.WithChat(5); reflect.DeepEqual(got, a) || strings.Contains(fmt.Sprint(got), awaitedMarker) {
+			t.Errorf("%s: awaited chat not filled in: %#v", a.Kind(), got)
+		}
+	}
+	if _, err := DecodeAction("no_such_kind", []byte("{}")); err == nil {
 		t.Fatal("an unknown kind decoded")
 	}
 }
@@ -58,12 +68,12 @@ func TestV1Render(t *testing.T) {
 		method string
 		params string
 	}{
-		{SendMessage{DialogID: "27", Text: "hi"}, "imbot.message.add", `{"BOT_ID":7,"DIALOG_ID":"27","MESSAGE":"hi"}`},
+		{SendMessage{To: "27", Text: "hi"}, "imbot.message.add", `{"BOT_ID":7,"DIALOG_ID":"27","MESSAGE":"hi"}`},
 		{UpdateMessage{MessageID: 9, Text: "t", DropKeyboard: true}, "imbot.message.update", `{"BOT_ID":7,"KEYBOARD":"N","MESSAGE":"t","MESSAGE_ID":9}`},
 		{CreateChat{Title: "T", Users: []int64{1}, EntityType: "E", EntityID: "e|1"}, "imbot.chat.add",
 			`{"BOT_ID":7,"ENTITY_ID":"e|1","ENTITY_TYPE":"E","TITLE":"T","TYPE":"CHAT","USERS":[1]}`},
-		{RenameChat{DialogID: "chat5", Title: "x"}, "imbot.chat.updateTitle", `{"BOT_ID":7,"CHAT_ID":5,"TITLE":"x"}`},
-		{AddUsers{DialogID: "chat5", Users: []int64{3}}, "imbot.chat.user.add", `{"BOT_ID":7,"CHAT_ID":5,"USERS":[3]}`},
+		{RenameChat{Chat: "chat5", Title: "x"}, "imbot.chat.updateTitle", `{"BOT_ID":7,"CHAT_ID":5,"TITLE":"x"}`},
+		{AddUsers{Chat: "chat5", Users: []int64{3}}, "imbot.chat.user.add", `{"BOT_ID":7,"CHAT_ID":5,"USERS":[3]}`},
 		{UnregisterBot{BotID: 4, ClientID: "id"}, "imbot.unregister", `{"BOT_ID":4,"CLIENT_ID":"id"}`},
 		{UnregisterCommand{CommandID: 8}, "imbot.command.unregister", `{"COMMAND_ID":8}`},
 		{BindEvent{Event: EventAppUninstall, Handler: "h"}, "event.bind", `{"event":"ONAPPUNINSTALL","handler":"h"}`},
@@ -91,10 +101,10 @@ func TestV1Render(t *testing.T) {
 	if _, err := V1.Render(RegisterCommand{Command: CommandSpec{Name: "new"}}, Context{}); err == nil {
 		t.Error("a command rendered for a bot not yet registered")
 	}
-	if _, err := V1.Render(RenameChat{DialogID: "27"}, cx); err == nil {
+	if _, err := V1.Render(RenameChat{Chat: "27"}, cx); err == nil {
 		t.Error("a private chat renamed")
 	}
-	if nob, _ := V1.Render(SendMessage{DialogID: "27"}, Context{}); nob.Params["BOT_ID"] != nil {
+	if nob, _ := V1.Render(SendMessage{To: "27"}, Context{}); nob.Params["BOT_ID"] != nil {
 		t.Errorf("BOT_ID sent while unknown: %v", nob.Params)
 	}
 }
@@ -127,15 +137,18 @@ func TestResultIDAndLookup(t *testing.T) {
 // FuzzDecodeAction: whatever the outbox holds, reading it back never panics, and an
 // action that decodes renders or refuses cleanly.
 func FuzzDecodeAction(f *testing.F) {
-	for _, a := range []Action{SendMessage{DialogID: "27", Text: "x"}, RenameChat{DialogID: AwaitedDialogID}, CreateChat{Users: []int64{1}}} {
+	for _, a := range []Action{SendMessage{To: "27", Text: "x"}, RenameChat{Chat: AwaitedChat}, CreateChat{Users: []int64{1}}} {
 		kind, data, _ := EncodeAction(a)
 		f.Add(kind, data, int64(5))
 	}
 	f.Add("register_command", []byte(`{"command":{"titles":null}}`), int64(0))
 	f.Fuzz(func(t *testing.T, kind string, data []byte, chat int64) {
-		a, err := DecodeAction(kind, data, chat)
+		a, err := DecodeAction(kind, data)
 		if err != nil {
 			return
+		}
+		if w, ok := a.(ChatAwaiter); ok && chat != 0 {
+			a = w.WithChat(chat)
 		}
 		if call, err := V1.Render(a, Context{BotID: 1}); err == nil && !strings.Contains(call.Method, ".") {
 			t.Fatalf("method %q", call.Method)

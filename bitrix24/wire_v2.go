@@ -57,7 +57,7 @@ func (v2) Render(a Action, c Context) (Call, error) {
 			// example of message-keyboards.md.
 			f["keyboard"] = map[string]any{"BOT_ID": c.BotID, "BUTTONS": kb.Buttons}
 		}
-		return Call{"imbot.v2.Chat.Message.send", bot(map[string]any{"dialogId": a.DialogID, "fields": f})}, nil
+		return Call{"imbot.v2.Chat.Message.send", bot(map[string]any{"dialogId": a.To, "fields": f})}, nil
 	case UpdateMessage:
 		text, kb := Fit(a.Text, a.Keyboard)
 		f := map[string]any{"message": text}
@@ -76,12 +76,12 @@ func (v2) Render(a Action, c Context) (Call, error) {
 		}
 		return Call{"imbot.v2.Chat.add", bot(map[string]any{"fields": f})}, nil
 	case RenameChat:
-		if !strings.HasPrefix(a.DialogID, "chat") {
-			return Call{}, fmt.Errorf("imbot.v2 rename: %q is not a group chat", a.DialogID)
+		if !strings.HasPrefix(a.Chat, "chat") {
+			return Call{}, fmt.Errorf("imbot.v2 rename: %q is not a group chat", a.Chat)
 		}
-		return Call{"imbot.v2.Chat.update", bot(map[string]any{"dialogId": a.DialogID, "fields": map[string]any{"title": a.Title}})}, nil
+		return Call{"imbot.v2.Chat.update", bot(map[string]any{"dialogId": a.Chat, "fields": map[string]any{"title": a.Title}})}, nil
 	case AddUsers:
-		return Call{"imbot.v2.Chat.User.add", bot(map[string]any{"dialogId": a.DialogID, "userIds": a.Users})}, nil
+		return Call{"imbot.v2.Chat.User.add", bot(map[string]any{"dialogId": a.Chat, "userIds": a.Users})}, nil
 	case RegisterBot:
 		f := botFieldsV2(a.Profile)
 		f["code"], f["type"] = a.Profile.Code, "supervisor" // a supervisor sees every message in its chats

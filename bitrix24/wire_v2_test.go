@@ -20,8 +20,8 @@ func TestV2Render(t *testing.T) {
 		method string
 		params string
 	}{
-		{SendMessage{DialogID: "27", Text: "hi"}, "imbot.v2.Chat.Message.send", `{"botId":7,"botToken":"tok","dialogId":"27","fields":{"message":"hi"}}`},
-		{SendMessage{DialogID: "chat5", Text: "hi", Keyboard: kb}, "imbot.v2.Chat.Message.send",
+		{SendMessage{To: "27", Text: "hi"}, "imbot.v2.Chat.Message.send", `{"botId":7,"botToken":"tok","dialogId":"27","fields":{"message":"hi"}}`},
+		{SendMessage{To: "chat5", Text: "hi", Keyboard: kb}, "imbot.v2.Chat.Message.send",
 			`{"botId":7,"botToken":"tok","dialogId":"chat5","fields":{"keyboard":{"BOT_ID":7,"BUTTONS":[{"TEXT":"Go","COMMAND":"open","COMMAND_PARAMS":"3"}]},"message":"hi"}}`},
 		{UpdateMessage{MessageID: 9, Text: "t", DropKeyboard: true}, "imbot.v2.Chat.Message.update",
 			`{"botId":7,"botToken":"tok","fields":{"keyboard":"N","message":"t"},"messageId":9}`},
@@ -29,8 +29,8 @@ func TestV2Render(t *testing.T) {
 			`{"botId":7,"botToken":"tok","fields":{"keyboard":{"BOT_ID":7,"BUTTONS":[{"TEXT":"Go","COMMAND":"open","COMMAND_PARAMS":"3"}]},"message":"t"},"messageId":9}`},
 		{CreateChat{Title: "T", Users: []int64{1}, EntityType: "E", EntityID: "e|1"}, "imbot.v2.Chat.add",
 			`{"botId":7,"botToken":"tok","fields":{"description":"E e|1","title":"T","userIds":[1]}}`},
-		{RenameChat{DialogID: "chat5", Title: "x"}, "imbot.v2.Chat.update", `{"botId":7,"botToken":"tok","dialogId":"chat5","fields":{"title":"x"}}`},
-		{AddUsers{DialogID: "chat5", Users: []int64{3}}, "imbot.v2.Chat.User.add", `{"botId":7,"botToken":"tok","dialogId":"chat5","userIds":[3]}`},
+		{RenameChat{Chat: "chat5", Title: "x"}, "imbot.v2.Chat.update", `{"botId":7,"botToken":"tok","dialogId":"chat5","fields":{"title":"x"}}`},
+		{AddUsers{Chat: "chat5", Users: []int64{3}}, "imbot.v2.Chat.User.add", `{"botId":7,"botToken":"tok","dialogId":"chat5","userIds":[3]}`},
 		{UnregisterBot{BotID: 4}, "imbot.v2.Bot.unregister", `{"botId":4,"botToken":"tok"}`},
 		{UnregisterCommand{CommandID: 8}, "imbot.v2.Command.unregister", `{"botId":7,"botToken":"tok","commandId":8}`},
 		{BindEvent{Event: EventAppUninstall, Handler: "h"}, "event.bind", `{"event":"ONAPPUNINSTALL","handler":"h"}`},
@@ -67,14 +67,14 @@ func TestV2Render(t *testing.T) {
 	}
 
 	// An application's bot carries no botToken: its OAuth token names the application.
-	app, _ := V2.Render(SendMessage{DialogID: "27", Text: "hi"}, Context{BotID: 7})
+	app, _ := V2.Render(SendMessage{To: "27", Text: "hi"}, Context{BotID: 7})
 	if _, ok := app.Params["botToken"]; ok {
 		t.Errorf("botToken sent for an application's bot: %v", app.Params)
 	}
-	if _, err := V2.Render(SendMessage{DialogID: "27"}, Context{}); err == nil {
+	if _, err := V2.Render(SendMessage{To: "27"}, Context{}); err == nil {
 		t.Error("a message rendered for a bot not yet registered")
 	}
-	if _, err := V2.Render(RenameChat{DialogID: "27", Title: "x"}, cx); err == nil {
+	if _, err := V2.Render(RenameChat{Chat: "27", Title: "x"}, cx); err == nil {
 		t.Error("a private chat renamed")
 	}
 	if _, err := V2.Render(FindChat{EntityType: "E"}, cx); err == nil {

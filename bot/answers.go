@@ -3,10 +3,10 @@ package bot
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"supportbot/bitrix24"
+	"supportbot/outbox"
 	"supportbot/storage"
 )
 
@@ -32,36 +32,32 @@ type answer struct {
 
 // answerLater queues the message that will carry the answer, to dialogID in lane.
 // The caller has checked that the author may have it.
-func (t *turn) answerLater(lane, dialogID string, a answer) error {
+func (t *turn) answerLater(lane outbox.Lane, to string, a answer) error {
 	a.User, a.Lang = t.from.id, t.lang
 	note, err := json.Marshal(a)
 	if err != nil {
 		return err
 	}
-	return t.enqueue(storage.OutboxEntry{Lane: lane, Answer: string(note)}, bitrix24.SendMessage{DialogID: dialogID})
+	return t.enqueue(outbox.Entry{Lane: lane, Answer: string(note)}, bitrix24.SendMessage{To: to})
 }
 
-// ErrUnreadableAnswer: an entry's note is not one of ours (the database was edited
-// by hand); trying again cannot help.
-var ErrUnreadableAnswer = errors.New("unreadable answer")
-
-// WriteAnswer writes the answer an outbox entry holds a note of (its Answer), from a
-// read snapshot of store: the entry's action with its text (and keyboard) filled in.
-// The dispatcher calls it just before sending; an error (the database could not be
-// read) leaves the entry to be tried again. The configuration it reads is the bot's
-// (working hours and response targets mark the queue).
-func (b *Bot) WriteAnswer(ctx context.Context, store *storage.Store, e storage.OutboxEntry, action bitrix24.Action) (bitrix24.Action, error) {
+// WriteAnswer writes the answer an outbox entry holds a note of (outbox.Entry.Answer),
+// from a read snapshot of store: the entry's action with its text (and keyboard)
+// filled in. The dispatcher calls it just before sending; an error (the database
+// could not be read) leaves the entry to be tried again. The configuration it reads
+// is the bot's (working hours and response targets mark the queue).
+func (b *Bot) WriteAnswer(ctx context.Context, store *storage.Store, note string, portalID int64, action bitrix24.Action) (bitrix24.Action, error) {
 	msg, ok := action.(bitrix24.SendMessage)
 	var a answer
-	if !ok || json.Unmarshal([]byte(e.Answer), &a) != nil {
-		return nil, fmt.Errorf("outbox %d: %w", e.ID, ErrUnreadableAnswer)
+	if !ok || json.Unmarshal([]byte(note), &a) != nil {
+		return nil, fmt.Errorf("%w: not an answer's note", outbox.ErrUnreadable)
 	}
 	err := store.View(ctx, func(tx *storage.Tx) error {
-		p, err := tx.Portal(e.PortalID)
+		p, err := tx.Portal(portalID)
 		if err != nil {
 			return err
 		}
-		t := b.newTurn(tx, p, who{id: a.User}, a.Lang, msg.DialogID)
+		t := b.newTurn(tx, p, who{id: a.User}, a.Lang, msg.To)
 		switch a.Command {
 		case cmdQueue:
 			msg.Text, err = t.queueAnswer(a.Args)
@@ -70,18 +66,12 @@ func (b *Bot) WriteAnswer(ctx context.Context, store *storage.Store, e storage.O
 		case cmdChats:
 			msg.Text, msg.Keyboard, err = t.chatsAnswer(a.Page)
 		default:
-			err = fmt.Errorf("%w: %q", ErrUnreadableAnswer, a.Command)
+			err = fmt.Errorf("%w: no answer %q", outbox.ErrUnreadable, a.Command)
 		}
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("write the answer of outbox %d: %w", e.ID, err)
+		return nil, fmt.Errorf("write an answer: %w", err)
 	}
 	return msg, nil
-}
-
-// WriteAnswer is Bot.WriteAnswer for a bot with the default configuration: what a
-// dispatcher with no bot of its own (its Answers unset) uses.
-func WriteAnswer(ctx context.Context, store *storage.Store, e storage.OutboxEntry, action bitrix24.Action) (bitrix24.Action, error) {
-	return (&Bot{}).WriteAnswer(ctx, store, e, action)
 }

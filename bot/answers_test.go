@@ -55,7 +55,7 @@ func TestReadAnswersNeedNoWriter(t *testing.T) {
 	h.createChats()
 	h.sent()
 	h.process(h.private(agent, "/queue"))
-	var queue storage.OutboxEntry
+	var queue storage.OutboxRow
 	for _, e := range h.rawSent() {
 		if e.Answer != "" {
 			queue = e
@@ -77,7 +77,7 @@ func TestReadAnswersNeedNoWriter(t *testing.T) {
 	<-held
 	written := 0
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	a, err := WriteAnswer(ctx, h.store, queue, act(t, queue))
+	a, err := h.bot.WriteAnswer(ctx, h.store, queue.Answer, queue.PortalID, act(t, queue))
 	cancel()
 	if err == nil {
 		written++
@@ -89,7 +89,7 @@ func TestReadAnswersNeedNoWriter(t *testing.T) {
 	if written != 1 {
 		t.Fatalf("no answer written while the writer was held: %v", err)
 	}
-	if msg := a.(bitrix24.SendMessage); !strings.Contains(msg.Text, "Waiting for an answer[/b]: 1") || msg.DialogID != "50" {
-		t.Errorf("answer to %s:\n%s", msg.DialogID, msg.Text)
+	if msg := a.(bitrix24.SendMessage); !strings.Contains(msg.Text, "Waiting for an answer[/b]: 1") || msg.To != "50" {
+		t.Errorf("answer to %s:\n%s", msg.To, msg.Text)
 	}
 }

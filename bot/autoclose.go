@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"supportbot/bitrix24"
+	"supportbot/outbox"
 	"supportbot/storage"
 )
 
@@ -113,8 +114,8 @@ func (b *Bot) claimAndTell(ctx context.Context, store *storage.Store, dialogID i
 func (b *Bot) warnOfAutoClose(tx *storage.Tx, d storage.Dialog) error {
 	ct := clientTexts(&d)
 	kb := &bitrix24.Keyboard{Buttons: []bitrix24.Button{button(ct.BtnKeepOpen, cmdKeep, strconv.Itoa(d.Number), true)}}
-	return enqueue(tx, d.PortalID, storage.OutboxEntry{Lane: dialogLane(d.ID)}, bitrix24.SendMessage{
-		DialogID: bitrix24.DialogIDForChat(d.ChatID), Text: b.autoCloseWarning(ct, d), Keyboard: kb,
+	return enqueue(tx, d.PortalID, outbox.Entry{Lane: outbox.DialogLane(d.ID)}, bitrix24.SendMessage{
+		To: bitrix24.GroupChat(d.ChatID), Text: b.autoCloseWarning(ct, d), Keyboard: kb,
 	})
 }
 
@@ -130,8 +131,8 @@ func (b *Bot) announceAutoClose(tx *storage.Tx, d storage.Dialog) error {
 		return err
 	}
 	ct := clientTexts(&d)
-	return enqueue(tx, d.PortalID, storage.OutboxEntry{Lane: dialogLane(d.ID)}, bitrix24.SendMessage{
-		DialogID: bitrix24.DialogIDForChat(d.ChatID), Text: ct.AutoClosed(d.Number, ct.Span(b.cfg.AutoCloseAfter)),
+	return enqueue(tx, d.PortalID, outbox.Entry{Lane: outbox.DialogLane(d.ID)}, bitrix24.SendMessage{
+		To: bitrix24.GroupChat(d.ChatID), Text: ct.AutoClosed(d.Number, ct.Span(b.cfg.AutoCloseAfter)),
 	})
 }
 
@@ -160,7 +161,7 @@ func (t *turn) keepOpen(args string) error {
 		return nil
 	}
 	ct := clientTexts(d)
-	return t.enqueue(storage.OutboxEntry{Lane: dialogLane(d.ID)}, bitrix24.UpdateMessage{
+	return t.enqueue(outbox.Entry{Lane: outbox.DialogLane(d.ID)}, bitrix24.UpdateMessage{
 		MessageID: t.keyboardMessageID, Text: t.b.autoCloseWarning(ct, *d) + "\n\n" + ct.KeptOpen, DropKeyboard: true,
 	})
 }

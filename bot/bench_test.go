@@ -122,8 +122,8 @@ func (f *floodDesk) process(b *testing.B, p storage.Portal, ev bitrix24.Event) {
 func (f *floodDesk) queue(b *testing.B) string {
 	f.process(b, f.flooded, f.message(agent, "/queue", ""))
 	note, _ := json.Marshal(answer{Command: cmdQueue, User: agent, Lang: "en"})
-	a, err := WriteAnswer(context.Background(), f.store, storage.OutboxEntry{PortalID: f.flooded.ID, Answer: string(note)},
-		bitrix24.SendMessage{DialogID: fmt.Sprint(agent)})
+	a, err := New(Config{}, nil).WriteAnswer(context.Background(), f.store, string(note), f.flooded.ID,
+		bitrix24.SendMessage{To: fmt.Sprint(agent)})
 	if err != nil {
 		b.Error(err)
 		return ""
@@ -176,7 +176,7 @@ func BenchmarkQueueOtherPortal(b *testing.B) {
 			var lat []time.Duration
 			for b.Loop() {
 				for range 1000 {
-					ev := f.message(admin, "one more detail", bitrix24.DialogIDForChat(f.otherChat))
+					ev := f.message(admin, "one more detail", bitrix24.GroupChat(f.otherChat))
 					start := time.Now()
 					f.process(b, f.other, ev)
 					lat = append(lat, time.Since(start))

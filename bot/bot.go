@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"supportbot/bitrix24"
+	"supportbot/outbox"
 	"supportbot/storage"
 	"supportbot/workhours"
 )
@@ -62,6 +63,8 @@ type Bot struct {
 	cfg  Config
 	seed map[string][]int64 // the configuration's role lists, which seed a portal's roles
 	log  *slog.Logger
+	// outbox is what the results of its actions mean to it (settle.go).
+	outbox *outbox.Handlers
 }
 
 // New builds a Bot.
@@ -83,7 +86,9 @@ func New(cfg Config, log *slog.Logger) *Bot {
 		storage.RoleTech:   cfg.Tech,
 		storage.RoleClient: slices.Concat(cfg.Admins, cfg.Integrators),
 	}
-	return &Bot{cfg: cfg, seed: seed, log: log}
+	b := &Bot{cfg: cfg, seed: seed, log: log}
+	b.outbox = b.settlement()
+	return b
 }
 
 // Arrival is a decoded event as its source vouched for it: the portal it comes from
@@ -628,39 +633,26 @@ func (t *turn) help() error {
 
 // reply sends text (and an optional keyboard) to the chat the event came from.
 func (t *turn) reply(text string, kb *bitrix24.Keyboard) error {
-	lane := t.dialogID
-	if t.dialog != nil {
-		lane = dialogLane(t.dialog.ID)
-	}
-	return t.send(lane, t.dialogID, text, kb, 0)
+	return t.send(t.replyLane(), t.dialogID, text, kb, 0)
 }
 
 // send posts a message into a chat, in lane. With awaits set, the message waits for
-// that dialog's chat and may name it with bitrix24.AwaitedChatID in its text and
-// keyboard and bitrix24.AwaitedDialogID as dialogID.
-func (t *turn) send(lane, dialogID, text string, kb *bitrix24.Keyboard, awaits int64) error {
-	return t.enqueue(storage.OutboxEntry{Lane: lane, AwaitsDialog: awaits}, bitrix24.SendMessage{DialogID: dialogID, Text: text, Keyboard: kb})
+// that dialog's chat and may name it with bitrix24.AwaitedChat as to and
+// bitrix24.AwaitedChatLink in its text, and in its keyboard.
+func (t *turn) send(lane outbox.Lane, to, text string, kb *bitrix24.Keyboard, awaits int64) error {
+	return t.enqueue(outbox.Entry{Lane: lane, Awaits: awaits}, bitrix24.SendMessage{To: to, Text: text, Keyboard: kb})
 }
 
 // enqueue writes one action into the outbox; e says its lane and what its result
 // will mean.
-func (t *turn) enqueue(e storage.OutboxEntry, a bitrix24.Action) error {
+func (t *turn) enqueue(e outbox.Entry, a bitrix24.Action) error {
 	return enqueue(t.tx, t.portal.ID, e, a)
 }
 
-func enqueue(tx *storage.Tx, portalID int64, e storage.OutboxEntry, a bitrix24.Action) error {
-	kind, data, err := bitrix24.EncodeAction(a)
-	if err != nil {
-		return err
-	}
-	e.PortalID, e.Kind, e.Action = portalID, kind, data
-	_, err = tx.Enqueue(e)
-	return err
+func enqueue(tx *storage.Tx, portalID int64, e outbox.Entry, a bitrix24.Action) error {
+	e.Action = a
+	return outbox.Put(tx, portalID, e)
 }
-
-// dialogLane is the ordering lane of everything sent into a dialog's chat, starting
-// with its creation.
-func dialogLane(dialogID int64) string { return "dialog:" + strconv.FormatInt(dialogID, 10) }
 
 // chatLink links to a dialog's chat, or says the chat is still being created. A
 // message that waits for the chat links to it with pendingChatLink instead.

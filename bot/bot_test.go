@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"supportbot/bitrix24"
+	"supportbot/outbox"
 	"supportbot/storage"
 	"supportbot/storage/storagetest"
 )
@@ -76,7 +77,7 @@ func (h *harness) group(user, chatID int64, title, text string) *bitrix24.Messag
 	return &bitrix24.MessageAdd{
 		Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageAdd},
 		BotID:    botID,
-		Message: bitrix24.Message{ID: h.nextID, DialogID: bitrix24.DialogIDForChat(chatID), ChatID: chatID, ChatType: "C",
+		Message: bitrix24.Message{ID: h.nextID, DialogID: bitrix24.GroupChat(chatID), ChatID: chatID, ChatType: "C",
 			FromUserID: user, Text: text, ChatTitle: title, Language: "en"},
 		User: bitrix24.User{ID: user, Name: fmt.Sprintf("User %d", user)},
 	}
@@ -98,14 +99,14 @@ func (h *harness) press(user int64, dialogID string, chatID int64, name, params 
 
 // sent returns the outbox entries queued since the last call, with the answers
 // that only read written now, as the dispatcher writes them just before sending.
-func (h *harness) sent() []storage.OutboxEntry {
+func (h *harness) sent() []storage.OutboxRow {
 	h.t.Helper()
 	out := h.rawSent()
 	for i, e := range out {
 		if e.Answer == "" {
 			continue
 		}
-		a, err := h.bot.WriteAnswer(context.Background(), h.store, e, act(h.t, e))
+		a, err := h.bot.WriteAnswer(context.Background(), h.store, e.Answer, e.PortalID, act(h.t, e))
 		if err == nil {
 			out[i].Kind, out[i].Action, err = bitrix24.EncodeAction(a)
 		}
@@ -117,7 +118,7 @@ func (h *harness) sent() []storage.OutboxEntry {
 }
 
 // rawSent returns the outbox entries queued since the last call, as queued.
-func (h *harness) rawSent() []storage.OutboxEntry {
+func (h *harness) rawSent() []storage.OutboxRow {
 	h.t.Helper()
 	all, err := h.store.Outbox(context.Background(), h.portal.ID)
 	if err != nil {
@@ -160,9 +161,9 @@ func (h *harness) createChats() map[int]int64 {
 }
 
 // act is an outbox entry's action as the bot wrote it.
-func act(t *testing.T, e storage.OutboxEntry) bitrix24.Action {
+func act(t *testing.T, e storage.OutboxRow) bitrix24.Action {
 	t.Helper()
-	a, err := bitrix24.DecodeAction(e.Kind, e.Action, 0)
+	a, err := bitrix24.DecodeAction(e.Kind, e.Action)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +171,7 @@ func act(t *testing.T, e storage.OutboxEntry) bitrix24.Action {
 }
 
 // text is the text of a message the entry sends or updates.
-func text(t *testing.T, e storage.OutboxEntry) string {
+func text(t *testing.T, e storage.OutboxRow) string {
 	t.Helper()
 	switch a := act(t, e).(type) {
 	case bitrix24.SendMessage:
@@ -183,17 +184,17 @@ func text(t *testing.T, e storage.OutboxEntry) string {
 }
 
 // sentTo is where a message the entry sends goes.
-func sentTo(t *testing.T, e storage.OutboxEntry) string {
+func sentTo(t *testing.T, e storage.OutboxRow) string {
 	t.Helper()
 	a, ok := act(t, e).(bitrix24.SendMessage)
 	if !ok {
 		t.Fatalf("%s does not send a message", e.Kind)
 	}
-	return a.DialogID
+	return a.To
 }
 
 // keyboard is the JSON of the keyboard a message the entry sends carries.
-func keyboard(t *testing.T, e storage.OutboxEntry) string {
+func keyboard(t *testing.T, e storage.OutboxRow) string {
 	t.Helper()
 	a, ok := act(t, e).(bitrix24.SendMessage)
 	if !ok {
@@ -203,7 +204,7 @@ func keyboard(t *testing.T, e storage.OutboxEntry) string {
 	return string(b)
 }
 
-func kinds(list []storage.OutboxEntry) string {
+func kinds(list []storage.OutboxRow) string {
 	var s []string
 	for _, e := range list {
 		s = append(s, e.Kind)
@@ -234,10 +235,10 @@ func TestQuestionInMainChatOpensDialog(t *testing.T) {
 		t.Errorf("bot ID %d: the bot's ID is learnt from the event", p.BotID)
 	}
 	greeting, answer := sent[1], sent[2]
-	if greeting.AwaitsDialog == 0 || answer.AwaitsDialog == 0 || greeting.Lane != sent[0].Lane || answer.Lane != "27" {
+	if greeting.AwaitsDialog == 0 || answer.AwaitsDialog == 0 || greeting.Lane != sent[0].Lane || answer.Lane != outbox.ClientLane(27).String() {
 		t.Errorf("greeting %+v answer %+v", greeting, answer)
 	}
-	if got := sentTo(t, greeting); got != bitrix24.AwaitedDialogID {
+	if got := sentTo(t, greeting); got != bitrix24.AwaitedChat {
 		t.Errorf("greeting goes to %q, want the awaited chat", got)
 	}
 	// The question is quoted in the greeting with its BB-code neutralised.
@@ -485,7 +486,7 @@ func TestEntityClaimBindsNothing(t *testing.T) {
 				if e.EffectRef == d2.ID {
 					chat = 3002
 				}
-				if err := h.bot.Settle(tx, e, act(t, e), Result{ID: chat}); err != nil {
+				if err := h.bot.Outbox().Settle(tx, h.bot.Outbox().Read(e), chat, false); err != nil {
 					return err
 				}
 			}

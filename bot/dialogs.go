@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"supportbot/bitrix24"
+	"supportbot/outbox"
 	"supportbot/storage"
 )
 
@@ -138,7 +139,7 @@ func (t *turn) openDialog(question string, sourceMessageID int64) error {
 		return err
 	}
 	return t.send(t.replyLane(), t.dialogID, t.t.Opened(d.Number, pendingChatLink(d)),
-		goToChat(t.t, bitrix24.AwaitedDialogID, true), d.ID)
+		goToChat(t.t, bitrix24.AwaitedChat, true), d.ID)
 }
 
 // noAgents reports a portal with no support agents: a dialog opened there would be a
@@ -210,7 +211,7 @@ func (t *turn) createDialog(nd newDialog) (storage.Dialog, error) {
 			users = append(users, a)
 		}
 	}
-	err = t.enqueue(storage.OutboxEntry{Lane: dialogLane(d.ID), Effect: effectDialogChat, EffectRef: d.ID}, bitrix24.CreateChat{
+	err = t.enqueue(outbox.Entry{Lane: outbox.DialogLane(d.ID), Effect: dialogChat(d.ID)}, bitrix24.CreateChat{
 		Title: d.Title, Users: users, EntityType: EntityType, EntityID: entityIDPrefix + strconv.FormatInt(d.ID, 10),
 	})
 	if err != nil {
@@ -234,7 +235,7 @@ func (t *turn) createDialog(nd newDialog) (storage.Dialog, error) {
 		}
 	}
 	greeting := tx.Greeting(d.Number, mention(nd.clientID, nd.clientName), quote(question))
-	if err := t.send(dialogLane(d.ID), bitrix24.AwaitedDialogID, greeting, nil, d.ID); err != nil {
+	if err := t.send(outbox.DialogLane(d.ID), bitrix24.AwaitedChat, greeting, nil, d.ID); err != nil {
 		return d, err
 	}
 	if nd.questionRole == storage.RoleClient { // the client's own question, typed or on the page
@@ -255,11 +256,11 @@ func mention(userID int64, name string) string {
 }
 
 // replyLane is the ordering lane of answers to the chat the event came from.
-func (t *turn) replyLane() string {
+func (t *turn) replyLane() outbox.Lane {
 	if t.dialog != nil {
-		return dialogLane(t.dialog.ID)
+		return outbox.DialogLane(t.dialog.ID)
 	}
-	return t.dialogID
+	return outbox.LaneOf(t.dialogID)
 }
 
 // openFromList handles the list's button for dialog N: the client has seen it all.
@@ -280,7 +281,7 @@ func (t *turn) openFromList(args string) error {
 	}
 	var kb *bitrix24.Keyboard
 	if d.ChatID != 0 {
-		kb = goToChat(t.t, bitrix24.DialogIDForChat(d.ChatID), false)
+		kb = goToChat(t.t, bitrix24.GroupChat(d.ChatID), false)
 	}
 	return t.reply(t.t.OpenedFor(d.Number, t.chatLink(d, bitrix24.EscapeLine(d.Title))), kb)
 }
@@ -335,8 +336,8 @@ func (t *turn) renameTo(d storage.Dialog, title string) (string, string, error) 
 	if err := t.tx.RenameDialog(d.ID, title, true); err != nil {
 		return "", "", err
 	}
-	err := t.enqueue(storage.OutboxEntry{Lane: dialogLane(d.ID), AwaitsDialog: d.ID, Effect: effectTitleSent, EffectRef: d.ID},
-		bitrix24.RenameChat{DialogID: bitrix24.AwaitedDialogID, Title: title})
+	err := t.enqueue(outbox.Entry{Lane: outbox.DialogLane(d.ID), Awaits: d.ID, Effect: titleSent(d.ID)},
+		bitrix24.RenameChat{Chat: bitrix24.AwaitedChat, Title: title})
 	return title, "", err
 }
 

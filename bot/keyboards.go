@@ -50,7 +50,7 @@ func askAgain(tx *texts, question string) *bitrix24.Keyboard {
 		ActionValue: bitrix24.Shorten(question, maxAskAgain), Display: "LINE", BgColor: colorMain, TextColor: colorText}}}
 }
 
-// goToChat opens a dialog's chat ("chatN", or bitrix24.AwaitedDialogID); with
+// goToChat opens a dialog's chat ("chatN", or bitrix24.AwaitedChat); with
 // allChats, the list is one press away too.
 func goToChat(tx *texts, dialogID string, allChats bool) *bitrix24.Keyboard {
 	kb := &bitrix24.Keyboard{Buttons: []bitrix24.Button{{Text: tx.BtnGoToChat, Action: "DIALOG", ActionValue: dialogID,

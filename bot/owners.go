@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"supportbot/bitrix24"
+	"supportbot/outbox"
 	"supportbot/storage"
 )
 
@@ -47,8 +48,8 @@ func (t *turn) assign(args string) error {
 			return err
 		}
 		if slices.Contains(techs, to) {
-			err := t.enqueue(storage.OutboxEntry{Lane: dialogLane(t.dialog.ID)}, bitrix24.AddUsers{
-				DialogID: bitrix24.DialogIDForChat(t.dialog.ChatID), Users: []int64{to}})
+			err := t.enqueue(outbox.Entry{Lane: outbox.DialogLane(t.dialog.ID)}, bitrix24.AddUsers{
+				Chat: bitrix24.GroupChat(t.dialog.ChatID), Users: []int64{to}})
 			if err != nil {
 				return err
 			}

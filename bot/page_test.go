@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"supportbot/bitrix24"
+	"supportbot/outbox"
 	"supportbot/storage"
 )
 
@@ -234,7 +235,7 @@ func TestInstallBindsTheSidebar(t *testing.T) {
 	sent := h.sent()
 	last := sent[len(sent)-1]
 	bind, ok := act(t, last).(bitrix24.BindPlacement)
-	if !ok || last.Lane != setupLane || bind.Handler != "https://support.example.com/bitrix/sidebar" || bind.Placement != "IM_SIDEBAR" ||
+	if !ok || last.Lane != outbox.SetupLane.String() || bind.Handler != "https://support.example.com/bitrix/sidebar" || bind.Placement != "IM_SIDEBAR" ||
 		bind.Context != "ALL" || bind.Icon == "" || bind.Color != "AQUA" || len(bind.Titles) != 2 {
 		t.Fatalf("last set-up call %s %s", last.Kind, last.Action)
 	}

@@ -41,7 +41,7 @@ func (h *harness) closeAndRateButton(chat int64, command string) string {
 	h.sent()
 	h.process(h.group(agent, chat, "", command))
 	for _, e := range h.sent() {
-		if a, ok := act(h.t, e).(bitrix24.SendMessage); ok && a.DialogID == "27" && a.Keyboard != nil {
+		if a, ok := act(h.t, e).(bitrix24.SendMessage); ok && a.To == "27" && a.Keyboard != nil {
 			for _, b := range a.Keyboard.Buttons {
 				if b.Command == cmdRate && strings.Contains(b.CommandParams, " up") {
 					return b.CommandParams

@@ -4,6 +4,7 @@ import (
 	"cmp"
 
 	"supportbot/bitrix24"
+	"supportbot/outbox"
 	"supportbot/storage"
 )
 
@@ -47,10 +48,6 @@ func Commands() []bitrix24.CommandSpec {
 	}
 }
 
-// setupLane is the ordering lane of registration calls: the bot first, then its
-// commands, which need its ID.
-const setupLane = "setup"
-
 // onInstall registers the bot and its commands on a portal that installed the
 // application. It always registers rather than updates: registering answers the bot
 // that already has our code, and the command the bot already has, so a reinstall gets
@@ -61,8 +58,8 @@ const setupLane = "setup"
 // respect the rate limit; they share one lane, because the commands need the bot's ID.
 func (b *Bot) onInstall(tx *storage.Tx, portal storage.Portal) error {
 	p := b.cfg.Profile
-	do := func(a bitrix24.Action, effect string) error {
-		return enqueue(tx, portal.ID, storage.OutboxEntry{Lane: setupLane, Effect: effect}, a)
+	do := func(a bitrix24.Action, effect outbox.Effect) error {
+		return enqueue(tx, portal.ID, outbox.Entry{Lane: outbox.SetupLane, Effect: effect}, a)
 	}
 	api := storage.APIv1
 	if b.cfg.API == storage.APIv2 {
@@ -75,11 +72,11 @@ func (b *Bot) onInstall(tx *storage.Tx, portal storage.Portal) error {
 	if err := tx.SetAPI(portal.ID, api); err != nil {
 		return err
 	}
-	if err := do(bitrix24.RegisterBot{Profile: p}, effectBotRegistered); err != nil {
+	if err := do(bitrix24.RegisterBot{Profile: p}, botRegistered(0)); err != nil {
 		return err
 	}
 	for _, c := range Commands() {
-		if err := do(bitrix24.RegisterCommand{Command: c, HandlerURL: p.HandlerURL}, effectCommandRegistered); err != nil {
+		if err := do(bitrix24.RegisterCommand{Command: c, HandlerURL: p.HandlerURL}, commandRegistered(0)); err != nil {
 			return err
 		}
 	}
@@ -88,13 +85,13 @@ func (b *Bot) onInstall(tx *storage.Tx, portal storage.Portal) error {
 	// portal removes an application's placements with it (settings/app-uninstallation.md),
 	// and it shows at once, since an installation handled by the server is finished
 	// without installFinish (settings/app-installation/installation-finish.md).
-	if err := do(bitrix24.BindEvent{Event: bitrix24.EventAppUninstall, Handler: p.HandlerURL}, ""); err != nil {
+	if err := do(bitrix24.BindEvent{Event: bitrix24.EventAppUninstall, Handler: p.HandlerURL}, nil); err != nil {
 		return err
 	}
 	if b.cfg.SidebarURL == "" {
 		return nil
 	}
-	return do(SidebarPlacement(b.cfg.SidebarURL, p.Color), "")
+	return do(SidebarPlacement(b.cfg.SidebarURL, p.Color), nil)
 }
 
 // SidebarPlacement is the messenger sidebar's item that opens the page at handler: in

@@ -1,64 +1,76 @@
 package bot
 
 import (
-	"strconv"
-
 	"supportbot/bitrix24"
+	"supportbot/outbox"
 	"supportbot/storage"
 )
 
-// Effects: the bot's note, on an outbox entry, of what the action's result means.
-const (
-	effectDialogChat           = "dialog_chat"            // the result is the chat of dialog EffectRef
-	effectTitleSent            = "title_sent"             // a rename of dialog EffectRef has finished
-	effectAccessRequestMessage = "access_request_message" // the result is the message with access request EffectRef's buttons
-	effectBotRegistered        = "bot_registered"         // the result is the portal's bot ID
-	effectCommandRegistered    = "command_registered"     // the result is the command's ID
-	effectPressAnswer          = "press_answer"           // an update answering a press in user EffectRef's main chat
+// Effects: what the results of the bot's actions mean to it. Each is noted on the
+// entry that carries the action (outbox.Entry.Effect) and handled, when the action
+// has ended, by the handler registered for it in settlement, in the transaction that
+// records the ending.
+type (
+	dialogChat           int64 // the result is the chat of this dialog
+	titleSent            int64 // a rename of this dialog's chat has ended
+	accessRequestMessage int64 // the result is the message with this access request's buttons
+	botRegistered        int64 // the result is the portal's bot's ID (refers to nothing: 0)
+	commandRegistered    int64 // the result is the command's ID (refers to nothing: 0)
+	pressAnswer          int64 // an update answering a press in this user's main chat
 )
 
-// Result is how an action ended: done, with the ID its call answered (0 when the
-// answer held none), or given up for good.
-type Result struct {
-	ID     int64
-	Failed bool
-}
+func (d dialogChat) Effect() (string, int64)           { return "dialog_chat", int64(d) }
+func (d titleSent) Effect() (string, int64)            { return "title_sent", int64(d) }
+func (r accessRequestMessage) Effect() (string, int64) { return "access_request_message", int64(r) }
+func (botRegistered) Effect() (string, int64)          { return "bot_registered", 0 }
+func (commandRegistered) Effect() (string, int64)      { return "command_registered", 0 }
+func (u pressAnswer) Effect() (string, int64)          { return "press_answer", int64(u) }
 
-// Settle records what the end of an action means to the bot: a dialog's new chat, a
-// registered bot or command, a chat that will never exist. The dispatcher calls it in
-// the transaction that records the outcome.
-func (b *Bot) Settle(tx *storage.Tx, e storage.OutboxEntry, a bitrix24.Action, r Result) error {
-	switch e.Effect {
-	case effectDialogChat:
+// settlement registers the bot's handler of each effect, and the writer of the
+// answers that only read (answers.go): what the dispatcher asks of the bot.
+func (b *Bot) settlement() *outbox.Handlers {
+	h := outbox.NewHandlers()
+	outbox.On(h, func(tx *storage.Tx, d dialogChat, r outbox.Result) error {
 		if r.Failed || r.ID <= 0 {
-			return b.chatFailed(tx, e.PortalID, e.EffectRef)
+			return b.chatFailed(tx, r.PortalID, int64(d))
 		}
-		return b.chatCreated(tx, e.PortalID, e.EffectRef, r.ID)
-	case effectTitleSent:
-		return tx.TitleSent(e.EffectRef)
-	case effectAccessRequestMessage:
-		if !r.Failed && r.ID > 0 {
-			return tx.SetAccessRequestMessage(e.EffectRef, r.ID)
-		}
-	case effectBotRegistered:
+		return b.chatCreated(tx, r.PortalID, int64(d), r.ID)
+	})
+	outbox.On(h, func(tx *storage.Tx, d titleSent, _ outbox.Result) error { return tx.TitleSent(int64(d)) })
+	outbox.On(h, func(tx *storage.Tx, req accessRequestMessage, r outbox.Result) error {
 		if r.Failed || r.ID <= 0 {
-			return tx.FailLane(e.PortalID, e.Lane, "the bot could not be registered")
+			return nil
 		}
-		return tx.SetBotID(e.PortalID, r.ID)
-	case effectPressAnswer:
+		return tx.SetAccessRequestMessage(int64(req), r.ID)
+	})
+	outbox.On(h, func(tx *storage.Tx, _ botRegistered, r outbox.Result) error {
+		if r.Failed || r.ID <= 0 {
+			return outbox.FailLane(tx, r.PortalID, r.Lane, "the bot could not be registered")
+		}
+		return tx.SetBotID(r.PortalID, r.ID)
+	})
+	outbox.On(h, func(tx *storage.Tx, _ commandRegistered, r outbox.Result) error {
+		if c, ok := r.Action.(bitrix24.RegisterCommand); ok && !r.Failed && r.ID > 0 {
+			return tx.SetCommand(r.PortalID, c.Command.Name, r.ID)
+		}
+		return nil
+	})
+	outbox.On(h, func(tx *storage.Tx, user pressAnswer, r outbox.Result) error {
 		// The portal would not update the pressed message (ACCESS_DENIED: not the
 		// bot's own): the answer goes as a new message instead.
-		if u, ok := a.(bitrix24.UpdateMessage); ok && r.Failed && e.EffectRef > 0 {
-			return enqueue(tx, e.PortalID, storage.OutboxEntry{Lane: e.Lane},
-				bitrix24.SendMessage{DialogID: strconv.FormatInt(e.EffectRef, 10), Text: u.Text, Keyboard: u.Keyboard})
+		if u, ok := r.Action.(bitrix24.UpdateMessage); ok && r.Failed && user > 0 {
+			return enqueue(tx, r.PortalID, outbox.Entry{Lane: r.Lane},
+				bitrix24.SendMessage{To: bitrix24.UserChat(int64(user)), Text: u.Text, Keyboard: u.Keyboard})
 		}
-	case effectCommandRegistered:
-		if c, ok := a.(bitrix24.RegisterCommand); ok && !r.Failed && r.ID > 0 {
-			return tx.SetCommand(e.PortalID, c.Command.Name, r.ID)
-		}
-	}
-	return nil
+		return nil
+	})
+	h.WriteAnswersWith(b.WriteAnswer)
+	return h
 }
+
+// Outbox is what the dispatcher asks of the bot: what each result means, and how an
+// answer that only reads is written.
+func (b *Bot) Outbox() *outbox.Handlers { return b.outbox }
 
 // chatCreated binds a dialog to the chat the portal created for it, and adopts what
 // was written there while the answer was on its way.
@@ -106,7 +118,6 @@ func (b *Bot) chatFailed(tx *storage.Tx, portalID, dialogID int64) error {
 		question = tr[0].Text
 	}
 	ct := textsFor(d.Language)
-	lane := clientLane(d.ClientID)
-	return enqueue(tx, portalID, storage.OutboxEntry{Lane: lane},
-		bitrix24.SendMessage{DialogID: lane, Text: ct.ChatFailed(d.Number, quote(question)), Keyboard: askAgain(ct, question)})
+	return enqueue(tx, portalID, outbox.Entry{Lane: outbox.ClientLane(d.ClientID)},
+		bitrix24.SendMessage{To: bitrix24.UserChat(d.ClientID), Text: ct.ChatFailed(d.Number, quote(question)), Keyboard: askAgain(ct, question)})
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"supportbot/bitrix24"
+	"supportbot/outbox"
 	"supportbot/storage"
 )
 
@@ -35,8 +37,7 @@ func (t *turn) stats(args string) error {
 	if t.dialog == nil {
 		return t.answerLater(t.replyLane(), t.dialogID, figures)
 	}
-	own := clientLane(t.from.id)
-	if err := t.answerLater(own, own, figures); err != nil {
+	if err := t.answerLater(outbox.ClientLane(t.from.id), bitrix24.UserChat(t.from.id), figures); err != nil {
 		return err
 	}
 	return t.reply(t.t.StatsSentPrivately, nil)

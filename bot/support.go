@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"supportbot/bitrix24"
+	"supportbot/outbox"
 	"supportbot/storage"
 )
 
@@ -27,9 +28,6 @@ func (t *turn) agentInDialog() (bool, error) {
 // clientTexts are the texts in the dialog's client's language, for what the bot
 // tells the client on an agent's behalf.
 func clientTexts(d *storage.Dialog) *texts { return textsFor(d.Language) }
-
-// clientLane is the ordering lane of the client's main chat.
-func clientLane(clientID int64) string { return strconv.FormatInt(clientID, 10) }
 
 // closeDialog: /close, /resolve; "/close norate" asks the client for no rating.
 func (t *turn) closeDialog(args string) error {
@@ -62,7 +60,7 @@ func (t *turn) closeDialog(args string) error {
 		ref := strconv.Itoa(d.Number) + " %s " + strconv.FormatInt(resolved.ResolvedAt.UnixMilli(), 10)
 		kb = answerButtons(cmdRate, ct.BtnHelped, fmt.Sprintf(ref, "up"), ct.BtnNotHelped, fmt.Sprintf(ref, "down"))
 	}
-	return t.send(clientLane(d.ClientID), clientLane(d.ClientID), ct.ResolvedNotice(d.Number, t.chatLink(*d, bitrix24.EscapeLine(d.Title))), kb, 0)
+	return t.send(outbox.ClientLane(d.ClientID), bitrix24.UserChat(d.ClientID), ct.ResolvedNotice(d.Number, t.chatLink(*d, bitrix24.EscapeLine(d.Title))), kb, 0)
 }
 
 // reopenDialog: /reopen. An agent may reopen past the client's limit, as with /new.
@@ -100,8 +98,7 @@ func (t *turn) agentNew(question string, sourceMessageID int64) error {
 		return err
 	}
 	ct := clientTexts(src)
-	lane := clientLane(src.ClientID)
-	return t.send(lane, lane, ct.OpenedForClient(d.Number, link), goToChat(ct, bitrix24.AwaitedDialogID, true), d.ID)
+	return t.send(outbox.ClientLane(src.ClientID), bitrix24.UserChat(src.ClientID), ct.OpenedForClient(d.Number, link), goToChat(ct, bitrix24.AwaitedChat, true), d.ID)
 }
 
 // escalate: /escalate marks the dialog escalated and asks the client, in their main
@@ -132,18 +129,17 @@ func (t *turn) escalate() error {
 	if techs, err := t.secondLine(); err != nil {
 		return err
 	} else if len(techs) > 0 {
-		if err := t.enqueue(storage.OutboxEntry{Lane: dialogLane(d.ID)}, bitrix24.AddUsers{DialogID: bitrix24.DialogIDForChat(d.ChatID), Users: techs}); err != nil {
+		if err := t.enqueue(outbox.Entry{Lane: outbox.DialogLane(d.ID)}, bitrix24.AddUsers{Chat: bitrix24.GroupChat(d.ChatID), Users: techs}); err != nil {
 			return err
 		}
-		if err := t.send(dialogLane(d.ID), bitrix24.DialogIDForChat(d.ChatID), t.t.SecondLineJoined(mentions(techs)), nil, 0); err != nil {
+		if err := t.send(outbox.DialogLane(d.ID), bitrix24.GroupChat(d.ChatID), t.t.SecondLineJoined(mentions(techs)), nil, 0); err != nil {
 			return err
 		}
 	}
 	ct := clientTexts(d)
 	id := strconv.FormatInt(req.ID, 10)
-	lane := clientLane(d.ClientID)
-	return t.enqueue(storage.OutboxEntry{Lane: lane, Effect: effectAccessRequestMessage, EffectRef: req.ID}, bitrix24.SendMessage{
-		DialogID: lane,
+	return t.enqueue(outbox.Entry{Lane: outbox.ClientLane(d.ClientID), Effect: accessRequestMessage(req.ID)}, bitrix24.SendMessage{
+		To:       bitrix24.UserChat(d.ClientID),
 		Text:     t.accessRequestText(ct, d),
 		Keyboard: answerButtons(cmdAccess, ct.BtnGrant, id+" grant", ct.BtnDecline, id+" decline"),
 	})
@@ -219,7 +215,7 @@ func (t *turn) answerAccess(args string, keyboardMessageID int64) error {
 		msgID = keyboardMessageID
 	}
 	if msgID > 0 {
-		err := t.enqueue(storage.OutboxEntry{Lane: clientLane(d.ClientID), Effect: effectPressAnswer, EffectRef: d.ClientID}, bitrix24.UpdateMessage{
+		err := t.enqueue(outbox.Entry{Lane: outbox.ClientLane(d.ClientID), Effect: pressAnswer(d.ClientID)}, bitrix24.UpdateMessage{
 			MessageID: msgID, Text: t.accessRequestText(ct, &d) + "\n\n" + ct.AccessAnswered(granted, when), DropKeyboard: true,
 		})
 		if err != nil {
@@ -232,7 +228,7 @@ func (t *turn) answerAccess(args string, keyboardMessageID int64) error {
 	} else if len(techs) > 0 {
 		announce += "\n" + mentions(techs) // the second line decides what to do next: tell them by name
 	}
-	return t.send(dialogLane(d.ID), bitrix24.DialogIDForChat(d.ChatID), announce, nil, d.ID)
+	return t.send(outbox.DialogLane(d.ID), bitrix24.GroupChat(d.ChatID), announce, nil, d.ID)
 }
 
 // rate records the client's 👍/👎 for a resolved dialog and turns the buttons into
@@ -271,7 +267,7 @@ func (t *turn) rate(args string, keyboardMessageID int64) error {
 		return nil
 	}
 	ct := clientTexts(&d)
-	return t.enqueue(storage.OutboxEntry{Lane: clientLane(d.ClientID), Effect: effectPressAnswer, EffectRef: d.ClientID}, bitrix24.UpdateMessage{
+	return t.enqueue(outbox.Entry{Lane: outbox.ClientLane(d.ClientID), Effect: pressAnswer(d.ClientID)}, bitrix24.UpdateMessage{
 		MessageID:    keyboardMessageID,
 		Text:         ct.ResolvedNotice(d.Number, t.chatLink(d, bitrix24.EscapeLine(d.Title))) + "\n\n" + ct.RatedThanks(helped),
 		DropKeyboard: true,

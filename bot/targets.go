@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"supportbot/bitrix24"
+	"supportbot/outbox"
 	"supportbot/storage"
 )
 
@@ -180,8 +181,8 @@ func (b *Bot) tellTarget(tx *storage.Tx, d storage.Dialog, s storage.TargetStep,
 		}
 		text = tt.TargetMissed(d.Number, who, tt.TargetKind(s.WaitKind), tt.Span(target))
 	}
-	return enqueue(tx, d.PortalID, storage.OutboxEntry{Lane: dialogLane(d.ID)}, bitrix24.SendMessage{
-		DialogID: bitrix24.DialogIDForChat(d.ChatID), Text: text,
+	return enqueue(tx, d.PortalID, outbox.Entry{Lane: outbox.DialogLane(d.ID)}, bitrix24.SendMessage{
+		To: bitrix24.GroupChat(d.ChatID), Text: text,
 	})
 }
 
@@ -200,5 +201,5 @@ func (t *turn) outOfHours(d storage.Dialog) error {
 		return err
 	}
 	ct := clientTexts(&d)
-	return t.send(dialogLane(d.ID), bitrix24.AwaitedDialogID, ct.OutOfHours(ct.When(back.In(h.Location()))), nil, d.ID)
+	return t.send(outbox.DialogLane(d.ID), bitrix24.AwaitedChat, ct.OutOfHours(ct.When(back.In(h.Location()))), nil, d.ID)
 }

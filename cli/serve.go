@@ -100,8 +100,7 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger, local *
 		SidebarURL: sidebarURL(cfg),
 		Hours:      workingHours(cfg), FirstResponseTarget: cfg.SLA.FirstResponse, ReplyTarget: cfg.SLA.Reply,
 	}, log)
-	dispatcher := delivery.New(store, callers, brain.Settle, log, m)
-	dispatcher.Answers = brain.WriteAnswer
+	dispatcher := delivery.New(store, callers, brain.Outbox(), log, m)
 	dispatcher.MaxAge = cfg.Delivery.MaxAge
 	events := &handlers.Events{Store: store, Bot: brain, Auth: auth, Log: log, Observe: m.ObserveEvent}
 	h := &house{

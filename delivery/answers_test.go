@@ -35,7 +35,7 @@ func TestAnswerThatCannotBeReadWaits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.enqueue("27", bitrix24.SendMessage{DialogID: "27", Text: "after the list"})
+	f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "after the list"})
 
 	// The transcript cannot be read: the list's unread counts need it.
 	loc := storagetest.Location(t, f.path)

@@ -12,6 +12,7 @@ import (
 	"supportbot/bitrix24/b24test"
 	"supportbot/bitrix24/b24test/botv2"
 	"supportbot/bot"
+	"supportbot/outbox"
 	"supportbot/poller"
 	"supportbot/storage"
 	"supportbot/storage/storagetest"
@@ -104,11 +105,9 @@ func queue(b testing.TB, store *storage.Store, portalID int64, lanes []string, n
 	err := store.Update(context.Background(), func(tx *storage.Tx) error {
 		for i := range n {
 			for _, lane := range lanes {
-				kind, data, err := bitrix24.EncodeAction(bitrix24.SendMessage{DialogID: lane, Text: fmt.Sprintf("reply %d", i)})
+				err := outbox.Put(tx, portalID, outbox.Entry{Lane: outbox.LaneOf(lane),
+					Action: bitrix24.SendMessage{To: lane, Text: fmt.Sprintf("reply %d", i)}})
 				if err != nil {
-					return err
-				}
-				if _, err := tx.Enqueue(storage.OutboxEntry{PortalID: portalID, Lane: lane, Kind: kind, Action: data}); err != nil {
 					return err
 				}
 			}
@@ -161,7 +160,7 @@ func inOrder(b *testing.B, msgs []b24test.Message) {
 	}
 }
 
-func settle() Settle { return bot.New(bot.Config{}, nil).Settle }
+func settle() *outbox.Handlers { return bot.New(bot.Config{}, nil).Outbox() }
 
 // BenchmarkDrain: 5,000 replies due for one portal at once (1,000 chats). The least
 // it can take is 100 requests in batch (5,000 alone), at 2/s once the bucket the bot

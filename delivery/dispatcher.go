@@ -1,6 +1,7 @@
 // Package delivery does what the bot decided: it takes due actions from the outbox,
 // has the wire render them as calls, sends them in order per lane, retries what can
-// succeed later and records each outcome, asking the bot (Settle) what it means.
+// succeed later and records each outcome, handing it to the bot's handlers
+// (outbox.Handlers), which own what it means.
 //
 // Every portal with due work gets a sender of its own (dispatcher.go), so that one
 // portal's outage, hung call or empty bucket delays no other; a sender keeps several
@@ -20,7 +21,7 @@ import (
 
 	"supportbot/backoff"
 	"supportbot/bitrix24"
-	"supportbot/bot"
+	"supportbot/outbox"
 	"supportbot/storage"
 )
 
@@ -30,10 +31,6 @@ type Caller interface {
 	bitrix24.Caller
 	Batch(ctx context.Context, cmds []bitrix24.BatchCommand, halt bool) ([]bitrix24.BatchResult, error)
 }
-
-// Settle is told how each action ended, in the transaction that records it: the bot's
-// bot.Bot.Settle, which owns what results mean.
-type Settle func(tx *storage.Tx, e storage.OutboxEntry, a bitrix24.Action, r bot.Result) error
 
 // Observer is told what becomes of outbox entries, for metrics.
 type Observer interface {
@@ -62,13 +59,10 @@ func (nopObserver) ObserveBatchRefused()           {}
 type Dispatcher struct {
 	store   *storage.Store
 	callers func(portalID int64) (Caller, error)
-	settle  Settle
+	outbox  *outbox.Handlers // the bot's: what results mean, how answers are written
 	log     *slog.Logger
 	obs     Observer
 
-	// Answers writes an answer that only reads just before it is sent: the bot's
-	// bot.Bot.WriteAnswer; nil, a bot with the default configuration.
-	Answers func(ctx context.Context, store *storage.Store, e storage.OutboxEntry, a bitrix24.Action) (bitrix24.Action, error)
 	// Poll is the longest the dispatcher sleeps when nothing signals new work.
 	Poll time.Duration
 	// MaxBackoff caps the wait between attempts of one entry.
@@ -94,8 +88,9 @@ type Dispatcher struct {
 }
 
 // New builds a dispatcher that sends through the caller of each entry's portal and
-// tells settle how each action ended.
-func New(store *storage.Store, callers func(portalID int64) (Caller, error), settle Settle, log *slog.Logger, obs Observer) *Dispatcher {
+// reads entries with, and tells how each action ended to, the bot's handlers
+// (bot.Bot.Outbox).
+func New(store *storage.Store, callers func(portalID int64) (Caller, error), handlers *outbox.Handlers, log *slog.Logger, obs Observer) *Dispatcher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -103,20 +98,11 @@ func New(store *storage.Store, callers func(portalID int64) (Caller, error), set
 		obs = nopObserver{}
 	}
 	return &Dispatcher{
-		store: store, callers: callers, settle: settle, log: log, obs: obs,
+		store: store, callers: callers, outbox: handlers, log: log, obs: obs,
 		Poll: time.Second, MaxBackoff: 2 * time.Minute, MaxAge: 24 * time.Hour, PerPortal: 4, Workers: 64,
 		TakeoverGrace: 10 * time.Second, RecordFor: 10 * time.Minute,
 		senders: map[int64]*sender{}, takeovers: map[int64]time.Time{},
 	}
-}
-
-// writeAnswer writes an answer that only reads (bot/answers.go) with the bot's
-// configuration when the dispatcher was given it (Answers), else the default one.
-func (d *Dispatcher) writeAnswer(ctx context.Context, e storage.OutboxEntry, a bitrix24.Action) (bitrix24.Action, error) {
-	if d.Answers != nil {
-		return d.Answers(ctx, d.store, e, a)
-	}
-	return bot.WriteAnswer(ctx, d.store, e, a)
 }
 
 // Single returns a callers function for one portal's caller (webhook mode).
@@ -137,7 +123,7 @@ type sender struct {
 
 // finished is a request's end: its entries, and whether its fence found the claim gone.
 type finished struct {
-	entries []storage.OutboxEntry
+	entries []outbox.Sending
 	lost    bool
 }
 
@@ -244,7 +230,7 @@ func (d *Dispatcher) drain(ctx, hard context.Context, s *sender) {
 				break
 			}
 			for _, e := range entries {
-				s.busy[e.Lane] = true
+				s.busy[e.Row.Lane] = true
 			}
 			s.inflight++
 			go func() {
@@ -266,7 +252,7 @@ func (d *Dispatcher) drain(ctx, hard context.Context, s *sender) {
 		case f := <-s.done:
 			s.inflight--
 			for _, e := range f.entries {
-				delete(s.busy, e.Lane)
+				delete(s.busy, e.Row.Lane)
 			}
 			if f.lost && !s.lost {
 				s.lost = true
@@ -281,7 +267,7 @@ func (d *Dispatcher) drain(ctx, hard context.Context, s *sender) {
 // after the limiter's wait, just before the request is written. A request the fence
 // stopped was not sent; its entries are put back for the replica that holds the
 // portal now, and lost reports it.
-func (d *Dispatcher) deliverFenced(hard context.Context, portalID int64, entries []storage.OutboxEntry) (lost bool) {
+func (d *Dispatcher) deliverFenced(hard context.Context, portalID int64, entries []outbox.Sending) (lost bool) {
 	ctx, cancel := context.WithCancelCause(hard)
 	defer cancel(nil)
 	ctx = bitrix24.WithFence(ctx, func(ctx context.Context) error {
@@ -298,11 +284,7 @@ func (d *Dispatcher) deliverFenced(hard context.Context, portalID int64, entries
 		}
 		return false
 	}
-	ids := make([]int64, len(entries))
-	for i, e := range entries {
-		ids[i] = e.ID
-	}
-	if err := d.store.Update(hard, func(tx *storage.Tx) error { return tx.ReleaseOutbox(ids) }); err != nil && hard.Err() == nil {
+	if err := d.store.Update(hard, func(tx *storage.Tx) error { return tx.ReleaseOutbox(idsOf(entries)) }); err != nil && hard.Err() == nil {
 		d.log.Error("outbox: putting back a request that was not sent", "portal", portalID, "err", err)
 	}
 	return true
@@ -333,7 +315,7 @@ func (d *Dispatcher) untilRecorded(hard context.Context, fn func(tx *storage.Tx,
 
 // chooseOwn is choose, leaving alone for TakeoverGrace after a takeover the lanes
 // whose head another replica had in flight.
-func (d *Dispatcher) chooseOwn(ctx context.Context, s *sender) ([]storage.OutboxEntry, error) {
+func (d *Dispatcher) chooseOwn(ctx context.Context, s *sender) ([]outbox.Sending, error) {
 	d.mu.Lock()
 	at, ok := d.takeovers[s.portalID]
 	if ok && time.Since(at) >= d.TakeoverGrace {
@@ -349,8 +331,8 @@ func (d *Dispatcher) chooseOwn(ctx context.Context, s *sender) ([]storage.Outbox
 		entries, err := d.choose(ctx, s.portalID, busy)
 		theirs := false
 		for _, e := range entries {
-			if e.InFlight { // not ours: ours are in busy lanes
-				busy[e.Lane], theirs = true, true
+			if e.Row.InFlight { // not ours: ours are in busy lanes
+				busy[e.Row.Lane], theirs = true, true
 			}
 		}
 		if err != nil || !theirs {

@@ -13,6 +13,7 @@ import (
 	"supportbot/bitrix24"
 	"supportbot/bitrix24/b24test"
 	"supportbot/bot"
+	"supportbot/outbox"
 	"supportbot/storage"
 	"supportbot/storage/storagetest"
 )
@@ -43,7 +44,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f.fake = b24test.New(t)
 	f.bot = bot.New(bot.Config{Admins: []int64{27}, Agents: []int64{50}}, nil)
-	f.disp = New(store, Single(bitrix24.NewClient(f.fake.WebhookURL())), f.bot.Settle, nil, nil)
+	f.disp = New(store, Single(bitrix24.NewClient(f.fake.WebhookURL())), f.bot.Outbox(), nil, nil)
 	return f
 }
 
@@ -79,15 +80,11 @@ func (f *fixture) newDialog() storage.Dialog {
 }
 
 // enqueue queues one action in lane, as the bot would.
-func (f *fixture) enqueue(lane string, a bitrix24.Action) {
+func (f *fixture) enqueue(chat string, a bitrix24.Action) {
 	f.t.Helper()
-	kind, data, err := bitrix24.EncodeAction(a)
-	if err == nil {
-		err = f.store.Update(context.Background(), func(tx *storage.Tx) error {
-			_, err := tx.Enqueue(storage.OutboxEntry{PortalID: f.portal.ID, Lane: lane, Kind: kind, Action: data})
-			return err
-		})
-	}
+	err := f.store.Update(context.Background(), func(tx *storage.Tx) error {
+		return outbox.Put(tx, f.portal.ID, outbox.Entry{Lane: outbox.LaneOf(chat), Action: a})
+	})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -129,7 +126,7 @@ func TestChatThenDependentsWithItsID(t *testing.T) {
 		t.Fatalf("%d chats", len(chats))
 	}
 	chatID := chats[0].ID
-	greeting := f.fake.Messages(bitrix24.DialogIDForChat(chatID))
+	greeting := f.fake.Messages(bitrix24.GroupChat(chatID))
 	answer := f.fake.Messages("27")
 	if len(greeting) != 1 || !strings.Contains(greeting[0].Text, "hello") {
 		t.Fatalf("greeting %+v", greeting)
@@ -185,7 +182,7 @@ func TestTemporaryErrorRetriedLater(t *testing.T) {
 		return 7001, nil
 	})
 	for i := range 2 {
-		f.enqueue("27", bitrix24.SendMessage{DialogID: "27", Text: fmt.Sprint("m", i)})
+		f.enqueue("27", bitrix24.SendMessage{To: "27", Text: fmt.Sprint("m", i)})
 	}
 	f.drain()
 	if s := f.states(); s[storage.OutboxPending] != 2 {
@@ -281,7 +278,7 @@ func TestChatAddThatMayHaveRunIsFoundNotRepeated(t *testing.T) {
 		}
 		return nil
 	})
-	if msgs := f.fake.Messages(bitrix24.DialogIDForChat(chats[0].ID)); len(msgs) != 1 {
+	if msgs := f.fake.Messages(bitrix24.GroupChat(chats[0].ID)); len(msgs) != 1 {
 		t.Fatalf("greeting: %+v", msgs)
 	}
 }
@@ -308,9 +305,9 @@ func (c *countingObserver) ObserveDelivery(_, outcome string) {
 func TestMaybeSentMessageCounted(t *testing.T) {
 	f := newFixture(t)
 	obs := &countingObserver{}
-	f.disp = New(f.store, Single(bitrix24.NewClient(f.fake.WebhookURL())), f.bot.Settle, nil, obs)
+	f.disp = New(f.store, Single(bitrix24.NewClient(f.fake.WebhookURL())), f.bot.Outbox(), nil, obs)
 	f.fake.InjectFaults(b24test.FaultPlan{Share: 1, Kinds: []b24test.Fault{b24test.FaultDropAfter}})
-	f.enqueue("27", bitrix24.SendMessage{DialogID: "27", Text: "once"})
+	f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "once"})
 	f.drain()
 	f.fake.InjectFaults(b24test.FaultPlan{})
 	f.advance(2 * time.Second)
@@ -328,7 +325,7 @@ func TestMaybeSentMessageCounted(t *testing.T) {
 func TestHotChatInOrder(t *testing.T) {
 	f := newFixture(t)
 	for i := range 120 {
-		f.enqueue("27", bitrix24.SendMessage{DialogID: "27", Text: fmt.Sprint("m", i)})
+		f.enqueue("27", bitrix24.SendMessage{To: "27", Text: fmt.Sprint("m", i)})
 	}
 	f.drain()
 	if n := f.fake.Requests(); n != 3 {
@@ -351,7 +348,7 @@ func TestHotChatInOrder(t *testing.T) {
 func TestHaltKeepsOrder(t *testing.T) {
 	f := newFixture(t)
 	obs := &countingObserver{}
-	f.disp = New(f.store, Single(bitrix24.NewClient(f.fake.WebhookURL())), f.bot.Settle, nil, obs)
+	f.disp = New(f.store, Single(bitrix24.NewClient(f.fake.WebhookURL())), f.bot.Outbox(), nil, obs)
 	var mu sync.Mutex
 	failures := 1
 	f.fake.Handle("imbot.message.add", func(p bitrix24.Form) (any, *bitrix24.Error) {
@@ -364,8 +361,8 @@ func TestHaltKeepsOrder(t *testing.T) {
 		return 7000, nil
 	})
 	for i := range 3 {
-		f.enqueue("a", bitrix24.SendMessage{DialogID: "a", Text: fmt.Sprint("a", i)})
-		f.enqueue("b", bitrix24.SendMessage{DialogID: "b", Text: fmt.Sprint("b", i)})
+		f.enqueue("31", bitrix24.SendMessage{To: "31", Text: fmt.Sprint("a", i)})
+		f.enqueue("32", bitrix24.SendMessage{To: "32", Text: fmt.Sprint("b", i)})
 	}
 	f.drain()
 	f.advance(3 * time.Second)
@@ -433,7 +430,7 @@ func TestRenamesCoalesce(t *testing.T) {
 func TestGivenUpAfterMaxAge(t *testing.T) {
 	f := newFixture(t)
 	obs := &countingObserver{}
-	f.disp = New(f.store, Single(bitrix24.NewClient(f.fake.WebhookURL())), f.bot.Settle, nil, obs)
+	f.disp = New(f.store, Single(bitrix24.NewClient(f.fake.WebhookURL())), f.bot.Outbox(), nil, obs)
 	f.disp.MaxAge = time.Hour
 	f.fake.Handle("imbot.chat.add", func(bitrix24.Form) (any, *bitrix24.Error) {
 		return nil, &bitrix24.Error{Code: "INTERNAL_SERVER_ERROR", HTTPStatus: 500}
@@ -469,9 +466,9 @@ func TestHungChatDelaysOnlyItself(t *testing.T) {
 		f.portal.ID:    bitrix24.NewClient(f.fake.WebhookURL(), bitrix24.WithHTTPClient(&http.Client{Timeout: 2 * time.Second})),
 		otherPortal.ID: bitrix24.NewClient(other.WebhookURL()),
 	}
-	f.disp = New(f.store, func(id int64) (Caller, error) { return clients[id], nil }, f.bot.Settle, nil, nil)
+	f.disp = New(f.store, func(id int64) (Caller, error) { return clients[id], nil }, f.bot.Outbox(), nil, nil)
 	f.fake.HangChat("200")
-	f.enqueue("200", bitrix24.SendMessage{DialogID: "200", Text: "stuck"})
+	f.enqueue("200", bitrix24.SendMessage{To: "200", Text: "stuck"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { f.disp.Run(ctx, context.Background()); close(done) }()
@@ -479,12 +476,10 @@ func TestHungChatDelaysOnlyItself(t *testing.T) {
 	f.fake.WaitCalls(t, "imbot.message.add", 1, 5*time.Second) // the hung call is under way
 	start := time.Now()
 	for i := range 20 {
-		f.enqueue(fmt.Sprint(201+i), bitrix24.SendMessage{DialogID: fmt.Sprint(201 + i), Text: "fine"})
+		f.enqueue(fmt.Sprint(201+i), bitrix24.SendMessage{To: fmt.Sprint(201 + i), Text: "fine"})
 	}
-	kind, data, _ := bitrix24.EncodeAction(bitrix24.SendMessage{DialogID: "300", Text: "elsewhere"})
 	f.store.Update(context.Background(), func(tx *storage.Tx) error {
-		_, err := tx.Enqueue(storage.OutboxEntry{PortalID: otherPortal.ID, Lane: "300", Kind: kind, Action: data})
-		return err
+		return outbox.Put(tx, otherPortal.ID, outbox.Entry{Lane: outbox.ClientLane(300), Action: bitrix24.SendMessage{To: "300", Text: "elsewhere"}})
 	})
 	waitUntil(t, func() bool {
 		return len(f.fake.AllMessages()) == 20 && len(other.AllMessages()) == 1
@@ -517,10 +512,10 @@ func waitWithin(t *testing.T, d time.Duration, cond func() bool) {
 func TestTimeoutHalvesTheBatch(t *testing.T) {
 	f := newFixture(t)
 	f.disp = New(f.store, Single(bitrix24.NewClient(f.fake.WebhookURL(), bitrix24.WithHTTPClient(&http.Client{Timeout: 200 * time.Millisecond}))),
-		f.bot.Settle, nil, nil)
+		f.bot.Outbox(), nil, nil)
 	f.fake.HangChat("208")
 	for i := range 8 {
-		f.enqueue(fmt.Sprint(201+i), bitrix24.SendMessage{DialogID: fmt.Sprint(201 + i), Text: "x"})
+		f.enqueue(fmt.Sprint(201+i), bitrix24.SendMessage{To: fmt.Sprint(201 + i), Text: "x"})
 	}
 	for range 6 {
 		if _, err := f.disp.RunOnce(context.Background()); err != nil {
@@ -537,7 +532,7 @@ func TestTimeoutHalvesTheBatch(t *testing.T) {
 	}
 	list, _ := f.store.Outbox(context.Background(), f.portal.ID)
 	for _, e := range list {
-		if e.Lane == "208" && (e.State != storage.OutboxPending || e.BatchLimit != 1) {
+		if e.Lane == outbox.ClientLane(208).String() && (e.State != storage.OutboxPending || e.BatchLimit != 1) {
 			t.Fatalf("the hung entry: %+v", e)
 		}
 	}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"supportbot/bitrix24"
-	"supportbot/bot"
+	"supportbot/outbox"
 	"supportbot/storage"
 )
 
@@ -19,36 +19,38 @@ import (
 // oldest first, several of a lane in a row, none of the lanes in busy (held by
 // another request in flight), and no more than any picked entry's batch limit: an
 // entry of a request that timed out goes in requests half as large, so that a call
-// that hangs is soon sent alone and holds up no other chat.
-func (d *Dispatcher) choose(ctx context.Context, portalID int64, busy map[string]bool) ([]storage.OutboxEntry, error) {
+// that hangs is soon sent alone and holds up no other chat. Only what is picked is
+// read (outbox.Handlers.Read).
+func (d *Dispatcher) choose(ctx context.Context, portalID int64, busy map[string]bool) ([]outbox.Sending, error) {
 	due, err := d.store.DueOutbox(ctx, portalID, 4*bitrix24.MaxBatch)
 	if err != nil {
 		return nil, err
 	}
-	var picked []storage.OutboxEntry
+	var picked []outbox.Sending
 	limit := bitrix24.MaxBatch
 	if len(due) > 0 && (!bitrix24.WireFor(due[0].PortalAPI).Batch() || singleCalls(due[0], d.store.Now())) {
 		limit = 1 // a call a request
 	}
 	passed := map[string]bool{} // lanes left out of this request from some entry on: the rest must wait
-	for _, e := range due {
-		if busy[e.Lane] || passed[e.Lane] {
+	for _, row := range due {
+		if busy[row.Lane] || passed[row.Lane] {
 			continue
 		}
 		own := bitrix24.MaxBatch
-		if e.BatchLimit > 0 {
-			own = e.BatchLimit
+		if row.BatchLimit > 0 {
+			own = row.BatchLimit
 		}
 		if len(picked) >= min(limit, own) {
-			passed[e.Lane] = true
+			passed[row.Lane] = true
 			continue
 		}
+		e := d.outbox.Read(row)
 		picked, limit = append(picked, e), min(limit, own)
 		if len(picked) == limit {
 			break
 		}
-		if bitrix24.ResultAwaited(e.Kind) {
-			passed[e.Lane] = true // the rest of its lane needs its answer first
+		if e.Action != nil && e.Action.AwaitsResult() {
+			passed[row.Lane] = true // the rest of its lane needs its answer first
 		}
 	}
 	return picked, nil
@@ -56,8 +58,8 @@ func (d *Dispatcher) choose(ctx context.Context, portalID int64, busy map[string
 
 // outcome is what became of one entry's attempt.
 type outcome struct {
-	entry     storage.OutboxEntry
-	action    bitrix24.Action // nil when the entry could not be read
+	entry     outbox.Sending
+	action    bitrix24.Action // as sent (an answer written); nil when the entry could not be read
 	method    string          // the call's method, or the action's kind when no call was made
 	result    json.RawMessage
 	err       error
@@ -67,20 +69,16 @@ type outcome struct {
 	skipped   bool   // the batch halted before it: it surely did not run
 	refused   bool   // the portal would not run it inside batch: it surely did not run
 	inBatch   bool   // it ran inside a batch
-	merged    bool   // a later rename of the same chat in the request does its work
+	merged    bool   // a later action in the request does its work (a later rename of the chat)
 	sent      int    // how many calls went in its request
 }
 
 // deliver makes one request of entries to a portal and records what became of each.
-func (d *Dispatcher) deliver(ctx context.Context, portalID int64, entries []storage.OutboxEntry) error {
+func (d *Dispatcher) deliver(ctx context.Context, portalID int64, entries []outbox.Sending) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	ids := make([]int64, len(entries))
-	for i, e := range entries {
-		ids[i] = e.ID
-	}
-	if err := d.store.Update(ctx, func(tx *storage.Tx) error { return tx.MarkInFlight(ids) }); err != nil {
+	if err := d.store.Update(ctx, func(tx *storage.Tx) error { return tx.MarkInFlight(idsOf(entries)) }); err != nil {
 		return err
 	}
 	outcomes := d.send(ctx, portalID, entries)
@@ -92,87 +90,93 @@ func (d *Dispatcher) deliver(ctx context.Context, portalID int64, entries []stor
 	return d.record(ctx, outcomes)
 }
 
+func idsOf(entries []outbox.Sending) []int64 {
+	ids := make([]int64, len(entries))
+	for i, e := range entries {
+		ids[i] = e.Row.ID
+	}
+	return ids
+}
+
 // prepared is an entry ready to send: its action and the call that does it.
 type prepared struct {
-	entry  storage.OutboxEntry
+	entry  outbox.Sending
 	action bitrix24.Action
 	call   bitrix24.Call
 }
 
 // send makes the request: a single call for one entry, one batch for more, with halt
-// so that after a failure nothing of a lane runs out of order.
-func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []storage.OutboxEntry) []outcome {
+// so that after a failure nothing of a lane runs out of order. The entries are one
+// portal's, so one wire renders them all.
+func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []outbox.Sending) []outcome {
 	outcomes := make([]outcome, 0, len(entries))
 	var toSend []prepared
 	caller, callerErr := d.callers(portalID)
+	wire, cx := bitrix24.WireFor(entries[0].Row.PortalAPI), contextOf(entries[0].Row)
 	actions := make([]bitrix24.Action, len(entries))
 	errs := make([]error, len(entries))
-	lastRename := map[string]int{} // chat → the last rename of it in this request
 	readErrs := make([]error, len(entries))
-	held := map[string]bool{} // lanes with an answer that could not be written
 	for i, e := range entries {
-		actions[i], errs[i] = bitrix24.DecodeAction(e.Kind, e.Action, e.DialogChatID)
-		if errs[i] == nil && e.Answer != "" {
-			// An answer that only reads, written now from a read snapshot, outside
-			// the writer (bot/answers.go).
-			written, err := d.writeAnswer(ctx, e, actions[i])
-			switch {
-			case errors.Is(err, bot.ErrUnreadableAnswer):
-				errs[i] = err
-			case err != nil:
-				readErrs[i] = err
-			default:
-				actions[i] = written
-			}
+		actions[i], errs[i] = e.Action, e.Err
+		if errs[i] != nil {
+			continue
 		}
-		if r, ok := actions[i].(bitrix24.RenameChat); ok {
-			lastRename[r.DialogID] = i
+		// An answer that only reads is written now, from a read snapshot, outside the
+		// writer (bot/answers.go); any other action stays as it is.
+		written, err := d.outbox.Write(ctx, d.store, e)
+		switch {
+		case errors.Is(err, outbox.ErrUnreadable):
+			errs[i] = err
+		case err != nil:
+			readErrs[i] = err
+		default:
+			actions[i] = written
 		}
 	}
+	held := map[string]bool{} // lanes with an answer that could not be written
 	for i, e := range entries {
 		a, err := actions[i], errs[i]
 		switch {
 		case err != nil:
-			// Our own JSON: cannot happen unless the database was edited by hand.
-			outcomes = append(outcomes, outcome{entry: e, method: e.Kind, giveUp: "unreadable action: " + err.Error()})
+			// Our own rows: cannot happen unless the database was edited by hand.
+			outcomes = append(outcomes, outcome{entry: e, method: e.Row.Kind, giveUp: "unreadable action: " + err.Error()})
 			continue
 		case callerErr != nil:
-			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, err: callerErr})
+			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Row.Kind, err: callerErr})
 			continue
 		case readErrs[i] != nil: // the database could not be read: try again later
-			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, err: readErrs[i]})
-			held[e.Lane] = true
+			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Row.Kind, err: readErrs[i]})
+			held[e.Row.Lane] = true
 			continue
-		case held[e.Lane]: // behind an answer that waits: keeps its place, as a halted batch's
-			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, skipped: true})
+		case held[e.Row.Lane]: // behind an answer that waits: keeps its place, as a halted batch's
+			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Row.Kind, skipped: true})
 			continue
-		case e.AwaitsDialog != 0 && e.DialogChatFailed:
-			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, giveUp: "the dialog's chat could not be created"})
+		case e.ChatFailed():
+			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Row.Kind, giveUp: "the dialog's chat could not be created"})
+			continue
+		case superseded(actions, errs, i):
+			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Row.Kind, merged: true})
 			continue
 		}
-		if r, ok := a.(bitrix24.RenameChat); ok && lastRename[r.DialogID] != i {
-			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, merged: true})
-			continue
-		}
-		if e.MaybeSent && !a.Repeatable() {
-			if lookup, ok := wireOf(e).Lookup(a); ok {
+		if e.Row.MaybeSent && !a.Repeatable() {
+			if lookup, ok := wire.Lookup(a); ok {
 				// What it creates may exist already: look for it rather than make a second.
-				if o, found := d.findExisting(ctx, caller, e, a, lookup); found {
+				if o, found := d.findExisting(ctx, caller, wire, cx, e, a, lookup); found {
 					outcomes = append(outcomes, o)
 					continue
 				}
 			}
 		}
-		call, err := wireOf(e).Render(a, contextOf(e))
+		call, err := wire.Render(a, cx)
 		if err != nil {
-			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Kind, giveUp: err.Error()})
+			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Row.Kind, giveUp: err.Error()})
 			continue
 		}
-		if e.MaybeSent && !a.Repeatable() {
-			if _, lookable := wireOf(e).Lookup(a); !lookable {
+		if e.Row.MaybeSent && !a.Repeatable() {
+			if _, lookable := wire.Lookup(a); !lookable {
 				d.obs.ObserveMaybeDuplicate(call.Method)
 				d.log.Warn("sending again a call that may have run: the portal may show it twice",
-					"method", call.Method, "outbox_id", e.ID, "lane", e.Lane)
+					"method", call.Method, "outbox_id", e.Row.ID, "lane", e.Row.Lane)
 			}
 		}
 		toSend = append(toSend, prepared{entry: e, action: a, call: call})
@@ -187,7 +191,7 @@ func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []storage
 	}
 	batch := make([]bitrix24.BatchCommand, len(toSend))
 	for i, p := range toSend {
-		batch[i] = bitrix24.BatchCommand{Key: "o" + strconv.FormatInt(p.entry.ID, 10), Method: p.call.Method, Params: p.call.Params}
+		batch[i] = bitrix24.BatchCommand{Key: "o" + strconv.FormatInt(p.entry.Row.ID, 10), Method: p.call.Method, Params: p.call.Params}
 	}
 	results, err := caller.Batch(ctx, batch, true)
 	for i, p := range toSend {
@@ -212,6 +216,17 @@ func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []storage
 	return outcomes
 }
 
+// superseded reports that a later action of the request makes action i unnecessary
+// (bitrix24.Superseder): it is done without a call.
+func superseded(actions []bitrix24.Action, errs []error, i int) bool {
+	for j := i + 1; j < len(actions); j++ {
+		if s, ok := actions[j].(bitrix24.Superseder); ok && errs[j] == nil && s.Supersedes(actions[i]) {
+			return true
+		}
+	}
+	return false
+}
+
 func (d *Dispatcher) outcomeOf(p prepared, result json.RawMessage, err error) outcome {
 	o := outcome{entry: p.entry, action: p.action, method: p.call.Method, result: result, err: err, sent: 1}
 	var te *bitrix24.TransportError
@@ -224,8 +239,9 @@ func (d *Dispatcher) outcomeOf(p prepared, result json.RawMessage, err error) ou
 // findExisting asks the portal for what an action that may have run created (the
 // chat of a dialog, by its entity). found is false when there is nothing: the first
 // attempt did not run, and the action is sent again.
-func (d *Dispatcher) findExisting(ctx context.Context, caller Caller, e storage.OutboxEntry, a, lookup bitrix24.Action) (outcome, bool) {
-	call, err := wireOf(e).Render(lookup, contextOf(e))
+func (d *Dispatcher) findExisting(ctx context.Context, caller Caller, wire bitrix24.Wire, cx bitrix24.Context,
+	e outbox.Sending, a, lookup bitrix24.Action) (outcome, bool) {
+	call, err := wire.Render(lookup, cx)
 	if err != nil {
 		return outcome{}, false
 	}
@@ -234,11 +250,11 @@ func (d *Dispatcher) findExisting(ctx context.Context, caller Caller, e storage.
 		// Not knowing is not a reason to create a second one: try again later.
 		return d.outcomeOf(prepared{entry: e, action: a, call: call}, nil, err), true
 	}
-	id := wireOf(e).ResultID(lookup, raw)
+	id := wire.ResultID(lookup, raw)
 	if id == 0 {
 		return outcome{}, false
 	}
-	d.log.Info("found what an earlier attempt created", "outbox_id", e.ID, "kind", e.Kind, "id", id)
+	d.log.Info("found what an earlier attempt created", "outbox_id", e.Row.ID, "kind", e.Row.Kind, "id", id)
 	return outcome{entry: e, action: a, method: call.Method, result: json.RawMessage(strconv.FormatInt(id, 10)), found: id}, true
 }
 
@@ -248,7 +264,7 @@ func (d *Dispatcher) record(ctx context.Context, outcomes []outcome) error {
 	return d.untilRecorded(ctx, func(tx *storage.Tx, again bool) error {
 		for _, o := range outcomes {
 			if again {
-				if pending, err := tx.OutboxPending(o.entry.ID); err != nil || !pending {
+				if pending, err := tx.OutboxPending(o.entry.Row.ID); err != nil || !pending {
 					if err != nil {
 						return err
 					}
@@ -265,7 +281,7 @@ func (d *Dispatcher) record(ctx context.Context, outcomes []outcome) error {
 
 // singleCalls reports an entry whose portal refused imbot.v2 methods inside batch
 // less than a day ago: its calls go one a request until then.
-func singleCalls(e storage.OutboxEntry, now time.Time) bool {
+func singleCalls(e storage.OutboxRow, now time.Time) bool {
 	return storage.Portal{BatchRefusedAt: e.PortalBatchRefusedAt}.SingleCalls(now)
 }
 
@@ -281,7 +297,7 @@ func (d *Dispatcher) recordBatching(tx *storage.Tx, now time.Time, outcomes []ou
 		refused = refused || o.refused
 		ran = ran || (o.inBatch && o.err == nil && bitrix24.IsV2Method(o.method))
 	}
-	e := outcomes[0].entry
+	e := outcomes[0].entry.Row
 	switch {
 	case refused:
 		p, err := tx.Portal(e.PortalID)
@@ -300,17 +316,17 @@ func (d *Dispatcher) recordBatching(tx *storage.Tx, now time.Time, outcomes []ou
 }
 
 func (d *Dispatcher) recordOne(tx *storage.Tx, now time.Time, o outcome) error {
-	e := o.entry
+	e := o.entry.Row
 	var apiErr *bitrix24.Error
 	switch {
 	case o.skipped:
 		return tx.ReleaseOutbox([]int64{e.ID})
 	case o.merged:
 		d.obs.ObserveDelivery(o.method, "merged")
-		if err := tx.CompleteOutbox(e.ID, json.RawMessage(`"merged into a later rename"`)); err != nil {
+		if err := tx.CompleteOutbox(e.ID, json.RawMessage(`"superseded by a later action"`)); err != nil {
 			return err
 		}
-		return d.settle(tx, e, o.action, bot.Result{})
+		return d.settle(tx, o, 0, false)
 	case o.giveUp != "":
 		d.log.Error("giving an action up", "method", o.method, "reason", o.giveUp, "outbox_id", e.ID)
 		return d.fail(tx, o, "failed", o.giveUp)
@@ -321,9 +337,9 @@ func (d *Dispatcher) recordOne(tx *storage.Tx, now time.Time, o outcome) error {
 		}
 		id := o.found
 		if id == 0 {
-			id = wireOf(e).ResultID(o.action, o.result)
+			id = bitrix24.WireFor(e.PortalAPI).ResultID(o.action, o.result)
 		}
-		return d.settle(tx, e, o.action, bot.Result{ID: id})
+		return d.settle(tx, o, id, false)
 	case errors.As(o.err, &apiErr) && !apiErr.Temporary():
 		d.log.Error("the portal refused a call; giving it up", "method", o.method, "code", apiErr.Code,
 			"description", apiErr.Description, "outbox_id", e.ID, "lane", e.Lane)
@@ -353,13 +369,18 @@ func (d *Dispatcher) recordOne(tx *storage.Tx, now time.Time, o outcome) error {
 // bot.
 func (d *Dispatcher) fail(tx *storage.Tx, o outcome, how, reason string) error {
 	d.obs.ObserveDelivery(o.method, how)
-	if err := tx.FailOutbox(o.entry.ID, reason); err != nil {
+	if err := tx.FailOutbox(o.entry.Row.ID, reason); err != nil {
 		return err
 	}
-	if o.action == nil {
-		return nil // unreadable: nothing the bot could make of it
-	}
-	return d.settle(tx, o.entry, o.action, bot.Result{Failed: true})
+	return d.settle(tx, o, 0, true)
+}
+
+// settle tells the bot how an entry's action ended (outbox.Handlers.Settle), with the
+// action as it was sent.
+func (d *Dispatcher) settle(tx *storage.Tx, o outcome, id int64, failed bool) error {
+	e := o.entry
+	e.Action = o.action // nil when unreadable: nothing the bot could make of it
+	return d.outbox.Settle(tx, e, id, failed)
 }
 
 // retryAt decides when to try again after attempts failures: exponential backoff with
@@ -399,10 +420,7 @@ func timedOut(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
-// wireOf is the wire of the API the entry's portal's bot is registered with.
-func wireOf(e storage.OutboxEntry) bitrix24.Wire { return bitrix24.WireFor(e.PortalAPI) }
-
 // contextOf is what the entry's calls need of its portal's bot.
-func contextOf(e storage.OutboxEntry) bitrix24.Context {
+func contextOf(e storage.OutboxRow) bitrix24.Context {
 	return bitrix24.Context{BotID: e.PortalBotID, BotToken: e.PortalBotToken}
 }

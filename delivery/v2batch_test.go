@@ -32,7 +32,7 @@ func v2Fixture(t *testing.T) (*fixture, *botv2.Fake, *refusalObserver) {
 		t.Fatal(err)
 	}
 	obs := &refusalObserver{}
-	f.disp = New(f.store, Single(client), f.bot.Settle, nil, obs)
+	f.disp = New(f.store, Single(client), f.bot.Outbox(), nil, obs)
 	return f, fake, obs
 }
 
@@ -62,7 +62,7 @@ func TestV2HotChatBatched(t *testing.T) {
 	f, _, obs := v2Fixture(t)
 	before := f.fake.Requests()
 	for i := range 120 {
-		f.enqueue("27", bitrix24.SendMessage{DialogID: "27", Text: fmt.Sprint("m", i)})
+		f.enqueue("27", bitrix24.SendMessage{To: "27", Text: fmt.Sprint("m", i)})
 	}
 	f.drain()
 	if n := f.fake.Requests() - before; n != 3 {
@@ -93,7 +93,7 @@ func TestV2BatchRefusedFallsBack(t *testing.T) {
 			f, fake, obs := v2Fixture(t)
 			fake.SetBatch(mode)
 			for i := range 10 {
-				f.enqueue(fmt.Sprint(27+i%2), bitrix24.SendMessage{DialogID: fmt.Sprint(27 + i%2), Text: fmt.Sprint("m", i)})
+				f.enqueue(fmt.Sprint(27+i%2), bitrix24.SendMessage{To: fmt.Sprint(27 + i%2), Text: fmt.Sprint("m", i)})
 			}
 			f.drain()
 			for first, chat := range []string{"27", "28"} {
@@ -119,9 +119,9 @@ func TestV2BatchRefusedFallsBack(t *testing.T) {
 			}
 
 			// A restarted dispatcher remembers: single calls, no probe.
-			f.disp = New(f.store, Single(bitrix24.NewClient(f.fake.WebhookURL())), f.bot.Settle, nil, obs)
-			f.enqueue("27", bitrix24.SendMessage{DialogID: "27", Text: "a"})
-			f.enqueue("27", bitrix24.SendMessage{DialogID: "27", Text: "b"})
+			f.disp = New(f.store, Single(bitrix24.NewClient(f.fake.WebhookURL())), f.bot.Outbox(), nil, obs)
+			f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "a"})
+			f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "b"})
 			b0, _ := sends(f)
 			f.drain()
 			if b, s := sends(f); b != b0 || s != 12 {
@@ -131,8 +131,8 @@ func TestV2BatchRefusedFallsBack(t *testing.T) {
 			// A day later the portal takes batch again: it is tried, and the refusal forgotten.
 			fake.SetBatch(botv2.BatchRuns)
 			f.advance(storage.BatchRetryAfter + time.Minute)
-			f.enqueue("27", bitrix24.SendMessage{DialogID: "27", Text: "c"})
-			f.enqueue("27", bitrix24.SendMessage{DialogID: "27", Text: "d"})
+			f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "c"})
+			f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "d"})
 			f.drain()
 			if b, s := sends(f); b != b0+2 || s != 12 {
 				t.Errorf("a day later: %d sends in batch (was %d), %d alone", b, b0, s)

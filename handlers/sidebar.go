@@ -180,7 +180,7 @@ func (h *Sidebar) Form(form string) echo.HandlerFunc {
 		}
 		if form == sidebar.FormOpen && !a.Script && r.Refusal == "" && r.ChatID != 0 {
 			// Without BX24 the chat opens as a page of the portal's messenger.
-			return c.Redirect(http.StatusSeeOther, origin+"/online/?IM_DIALOG="+bitrix24.DialogIDForChat(r.ChatID))
+			return c.Redirect(http.StatusSeeOther, origin+"/online/?IM_DIALOG="+bitrix24.GroupChat(r.ChatID))
 		}
 		notice, failed := sidebar.NoticeOf(claims.Lang, form, r)
 		view := sidebar.View{Notice: notice, Failed: failed}

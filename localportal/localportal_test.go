@@ -63,7 +63,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 	onDisk(t, path, "How do I export deals?", `"type": "ONIMBOTV2MESSAGEADD"`)
 	chat := lp.portal.AddChat(chatWith(1, 3))
-	dialog := bitrix24.DialogIDForChat(chat)
+	dialog := bitrix24.GroupChat(chat)
 	if err := lp.Rename(1, dialog, "  Export   of deals "); err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestActionsCheckWho(t *testing.T) {
 	t.Parallel()
 	lp, _ := served(t, filepath.Join(t.TempDir(), "p.json"))
 	registerBot(t, lp)
-	chat := bitrix24.DialogIDForChat(lp.portal.AddChat(chatWith(1, 3)))
+	chat := bitrix24.GroupChat(lp.portal.AddChat(chatWith(1, 3)))
 	if err := lp.Send(1, chat, "mine"); err != nil {
 		t.Fatal(err)
 	}

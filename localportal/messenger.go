@@ -80,7 +80,7 @@ func (lp *Portal) Chats(userID int64) ([]Chat, error) {
 	chats := []Chat{{DialogID: private, Title: cmp.Or(lp.BotName(), "Support bot"), Private: true}}
 	for _, c := range lp.portal.Chats() {
 		if slices.Contains(c.Users, userID) {
-			chats = append(chats, Chat{DialogID: bitrix24.DialogIDForChat(c.ID), Title: c.Title})
+			chats = append(chats, Chat{DialogID: bitrix24.GroupChat(c.ID), Title: c.Title})
 		}
 	}
 	lp.mu.Lock()

@@ -11,6 +11,7 @@ import (
 
 	"supportbot/bitrix24"
 	"supportbot/delivery"
+	"supportbot/outbox"
 	"supportbot/poller"
 	"supportbot/storage"
 )
@@ -73,7 +74,7 @@ func messageToReply(b *testing.B, busy bool) {
 	ctx, cancel := context.WithCancel(b.Context())
 	defer cancel()
 	p := &poller.Poller{Store: store, Bot: brain, Log: quiet(), Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
-	d := delivery.New(store, delivery.Single(client), brain.Settle, quiet(), nil)
+	d := delivery.New(store, delivery.Single(client), brain.Outbox(), quiet(), nil)
 	var wg sync.WaitGroup
 	wg.Go(func() { p.Run(ctx) })
 	wg.Go(func() { d.Run(ctx, ctx) })
@@ -87,10 +88,8 @@ func messageToReply(b *testing.B, busy bool) {
 		if busy {
 			err := store.Update(b.Context(), func(tx *storage.Tx) error {
 				for c := range 200 {
-					kind, data, err := bitrix24.EncodeAction(bitrix24.SendMessage{DialogID: strconv.Itoa(1000 + c), Text: "due " + strconv.Itoa(i)})
-					if err == nil {
-						_, err = tx.Enqueue(storage.OutboxEntry{PortalID: portal.ID, Lane: strconv.Itoa(1000 + c), Kind: kind, Action: data})
-					}
+					err := outbox.Put(tx, portal.ID, outbox.Entry{Lane: outbox.ClientLane(int64(1000 + c)),
+						Action: bitrix24.SendMessage{To: strconv.Itoa(1000 + c), Text: "due " + strconv.Itoa(i)}})
 					if err != nil {
 						return err
 					}

@@ -373,7 +373,7 @@ func (d *Doctor) checkInstallations(ctx context.Context, cfg *config.Config, sto
 			d.ok(name, fmt.Sprintf("installed; bot ID %d", p.BotID))
 			continue
 		}
-		var failed, pending *storage.OutboxEntry
+		var failed, pending *storage.OutboxRow
 		for i, e := range entries {
 			switch {
 			case e.Kind != bitrix24.KindRegisterBot:
@@ -398,7 +398,7 @@ func (d *Doctor) checkInstallations(ctx context.Context, cfg *config.Config, sto
 
 // checkSidebar warns when the portal refused the sidebar's item (the placement
 // scope missing, most likely): the bot works, the page is not offered.
-func (d *Doctor) checkSidebar(name string, entries []storage.OutboxEntry) {
+func (d *Doctor) checkSidebar(name string, entries []storage.OutboxRow) {
 	for _, e := range slices.Backward(entries) {
 		if e.Kind != bitrix24.KindBindPlacement {
 			continue

@@ -28,7 +28,9 @@ func TestUpgradeKeepsPendingCalls(t *testing.T) {
 	if err := migrate(context.Background(), old, 5); err != nil {
 		t.Fatal(err)
 	}
-	kb := &bitrix24.Keyboard{Buttons: []bitrix24.Button{{Text: "Go to chat", Action: "DIALOG", ActionValue: bitrix24.AwaitedDialogID,
+	const oldChat = "\x00CHAT_ID\x00" // the awaited chat's ID, as every version wrote it
+	const awaitedChat = "chat" + oldChat
+	kb := &bitrix24.Keyboard{Buttons: []bitrix24.Button{{Text: "Go to chat", Action: "DIALOG", ActionValue: awaitedChat,
 		Display: "LINE", BgColor: "#29619b", TextColor: "#fff"}, bitrix24.NewLine()}}
 	profile := bitrix24.BotProfile{Code: "supportbot", Name: "Поддержка", Color: "AQUA", HandlerURL: "https://s.example/bitrix/events"}
 	command := bitrix24.CommandSpec{Name: "new", Titles: []bitrix24.CommandTitle{
@@ -43,17 +45,17 @@ func TestUpgradeKeepsPendingCalls(t *testing.T) {
 		want   bitrix24.Action
 		botID  int64
 	}{
-		{"imbot.message.add", map[string]any{"BOT_ID": 7, "DIALOG_ID": bitrix24.AwaitedDialogID, "MESSAGE": "Hello [chat=" + bitrix24.AwaitedChatID + "]x[/chat]", "KEYBOARD": kb},
-			bitrix24.SendMessage{DialogID: bitrix24.AwaitedDialogID, Text: "Hello [chat=" + bitrix24.AwaitedChatID + "]x[/chat]", Keyboard: kb}, 7},
+		{"imbot.message.add", map[string]any{"BOT_ID": 7, "DIALOG_ID": awaitedChat, "MESSAGE": "Hello [chat=" + oldChat + "]x[/chat]", "KEYBOARD": kb},
+			bitrix24.SendMessage{To: awaitedChat, Text: "Hello [chat=" + oldChat + "]x[/chat]", Keyboard: kb}, 7},
 		{"imbot.message.add", map[string]any{"DIALOG_ID": "27", "MESSAGE": "plain"},
-			bitrix24.SendMessage{DialogID: "27", Text: "plain"}, 0},
+			bitrix24.SendMessage{To: "27", Text: "plain"}, 0},
 		{"imbot.message.update", map[string]any{"BOT_ID": 7, "MESSAGE_ID": 901, "MESSAGE": "answered", "KEYBOARD": "N"},
 			bitrix24.UpdateMessage{MessageID: 901, Text: "answered", DropKeyboard: true}, 7},
 		{"imbot.chat.add", map[string]any{"BOT_ID": 7, "TYPE": "CHAT", "TITLE": "Вопрос — №3", "USERS": []int64{27, 50},
 			"ENTITY_TYPE": "SUPPORTBOT_QUESTION", "ENTITY_ID": "question|3"},
 			bitrix24.CreateChat{Title: "Вопрос — №3", Users: []int64{27, 50}, EntityType: "SUPPORTBOT_QUESTION", EntityID: "question|3"}, 7},
-		{"imbot.chat.updateTitle", map[string]any{"BOT_ID": 7, "CHAT_ID": bitrix24.AwaitedChatID, "TITLE": "Billing"},
-			bitrix24.RenameChat{DialogID: bitrix24.AwaitedDialogID, Title: "Billing"}, 7},
+		{"imbot.chat.updateTitle", map[string]any{"BOT_ID": 7, "CHAT_ID": oldChat, "TITLE": "Billing"},
+			bitrix24.RenameChat{Chat: awaitedChat, Title: "Billing"}, 7},
 		{"imbot.register", map[string]any{"CODE": profile.Code, "TYPE": "S", "EVENT_HANDLER": profile.HandlerURL,
 			"EVENT_MESSAGE_ADD": profile.HandlerURL, "EVENT_WELCOME_MESSAGE": profile.HandlerURL, "EVENT_BOT_DELETE": profile.HandlerURL,
 			"EVENT_MESSAGE_UPDATE": profile.HandlerURL, "EVENT_MESSAGE_DELETE": profile.HandlerURL, "OPENLINE": "N",
@@ -93,7 +95,7 @@ func TestUpgradeKeepsPendingCalls(t *testing.T) {
 	}
 	for i, c := range cases {
 		e := entries[i]
-		got, err := bitrix24.DecodeAction(e.Kind, e.Action, 0)
+		got, err := bitrix24.DecodeAction(e.Kind, e.Action)
 		if err != nil {
 			t.Errorf("%s: %v (%s %s)", c.method, err, e.Kind, e.Action)
 			continue
@@ -102,13 +104,16 @@ func TestUpgradeKeepsPendingCalls(t *testing.T) {
 			t.Errorf("%s converted to\n%#v\nwant\n%#v", c.method, got, c.want)
 		}
 		// Rendered with the chat and the bot known, it is the old call.
-		filled, _ := bitrix24.DecodeAction(e.Kind, e.Action, 4001)
+		filled := got
+		if w, ok := got.(bitrix24.ChatAwaiter); ok {
+			filled = w.WithChat(4001)
+		}
 		call, err := bitrix24.V1.Render(filled, bitrix24.Context{BotID: c.botID})
 		if err != nil {
 			t.Errorf("%s: render: %v", c.method, err)
 			continue
 		}
-		want := replaceAll(c.params, map[string]any{oldBot: c.botID, bitrix24.AwaitedChatID: int64(4001)})
+		want := replaceAll(c.params, map[string]any{oldBot: c.botID, oldChat: int64(4001)})
 		if !sameJSON(t, call.Params, want) || call.Method != c.method {
 			gotJSON, _ := json.Marshal(call.Params)
 			wantJSON, _ := json.Marshal(want)
@@ -270,7 +275,7 @@ func TestPostgresUpgradeKeepsData(t *testing.T) {
 				if _, _, err := tx.AddMessage(Message{DialogID: fresh.ID, BitrixMessageID: 904, AuthorID: 27, AuthorRole: RoleClient, Text: "ещё"}); err != nil {
 					return err
 				}
-				_, err = tx.Enqueue(OutboxEntry{PortalID: p.ID, Lane: "27", Kind: "send_message", Action: json.RawMessage(`{"dialog_id":"27","text":"x"}`)})
+				_, err = tx.Enqueue(OutboxRow{PortalID: p.ID, Lane: "27", Kind: "send_message", Action: json.RawMessage(`{"dialog_id":"27","text":"x"}`)})
 				return err
 			})
 			if err != nil {

@@ -28,8 +28,8 @@ const (
 	OutboxFailed  = "failed"
 )
 
-// OutboxEntry is one action the bot decided on, waiting to be done or done.
-type OutboxEntry struct {
+// OutboxRow is one action the bot decided on, waiting to be done or done.
+type OutboxRow struct {
 	ID       int64
 	PortalID int64
 	// Lane orders the entries: those of one lane (a chat, the set-up) are sent one
@@ -76,7 +76,7 @@ type OutboxEntry struct {
 }
 
 // Enqueue adds an action to the outbox; it is sent after the transaction commits.
-func (tx *Tx) Enqueue(e OutboxEntry) (int64, error) {
+func (tx *Tx) Enqueue(e OutboxRow) (int64, error) {
 	if e.Kind == "" || len(e.Action) == 0 {
 		return 0, errors.New("enqueue: no action")
 	}
@@ -97,15 +97,15 @@ func (tx *Tx) Enqueue(e OutboxEntry) (int64, error) {
 const outboxColumns = `o.id, o.portal_id, o.lane, o.kind, o.action, o.awaits_dialog, o.effect, o.effect_ref,
 	o.state, o.attempts, o.next_attempt_at, o.last_error, o.result, o.created_at, o.done_at, o.maybe_sent OR o.in_flight, o.batch_limit, o.in_flight, o.answer`
 
-func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxEntry, error) {
-	var e OutboxEntry
+func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxRow, error) {
+	var e OutboxRow
 	var action string
 	var awaits, next, created, done sql.NullInt64
 	var result sql.NullString
 	dest := append([]any{&e.ID, &e.PortalID, &e.Lane, &e.Kind, &action, &awaits, &e.Effect, &e.EffectRef,
 		&e.State, &e.Attempts, &next, &e.LastError, &result, &created, &done, &e.MaybeSent, &e.BatchLimit, &e.InFlight, &e.Answer}, extra...)
 	if err := row.Scan(dest...); err != nil {
-		return OutboxEntry{}, err
+		return OutboxRow{}, err
 	}
 	e.Action = json.RawMessage(action)
 	e.AwaitsDialog = awaits.Int64
@@ -130,7 +130,7 @@ const readySQL = `SELECT o.*, COALESCE(d.chat_id, 0) AS dialog_chat, COALESCE(d.
 // lane the run of ready entries from its head, up to the first that is not ready, so
 // that what is sent of a lane is always a prefix of it and keeps its order. Nothing is
 // due while the portal has no live bot.
-func (s *Store) DueOutbox(ctx context.Context, portalID int64, limit int) ([]OutboxEntry, error) {
+func (s *Store) DueOutbox(ctx context.Context, portalID int64, limit int) ([]OutboxRow, error) {
 	rows, err := s.readRows(ctx, `WITH p AS (`+readySQL+`),
 		blocked AS (SELECT lane, MIN(id) AS first FROM p WHERE NOT ready GROUP BY lane)
 		SELECT `+outboxColumns+`, o.dialog_chat, o.dialog_failed, pt.bot_id, pt.api, pt.bot_token, pt.batch_refused_at FROM p o
@@ -138,7 +138,7 @@ func (s *Store) DueOutbox(ctx context.Context, portalID int64, limit int) ([]Out
 		LEFT JOIN blocked b ON b.lane = o.lane
 		WHERE o.ready AND (b.first IS NULL OR o.id < b.first)
 		ORDER BY o.id LIMIT ?`, millis(s.clock()), portalID, limit)
-	list, err := collect(rows, err, func(r *sql.Rows) (OutboxEntry, error) {
+	list, err := collect(rows, err, func(r *sql.Rows) (OutboxRow, error) {
 		var chatID, botID int64
 		var failed bool
 		var api, token string
@@ -167,9 +167,9 @@ func (s *Store) DuePortals(ctx context.Context) ([]int64, error) {
 }
 
 // Outbox lists a portal's entries in ID order (all states), for tests and tools.
-func (s *Store) Outbox(ctx context.Context, portalID int64) ([]OutboxEntry, error) {
+func (s *Store) Outbox(ctx context.Context, portalID int64) ([]OutboxRow, error) {
 	rows, err := s.readRows(ctx, `SELECT `+outboxColumns+` FROM outbox o WHERE o.portal_id = ? ORDER BY o.id`, portalID)
-	list, err := collect(rows, err, func(r *sql.Rows) (OutboxEntry, error) { return scanOutbox(r) })
+	list, err := collect(rows, err, func(r *sql.Rows) (OutboxRow, error) { return scanOutbox(r) })
 	if err != nil {
 		return nil, fmt.Errorf("list outbox: %w", err)
 	}

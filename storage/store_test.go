@@ -199,7 +199,7 @@ func TestOutboxLanes(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		for _, e := range []OutboxEntry{
+		for _, e := range []OutboxRow{
 			{Lane: "dialog:1", Kind: "create_chat", Effect: "dialog_chat", EffectRef: d.ID},
 			{Lane: "dialog:1", Kind: "send_message", AwaitsDialog: d.ID},
 			{Lane: "27", Kind: "send_message", AwaitsDialog: d.ID},
@@ -360,7 +360,7 @@ func TestPruneKeepsTheDatabaseSmall(t *testing.T) {
 				if _, err := tx.MarkProcessed(p.ID, fmt.Sprintf("message:%d:%d", day, i), "ONIMBOTMESSAGEADD"); err != nil {
 					return err
 				}
-				id, err := tx.Enqueue(OutboxEntry{PortalID: p.ID, Lane: "27", Kind: "send_message", Action: json.RawMessage(`{}`)})
+				id, err := tx.Enqueue(OutboxRow{PortalID: p.ID, Lane: "27", Kind: "send_message", Action: json.RawMessage(`{}`)})
 				if err != nil {
 					return err
 				}

@@ -181,7 +181,7 @@ func (p *Portal) chatAdd(_ caller, f bitrix24.Form) (any, *bitrix24.Error) {
 		EntityType: f.String("ENTITY_TYPE"), EntityID: f.String("ENTITY_ID")}
 	p.chats[c.ID] = c
 	if msg := strings.TrimSpace(f.String("MESSAGE")); msg != "" {
-		p.addMessageLocked(bitrix24.DialogIDForChat(c.ID), msg, nil)
+		p.addMessageLocked(bitrix24.GroupChat(c.ID), msg, nil)
 	}
 	return c.ID, nil
 }
