@@ -103,12 +103,14 @@ type AddUsers struct {
 
 // BotProfile is how the bot presents itself to a portal.
 type BotProfile struct {
-	Code       string `json:"code"` // unique per application
-	Name       string `json:"name"`
-	Color      string `json:"color"`
-	HandlerURL string `json:"handler_url"`          // where the portal posts the bot's events
-	ClientID   string `json:"client_id,omitempty"`  // for a v1 bot registered through a webhook
-	EventMode  string `json:"event_mode,omitempty"` // a v2 bot's: "fetch" (polled, no handler) or "webhook"
+	Code  string `json:"code"` // unique per application
+	Name  string `json:"name"`
+	Color string `json:"color"`
+	// WorkPosition is shown under its name in the messenger; the words are the bot's.
+	WorkPosition string `json:"work_position,omitempty"`
+	HandlerURL   string `json:"handler_url"`          // where the portal posts the bot's events
+	ClientID     string `json:"client_id,omitempty"`  // for a v1 bot registered through a webhook
+	EventMode    string `json:"event_mode,omitempty"` // a v2 bot's: "fetch" (polled, no handler) or "webhook"
 }
 
 // CommandTitle is a command's title and parameter hint in one language.

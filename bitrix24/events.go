@@ -112,7 +112,7 @@ func Author(ev Event) int64 {
 // Message is data[PARAMS] of a message event.
 type Message struct {
 	ID             int64
-	DialogID       string // "27" in a private chat, "chat1157" in a group chat
+	Chat           string // the chat's address (DIALOG_ID): "27" for a private chat, "chat1157" for a group chat
 	ChatID         int64
 	ChatType       string // P private, C group, O open, L open line…
 	FromUserID     int64
@@ -131,7 +131,7 @@ func (m Message) Private() bool {
 	if m.ChatType != "" {
 		return m.ChatType == "P"
 	}
-	return !strings.HasPrefix(m.DialogID, "chat")
+	return !strings.HasPrefix(m.Chat, "chat")
 }
 
 // MessageAdd is ONIMBOTMESSAGEADD.
@@ -219,7 +219,7 @@ func (e *CommandAdd) DedupKey() string {
 type JoinChat struct {
 	Envelope
 	BotID    int64
-	DialogID string
+	Chat     string // its address (DIALOG_ID): "chat5"
 	ChatID   int64
 	ChatType string
 	UserID   int64
@@ -229,7 +229,7 @@ type JoinChat struct {
 
 // DedupKey implements Event.
 func (e *JoinChat) DedupKey() string {
-	return "join:" + e.DialogID + ":" + itoa(e.UserID) + ":" + itoa(e.Time.Unix())
+	return "join:" + e.Chat + ":" + itoa(e.UserID) + ":" + itoa(e.Time.Unix())
 }
 
 // BotDelete is ONIMBOTDELETE.
@@ -315,18 +315,18 @@ func DecodeForm(f Form) (Event, error) {
 		msg := d.message(data)
 		e := &MessageAdd{Envelope: env, BotID: d.botID(data), Message: msg, User: d.user(data)}
 		d.need(msg.ID > 0, "data[PARAMS][MESSAGE_ID]")
-		d.need(msg.DialogID != "", "data[PARAMS][DIALOG_ID]")
+		d.need(msg.Chat != "", "data[PARAMS][DIALOG_ID]")
 		d.need(msg.FromUserID > 0, "data[PARAMS][FROM_USER_ID]")
 		ev = e
 	case EventMessageUpdate:
 		msg := d.message(data)
 		d.need(msg.ID > 0, "data[PARAMS][MESSAGE_ID]")
-		d.need(msg.DialogID != "", "data[PARAMS][DIALOG_ID]")
+		d.need(msg.Chat != "", "data[PARAMS][DIALOG_ID]")
 		ev = &MessageUpdate{Envelope: env, BotID: d.botID(data), Message: msg, User: d.user(data)}
 	case EventMessageDelete:
 		msg := d.message(data)
 		d.need(msg.ID > 0, "data[PARAMS][MESSAGE_ID]")
-		d.need(msg.DialogID != "", "data[PARAMS][DIALOG_ID]")
+		d.need(msg.Chat != "", "data[PARAMS][DIALOG_ID]")
 		ev = &MessageDelete{Envelope: env, BotID: d.botID(data), Message: msg, User: d.user(data)}
 	case EventCommandAdd:
 		e := &CommandAdd{Envelope: env, Command: d.command(data), Message: d.message(data), User: d.user(data)}
@@ -339,21 +339,21 @@ func DecodeForm(f Form) (Event, error) {
 		d.need(e.Command.Name != "", "data[COMMAND][…][COMMAND]")
 		d.need(e.Command.MessageID > 0, "data[COMMAND][…][MESSAGE_ID]")
 		d.need(e.User.ID > 0, "data[PARAMS][FROM_USER_ID]")
-		d.need(e.Message.DialogID != "", "data[PARAMS][DIALOG_ID]")
+		d.need(e.Message.Chat != "", "data[PARAMS][DIALOG_ID]")
 		ev = e
 	case EventJoinChat:
 		p := data.Group("PARAMS")
 		e := &JoinChat{
 			Envelope: env,
 			BotID:    d.botID(data),
-			DialogID: p.String("DIALOG_ID"),
+			Chat:     p.String("DIALOG_ID"),
 			ChatID:   d.int(p, "CHAT_ID"),
 			ChatType: p.String("CHAT_TYPE"),
 			UserID:   d.int(p, "USER_ID"),
 			Language: p.String("LANGUAGE"),
 			User:     d.user(data),
 		}
-		d.need(e.DialogID != "", "data[PARAMS][DIALOG_ID]")
+		d.need(e.Chat != "", "data[PARAMS][DIALOG_ID]")
 		ev = e
 	case EventBotDelete:
 		e := &BotDelete{Envelope: env, BotID: d.int(data, "BOT_ID"), BotCode: data.String("BOT_CODE")}
@@ -432,7 +432,7 @@ func (d *decoder) message(data Form) Message {
 	p := data.Group("PARAMS")
 	m := Message{
 		ID:             d.int(p, "MESSAGE_ID"),
-		DialogID:       strings.TrimSpace(p.String("DIALOG_ID")),
+		Chat:           strings.TrimSpace(p.String("DIALOG_ID")),
 		ChatID:         d.int(p, "CHAT_ID"),
 		ChatType:       p.String("CHAT_TYPE"),
 		FromUserID:     d.int(p, "FROM_USER_ID"),

@@ -126,7 +126,7 @@ func decodeV2(env Envelope, data map[string]any) (Event, error) {
 	case EventV2MessageAdd, EventV2MessageUpdate, EventV2MessageDelete:
 		msg, user := d.v2Message(data), d.v2User(data)
 		d.need(msg.ID > 0, "message.id")
-		d.need(msg.DialogID != "", "chat.dialogId")
+		d.need(msg.Chat != "", "chat.dialogId")
 		switch env.Type {
 		case EventV2MessageAdd:
 			d.need(msg.FromUserID > 0, "message.authorId")
@@ -160,17 +160,17 @@ func decodeV2(env Envelope, data map[string]any) (Event, error) {
 		d.need(c.Name != "", "command.command")
 		d.need(c.MessageID > 0, "message.id")
 		d.need(user.ID > 0, "user.id")
-		d.need(msg.DialogID != "", "chat.dialogId")
+		d.need(msg.Chat != "", "chat.dialogId")
 		ev = &CommandAdd{Envelope: env, Command: c, Message: msg, User: user}
 	case EventV2JoinChat:
 		chat, _ := asTree(data["chat"])
 		user := d.v2User(data)
-		e := &JoinChat{Envelope: env, BotID: botID, DialogID: text(data["dialogId"]), ChatID: d.num(chat["id"], "chat.id"),
+		e := &JoinChat{Envelope: env, BotID: botID, Chat: text(data["dialogId"]), ChatID: d.num(chat["id"], "chat.id"),
 			ChatType: chatType(text(chat["type"])), UserID: user.ID, Language: text(data["language"]), User: user}
-		if e.DialogID == "" {
-			e.DialogID = text(chat["dialogId"])
+		if e.Chat == "" {
+			e.Chat = text(chat["dialogId"])
 		}
-		d.need(e.DialogID != "", "dialogId")
+		d.need(e.Chat != "", "dialogId")
 		ev = e
 	case EventV2Delete:
 		d.need(botID > 0, "bot.id")
@@ -189,7 +189,7 @@ func (d *decoder) v2Message(data map[string]any) Message {
 	chat, _ := asTree(data["chat"])
 	m := Message{
 		ID:             d.num(msg["id"], "message.id"),
-		DialogID:       strings.TrimSpace(text(chat["dialogId"])),
+		Chat:           strings.TrimSpace(text(chat["dialogId"])),
 		ChatID:         d.num(chat["id"], "chat.id"),
 		ChatType:       chatType(text(chat["type"])),
 		FromUserID:     d.num(msg["authorId"], "message.authorId"),

@@ -30,8 +30,8 @@ func TestDecodeV2Fetched(t *testing.T) {
 	user := User{ID: 1, Name: "John Smith", FirstName: "John", LastName: "Smith"}
 	env := func(id int64, typ string) Envelope { return Envelope{Type: typ, ID: id, Time: at} }
 	want := []Event{
-		&JoinChat{Envelope: env(1001, EventV2JoinChat), BotID: 456, DialogID: "chat5", ChatID: 5, ChatType: "C", UserID: 1, Language: "en", User: user},
-		&MessageAdd{Envelope: env(1002, EventV2MessageAdd), BotID: 456, User: user, Message: Message{ID: 791, DialogID: "1", ChatID: 7,
+		&JoinChat{Envelope: env(1001, EventV2JoinChat), BotID: 456, Chat: "chat5", ChatID: 5, ChatType: "C", UserID: 1, Language: "en", User: user},
+		&MessageAdd{Envelope: env(1002, EventV2MessageAdd), BotID: 456, User: user, Message: Message{ID: 791, Chat: "1", ChatID: 7,
 			ChatType: "P", FromUserID: 1, Text: "Не работает печать из CRM", Language: "ru"}},
 	}
 	for i, w := range want {
@@ -78,7 +78,7 @@ func TestDecodeV2Webhook(t *testing.T) {
 		return ev
 	}
 	add := decode("onimbotv2messageadd.form").(*MessageAdd)
-	if add.Type != EventV2MessageAdd || add.BotID != 456 || add.Message.ID != 789 || add.Message.DialogID != "chat5" ||
+	if add.Type != EventV2MessageAdd || add.BotID != 456 || add.Message.ID != 789 || add.Message.Chat != "chat5" ||
 		add.Message.ChatID != 5 || add.Message.Text != "Hello bot!" || add.Message.FromUserID != 1 || add.Message.System ||
 		add.User.ID != 1 || add.User.IsBot || add.Message.Language != "en" {
 		t.Errorf("message add %#v", add)
@@ -97,7 +97,7 @@ func TestDecodeV2Webhook(t *testing.T) {
 	if c := decode("onimbotv2commandadd.form").(*CommandAdd); c.Command.Context != ContextTextarea || c.Command.Name == "" {
 		t.Errorf("typed command %#v", c.Command)
 	}
-	if j := decode("onimbotv2joinchat.form").(*JoinChat); j.DialogID == "" || j.UserID == 0 {
+	if j := decode("onimbotv2joinchat.form").(*JoinChat); j.Chat == "" || j.UserID == 0 {
 		t.Errorf("join %#v", j)
 	}
 	if d := decode("onimbotv2messagedelete.form").(*MessageDelete); d.Message.ID == 0 {

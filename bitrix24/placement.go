@@ -41,16 +41,16 @@ type Placement struct {
 // PlacementOptions is PLACEMENT_OPTIONS of IM_SIDEBAR, a JSON string:
 // {"dialogId":"chat2","URI":"/online/"}.
 type PlacementOptions struct {
-	// DialogID is the chat whose sidebar is open: "chatN", or in a private chat the
+	// Chat is the chat whose sidebar is open: "chatN", or in a private chat the
 	// other party's user ID; "" when the portal sent none that looks like one.
-	DialogID string `json:"dialogId"`
-	URI      string `json:"URI"`
+	Chat string `json:"dialogId"`
+	URI  string `json:"URI"`
 }
 
 // LogValue keeps the secrets out of structured logs.
 func (p Placement) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("domain", p.Domain), slog.String("member_id", p.MemberID),
-		slog.String("placement", p.Placement), slog.String("dialog_id", p.Options.DialogID))
+		slog.String("placement", p.Placement), slog.String("dialog_id", p.Options.Chat))
 }
 
 // Lengths beyond which a placement's field is not believed to be Bitrix24's: the
@@ -61,8 +61,8 @@ const (
 )
 
 var (
-	dialogIDPattern = regexp.MustCompile(`^(chat)?[1-9][0-9]{0,18}$`)
-	domainPattern   = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?$`)
+	chatPattern   = regexp.MustCompile(`^(chat)?[1-9][0-9]{0,18}$`)
+	domainPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?$`)
 )
 
 // DecodePlacement reads a placement's opening: the query string and the form body.
@@ -116,8 +116,8 @@ func DecodePlacement(query, body []byte) (Placement, error) {
 	if len(bad) > 0 {
 		return Placement{}, fmt.Errorf("%w: placement fields %s", ErrMalformed, strings.Join(bad, ", "))
 	}
-	if !dialogIDPattern.MatchString(p.Options.DialogID) {
-		p.Options.DialogID = ""
+	if !chatPattern.MatchString(p.Options.Chat) {
+		p.Options.Chat = ""
 	}
 	if !domainPattern.MatchString(p.Domain) {
 		p.Domain = ""

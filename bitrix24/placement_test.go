@@ -20,7 +20,7 @@ func TestDecodePlacementFixture(t *testing.T) {
 		RefreshID:      "50e00aa340631fcd00005a4b00000001f0f1071111116580a5b83c2de639ef28c12",
 		ServerEndpoint: "https://oauth.bitrix.info/rest/", ApplicationToken: "ec1b2074a9d3f5c81b6e40d27a95cf38",
 		Scope: "im,placement", MemberID: "da45a03b265ed12127f8a258d793cc5d", Status: "L", Placement: PlacementIMSidebar,
-		Options: PlacementOptions{DialogID: "chat2", URI: "/online/"},
+		Options: PlacementOptions{Chat: "chat2", URI: "/online/"},
 	}
 	if p != want {
 		t.Fatalf("decoded\n%+v\nwant\n%+v", p, want)
@@ -47,9 +47,9 @@ func TestDecodePlacementRefuses(t *testing.T) {
 		{"negative expiry", query, body + "&AUTH_EXPIRES=-1", false, nil},
 		{"malformed escape", "%zz", body, false, nil},
 		{"a dialog ID that is none", query, strings.Replace(body, "chat2", "chat2%3Cscript%3E", 1), true,
-			func(p Placement) bool { return p.Options.DialogID == "" }},
+			func(p Placement) bool { return p.Options.Chat == "" }},
 		{"a private chat", query, strings.Replace(body, "chat2", "27", 1), true,
-			func(p Placement) bool { return p.Options.DialogID == "27" }},
+			func(p Placement) bool { return p.Options.Chat == "27" }},
 		{"a domain that is none", strings.Replace(query, "xxx.bitrix24.com", "evil.com%2F%3Fx%3D", 1), body, true,
 			func(p Placement) bool { return p.Domain == "" && p.Origin() == "" }},
 		{"http", strings.Replace(query, "PROTOCOL=1", "PROTOCOL=0", 1), body, true,
@@ -79,8 +79,8 @@ func FuzzDecodePlacement(f *testing.F) {
 			}
 			return
 		}
-		if p.Options.DialogID != "" && !dialogIDPattern.MatchString(p.Options.DialogID) {
-			t.Fatalf("dialog ID %q", p.Options.DialogID)
+		if p.Options.Chat != "" && !chatPattern.MatchString(p.Options.Chat) {
+			t.Fatalf("dialog ID %q", p.Options.Chat)
 		}
 		if o := p.Origin(); o != "" && strings.ContainsAny(o[8:], "/?#@ ;'\"") {
 			t.Fatalf("origin %q", o)

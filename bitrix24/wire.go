@@ -207,8 +207,17 @@ func botFields(p BotProfile) map[string]any {
 		"EVENT_BOT_DELETE":      p.HandlerURL,
 		"EVENT_MESSAGE_UPDATE":  p.HandlerURL,
 		"EVENT_MESSAGE_DELETE":  p.HandlerURL,
-		"PROPERTIES":            map[string]any{"NAME": p.Name, "COLOR": p.Color, "WORK_POSITION": "Support / Поддержка"},
+		"PROPERTIES":            properties(p),
 	}
+}
+
+// properties are the bot's PROPERTIES: the work position only when it has one.
+func properties(p BotProfile) map[string]any {
+	props := map[string]any{"NAME": p.Name, "COLOR": p.Color}
+	if p.WorkPosition != "" {
+		props["WORK_POSITION"] = p.WorkPosition
+	}
+	return props
 }
 
 func commandFields(c CommandSpec, handlerURL string) map[string]any {
@@ -248,11 +257,11 @@ func (v1) Lookup(a Action) (Action, bool) {
 	return nil, false
 }
 
-// ChatIDOf is the chat ID in a group chat's dialog ID ("chat1001" → 1001).
-func ChatIDOf(dialogID string) (int64, error) {
-	id, err := strconv.ParseInt(strings.TrimPrefix(dialogID, "chat"), 10, 64)
-	if !strings.HasPrefix(dialogID, "chat") || err != nil || id <= 0 {
-		return 0, fmt.Errorf("%q is not a group chat's dialog ID", truncate(dialogID))
+// ChatIDOf is the chat ID in a group chat's address ("chat1001" → 1001).
+func ChatIDOf(chat string) (int64, error) {
+	id, err := strconv.ParseInt(strings.TrimPrefix(chat, "chat"), 10, 64)
+	if !strings.HasPrefix(chat, "chat") || err != nil || id <= 0 {
+		return 0, fmt.Errorf("%q is not a group chat's address", truncate(chat))
 	}
 	return id, nil
 }

@@ -90,8 +90,10 @@ func TestV1Render(t *testing.T) {
 			t.Errorf("%s: %s %s, want %s %s", c.a.Kind(), call.Method, got, c.method, c.params)
 		}
 	}
-	reg, _ := V1.Render(RegisterBot{Profile: BotProfile{Code: "c", HandlerURL: "h"}}, cx)
-	if reg.Method != "imbot.register" || reg.Params["TYPE"] != "S" || reg.Params["BOT_ID"] != nil || reg.Params["EVENT_MESSAGE_ADD"] != "h" {
+	reg, _ := V1.Render(RegisterBot{Profile: BotProfile{Code: "c", HandlerURL: "h", WorkPosition: "Support"}}, cx)
+	props, _ := reg.Params["PROPERTIES"].(map[string]any)
+	if reg.Method != "imbot.register" || reg.Params["TYPE"] != "S" || reg.Params["BOT_ID"] != nil || reg.Params["EVENT_MESSAGE_ADD"] != "h" ||
+		props["WORK_POSITION"] != "Support" {
 		t.Errorf("register: %s %v", reg.Method, reg.Params)
 	}
 	cmd, _ := V1.Render(RegisterCommand{Command: CommandSpec{Name: "new", Hidden: true}, HandlerURL: "h"}, cx)

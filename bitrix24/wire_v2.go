@@ -112,7 +112,11 @@ func (v2) Render(a Action, c Context) (Call, error) {
 }
 
 func botFieldsV2(p BotProfile) map[string]any {
-	f := map[string]any{"properties": map[string]any{"name": p.Name, "color": colorV2(p.Color), "workPosition": "Support / Поддержка"}}
+	props := map[string]any{"name": p.Name, "color": colorV2(p.Color)}
+	if p.WorkPosition != "" {
+		props["workPosition"] = p.WorkPosition
+	}
+	f := map[string]any{"properties": props}
 	if p.EventMode != "" {
 		f["eventMode"] = p.EventMode
 	}

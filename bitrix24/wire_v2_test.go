@@ -47,16 +47,16 @@ func TestV2Render(t *testing.T) {
 		}
 	}
 
-	profile := BotProfile{Code: "support", Name: "Support", Color: "LIGHT_BLUE", HandlerURL: "https://h/bitrix/events", EventMode: "fetch"}
+	profile := BotProfile{Code: "support", Name: "Support", Color: "LIGHT_BLUE", HandlerURL: "https://h/bitrix/events", EventMode: "fetch", WorkPosition: "Поддержка"}
 	reg, _ := V2.Render(RegisterBot{Profile: profile}, Context{BotToken: "tok"})
 	got, _ := json.Marshal(reg.Params)
-	if want := `{"fields":{"botToken":"tok","code":"support","eventMode":"fetch","properties":{"color":"lightBlue","name":"Support","workPosition":"Support / Поддержка"},"type":"supervisor"}}`; reg.Method != "imbot.v2.Bot.register" || string(got) != want {
+	if want := `{"fields":{"botToken":"tok","code":"support","eventMode":"fetch","properties":{"color":"lightBlue","name":"Support","workPosition":"Поддержка"},"type":"supervisor"}}`; reg.Method != "imbot.v2.Bot.register" || string(got) != want {
 		t.Errorf("register: %s %s\nwant %s", reg.Method, got, want)
 	}
 	profile.EventMode = "webhook"
 	upd, _ := V2.Render(UpdateBot{BotID: 4, Profile: profile, NewToken: "new"}, cx)
 	got, _ = json.Marshal(upd.Params)
-	if want := `{"botId":4,"botToken":"tok","fields":{"botToken":"new","eventMode":"webhook","properties":{"color":"lightBlue","name":"Support","workPosition":"Support / Поддержка"},"webhookUrl":"https://h/bitrix/events"}}`; upd.Method != "imbot.v2.Bot.update" || string(got) != want {
+	if want := `{"botId":4,"botToken":"tok","fields":{"botToken":"new","eventMode":"webhook","properties":{"color":"lightBlue","name":"Support","workPosition":"Поддержка"},"webhookUrl":"https://h/bitrix/events"}}`; upd.Method != "imbot.v2.Bot.update" || string(got) != want {
 		t.Errorf("update: %s %s\nwant %s", upd.Method, got, want)
 	}
 	spec := CommandSpec{Name: "new", Titles: []CommandTitle{{Language: "ru", Title: "Новый", Params: "вопрос"}, {Language: "en", Title: "New"}}}

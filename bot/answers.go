@@ -30,7 +30,7 @@ type answer struct {
 	Args    string `json:"args,omitempty"` // /queue: "mine" or nothing
 }
 
-// answerLater queues the message that will carry the answer, to dialogID in lane.
+// answerLater queues the message that will carry the answer, to the chat to in lane.
 // The caller has checked that the author may have it.
 func (t *turn) answerLater(lane outbox.Lane, to string, a answer) error {
 	a.User, a.Lang = t.from.id, t.lang

@@ -97,9 +97,9 @@ func (f *floodDesk) open(b *testing.B, p storage.Portal, chat int64) storage.Dia
 
 func (f *floodDesk) message(user int64, text, dialogID string) *bitrix24.MessageAdd {
 	f.nextID++
-	m := bitrix24.Message{ID: f.nextID, DialogID: fmt.Sprint(user), ChatType: "P", FromUserID: user, Text: text, Language: "en"}
+	m := bitrix24.Message{ID: f.nextID, Chat: fmt.Sprint(user), ChatType: "P", FromUserID: user, Text: text, Language: "en"}
 	if dialogID != "" {
-		m.DialogID, m.ChatType = dialogID, "C"
+		m.Chat, m.ChatType = dialogID, "C"
 		fmt.Sscanf(dialogID, "chat%d", &m.ChatID)
 	}
 	return &bitrix24.MessageAdd{Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageAdd}, BotID: botID, Message: m,

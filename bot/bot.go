@@ -290,17 +290,18 @@ type turn struct {
 	from   who
 	lang   string
 	t      *texts
-	// dialogID is the chat the event came from ("27" or "chat1001"); dialog is set
+	// chat is the address (DIALOG_ID) of the chat the event came from ("27" or
+	// "chat1001"); dialog is set
 	// when that chat is one of our dialogs.
-	dialogID string
-	dialog   *storage.Dialog
+	chat   string
+	dialog *storage.Dialog
 	// keyboardMessageID is the message whose button was pressed (0 for typed text).
 	keyboardMessageID int64
 }
 
-func (b *Bot) newTurn(tx *storage.Tx, portal storage.Portal, from who, lang, dialogID string) *turn {
+func (b *Bot) newTurn(tx *storage.Tx, portal storage.Portal, from who, lang, chat string) *turn {
 	l := b.lang(lang)
-	return &turn{b: b, tx: tx, portal: portal, from: from, lang: l, t: textsFor(l), dialogID: dialogID}
+	return &turn{b: b, tx: tx, portal: portal, from: from, lang: l, t: textsFor(l), chat: chat}
 }
 
 // onMessage handles a message (ONIMBOTMESSAGEADD), or a typed command that arrived as
@@ -309,7 +310,7 @@ func (b *Bot) onMessage(tx *storage.Tx, portal storage.Portal, m bitrix24.Messag
 	if from.bot || (portal.BotID != 0 && from.id == portal.BotID) || m.System {
 		return nil
 	}
-	t := b.newTurn(tx, portal, from, m.Language, m.DialogID)
+	t := b.newTurn(tx, portal, from, m.Language, m.Chat)
 	if cmd == nil {
 		if c, ok := parseCommand(m.Text); ok {
 			cmd = &c
@@ -494,16 +495,16 @@ func (b *Bot) onEdit(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, 
 
 // onJoin greets a person who opens the private chat with the bot.
 func (b *Bot) onJoin(tx *storage.Tx, portal storage.Portal, e *bitrix24.JoinChat, from who) error {
-	if e.ChatType != "P" && strings.HasPrefix(e.DialogID, "chat") {
+	if e.ChatType != "P" && strings.HasPrefix(e.Chat, "chat") {
 		return nil // added to a group chat: nothing to say
 	}
-	t := b.newTurn(tx, portal, from, e.Language, e.DialogID)
+	t := b.newTurn(tx, portal, from, e.Language, e.Chat)
 	return t.help()
 }
 
 // onButton handles a keyboard press.
 func (b *Bot) onButton(tx *storage.Tx, portal storage.Portal, m bitrix24.Message, from who, cmd command, keyboardMessageID int64) error {
-	t := b.newTurn(tx, portal, from, m.Language, m.DialogID)
+	t := b.newTurn(tx, portal, from, m.Language, m.Chat)
 	if !m.Private() && m.ChatID > 0 {
 		d, err := tx.DialogByChat(portal.ID, m.ChatID)
 		if err == nil {
@@ -525,7 +526,7 @@ func (t *turn) run(cmd command, m bitrix24.Message) error {
 		if ok, err := t.mayAskAsClient(); !ok {
 			return err
 		}
-		return t.answerLater(t.replyLane(), t.dialogID, answer{Command: cmdChats, Page: cmd.args})
+		return t.answerLater(t.replyLane(), t.chat, answer{Command: cmdChats, Page: cmd.args})
 	case cmdNew:
 		// An agent's /new inside someone's dialog is for that dialog's client.
 		// Inside a dialog, /new is for that dialog's client: its client asks within
@@ -557,7 +558,7 @@ func (t *turn) run(cmd command, m bitrix24.Message) error {
 		if !t.from.agent {
 			return t.reply(t.t.AgentsOnly, nil)
 		}
-		return t.answerLater(t.replyLane(), t.dialogID, answer{Command: cmdQueue, Args: cmd.args})
+		return t.answerLater(t.replyLane(), t.chat, answer{Command: cmdQueue, Args: cmd.args})
 	case cmdAccess:
 		return t.answerAccess(cmd.args, t.keyboardMessageID)
 	case cmdRate:
@@ -633,7 +634,7 @@ func (t *turn) help() error {
 
 // reply sends text (and an optional keyboard) to the chat the event came from.
 func (t *turn) reply(text string, kb *bitrix24.Keyboard) error {
-	return t.send(t.replyLane(), t.dialogID, text, kb, 0)
+	return t.send(t.replyLane(), t.chat, text, kb, 0)
 }
 
 // send posts a message into a chat, in lane. With awaits set, the message waits for

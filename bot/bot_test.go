@@ -65,7 +65,7 @@ func (h *harness) private(user int64, text string) *bitrix24.MessageAdd {
 	return &bitrix24.MessageAdd{
 		Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageAdd},
 		BotID:    botID,
-		Message: bitrix24.Message{ID: h.nextID, DialogID: fmt.Sprint(user), ChatType: "P", FromUserID: user,
+		Message: bitrix24.Message{ID: h.nextID, Chat: fmt.Sprint(user), ChatType: "P", FromUserID: user,
 			Text: text, Language: "en"},
 		User: bitrix24.User{ID: user, Name: fmt.Sprintf("User %d", user)},
 	}
@@ -77,7 +77,7 @@ func (h *harness) group(user, chatID int64, title, text string) *bitrix24.Messag
 	return &bitrix24.MessageAdd{
 		Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageAdd},
 		BotID:    botID,
-		Message: bitrix24.Message{ID: h.nextID, DialogID: bitrix24.GroupChat(chatID), ChatID: chatID, ChatType: "C",
+		Message: bitrix24.Message{ID: h.nextID, Chat: bitrix24.GroupChat(chatID), ChatID: chatID, ChatType: "C",
 			FromUserID: user, Text: text, ChatTitle: title, Language: "en"},
 		User: bitrix24.User{ID: user, Name: fmt.Sprintf("User %d", user)},
 	}
@@ -92,7 +92,7 @@ func (h *harness) press(user int64, dialogID string, chatID int64, name, params 
 	return &bitrix24.CommandAdd{
 		Envelope: bitrix24.Envelope{Type: bitrix24.EventCommandAdd},
 		Command:  bitrix24.Command{ID: 1, BotID: botID, Name: name, Params: params, Context: bitrix24.ContextKeyboard, MessageID: 500},
-		Message:  bitrix24.Message{ID: 500, DialogID: dialogID, ChatID: chatID, ChatType: chatType, FromUserID: user, Language: "en"},
+		Message:  bitrix24.Message{ID: 500, Chat: dialogID, ChatID: chatID, ChatType: chatType, FromUserID: user, Language: "en"},
 		User:     bitrix24.User{ID: user},
 	}
 }

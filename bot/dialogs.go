@@ -138,7 +138,7 @@ func (t *turn) openDialog(question string, sourceMessageID int64) error {
 	if err != nil {
 		return err
 	}
-	return t.send(t.replyLane(), t.dialogID, t.t.Opened(d.Number, pendingChatLink(d)),
+	return t.send(t.replyLane(), t.chat, t.t.Opened(d.Number, pendingChatLink(d)),
 		goToChat(t.t, bitrix24.AwaitedChat, true), d.ID)
 }
 
@@ -260,7 +260,7 @@ func (t *turn) replyLane() outbox.Lane {
 	if t.dialog != nil {
 		return outbox.DialogLane(t.dialog.ID)
 	}
-	return outbox.LaneOf(t.dialogID)
+	return outbox.LaneOf(t.chat)
 }
 
 // openFromList handles the list's button for dialog N: the client has seen it all.

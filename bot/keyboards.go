@@ -52,8 +52,8 @@ func askAgain(tx *texts, question string) *bitrix24.Keyboard {
 
 // goToChat opens a dialog's chat ("chatN", or bitrix24.AwaitedChat); with
 // allChats, the list is one press away too.
-func goToChat(tx *texts, dialogID string, allChats bool) *bitrix24.Keyboard {
-	kb := &bitrix24.Keyboard{Buttons: []bitrix24.Button{{Text: tx.BtnGoToChat, Action: "DIALOG", ActionValue: dialogID,
+func goToChat(tx *texts, chat string, allChats bool) *bitrix24.Keyboard {
+	kb := &bitrix24.Keyboard{Buttons: []bitrix24.Button{{Text: tx.BtnGoToChat, Action: "DIALOG", ActionValue: chat,
 		Display: "LINE", BgColor: colorMain, TextColor: colorText}}}
 	if allChats {
 		kb.Buttons = append(kb.Buttons, button(tx.BtnAllChats, cmdChats, "", false))

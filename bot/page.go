@@ -220,7 +220,7 @@ func (b *Bot) PageOpenNew(tx *storage.Tx, portal storage.Portal, v Viewer, lang,
 	if err != nil {
 		return PageResult{}, err
 	}
-	err = t.send(t.replyLane(), t.dialogID, t.t.Opened(d.Number, pendingChatLink(d)), goToChat(t.t, bitrix24.AwaitedChat, true), d.ID)
+	err = t.send(t.replyLane(), t.chat, t.t.Opened(d.Number, pendingChatLink(d)), goToChat(t.t, bitrix24.AwaitedChat, true), d.ID)
 	return PageResult{Number: d.Number, Title: d.Title}, err
 }
 

@@ -35,7 +35,7 @@ func (t *turn) stats(args string) error {
 	}
 	figures := answer{Command: cmdStats, Days: days}
 	if t.dialog == nil {
-		return t.answerLater(t.replyLane(), t.dialogID, figures)
+		return t.answerLater(t.replyLane(), t.chat, figures)
 	}
 	if err := t.answerLater(outbox.ClientLane(t.from.id), bitrix24.UserChat(t.from.id), figures); err != nil {
 		return err

@@ -94,7 +94,7 @@ func (t *turn) agentNew(question string, sourceMessageID int64) error {
 		return err
 	}
 	link := pendingChatLink(d)
-	if err := t.send(t.replyLane(), t.dialogID, t.t.OpenedByAgent(d.Number, link), nil, d.ID); err != nil {
+	if err := t.send(t.replyLane(), t.chat, t.t.OpenedByAgent(d.Number, link), nil, d.ID); err != nil {
 		return err
 	}
 	ct := clientTexts(src)

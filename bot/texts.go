@@ -35,6 +35,7 @@ type texts struct {
 	StatusResolved  string
 	StatusEscalated string
 	ChatPending     string // in place of a link while the chat is being created
+	WorkPosition    string // under the bot's name in the messenger (its profile)
 	ButtonDialog    func(number int, title string, unread int) string
 	OpenLink        string                           // text of a [chat=…] link
 	Showing         func(from, to, total int) string // a page of a long list
@@ -156,6 +157,10 @@ type texts struct {
 
 // textsFor returns the texts for a language code; anything but "en" is Russian,
 // except that the caller has already mapped unknown codes to the configured fallback.
+// WorkPosition is what the messenger shows under the bot's name, in the bot's
+// language: the profile's work position.
+func WorkPosition(lang string) string { return textsFor(lang).WorkPosition }
+
 func textsFor(lang string) *texts {
 	if lang == "en" {
 		return &textsEN

@@ -74,6 +74,7 @@ var textsEN = texts{
 	StatusResolved:  "resolved",
 	StatusEscalated: "with technical support",
 	ChatPending:     "chat is being created",
+	WorkPosition:    "Support",
 	ButtonDialog: func(n int, title string, unread int) string {
 		if unread > 0 {
 			return fmt.Sprintf("#%d %s (%d)", n, title, unread)

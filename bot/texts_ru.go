@@ -74,6 +74,7 @@ var textsRU = texts{
 	StatusResolved:  "решено",
 	StatusEscalated: "в технической поддержке",
 	ChatPending:     "чат создаётся",
+	WorkPosition:    "Поддержка",
 	ButtonDialog: func(n int, title string, unread int) string {
 		if unread > 0 {
 			return fmt.Sprintf("№%d %s (%d)", n, title, unread)

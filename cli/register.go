@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"supportbot/bitrix24"
+	"supportbot/bot"
 	"supportbot/config"
 	"supportbot/setup"
 	"supportbot/storage"
@@ -90,7 +91,7 @@ func newSetup(r *run, cmd *cobra.Command) (*setup.Setup, func(), error) {
 		Portal:   portal,
 		Client:   setup.Patient(client),
 		Profile: bitrix24.BotProfile{
-			Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color,
+			Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color, WorkPosition: bot.WorkPosition(cfg.Bot.Language),
 			HandlerURL: cfg.HandlerURL(), ClientID: cfg.Bitrix.ClientID, EventMode: cfg.Bitrix.Events,
 		},
 		Out: cmd.OutOrStdout(),

@@ -94,7 +94,7 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger, local *
 		AutoCloseAfter: cfg.Dialogs.AutoCloseAfter, AutoCloseWarning: cfg.Dialogs.AutoCloseWarning,
 		RatingWindow: cfg.Dialogs.RatingWindow,
 		Language:     cfg.Bot.Language,
-		Profile: bitrix24.BotProfile{Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color,
+		Profile: bitrix24.BotProfile{Code: cfg.Bot.Code, Name: cfg.Bot.Name, Color: cfg.Bot.Color, WorkPosition: bot.WorkPosition(cfg.Bot.Language),
 			HandlerURL: cfg.HandlerURL(), EventMode: cfg.Bitrix.Events},
 		API:        cfg.Bitrix.API,
 		SidebarURL: sidebarURL(cfg),

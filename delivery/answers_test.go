@@ -25,7 +25,7 @@ func TestAnswerThatCannotBeReadWaits(t *testing.T) {
 	f.nextID++
 	ev := &bitrix24.MessageAdd{
 		Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageAdd},
-		Message:  bitrix24.Message{ID: f.nextID, DialogID: "27", ChatType: "P", FromUserID: 27, Text: "all chats", Language: "en"},
+		Message:  bitrix24.Message{ID: f.nextID, Chat: "27", ChatType: "P", FromUserID: 27, Text: "all chats", Language: "en"},
 		User:     bitrix24.User{ID: 27},
 	}
 	err := f.store.Update(context.Background(), func(tx *storage.Tx) error {

@@ -59,7 +59,7 @@ func (f *fixture) newDialog() storage.Dialog {
 	f.nextID++
 	ev := &bitrix24.MessageAdd{
 		Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageAdd},
-		Message:  bitrix24.Message{ID: f.nextID, DialogID: "27", ChatType: "P", FromUserID: 27, Text: "hello", Language: "en"},
+		Message:  bitrix24.Message{ID: f.nextID, Chat: "27", ChatType: "P", FromUserID: 27, Text: "hello", Language: "en"},
 		User:     bitrix24.User{ID: 27},
 	}
 	var d storage.Dialog
@@ -398,7 +398,7 @@ func TestRenamesCoalesce(t *testing.T) {
 	err := f.store.Update(context.Background(), func(tx *storage.Tx) error {
 		for _, title := range []string{"one", "two", "three"} {
 			ev := &bitrix24.MessageAdd{Envelope: bitrix24.Envelope{Type: bitrix24.EventMessageAdd},
-				Message: bitrix24.Message{ID: 9000 + int64(len(title)), DialogID: "27", ChatType: "P", FromUserID: 27,
+				Message: bitrix24.Message{ID: 9000 + int64(len(title)), Chat: "27", ChatType: "P", FromUserID: 27,
 					Text: "rename 1 " + title, Language: "en"}, User: bitrix24.User{ID: 27}}
 			if _, err := f.bot.Take(tx, bot.Arrival{PortalID: f.portal.ID, Event: ev}); err != nil {
 				return err

@@ -91,7 +91,7 @@ func (h *Sidebar) Open(c echo.Context) error {
 	}
 	// The name is capped as the bot caps names it writes, so the token stays short.
 	claims := sidebar.Claims{Portal: v.PortalID, User: v.UserID, Name: bitrix24.Shorten(v.Name, 100), Admin: v.Admin, Lang: lang,
-		Dialog: pl.Options.DialogID}
+		Dialog: pl.Options.Chat}
 	if v.Admin {
 		// Kept, sealed, to ask again at the moment a form is used (Form).
 		if claims.Auth, err = h.Tokens.SealAuth(pl.AuthID); err != nil {

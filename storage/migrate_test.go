@@ -33,6 +33,8 @@ func TestUpgradeKeepsPendingCalls(t *testing.T) {
 	kb := &bitrix24.Keyboard{Buttons: []bitrix24.Button{{Text: "Go to chat", Action: "DIALOG", ActionValue: awaitedChat,
 		Display: "LINE", BgColor: "#29619b", TextColor: "#fff"}, bitrix24.NewLine()}}
 	profile := bitrix24.BotProfile{Code: "supportbot", Name: "Поддержка", Color: "AQUA", HandlerURL: "https://s.example/bitrix/events"}
+	oldProfile := profile // an old version's bot had its work position fixed; it is kept
+	oldProfile.WorkPosition = "Support / Поддержка"
 	command := bitrix24.CommandSpec{Name: "new", Titles: []bitrix24.CommandTitle{
 		{Language: "ru", Title: "Открыть новое \"обращение\"", Params: "вопрос"}, {Language: "en", Title: "Open a new question", Params: "question"}}}
 	hidden := bitrix24.CommandSpec{Name: "rate", Hidden: true, Titles: []bitrix24.CommandTitle{{Language: "ru", Title: "Оценить"}}}
@@ -60,7 +62,7 @@ func TestUpgradeKeepsPendingCalls(t *testing.T) {
 			"EVENT_MESSAGE_ADD": profile.HandlerURL, "EVENT_WELCOME_MESSAGE": profile.HandlerURL, "EVENT_BOT_DELETE": profile.HandlerURL,
 			"EVENT_MESSAGE_UPDATE": profile.HandlerURL, "EVENT_MESSAGE_DELETE": profile.HandlerURL, "OPENLINE": "N",
 			"PROPERTIES": map[string]any{"NAME": profile.Name, "COLOR": profile.Color, "WORK_POSITION": "Support / Поддержка"}},
-			bitrix24.RegisterBot{Profile: profile}, 0},
+			bitrix24.RegisterBot{Profile: oldProfile}, 0},
 		{"imbot.command.register", map[string]any{"BOT_ID": oldBot, "COMMAND": "new", "COMMON": "N", "HIDDEN": "N", "EXTRANET_SUPPORT": "N",
 			"EVENT_COMMAND_ADD": profile.HandlerURL, "LANG": []map[string]any{
 				{"LANGUAGE_ID": "ru", "TITLE": "Открыть новое \"обращение\"", "PARAMS": "вопрос"},

@@ -133,7 +133,7 @@ func TestEventReplaces(t *testing.T) {
 	if !ok {
 		t.Fatalf("%T", ev)
 	}
-	if m.Message.Text != "hello & [b]world[/b] = 100%" || m.Message.ID != 90001 || m.Message.DialogID != "chat2002" ||
+	if m.Message.Text != "hello & [b]world[/b] = 100%" || m.Message.ID != 90001 || m.Message.Chat != "chat2002" ||
 		m.Message.ChatID != 2002 || m.Auth.ApplicationToken != "tok-new" || m.BotID != 567 {
 		t.Fatalf("%+v", m)
 	}

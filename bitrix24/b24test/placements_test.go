@@ -92,7 +92,7 @@ func TestPlacementOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	if pl.Domain != p.Domain() || pl.HTTPS || pl.Lang != "ru" || pl.Status != "F" || pl.MemberID != p.MemberID() ||
-		pl.ApplicationToken != p.ApplicationToken() || pl.Placement != "IM_SIDEBAR" || pl.Options.DialogID != "chat1001" || pl.AuthExpires != 3600 {
+		pl.ApplicationToken != p.ApplicationToken() || pl.Placement != "IM_SIDEBAR" || pl.Options.Chat != "chat1001" || pl.AuthExpires != 3600 {
 		t.Fatalf("decoded %+v", pl)
 	}
 	me := callToken(t, p.ClientEndpoint(), "user.current", pl.AuthID, map[string]any{})

@@ -33,6 +33,7 @@ WHERE kind = 'imbot.chat.updateTitle';
 
 UPDATE outbox SET kind = 'register_bot', action = json_object('profile', json_object(
     'code', action -> '$.CODE', 'name', action -> '$.PROPERTIES.NAME', 'color', action -> '$.PROPERTIES.COLOR',
+    'work_position', coalesce(action ->> '$.PROPERTIES.WORK_POSITION', ''),
     'handler_url', action -> '$.EVENT_HANDLER', 'client_id', coalesce(action ->> '$.CLIENT_ID', '')))
 WHERE kind = 'imbot.register';
 

@@ -443,17 +443,17 @@ func TestEventsDecode(t *testing.T) {
 		byID[ev.Head().ID] = ev
 	}
 	m, ok := byID[msg].(*bitrix24.MessageAdd)
-	if !ok || m.BotID != id || m.Message.Text != "Не работает печать" || m.Message.DialogID != "27" || m.Message.FromUserID != 27 ||
+	if !ok || m.BotID != id || m.Message.Text != "Не работает печать" || m.Message.Chat != "27" || m.Message.FromUserID != 27 ||
 		m.Message.ChatType != "P" || m.User.ID != 27 || m.User.Name != "Anna Petrova" || m.Message.Language != "en" ||
 		m.Message.ID != e.fake.MessageID(msg) || m.Message.ID < 900000 {
 		t.Fatalf("private message: %#v", byID[msg])
 	}
 	g, ok := byID[group].(*bitrix24.MessageAdd)
-	if !ok || g.Message.DialogID != "chat5" || g.Message.ChatID != 5 || g.Message.ChatType != "C" || g.Message.ChatTitle != "Printers" ||
+	if !ok || g.Message.Chat != "chat5" || g.Message.ChatID != 5 || g.Message.ChatType != "C" || g.Message.ChatTitle != "Printers" ||
 		g.User.Name != "User 31" {
 		t.Fatalf("group message: %#v", byID[group])
 	}
-	if j, ok := byID[newChat].(*bitrix24.JoinChat); !ok || j.DialogID != "chat9" || j.ChatID != 9 || j.UserID != 27 {
+	if j, ok := byID[newChat].(*bitrix24.JoinChat); !ok || j.Chat != "chat9" || j.ChatID != 9 || j.UserID != 27 {
 		t.Fatalf("join: %#v", byID[newChat])
 	}
 	if c, ok := e.p.Chat(9); !ok || c.Title != "Chat 9" {
@@ -461,7 +461,7 @@ func TestEventsDecode(t *testing.T) {
 	}
 	p, ok := byID[press].(*bitrix24.CommandAdd)
 	if !ok || p.Command.Name != "open" || p.Command.Params != "7" || p.Command.Context != bitrix24.ContextKeyboard ||
-		p.Command.MessageID != num(t, botMsg["id"]) || p.User.ID != 27 || p.Message.DialogID != "chat9" || p.Command.BotID != id {
+		p.Command.MessageID != num(t, botMsg["id"]) || p.User.ID != 27 || p.Message.Chat != "chat9" || p.Command.BotID != id {
 		t.Fatalf("press: %#v", byID[press])
 	}
 	if c, ok := byID[typed].(*bitrix24.CommandAdd); !ok || c.Command.Context != bitrix24.ContextTextarea || c.Message.Text != "/open 8" ||
@@ -471,7 +471,7 @@ func TestEventsDecode(t *testing.T) {
 	if u, ok := byID[edit].(*bitrix24.MessageUpdate); !ok || u.Message.ID != m.Message.ID || u.Message.Text != "Печать не работает" {
 		t.Fatalf("edit: %#v", byID[edit])
 	}
-	if d, ok := byID[del].(*bitrix24.MessageDelete); !ok || d.Message.ID != m.Message.ID || d.Message.DialogID != "27" {
+	if d, ok := byID[del].(*bitrix24.MessageDelete); !ok || d.Message.ID != m.Message.ID || d.Message.Chat != "27" {
 		t.Fatalf("delete: %#v", byID[del])
 	}
 }
