@@ -173,3 +173,35 @@ func TestRolesSeededOnce(t *testing.T) {
 		t.Errorf("clients seeded: %v", got)
 	}
 }
+
+// TestRemovedAgentLeavesTheChats: an agent the administrator removes is taken out of
+// the chats of the open dialogs, and no longer reads the clients' questions; a
+// resolved dialog's chat, and the removed agent's own dialogs as a client, keep them.
+func TestRemovedAgentLeavesTheChats(t *testing.T) {
+	t.Parallel()
+	portal := b24test.New(t)
+	b := startBot(t, portal, filepath.Join(t.TempDir(), "leave.db"))
+	b.mustPost(privateMessage(client, "en", "/agents add 51"))
+	b.waitMessage("27", 0, "Support agents (2)")
+	chats := b.openDialogs(2)
+	b.mustPost(b.groupMessage(agentID, chats[1], "/resolve"))
+	b.waitMessage("27", 0, "#2 as resolved")
+	for _, id := range chats {
+		if c, _ := portal.Chat(id); !slices.Contains(c.Users, agentID) {
+			t.Fatalf("agent %d is not in chat %d: %v", agentID, id, c.Users)
+		}
+	}
+
+	b.mustPost(privateMessage(client, "en", "/agents remove "+strconv.Itoa(agentID)))
+	b.waitMessage("27", 0, "Support agents (1): #51")
+	waitIdle(t, b.dbPath)
+	if c, _ := portal.Chat(chats[0]); slices.Contains(c.Users, agentID) || !slices.Contains(c.Users, 51) {
+		t.Errorf("the open dialog's chat has %v after agent %d was removed", c.Users, agentID)
+	}
+	if c, _ := portal.Chat(chats[1]); !slices.Contains(c.Users, agentID) {
+		t.Errorf("the resolved dialog's chat lost agent %d: %v", agentID, c.Users)
+	}
+	if calls := portal.CallsTo("imbot.chat.user.delete"); len(calls) != 1 {
+		t.Errorf("%d removals, want the one open dialog's", len(calls))
+	}
+}

@@ -46,6 +46,7 @@ const (
 	KindCreateChat        = "create_chat"
 	KindRenameChat        = "rename_chat"
 	KindAddUsers          = "add_users"
+	KindRemoveUser        = "remove_user"
 	KindRegisterBot       = "register_bot"
 	KindRegisterCommand   = "register_command"
 	KindBindEvent         = "bind_event"
@@ -100,6 +101,18 @@ type AddUsers struct {
 	Chat  string  `json:"dialog_id"` // "chatN"
 	Users []int64 `json:"users"`
 }
+
+// RemoveUser takes a person out of a group chat.
+type RemoveUser struct {
+	Chat string `json:"chat"` // "chatN"
+	User int64  `json:"user"`
+}
+
+// Kind, Repeatable (taking out one who is gone changes nothing) and AwaitsResult
+// implement Action.
+func (RemoveUser) Kind() string       { return KindRemoveUser }
+func (RemoveUser) Repeatable() bool   { return true }
+func (RemoveUser) AwaitsResult() bool { return false }
 
 // BotProfile is how the bot presents itself to a portal.
 type BotProfile struct {
@@ -312,6 +325,7 @@ var decoders = map[string]func([]byte) (Action, error){
 	KindCreateChat:        decodeAs[CreateChat],
 	KindRenameChat:        decodeAs[RenameChat],
 	KindAddUsers:          decodeAs[AddUsers],
+	KindRemoveUser:        decodeAs[RemoveUser],
 	KindRegisterBot:       decodeAs[RegisterBot],
 	KindUpdateBot:         decodeAs[UpdateBot],
 	KindUnregisterBot:     decodeAs[UnregisterBot],

@@ -141,6 +141,12 @@ func (v1) Render(a Action, c Context) (Call, error) {
 			return Call{}, err
 		}
 		return Call{"imbot.chat.user.add", withBot(map[string]any{"CHAT_ID": id, "USERS": a.Users})}, nil
+	case RemoveUser:
+		id, err := ChatIDOf(a.Chat)
+		if err != nil {
+			return Call{}, err
+		}
+		return Call{"imbot.chat.user.delete", withBot(map[string]any{"CHAT_ID": id, "USER_ID": a.User})}, nil
 	case RegisterBot:
 		p := botFields(a.Profile)
 		p["TYPE"] = "S" // a supervisor sees every message in its chats: the transcript needs it

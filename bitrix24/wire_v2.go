@@ -82,6 +82,8 @@ func (v2) Render(a Action, c Context) (Call, error) {
 		return Call{"imbot.v2.Chat.update", bot(map[string]any{"dialogId": a.Chat, "fields": map[string]any{"title": a.Title}})}, nil
 	case AddUsers:
 		return Call{"imbot.v2.Chat.User.add", bot(map[string]any{"dialogId": a.Chat, "userIds": a.Users})}, nil
+	case RemoveUser:
+		return Call{"imbot.v2.Chat.User.delete", bot(map[string]any{"dialogId": a.Chat, "userId": a.User})}, nil
 	case RegisterBot:
 		f := botFieldsV2(a.Profile)
 		f["code"], f["type"] = a.Profile.Code, "supervisor" // a supervisor sees every message in its chats

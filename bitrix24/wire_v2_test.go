@@ -31,6 +31,7 @@ func TestV2Render(t *testing.T) {
 			`{"botId":7,"botToken":"tok","fields":{"description":"E e|1","title":"T","userIds":[1]}}`},
 		{RenameChat{Chat: "chat5", Title: "x"}, "imbot.v2.Chat.update", `{"botId":7,"botToken":"tok","dialogId":"chat5","fields":{"title":"x"}}`},
 		{AddUsers{Chat: "chat5", Users: []int64{3}}, "imbot.v2.Chat.User.add", `{"botId":7,"botToken":"tok","dialogId":"chat5","userIds":[3]}`},
+		{RemoveUser{Chat: "chat5", User: 3}, "imbot.v2.Chat.User.delete", `{"botId":7,"botToken":"tok","dialogId":"chat5","userId":3}`},
 		{UnregisterBot{BotID: 4}, "imbot.v2.Bot.unregister", `{"botId":4,"botToken":"tok"}`},
 		{UnregisterCommand{CommandID: 8}, "imbot.v2.Command.unregister", `{"botId":7,"botToken":"tok","commandId":8}`},
 		{BindEvent{Event: EventAppUninstall, Handler: "h"}, "event.bind", `{"event":"ONAPPUNINSTALL","handler":"h"}`},

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"supportbot/bitrix24"
+	"supportbot/outbox"
 	"supportbot/storage"
 )
 
@@ -129,10 +130,44 @@ func (t *turn) changeRole(role string, ids []int64, adding bool) (string, error)
 	} else {
 		err = t.tx.Revoke(t.portal.ID, role, ids)
 	}
-	if err == nil {
-		t.b.log.Info("roles changed", "portal", t.portal.ID, "role", role, "by", t.from.id, "add", adding, "users", ids)
+	if err != nil {
+		return "", err
 	}
-	return "", err
+	t.b.log.Info("roles changed", "portal", t.portal.ID, "role", role, "by", t.from.id, "add", adding, "users", ids)
+	if adding {
+		return "", nil
+	}
+	return "", t.leaveDialogs(ids)
+}
+
+// leaveDialogs takes those who lost a role out of the chats of the open dialogs it
+// had put them in: a removed agent no longer reads the clients' questions. They stay
+// where they are the client, and a second-line member stays in the dialogs handed to
+// the second line.
+func (t *turn) leaveDialogs(ids []int64) error {
+	dialogs, err := t.tx.Dialogs(t.portal.ID)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		roles, err := t.tx.RolesOf(t.portal.ID, id)
+		if err != nil {
+			return err
+		}
+		if roles.Agent {
+			continue // an agent is in every dialog's chat
+		}
+		for _, d := range dialogs {
+			if !d.Active() || d.ChatID == 0 || d.ClientID == id || (roles.Tech && !d.EscalatedAt.IsZero()) {
+				continue
+			}
+			err := t.enqueue(outbox.Entry{Lane: outbox.DialogLane(d.ID)}, bitrix24.RemoveUser{Chat: bitrix24.GroupChat(d.ChatID), User: id})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // mentionRE is a mention as Bitrix24 writes it when a user is picked: [USER=50]Name[/USER].

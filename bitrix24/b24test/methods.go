@@ -113,6 +113,7 @@ var builtins = map[string]method{
 	"imbot.chat.add":           (*Portal).chatAdd,
 	"imbot.chat.get":           (*Portal).chatGet,
 	"imbot.chat.updatetitle":   (*Portal).chatUpdateTitle,
+	"imbot.chat.user.delete":   (*Portal).chatUserDelete,
 	"imbot.message.add":        (*Portal).messageAdd,
 	"imbot.message.update":     (*Portal).messageUpdate,
 	"imbot.register":           forApp((*Portal).botRegister),
@@ -262,6 +263,24 @@ func (p *Portal) chatUpdateTitle(_ caller, f bitrix24.Form) (any, *bitrix24.Erro
 		return nil, wrongRequest("WRONG_REQUEST", "This title currently set or chat isn't exists")
 	}
 	c.Title = title
+	return true, nil
+}
+
+// imbot.chat.user.delete: CHAT_ID, USER_ID → true. Unlike imbot.v2's, it refuses a
+// user who is not in the chat (WRONG_REQUEST, imbot-chat-user-delete.md).
+func (p *Portal) chatUserDelete(_ caller, f bitrix24.Form) (any, *bitrix24.Error) {
+	id, user := intParam(f, "CHAT_ID"), intParam(f, "USER_ID")
+	if id <= 0 {
+		return nil, wrongRequest("CHAT_ID_EMPTY", "Chat ID can't be empty")
+	} else if user <= 0 {
+		return nil, wrongRequest("USER_ID_EMPTY", "User ID can't be empty")
+	}
+	defer p.lock()()
+	c, ok := p.chats[id]
+	if !ok || !slices.Contains(c.Users, user) {
+		return nil, wrongRequest("WRONG_REQUEST", "You don't have access or user isn't member in chat")
+	}
+	c.Users = slices.DeleteFunc(c.Users, func(u int64) bool { return u == user })
 	return true, nil
 }
 

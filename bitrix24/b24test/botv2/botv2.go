@@ -131,6 +131,7 @@ var methods = map[string]method{
 	"imbot.v2.Chat.get":            {aChat, (*Fake).chatEdit},
 	"imbot.v2.Chat.update":         {aChat, (*Fake).chatEdit},
 	"imbot.v2.Chat.User.add":       {aChat, (*Fake).chatEdit},
+	"imbot.v2.Chat.User.delete":    {aChat, (*Fake).chatEdit},
 	"imbot.v2.Event.get":           {aBot, (*Fake).eventGet},
 }
 

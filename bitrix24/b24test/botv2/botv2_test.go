@@ -342,6 +342,14 @@ func TestChats(t *testing.T) {
 	if c, _ := e.p.Chat(cid); !slices.Equal(c.Users, []int64{27, 31, 40}) || len(e.p.Chats()) != 2 {
 		t.Fatalf("after User.add: %+v", c)
 	}
+	// User.delete takes one out; one who is not in the chat is "removed" too
+	// (chat-user-delete.md: idempotent).
+	for range 2 {
+		e.call(t, "imbot.v2.Chat.User.delete", map[string]any{"botId": id, "botToken": token, "dialogId": dialog, "userId": 31})
+	}
+	if c, _ := e.p.Chat(cid); !slices.Equal(c.Users, []int64{27, 40}) {
+		t.Fatalf("after User.delete: %+v", c)
+	}
 }
 
 // eventGet calls Event.get (offset < 0: none) and decodes its answer.

@@ -128,7 +128,8 @@ func (f *Fake) chatJSON(c b24test.Chat) map[string]any {
 }
 
 // chatEdit is Chat.get (botId, dialogId → {chat}), Chat.update (fields{title,
-// description} → {result: true}) and Chat.User.add (userIds, top-level → {result: true}).
+// description} → {result: true}), Chat.User.add (userIds, top-level → {result: true})
+// and Chat.User.delete (userId → {result: true}, also for one not in the chat).
 func (f *Fake) chatEdit(r *req) (any, *bitrix24.Error) {
 	c, fl := r.chat, r.fields()
 	switch r.Method {
@@ -139,6 +140,9 @@ func (f *Fake) chatEdit(r *req) (any, *bitrix24.Error) {
 		if r.has("description") {
 			c.Description = fl.String("description")
 		}
+	case "imbot.v2.Chat.User.delete":
+		user := intParam(r.Params, "userId")
+		c.Users = slices.DeleteFunc(c.Users, func(u int64) bool { return u == user })
 	default:
 		for _, id := range ids(r.Params.Group("userIds")) {
 			if !slices.Contains(c.Users, id) {
