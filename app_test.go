@@ -16,6 +16,7 @@ import (
 	"supportbot/config"
 	"supportbot/setup"
 	"supportbot/storage"
+	"supportbot/testwait"
 )
 
 const (
@@ -128,7 +129,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 	}
 	wantCommands := len(bot.Commands())
 	for name, p := range map[string]*b24test.Portal{"A": pa, "B": pb} {
-		waitFor(t, "portal "+name+"'s registration", func() bool {
+		testwait.For(t, "portal "+name+"'s registration", func() bool {
 			return len(p.Bots()) == 1 && len(p.Commands()) == wantCommands
 		})
 		bots := p.Bots()
@@ -143,7 +144,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 		}
 	}
 	for _, p := range []*b24test.Portal{pa, pb} {
-		waitFor(t, "ONAPPUNINSTALL bound", func() bool {
+		testwait.For(t, "ONAPPUNINSTALL bound", func() bool {
 			return p.AppHandler(appClientID, "ONAPPUNINSTALL") == "https://support.example.com/bitrix/events"
 		})
 	}
@@ -158,7 +159,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 	if status := postTo(t, b, pc, pc.InstallEvent()); status != http.StatusOK {
 		t.Fatalf("ONAPPINSTALL answered %d", status)
 	}
-	waitFor(t, "portal C's refusal", func() bool {
+	testwait.For(t, "portal C's refusal", func() bool {
 		return slices.ContainsFunc(outboxAt(t, dbPath), func(e storage.OutboxRow) bool {
 			return e.Kind == bitrix24.KindRegisterBot && e.State == storage.OutboxFailed
 		})
@@ -208,7 +209,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 	if status := postTo(t, b, pb, appMessage(pb, 7, "admin's question")); status != http.StatusOK {
 		t.Fatal("admin's message refused")
 	}
-	waitFor(t, "the dialog chats", func() bool { return len(questionTitles(pa)) == 2 && len(questionTitles(pb)) == 2 })
+	testwait.For(t, "the dialog chats", func() bool { return len(questionTitles(pa)) == 2 && len(questionTitles(pb)) == 2 })
 	if got := questionTitles(pa); !slices.Equal(got, []string{"Support question — #1", "Support question — #2"}) {
 		t.Errorf("portal A's dialogs: %q", got)
 	}
@@ -252,7 +253,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 		if status := postTo(t, b, p, appMessage(p, client, "all chats")); status != http.StatusOK {
 			t.Fatal("all chats refused")
 		}
-		waitFor(t, "the list", func() bool { return len(p.Messages(strconv.Itoa(client))) > sent })
+		testwait.For(t, "the list", func() bool { return len(p.Messages(strconv.Itoa(client))) > sent })
 		lists[p] = p.Messages(strconv.Itoa(client))[sent].Text
 	}
 	if !strings.Contains(lists[pa], "unread messages: 0") || strings.Count(lists[pa], "· active ·") != 2 {
@@ -271,7 +272,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 	if status := postTo(t, b, pa, appMessage(pa, client, "all chats")); status != http.StatusOK {
 		t.Fatal("message after expiry refused")
 	}
-	waitFor(t, "the list after the tokens expired", func() bool { return len(pa.Messages(strconv.Itoa(client))) > sent })
+	testwait.For(t, "the list after the tokens expired", func() bool { return len(pa.Messages(strconv.Itoa(client))) > sent })
 	if got := o.RefreshesFor(pa.MemberID()) - before; got != 1 {
 		t.Errorf("%d refreshes after expiry, want 1", got)
 	}
@@ -305,7 +306,7 @@ func TestAppModeTwoPortals(t *testing.T) {
 	if status := postTo(t, b, pa, pa.InstallEvent()); status != http.StatusOK {
 		t.Fatalf("reinstall answered %d", status)
 	}
-	waitFor(t, "portal A's new registration", func() bool {
+	testwait.For(t, "portal A's new registration", func() bool {
 		return len(pa.Bots()) == 1 && len(pa.Commands()) == wantCommands
 	})
 	if status := postTo(t, b, pa, appMessage(pa, client, "all chats")); status != http.StatusOK {
@@ -349,7 +350,7 @@ func TestAppModeV2Fetch(t *testing.T) {
 	if status := postTo(t, b, p, p.InstallEvent()); status != http.StatusOK {
 		t.Fatalf("ONAPPINSTALL answered %d", status)
 	}
-	waitFor(t, "the v2 registration", func() bool { return len(fake.Bots()) == 1 && len(fake.Commands()) == len(bot.Commands()) })
+	testwait.For(t, "the v2 registration", func() bool { return len(fake.Bots()) == 1 && len(fake.Commands()) == len(bot.Commands()) })
 	reg := fake.Bots()[0]
 	if !reg.App || reg.Token != "" || reg.EventMode != "fetch" || reg.Type != "supervisor" {
 		t.Fatalf("registered %+v", reg)
@@ -384,5 +385,5 @@ func TestAppModeV2Fetch(t *testing.T) {
 	if got := len(p.CallsTo("imbot.v2.Chat.add")); got != 1 {
 		t.Errorf("%d chats created", got)
 	}
-	waitFor(t, "the queue confirmed", func() bool { return fake.Pending() == 0 })
+	testwait.For(t, "the queue confirmed", func() bool { return fake.Pending() == 0 })
 }

@@ -15,6 +15,7 @@ import (
 	"supportbot/config"
 	"supportbot/setup"
 	"supportbot/storage"
+	"supportbot/testwait"
 )
 
 // installedApp is serve in app mode (v1 bots) with portal p installed: user 1
@@ -29,7 +30,7 @@ func installedApp(t *testing.T) (b *runningBot, p *b24test.Portal, dbPath string
 	if status := postTo(t, b, p, p.InstallEvent()); status != http.StatusOK {
 		t.Fatalf("ONAPPINSTALL answered %d", status)
 	}
-	waitFor(t, "the registration", func() bool { return len(p.Bots()) == 1 })
+	testwait.For(t, "the registration", func() bool { return len(p.Bots()) == 1 })
 	if status := postTo(t, b, p, appMessage(p, 1, "/agents add "+strconv.Itoa(agentID))); status != http.StatusOK {
 		t.Fatal("the administrator could not name an agent")
 	}
@@ -51,7 +52,7 @@ func TestForgedEventsInAppMode(t *testing.T) {
 	if status := postTo(t, b, p, appMessage(p, client, "How do I print invoices?")); status != http.StatusOK {
 		t.Fatal("the client's question refused")
 	}
-	waitFor(t, "the dialog", func() bool { return len(dialogChats(p)) == 1 })
+	testwait.For(t, "the dialog", func() bool { return len(dialogChats(p)) == 1 })
 	waitIdle(t, dbPath)
 	portal := portalOf(t, dbPath, p)
 	before := state(t, dbPath, "dialogs", "messages", "unread", "outbox", "events")

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"supportbot/testwait"
 )
 
 var (
@@ -157,7 +159,7 @@ func TestRunOnFreshMachine(t *testing.T) {
 		t.Fatalf("the messenger page:\n%s", page)
 	}
 	// The application installs itself and registers its bot: the chat with it has its name.
-	waitWithin(t, 30*time.Second, "the bot on the page", func() bool { return strings.Contains(get("/?as=1"), "<span class=\"title\">Поддержка</span>") })
+	testwait.For(t, "the bot on the page", func() bool { return strings.Contains(get("/?as=1"), "<span class=\"title\">Поддержка</span>") })
 	req, _ := http.NewRequest(http.MethodPost, p.url()+"/local/send", strings.NewReader("as=1&chat=1&text=How+do+I+export+deals%3F"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
@@ -168,7 +170,7 @@ func TestRunOnFreshMachine(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("the question: %d", resp.StatusCode)
 	}
-	waitWithin(t, 30*time.Second, "the bot's answer on the page", func() bool { return strings.Contains(get("/?as=1"), "Question #1 is open") })
+	testwait.For(t, "the bot's answer on the page", func() bool { return strings.Contains(get("/?as=1"), "Question #1 is open") })
 	start := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

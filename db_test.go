@@ -12,6 +12,7 @@ import (
 	"supportbot/delivery"
 	"supportbot/storage"
 	"supportbot/storage/storagetest"
+	"supportbot/testwait"
 )
 
 // The tests look into the bot's database through the store's own methods, never SQL
@@ -153,34 +154,16 @@ func countOutbox(t *testing.T, path, state string) int {
 	return n
 }
 
-// waitFor waits until cond holds, failing the test after 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	waitWithin(t, 10*time.Second, what, cond)
-}
-
-// waitWithin is waitFor with another limit, for the long loads.
-func waitWithin(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // waitIdle waits until the outbox has nothing pending: every call is made and its
 // result recorded. What is not sent by then was never going to be.
 func waitIdle(t *testing.T, path string) {
 	t.Helper()
-	waitIdleWithin(t, 10*time.Second, path)
+	waitIdleWithin(t, testwait.Limit, path)
 }
 
 func waitIdleWithin(t *testing.T, limit time.Duration, path string) {
 	t.Helper()
-	waitWithin(t, limit, "the outbox to drain", func() bool {
+	testwait.Within(t, limit, "the outbox to drain", func() bool {
 		pending, _, err := storeAt(t, path).OutboxStats(context.Background())
 		if err != nil {
 			t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 
 	"supportbot/bitrix24/b24test"
 	"supportbot/storage"
+	"supportbot/testwait"
 )
 
 // renameReplyRE reads the client and sequence number back from a rename's reply:
@@ -297,7 +298,7 @@ func TestMetrics(t *testing.T) {
 	waitIdle(t, b.dbPath)
 	portal.InjectFaults(b24test.FaultPlan{Share: 1, Kinds: []b24test.Fault{b24test.FaultDropAfter}})
 	b.mustPost(privateMessage(client, "en", "help"))
-	waitFor(t, "a retry", func() bool { return metricValue(t, b.url, "supportbot_outbox_retries_total") > 0 })
+	testwait.For(t, "a retry", func() bool { return metricValue(t, b.url, "supportbot_outbox_retries_total") > 0 })
 	if depth := metricValue(t, b.url, "supportbot_outbox_depth"); depth != 1 {
 		t.Errorf("outbox depth %v during the outage, want 1", depth)
 	}
@@ -361,7 +362,7 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	portal.WaitCalls(t, "imbot.message.add", 1, 5*time.Second) // it ran; the answer is held
 	start := time.Now()
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	waitFor(t, "the server to stop listening", func() bool {
+	testwait.For(t, "the server to stop listening", func() bool {
 		c, err := net.Dial("tcp", strings.TrimPrefix(p.url(), "http://"))
 		if err == nil {
 			c.Close()

@@ -18,6 +18,7 @@ import (
 	"supportbot/bitrix24/b24test"
 	"supportbot/cli"
 	"supportbot/config"
+	"supportbot/testwait"
 )
 
 const (
@@ -175,7 +176,7 @@ func (b *runningBot) waitMessage(dialogID string, skip int, want string) (b24tes
 	b.t.Helper()
 	var found b24test.Message
 	n := 0
-	waitFor(b.t, fmt.Sprintf("a message to %s containing %q", dialogID, want), func() bool {
+	testwait.For(b.t, fmt.Sprintf("a message to %s containing %q", dialogID, want), func() bool {
 		msgs := b.portal.Messages(dialogID)
 		for i := skip; i < len(msgs); i++ {
 			if strings.Contains(msgs[i].Text, want) {

@@ -19,6 +19,7 @@ import (
 	"supportbot/bitrix24/b24test/botv2"
 	"supportbot/bot"
 	"supportbot/storage"
+	"supportbot/testwait"
 )
 
 // fetchEnv configures the binary as the README's guide does: an inbound webhook and
@@ -169,7 +170,7 @@ func fetchModeStory(t *testing.T, batch botv2.BatchMode) {
 
 	// /close in dialog 1 frees a place: the client's next question opens dialog 6.
 	fake.Command(agentID, chatDialog(chats[0]), "close", "")
-	waitFor(t, "dialog 1 resolved", func() bool { return dialogNumbered(t, b.dbPath, 1).Status == storage.StatusResolved })
+	testwait.For(t, "dialog 1 resolved", func() bool { return dialogNumbered(t, b.dbPath, 1).Status == storage.StatusResolved })
 	fake.Message(client, "27", "open new")
 	b.waitMessage("27", seen, "#6")
 	if got := v2Chats(portal); got != 6 {
@@ -181,7 +182,7 @@ func fetchModeStory(t *testing.T, batch botv2.BatchMode) {
 		t.Errorf("a posted event answered %d with no token configured", status)
 	}
 	// Every event was confirmed, none posted to an address the bot does not have.
-	waitFor(t, "the queue confirmed", func() bool { return fake.Pending() == 0 })
+	testwait.For(t, "the queue confirmed", func() bool { return fake.Pending() == 0 })
 	if n := len(portal.CallsTo("imbot.message.add")); n != 0 {
 		t.Errorf("%d v1 calls from a v2 bot", n)
 	}
@@ -217,9 +218,9 @@ func fetchQueuedWhileStopped(t *testing.T, batch botv2.BatchMode) {
 		last = fake.Message(client, "27", fmt.Sprintf("open new question %03d", i))
 	}
 	b := startFetch(t, portal, env)
-	waitWithin(t, 60*time.Second, "100 dialogs", func() bool { return countDialogs(t, b.dbPath, anyDialog) == 100 })
+	testwait.Within(t, 60*time.Second, "100 dialogs", func() bool { return countDialogs(t, b.dbPath, anyDialog) == 100 })
 	waitIdleWithin(t, 60*time.Second, b.dbPath)
-	waitFor(t, "the queue confirmed", func() bool { return fake.Pending() == 0 })
+	testwait.For(t, "the queue confirmed", func() bool { return fake.Pending() == 0 })
 	if got := fake.Confirmed(); got != last+1 {
 		t.Errorf("confirmed up to %d, want %d", got, last+1)
 	}
@@ -293,10 +294,10 @@ func fetchKillNine(t *testing.T, batch botv2.BatchMode) {
 		p = startBinary(t, dir, env)
 	}
 	if !queued {
-		waitWithin(t, 60*time.Second, "the dialogs' chats", func() bool { return len(chatsByNumber(t, path, 0)) == dialogs })
+		testwait.Within(t, 60*time.Second, "the dialogs' chats", func() bool { return len(chatsByNumber(t, path, 0)) == dialogs })
 		queueLines()
 	}
-	waitWithin(t, 60*time.Second, "the queue confirmed", func() bool { return fake.Pending() == 0 })
+	testwait.Within(t, 60*time.Second, "the queue confirmed", func() bool { return fake.Pending() == 0 })
 	waitIdleWithin(t, 60*time.Second, path)
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	<-p.done

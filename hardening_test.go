@@ -16,6 +16,7 @@ import (
 	"supportbot/config"
 	"supportbot/setup"
 	"supportbot/storage"
+	"supportbot/testwait"
 )
 
 // The hardening issue's findings, each against the fake portal and a real SQLite file.
@@ -270,7 +271,7 @@ func TestPortalTextsRedacted(t *testing.T) {
 		t.Fatalf("event: %d %v", s, err)
 	}
 	dbPath := filepath.Join(dir, "supportbot.db")
-	waitFor(t, "the refusal to be recorded", func() bool { return countOutbox(t, dbPath, storage.OutboxFailed) > 0 })
+	testwait.For(t, "the refusal to be recorded", func() bool { return countOutbox(t, dbPath, storage.OutboxFailed) > 0 })
 	hidden := strings.TrimSuffix(secret[strings.Index(secret, "/rest/"):], "/")
 	for _, e := range outboxAt(t, dbPath) {
 		if strings.Contains(e.LastError, hidden) {

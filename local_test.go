@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"supportbot/bitrix24/b24test"
 	"supportbot/localportal"
 	"supportbot/storage"
+	"supportbot/testwait"
 )
 
 var updateLocalScreenshot = flag.Bool("update-local-screenshot", false, "rewrite docs/local.png: the local portal's messenger, a dialog with its keyboard and the sidebar")
@@ -94,19 +96,19 @@ func (d *messenger) thread() []shownMessage {
 // returns it.
 func (d *messenger) waitMessage(text string) shownMessage {
 	d.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		shown := d.thread()
-		for _, m := range shown {
-			if strings.Contains(m.Text, text) {
-				return m
-			}
+	var shown []shownMessage
+	found := -1
+	defer func() {
+		if found < 0 { // the wait failed: say what the page shows instead
+			d.t.Logf("the page shows %+v", shown)
 		}
-		if time.Now().After(deadline) {
-			d.t.Fatalf("timed out after 30s waiting for the page to show %q; it shows %+v", text, shown)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	}()
+	testwait.For(d.t, fmt.Sprintf("the page to show %q", text), func() bool {
+		shown = d.thread()
+		found = slices.IndexFunc(shown, func(m shownMessage) bool { return strings.Contains(m.Text, text) })
+		return found >= 0
+	})
+	return shown[found]
 }
 
 // do runs a script that submits one of the page's forms, and waits for the page
@@ -120,7 +122,7 @@ func (d *messenger) do(what, script string) {
 	if _, err := eval[bool](d, "(function(){"+script+"; return true})()"); err != nil {
 		d.t.Fatalf("%s: %v", what, err)
 	}
-	waitWithin(d.t, 15*time.Second, what, func() bool {
+	testwait.For(d.t, what, func() bool {
 		m, err := eval[string](d, `document.readyState === "complete" && document.querySelector("#people") ? (document.body.dataset.marker || "after") : "before"`)
 		return err == nil && m == "after"
 	})
@@ -183,7 +185,7 @@ func TestLocalPortalStory(t *testing.T) {
 	// The administrator asks in the chat with the bot, once the application has
 	// installed itself and registered it: the page shows its name by itself.
 	d.open(localAdmin, "1")
-	waitWithin(t, 30*time.Second, "the bot's chat", func() bool { c := d.chats(); return len(c) > 0 && c[0].Title == "Поддержка" })
+	testwait.For(t, "the bot's chat", func() bool { c := d.chats(); return len(c) > 0 && c[0].Title == "Поддержка" })
 	d.send("How do I export deals to Excel? [USER=all]")
 	opened := d.waitMessage("Question #1 is open")
 	if !slices.Contains(opened.Buttons, "Go to chat") {
@@ -194,7 +196,7 @@ func TestLocalPortalStory(t *testing.T) {
 		t.Errorf("the question as shown: %+v", mine)
 	}
 	var dialog shownChat
-	waitWithin(t, 30*time.Second, "the dialog's chat in the administrator's list", func() bool {
+	testwait.For(t, "the dialog's chat in the administrator's list", func() bool {
 		var ok bool
 		dialog, ok = chatOf(d.chats(), "Support question — #1")
 		return ok
@@ -244,7 +246,7 @@ func TestLocalPortalStory(t *testing.T) {
 	if len(shown) < 2 || shown[len(shown)-2].Text != "Use CRM › Deals › Export, then Excel." || shown[len(shown)-1].Text != "This message was deleted." {
 		t.Errorf("after the edit and the deletion: %+v", shown)
 	}
-	waitWithin(t, 30*time.Second, "the transcript to follow the edit and the deletion", func() bool {
+	testwait.For(t, "the transcript to follow the edit and the deletion", func() bool {
 		edited, deleted := false, false
 		view(t, dbPath, func(tx *storage.Tx) error {
 			tr, err := tx.Transcript(dialogsAt(t, dbPath)[0].ID)
@@ -302,16 +304,16 @@ func TestLocalPortalStory(t *testing.T) {
 
 	// The sidebar lists it as resolved.
 	d.open(localAdmin, dialog.Dialog)
-	waitWithin(t, 30*time.Second, "the sidebar to list the dialog as resolved", func() bool {
+	testwait.For(t, "the sidebar to list the dialog as resolved", func() bool {
 		doc := d.frame()
 		return strings.Contains(doc, "Export deals <Excel>") && strings.Contains(doc, "resolved")
 	})
 
 	// Its "open" in the sidebar (no BX24 here) opens the dialog's chat around the frame.
 	d.open(localAdmin, "1")
-	waitWithin(t, 30*time.Second, "the sidebar", func() bool { return strings.Contains(d.frame(), "Export deals <Excel>") })
+	testwait.For(t, "the sidebar", func() bool { return strings.Contains(d.frame(), "Export deals <Excel>") })
 	d.do("open from the sidebar", `document.getElementById("sidebar").contentDocument.querySelector("form.open button").click()`)
-	waitWithin(t, 15*time.Second, "the dialog's chat opened from the sidebar", func() bool {
+	testwait.For(t, "the dialog's chat opened from the sidebar", func() bool {
 		here, _ := eval[string](d, `location.search`)
 		return strings.Contains(here, "chat="+dialog.Dialog) && strings.Contains(here, "as=1")
 	})
@@ -366,7 +368,7 @@ func screenshotLocal(t *testing.T, d *messenger) {
 		t.Fatal(err)
 	}
 	d.open(localAdmin, "1")
-	waitWithin(t, 30*time.Second, "the sidebar", func() bool { return strings.Contains(d.frame(), "Export") })
+	testwait.For(t, "the sidebar", func() bool { return strings.Contains(d.frame(), "Export") })
 	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatal(err)

@@ -11,13 +11,14 @@ import (
 	"supportbot/bitrix24/b24test"
 	"supportbot/bot"
 	"supportbot/storage"
+	"supportbot/testwait"
 )
 
 // waitText waits for a message to dialogID on portal p containing want.
 func waitText(t *testing.T, p *b24test.Portal, dialogID, want string) b24test.Message {
 	t.Helper()
 	var found b24test.Message
-	waitFor(t, "a message to "+dialogID+" containing "+strconv.Quote(want), func() bool {
+	testwait.For(t, "a message to "+dialogID+" containing "+strconv.Quote(want), func() bool {
 		for _, m := range p.Messages(dialogID) {
 			if strings.Contains(m.Text, want) {
 				found = m
@@ -56,7 +57,7 @@ func TestRolesPerPortal(t *testing.T) {
 			t.Fatalf("ONAPPINSTALL answered %d", status)
 		}
 	}
-	waitFor(t, "both registrations", func() bool {
+	testwait.For(t, "both registrations", func() bool {
 		return len(pa.Commands()) == len(bot.Commands()) && len(pb.Commands()) == len(bot.Commands())
 	})
 

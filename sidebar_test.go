@@ -30,6 +30,7 @@ import (
 	"supportbot/setup"
 	"supportbot/sidebar"
 	"supportbot/storage"
+	"supportbot/testwait"
 )
 
 var updateScreenshot = flag.Bool("update-screenshot", false, "rewrite docs/sidebar.png: the sidebar page (ru) as Chromium shows it")
@@ -107,7 +108,7 @@ func newSidebarBot(t *testing.T) *sidebarBot {
 	if status := postTo(t, s.runningBot, p, p.InstallEvent()); status != http.StatusOK {
 		t.Fatalf("ONAPPINSTALL answered %d", status)
 	}
-	waitFor(t, "the bot and the sidebar's item", func() bool { return len(p.Bots()) == 1 && len(p.Placements()) == 1 })
+	testwait.For(t, "the bot and the sidebar's item", func() bool { return len(p.Bots()) == 1 && len(p.Placements()) == 1 })
 	s.say(1, "/agents add "+strconv.Itoa(agentID))
 	waitIdle(t, dbPath)
 	return s
@@ -165,7 +166,7 @@ func (s *sidebarBot) allChats(user int64) string {
 	dialog := strconv.FormatInt(user, 10)
 	sent := len(s.portal.Messages(dialog))
 	s.say(user, "все чаты", "data[PARAMS][LANGUAGE]", "ru")
-	waitFor(s.t, "the list", func() bool { return len(s.portal.Messages(dialog)) > sent })
+	testwait.For(s.t, "the list", func() bool { return len(s.portal.Messages(dialog)) > sent })
 	return s.portal.Messages(dialog)[sent].Text
 }
 
@@ -212,7 +213,7 @@ func frameDoc(tab context.Context) string {
 func (s *sidebarBot) waitFrame(tab context.Context, what string, cond func(doc string) bool) string {
 	s.t.Helper()
 	var doc string
-	waitFor(s.t, what, func() bool {
+	testwait.For(s.t, what, func() bool {
 		doc = frameDoc(tab)
 		return doc != "" && cond(doc)
 	})
@@ -398,7 +399,7 @@ func TestSidebarList(t *testing.T) {
 	if status := postTo(t, s.runningBot, pb, pb.InstallEvent()); status != http.StatusOK {
 		t.Fatal("portal B's installation refused")
 	}
-	waitFor(t, "portal B's sidebar item", func() bool { return len(pb.Placements()) == 1 })
+	testwait.For(t, "portal B's sidebar item", func() bool { return len(pb.Placements()) == 1 })
 	waitIdle(t, s.dbPath)
 
 	before := state(t, s.dbPath, "dialogs", "messages", "unread", "outbox", "events")
@@ -656,7 +657,7 @@ func TestSidebarOpenMarksRead(t *testing.T) {
 	// Without BX24: the form takes the whole window to the portal's chat.
 	click(t, s.tab, `li[data-number="1"] form.open button`)
 	want := s.portal.URL() + "/online/?IM_DIALOG=" + bitrix24.GroupChat(chats[0])
-	waitFor(t, "the portal's chat", func() bool {
+	testwait.For(t, "the portal's chat", func() bool {
 		loc, err := chromedp.Run(s.tab, chromedp.Location())
 		return err == nil && loc == want
 	})
@@ -739,7 +740,7 @@ func TestSidebarTokens(t *testing.T) {
 	s.open(s.tab, nil, client, "", map[string]string{"LANG": "ru"})
 	setToken(`li[data-number="1"] form.open`, othersToken)
 	click(t, s.tab, `li[data-number="1"] form.open button`)
-	waitFor(t, "the refusal of the open", func() bool {
+	testwait.For(t, "the refusal of the open", func() bool {
 		top, err := chromedp.Run(s.tab, chromedp.Text(chromedp.CSS("body")))
 		return err == nil && strings.Contains(top, "Обращение №1 не найдено среди ваших.")
 	})
@@ -841,7 +842,7 @@ func TestSidebarHTTPStatuses(t *testing.T) {
 		t.Fatal("installation refused")
 	}
 	// The portal refuses the sidebar's item; the bot works, and doctor says why.
-	waitFor(t, "the refused placement.bind", func() bool {
+	testwait.For(t, "the refused placement.bind", func() bool {
 		return slices.ContainsFunc(outboxAt(t, dbPath), func(e storage.OutboxRow) bool {
 			return e.Kind == bitrix24.KindBindPlacement && e.State == storage.OutboxFailed
 		})

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"supportbot/testwait"
 )
 
 // The burst (less the reserve) goes at once, then requests are spaced by 1/rate.
@@ -90,15 +92,7 @@ func TestWaitLowYields(t *testing.T) {
 		l.Wait(context.Background())
 		close(done)
 	}()
-	for {
-		l.mu.Lock()
-		n := l.waiting
-		l.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, "the request to wait", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.waiting == 1 })
 	if _, err := l.WaitLow(context.Background(), time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}

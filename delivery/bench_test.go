@@ -16,6 +16,7 @@ import (
 	"supportbot/poller"
 	"supportbot/storage"
 	"supportbot/storage/storagetest"
+	"supportbot/testwait"
 )
 
 // The delivery benchmarks: whole drains through the fake portal enforcing the real
@@ -135,12 +136,7 @@ func drainUntil(b *testing.B, d *Dispatcher, limit time.Duration, done func() bo
 	stopped := make(chan struct{})
 	start := time.Now()
 	go func() { d.Run(ctx, hard); close(stopped) }()
-	for !done() {
-		if time.Since(start) > limit {
-			b.Fatalf("not drained after %v", limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Within(b, limit, "the drain", done)
 	elapsed := time.Since(start)
 	cancel()
 	abandon() // a hung call is not waited for
@@ -269,12 +265,7 @@ func hungCall(b *testing.B, a api) {
 		}
 		start := time.Now()
 		queue(b, store, portal.ID, lanes(1, 100), 1)
-		for len(fake.AllMessages()) < 100 {
-			if time.Since(start) > 5*time.Minute {
-				b.Fatal("not drained after 5 minutes")
-			}
-			time.Sleep(time.Millisecond)
-		}
+		testwait.Within(b, 5*time.Minute, "100 replies", func() bool { return len(fake.AllMessages()) >= 100 })
 		return time.Since(start)
 	}
 	for b.Loop() {

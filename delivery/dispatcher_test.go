@@ -16,6 +16,7 @@ import (
 	"supportbot/outbox"
 	"supportbot/storage"
 	"supportbot/storage/storagetest"
+	"supportbot/testwait"
 )
 
 // fixture is the dispatcher over a real SQLite file and the fake portal, with the
@@ -481,29 +482,11 @@ func TestHungChatDelaysOnlyItself(t *testing.T) {
 	f.store.Update(context.Background(), func(tx *storage.Tx) error {
 		return outbox.Put(tx, otherPortal.ID, outbox.Entry{Lane: outbox.ClientLane(300), Action: bitrix24.SendMessage{To: "300", Text: "elsewhere"}})
 	})
-	waitUntil(t, func() bool {
+	testwait.For(t, "the other chats' replies", func() bool {
 		return len(f.fake.AllMessages()) == 20 && len(other.AllMessages()) == 1
 	})
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("the other chats waited %v behind the hung one", d)
-	}
-}
-
-// waitUntil waits up to 10 s for cond.
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	waitWithin(t, 10*time.Second, cond)
-}
-
-// waitWithin is waitUntil with a deadline of d.
-func waitWithin(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

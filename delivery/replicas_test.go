@@ -13,6 +13,7 @@ import (
 	"supportbot/bitrix24/b24test"
 	"supportbot/storage"
 	"supportbot/storage/storagetest"
+	"supportbot/testwait"
 )
 
 // TestTakeoverRespectsTheBucket: a replica that takes a portal over from one that
@@ -46,7 +47,7 @@ func TestTakeoverRespectsTheBucket(t *testing.T) {
 	// A sends five at once: the portal's bucket is full.
 	queue(t, a, portal.ID, lanes(1, 5), 1)
 	stopA := run(a)
-	waitUntil(t, func() bool { return len(fake.CallsTo("imbot.v2.Chat.Message.send")) == 5 })
+	testwait.For(t, "A's five sends", func() bool { return len(fake.CallsTo("imbot.v2.Chat.Message.send")) == 5 })
 	stopA() // A stops sending but still holds the portal
 	// B has five more due, and finds the portal A's until A is gone.
 	queue(t, b, portal.ID, lanes(6, 5), 1)
@@ -54,7 +55,7 @@ func TestTakeoverRespectsTheBucket(t *testing.T) {
 	defer stopB()
 	time.Sleep(100 * time.Millisecond)
 	a.Close()
-	waitUntil(t, func() bool { return len(fake.CallsTo("imbot.v2.Chat.Message.send")) == 10 })
+	testwait.For(t, "all ten sends", func() bool { return len(fake.CallsTo("imbot.v2.Chat.Message.send")) == 10 })
 	if n := fake.LimitRejections(); n != 0 {
 		t.Fatalf("the portal refused %d requests over its limit after the takeover", n)
 	}
@@ -191,11 +192,11 @@ func TestTerminatedHolderStopsAtOnce(t *testing.T) {
 	sh := newShared(t, "terminate", rate, burst, replies)
 	fake, log, a, b := sh.fake, sh.log, sh.a, sh.b
 	replica(t, a, fake, rate, burst)
-	waitUntil(t, func() bool { return log.sent() >= 3 })
+	testwait.For(t, "the first replica's first sends", func() bool { return log.sent() >= 3 })
 	replica(t, b, fake, rate, burst) // finds the portal a's
-	waitUntil(t, func() bool { return log.sent() >= 12 })
+	testwait.For(t, "12 sends", func() bool { return log.sent() >= 12 })
 	sh.terminateClaims(t)
-	waitUntil(t, func() bool { return log.distinct() == replies })
+	testwait.For(t, "every reply", func() bool { return log.distinct() == replies })
 	log.check(t, fake, rate, burst)
 	if err := b.Ping(t.Context()); err != nil {
 		t.Errorf("b, which holds the portal, is not ready: %v", err)
@@ -216,9 +217,9 @@ func TestRestartedClusterMidDrain(t *testing.T) {
 	portal := v2Portal(t, a, "restart")
 	queue(t, a, portal, lanes(1, replies), 1)
 	replica(t, a, fake, rate, burst)
-	waitUntil(t, func() bool { return log.sent() >= 3 })
+	testwait.For(t, "the first replica's first sends", func() bool { return log.sent() >= 3 })
 	replica(t, b, fake, rate, burst)
-	waitUntil(t, func() bool { return log.sent() >= 12 })
+	testwait.For(t, "12 sends", func() bool { return log.sent() >= 12 })
 	cluster.Stop(t)
 	for _, s := range []*storage.Store{a, b} {
 		if err := s.Ping(t.Context()); err == nil {
@@ -228,7 +229,7 @@ func TestRestartedClusterMidDrain(t *testing.T) {
 	cluster.Start(t)
 	// The rest go one a request at 10 a second, and the entries in flight at the
 	// restart only after the takeover's grace (10 s).
-	waitWithin(t, time.Minute, func() bool { return log.distinct() == replies })
+	testwait.Within(t, time.Minute, "every reply", func() bool { return log.distinct() == replies })
 	log.check(t, fake, rate, burst)
 }
 
@@ -260,12 +261,12 @@ func TestDatabaseBlipSendsNothingTwice(t *testing.T) {
 	done := make(chan struct{})
 	go func() { d.Run(ctx, ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	waitUntil(t, func() bool { return log.sent() >= 2 }) // run; answers held
+	testwait.For(t, "two sends", func() bool { return log.sent() >= 2 }) // run; answers held
 	cluster.Stop(t)
-	waitUntil(t, func() bool { return obs.recordRetries.Load() > 0 })
+	testwait.For(t, "a retry to record an outcome", func() bool { return obs.recordRetries.Load() > 0 })
 	cluster.Start(t)
 	fake.InjectFaults(b24test.FaultPlan{})
-	waitUntil(t, func() bool { return log.distinct() == replies })
+	testwait.For(t, "every reply", func() bool { return log.distinct() == replies })
 	log.check(t, fake, 2, 50)
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
@@ -313,13 +314,9 @@ func takeover(b *testing.B, how string) (first, all time.Duration, twice int) {
 		return func() { cancel(); <-done }, func() { cancelHard(); cancel(); <-done }
 	}
 	stopA, abandonA := start(a)
-	for log.sent() < 12 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(b, "12 sends", func() bool { return log.sent() >= 12 })
 	start(bs) // finds the portal A's
-	for log.sent() < 15 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(b, "15 sends", func() bool { return log.sent() >= 15 })
 	switch how {
 	case "terminated":
 		sh.terminateClaims(b)
@@ -331,16 +328,10 @@ func takeover(b *testing.B, how string) (first, all time.Duration, twice int) {
 		a.Close()
 	}
 	end, before := time.Now(), log.sent()
-	for log.sent() == before {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(b, "the first send after the end", func() bool { return log.sent() > before })
 	first = time.Since(end)
 	fake.InjectFaults(b24test.FaultPlan{})
-	for deadline := time.Now().Add(time.Minute); log.distinct() < replies || !allDone(b, bs, portal); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d replies after a minute", log.distinct(), replies)
-		}
-	}
+	testwait.Within(b, time.Minute, "every reply, recorded as done", func() bool { return log.distinct() >= replies && allDone(b, bs, portal) })
 	all = time.Since(end)
 	log.mu.Lock()
 	defer log.mu.Unlock()

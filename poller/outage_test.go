@@ -10,6 +10,7 @@ import (
 	"supportbot/bitrix24"
 	"supportbot/poller"
 	"supportbot/storage/storagetest"
+	"supportbot/testwait"
 )
 
 // longestWait is a log handler that keeps the longest retry_in the poller announced.
@@ -40,15 +41,11 @@ func TestBackOnTheFirstAnswer(t *testing.T) {
 		MaxBackoff: time.Minute, Rescan: 20 * time.Millisecond, Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
 	run(t, p)
 	fake.Message(27, "27", "open new")
-	waitFor(t, func() bool { return obs.count("processed") == 1 })
+	testwait.For(t, "the first question processed", func() bool { return obs.count("processed") == 1 })
 
 	cluster.Stop(t)
 	fake.Message(27, "27", "open new")
-	for deadline := time.Now().Add(30 * time.Second); time.Duration(waits.ns.Load()) < 10*time.Second; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the poller's backoff reached only %v", time.Duration(waits.ns.Load()))
-		}
-	}
+	testwait.For(t, "the poller's backoff to reach 10 s", func() bool { return time.Duration(waits.ns.Load()) >= 10*time.Second })
 	cluster.Start(t)
-	waitFor(t, func() bool { return obs.count("processed") == 2 }) // 5 s, against the 10 s backoff
+	testwait.Within(t, 5*time.Second, "the second question processed", func() bool { return obs.count("processed") == 2 }) // 5 s, against the 10 s backoff
 }

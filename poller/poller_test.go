@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"supportbot/poller"
 	"supportbot/storage"
 	"supportbot/storage/storagetest"
+	"supportbot/testwait"
 )
 
 const token = "poller-test-bot-token"
@@ -41,7 +44,8 @@ func setUpOn(t testing.TB, store *storage.Store) (*storage.Store, storage.Portal
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := store.EnsurePortal(t.Context(), "webhook:test", "")
+	// Named as config names a webhook's portal: each fake is a portal of its own.
+	p, err := store.EnsurePortal(t.Context(), "webhook:"+strings.TrimPrefix(portal.URL(), "http://"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +67,7 @@ type observed struct {
 	anomalies map[string]int
 	outcomes  map[string]int
 	polls     int
+	pollsOf   map[int64]int // the successful polls of each portal
 	lag       time.Duration
 	forgot    []int64
 }
@@ -76,11 +81,15 @@ func (o *observed) ObserveEvent(_, outcome string) {
 	o.outcomes[outcome]++
 }
 
-func (o *observed) ObservePoll(_ int64, ok bool, lag time.Duration) {
+func (o *observed) ObservePoll(portalID int64, ok bool, lag time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if ok {
 		o.polls++
+		if o.pollsOf == nil {
+			o.pollsOf = map[int64]int{}
+		}
+		o.pollsOf[portalID]++
 		o.lag = max(o.lag, lag)
 	}
 }
@@ -98,6 +107,12 @@ func (o *observed) ObserveOffsetAnomaly(_ int64, kind string) {
 		o.anomalies = map[string]int{}
 	}
 	o.anomalies[kind]++
+}
+
+func (o *observed) polled(portalID int64) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.pollsOf[portalID]
 }
 
 func (o *observed) count(outcome string) int {
@@ -203,36 +218,31 @@ func TestPoisonEventSkipped(t *testing.T) {
 	}
 }
 
-// TestRunFollowsThePortals: Run polls a portal whose bot fetches and stops when the
-// bot is gone, forgetting its gauges.
+// TestRunFollowsThePortals: Run polls every portal whose bot fetches; when one's bot
+// is gone it stops polling that one, forgetting its gauges, and goes on with the rest.
 func TestRunFollowsThePortals(t *testing.T) {
 	store, portal, fake, client := setUp(t)
+	_, other, _, otherClient := setUpOn(t, store)
+	clients := map[int64]bitrix24.Caller{portal.ID: client, other.ID: otherClient}
 	obs := &observed{}
 	p := &poller.Poller{Store: store, Bot: newBot(), Log: quiet(), Obs: obs, Interval: 20 * time.Millisecond, Rescan: 20 * time.Millisecond,
-		Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
+		Callers: func(id int64) (bitrix24.Caller, error) { return clients[id], nil }}
 	run(t, p)
 
 	fake.Message(27, "27", "open new")
-	waitFor(t, func() bool { return obs.count("processed") == 1 })
+	testwait.For(t, "the question processed", func() bool { return obs.count("processed") == 1 })
 	if err := store.Update(t.Context(), func(tx *storage.Tx) error { return tx.MarkBotDeleted(portal.ID) }); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return len(obs.forgot) == 1 })
+	testwait.For(t, "the portal forgotten", func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return slices.Equal(obs.forgot, []int64{portal.ID}) })
 	fake.Message(27, "27", "open new")
-	time.Sleep(100 * time.Millisecond)
+	// Both portals were polled every 20 ms and looked at as often: by the time the
+	// other has been polled three more times, this one would have been too.
+	polled := obs.polled(other.ID)
+	testwait.For(t, "three more polls of the other portal", func() bool { return obs.polled(other.ID) >= polled+3 })
 	if obs.count("processed") != 1 {
 		t.Error("a deleted bot's portal is still polled")
 	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatal("timed out")
 }
 
 // dialogCount is how many dialogs the portal's clients have.
@@ -393,10 +403,10 @@ func TestWakeCutsTheWait(t *testing.T) {
 		Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
 	run(t, p)
 	polls := func() int { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.polls }
-	waitFor(t, func() bool { return polls() == 1 }) // the empty queue: the next poll is a minute away
+	testwait.For(t, "the first poll", func() bool { return polls() == 1 }) // the empty queue: the next poll is a minute away
 	fake.OnQueue(func() { wake <- struct{}{} })
 	fake.Message(27, "27", "open new")
-	waitFor(t, func() bool { return obs.count("processed") == 1 })
+	testwait.For(t, "the question processed", func() bool { return obs.count("processed") == 1 })
 }
 
 // TestPollingPace: as the docs ask (chat-bots-v2/index.md), a poll asks for the most
@@ -422,9 +432,9 @@ func TestPollingPace(t *testing.T) {
 		Callers: func(int64) (bitrix24.Caller, error) { return client, nil }}
 	run(t, p)
 	polls := func() int { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.polls }
-	waitFor(t, func() bool { return polls() >= 1 }) // two of three: hasMore
+	testwait.For(t, "the first poll", func() bool { return polls() >= 1 }) // two of three: hasMore
 	first := time.Now()
-	waitFor(t, func() bool { return polls() >= 2 })
+	testwait.For(t, "the second poll", func() bool { return polls() >= 2 })
 	if gap := time.Since(first); gap < poller.MorePause-100*time.Millisecond {
 		t.Errorf("the poll after a page with hasMore came %v after it, not %v", gap, poller.MorePause)
 	}

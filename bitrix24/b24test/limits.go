@@ -59,6 +59,16 @@ func (p *Portal) SetRateLimit(perSecond float64, burst int) {
 	p.bucket = bucket{rate: perSecond, burst: float64(max(burst, 1))}
 }
 
+// SetClock sets the clock the portal's limits read: the leaky bucket drains by it and
+// BlockMethod's blocks end by it. Every portal starts on time.Now; a test that steps
+// its own clock asserts the limits exactly, however slow the machine. now must not go
+// backwards, and must be safe to call from the portal's handlers while the test
+// steps it.
+func (p *Portal) SetClock(now func() time.Time) {
+	defer p.lock()()
+	p.now = now
+}
+
 // LimitRejections is how many requests the leaky bucket refused with
 // QUERY_LIMIT_EXCEEDED. Injected FaultQueryLimit answers are not counted here.
 func (p *Portal) LimitRejections() int {
@@ -157,7 +167,7 @@ func (p *Portal) FaultCounts() map[Fault]int {
 func (p *Portal) admit(method string) (fault Fault, slow time.Duration, ok bool) {
 	defer p.lock()()
 	p.requests++
-	if !p.bucket.allow(time.Now()) {
+	if !p.bucket.allow(p.now()) {
 		p.rejections++
 		return noFault, 0, false
 	}
@@ -225,7 +235,7 @@ func (p *Portal) BlockMethod(method string, until time.Time) {
 func (p *Portal) blockedUntil(method string) (time.Time, bool) {
 	defer p.lock()()
 	until, ok := p.blocked[strings.ToLower(method)]
-	return until, ok && time.Now().Before(until)
+	return until, ok && p.now().Before(until)
 }
 
 // writeBlocked answers a direct call to a blocked method.

@@ -58,6 +58,7 @@ type Portal struct {
 	nextChat int64
 
 	// Limits (limits.go).
+	now         func() time.Time // the clock the limits read (SetClock)
 	bucket      bucket
 	requests    int // authenticated HTTP requests, run or refused
 	rejections  int // requests the bucket refused
@@ -111,7 +112,7 @@ func newPortal(t testing.TB, o *OAuth) *Portal {
 func buildPortal(o *OAuth) *Portal {
 	p := &Portal{secret: randomHex(8), changed: make(chan struct{}), handlers: map[string]handler{}, added: map[string]func(Call) (any, *bitrix24.Error){}, raw: map[string]http.HandlerFunc{}, hung: map[string]bool{},
 		chats: map[int64]*Chat{}, nextChat: 1001,
-		bucket: bucket{rate: defaultRate, burst: defaultBurst}, faultCounts: map[Fault]int{}, blocked: map[string]time.Time{}, done: make(chan struct{}),
+		now: time.Now, bucket: bucket{rate: defaultRate, burst: defaultBurst}, faultCounts: map[Fault]int{}, blocked: map[string]time.Time{}, done: make(chan struct{}),
 		oauth: o, clientID: defaultClientID, memberID: randomHex(16), appToken: randomHex(16),
 		scopes: slices.Clone(defaultScopes), admins: map[int64]bool{webhookUser: true},
 		tokens: map[string]*accessToken{}, grants: map[string]int64{},
