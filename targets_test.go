@@ -48,9 +48,10 @@ func (d *desk) targets(since time.Duration, reminded, missed int) {
 func (d *desk) owner(n int) int64 {
 	d.t.Helper()
 	var owner int64
-	id := d.dialog(n).ID
-	err := d.store.View(context.Background(), func(tx *storage.Tx) (err error) {
-		owner, err = tx.DialogOwner(id)
+	dialog := d.dialog(n)
+	err := d.store.View(context.Background(), func(tx *storage.Tx) error {
+		desk, err := tx.DeskStates(dialog.PortalID) // the owner as /queue reads it
+		owner = desk[dialog.ID].Owner
 		return err
 	})
 	if err != nil {

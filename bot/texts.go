@@ -153,7 +153,45 @@ type texts struct {
 	KeptOpen         string                                 // appended to the warning once the client kept it open
 	AutoClosed       func(number int, silent string) string // in the dialog: closed after silent without a reply
 	Span             func(d time.Duration) string           // a configured duration in words: "3 days", "24 hours"
+
+	// Sidebar is the sidebar page's own words; what the rules say there comes from the
+	// texts above, through Page.
+	Sidebar SidebarTexts
 }
+
+// SidebarTexts are the words of the sidebar page (the sidebar package) that are not
+// the commands': its frame, its notices and its refusals. They are plain text, not
+// BB-code: the page escapes them, and the user text in them, where it shows them.
+type SidebarTexts struct {
+	Title    string // the page's and the sidebar item's name
+	Number   string // before a dialog's number: "№" or "#"
+	Question string // Open new's field
+	Rename   string
+	Save     string
+	Unread   string // the counter's tooltip
+	ThisChat string // marks the dialog whose chat the sidebar is in
+	Waited   string // in the queue: "waiting 2 h"
+	New      string // in the queue: "new: 3"
+
+	// The notices after a form.
+	Opened    func(number int) string
+	Renamed   func(number int, title string) string // title as the client gave it
+	Pending   func(number int) string               // a dialog opened while its chat is being created
+	Duplicate string
+
+	// The refusals, one per sidebar.Refusal, and what to do about them.
+	NotGenuine  string
+	Expired     string
+	Unavailable string
+	Malformed   string
+	TooLarge    string
+	Failure     string
+	RefusalHint string
+}
+
+// SidebarTextsFor is the sidebar page's words in lang: English for "en", else Russian
+// (the caller has mapped the portal's language already, PageLang).
+func SidebarTextsFor(lang string) *SidebarTexts { return &textsFor(lang).Sidebar }
 
 // textsFor returns the texts for a language code; anything but "en" is Russian,
 // except that the caller has already mapped unknown codes to the configured fallback.

@@ -279,4 +279,28 @@ var textsEN = texts{
 		}
 		return fmt.Sprintf("%d %s", n, word)
 	},
+	Sidebar: SidebarTexts{
+		Title:    "Support",
+		Number:   "#",
+		Question: "Question (optional)",
+		Rename:   "Rename",
+		Save:     "Save",
+		Unread:   "unread",
+		ThisChat: "this chat",
+		Waited:   "waiting",
+		New:      "new",
+		Opened: func(n int) string {
+			return fmt.Sprintf("Question #%d is open. The link to its chat is in your chat with the bot.", n)
+		},
+		Renamed:     func(n int, title string) string { return fmt.Sprintf("Question #%d renamed: “%s”.", n, title) },
+		Pending:     func(n int) string { return fmt.Sprintf("The chat of question #%d is still being created.", n) },
+		Duplicate:   "That is done already.",
+		NotGenuine:  "This page could not be confirmed as opened by your Bitrix24.",
+		Expired:     "This page has expired.",
+		Unavailable: "Your Bitrix24 is not answering now. Try again in a moment.",
+		Malformed:   "The request could not be read.",
+		TooLarge:    "The request is too long.",
+		Failure:     "Something went wrong. Try again.",
+		RefusalHint: "Close “Support” in the chat's sidebar and open it again.",
+	},
 }

@@ -297,6 +297,34 @@ var textsRU = texts{
 		}[unit]
 		return fmt.Sprintf("%d %s", n, ruPlural(n, forms))
 	},
+	Sidebar: SidebarTexts{
+		Title:    "Поддержка",
+		Number:   "№",
+		Question: "Вопрос (необязательно)",
+		Rename:   "Переименовать",
+		Save:     "Сохранить",
+		Unread:   "непрочитанных",
+		ThisChat: "этот чат",
+		Waited:   "ждёт",
+		New:      "новых",
+		Opened: func(n int) string {
+			return fmt.Sprintf("Открыто обращение №%d. Ссылка на его чат — в чате с ботом.", n)
+		},
+		Renamed: func(n int, title string) string {
+			return fmt.Sprintf("Обращение №%d переименовано: «%s».", n, title)
+		},
+		Pending: func(n int) string {
+			return fmt.Sprintf("Чат обращения №%d ещё создаётся.", n)
+		},
+		Duplicate:   "Это уже сделано.",
+		NotGenuine:  "Не удалось подтвердить, что страницу открыл ваш Битрикс24.",
+		Expired:     "Страница устарела.",
+		Unavailable: "Битрикс24 сейчас не отвечает. Попробуйте чуть позже.",
+		Malformed:   "Запрос не удалось прочитать.",
+		TooLarge:    "Слишком длинный запрос.",
+		Failure:     "Что-то пошло не так. Попробуйте ещё раз.",
+		RefusalHint: "Закройте «Поддержку» в боковой панели чата и откройте её снова.",
+	},
 }
 
 // ruPlural picks the Russian form for n: one (1, 21…), few (2–4, 22–24…) or many.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"supportbot/backoff"
 	"supportbot/bitrix24"
 	"supportbot/outbox"
 	"supportbot/storage"
@@ -400,11 +401,7 @@ func (d *Dispatcher) retryAt(now time.Time, attempts int, err error) (time.Time,
 			base, limit = 30*time.Second, 10*time.Minute
 		}
 	}
-	wait := base
-	for i := 0; i < attempts && wait < limit; i++ {
-		wait *= 2
-	}
-	wait = min(wait, limit)
+	wait := backoff.Wait(base, limit, attempts)
 	// Full jitter on the upper half: entries that failed together spread out.
 	wait = wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1))
 	at := now.Add(wait)

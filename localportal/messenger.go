@@ -112,17 +112,6 @@ func (lp *Portal) member(userID int64, dialog string) bool {
 	return ok && slices.Contains(c.Users, userID)
 }
 
-// Title is a chat's title as userID sees it.
-func (lp *Portal) Title(userID int64, dialog string) string {
-	chats, _ := lp.Chats(userID)
-	for _, c := range chats {
-		if c.DialogID == dialog {
-			return c.Title
-		}
-	}
-	return ""
-}
-
 // Read returns the messages of a chat userID is in, oldest first, and marks them seen.
 func (lp *Portal) Read(userID int64, dialog string) ([]Message, error) {
 	if _, err := person(userID); err != nil {

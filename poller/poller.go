@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"supportbot/backoff"
 	"supportbot/bitrix24"
 	"supportbot/bot"
 	"supportbot/storage"
@@ -154,7 +155,7 @@ func (p *Poller) loop(ctx context.Context, portalID int64) {
 			failures++
 			// Doubling from the interval, to a bound: a portal that is down is asked
 			// again, never for ever at full speed, and every failure is logged.
-			wait = min(p.interval()<<min(failures-1, 16), cmp.Or(p.MaxBackoff, time.Minute))
+			wait = backoff.Wait(p.interval(), cmp.Or(p.MaxBackoff, time.Minute), failures-1)
 			var be *bitrix24.Error
 			if errors.Is(err, ErrOffsetStuck) {
 				p.Log.Error("the portal's event queue does not move on: backing off", "portal", portalID,
@@ -322,7 +323,7 @@ func (p *Poller) apply(ctx context.Context, portal storage.Portal, events []bitr
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+			case <-time.After(backoff.Wait(50*time.Millisecond, time.Second, attempt-1)):
 			}
 		}
 		p.Obs.ObserveEvent(ev.Head().Type, outcomes[0])

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"supportbot/backoff"
 	"supportbot/bitrix24"
 	"supportbot/bot"
 	"supportbot/storage"
@@ -315,11 +316,10 @@ func Patient(c Caller) Caller { return patient{c} }
 
 type patient struct{ Caller }
 
-// patientTries bounds the waiting to about half a minute with the backoff below.
+// patientTries bounds the waiting to about half a minute: 1 s doubling, 31 s in all.
 const patientTries = 6
 
 func (p patient) Call(ctx context.Context, method string, params any) (json.RawMessage, error) {
-	wait := time.Second
 	for try := 1; ; try++ {
 		raw, err := p.Caller.Call(ctx, method, params)
 		var be *bitrix24.Error
@@ -327,7 +327,7 @@ func (p patient) Call(ctx context.Context, method string, params any) (json.RawM
 			errors.Is(err, bitrix24.ErrOverloadLimit) { // a manual block: waiting minutes is not for a CLI
 			return raw, err
 		}
-		until := time.Now().Add(wait)
+		until := time.Now().Add(backoff.Wait(time.Second, time.Minute, try-1))
 		if be.ResetAt.After(until) {
 			until = be.ResetAt
 		}
@@ -336,6 +336,5 @@ func (p patient) Call(ctx context.Context, method string, params any) (json.RawM
 			return nil, ctx.Err()
 		case <-time.After(time.Until(until)):
 		}
-		wait *= 2
 	}
 }

@@ -68,10 +68,27 @@ const (
 	Failure                    // the bot failed: 500
 )
 
+// in is the refusal in the words s.
+func (r Refusal) in(s *bot.SidebarTexts) string {
+	switch r {
+	case NotGenuine:
+		return s.NotGenuine
+	case Expired:
+		return s.Expired
+	case Unavailable:
+		return s.Unavailable
+	case Malformed:
+		return s.Malformed
+	case TooLarge:
+		return s.TooLarge
+	}
+	return s.Failure
+}
+
 type pageData struct {
 	View
 	Lang    string
-	S       *words
+	S       *bot.SidebarTexts
 	Nonce   string
 	Library string
 }
@@ -81,7 +98,7 @@ func Write(w http.ResponseWriter, status int, v View) error {
 	if v.Base == "" && v.Opened {
 		v.Base = pageBase
 	}
-	return render(w, status, v.Portal, "page", pageData{View: v, Lang: v.Page.Lang, S: wordsFor(v.Page.Lang)})
+	return render(w, status, v.Portal, "page", pageData{View: v, Lang: v.Page.Lang, S: bot.SidebarTextsFor(v.Page.Lang)})
 }
 
 // WriteRefusal renders the refusal r in lang. frameOrigin is who may frame it: the
@@ -90,8 +107,8 @@ func WriteRefusal(w http.ResponseWriter, status int, lang, frameOrigin string, r
 	if lang != "en" {
 		lang = "ru"
 	}
-	s := wordsFor(lang)
-	data := pageData{View: View{Notice: s.Refusals[r], Failed: true, Portal: frameOrigin}, Lang: lang, S: s}
+	s := bot.SidebarTextsFor(lang)
+	data := pageData{View: View{Notice: r.in(s), Failed: true, Portal: frameOrigin}, Lang: lang, S: s}
 	return render(w, status, frameOrigin, "refusal", data)
 }
 
@@ -105,7 +122,7 @@ const (
 // NoticeOf is what the page says after one of its forms did r, and whether it is a
 // refusal.
 func NoticeOf(lang, form string, r bot.PageResult) (string, bool) {
-	s := wordsFor(lang)
+	s := bot.SidebarTextsFor(lang)
 	switch {
 	case r.Refusal != "":
 		return r.Refusal, true

@@ -122,3 +122,17 @@ func TestQueueAndRefusal(t *testing.T) {
 		t.Errorf("refusal page:\n%s", body)
 	}
 }
+
+// TestEveryRefusalHasItsWords: each refusal says its own thing, in both languages.
+func TestEveryRefusalHasItsWords(t *testing.T) {
+	for _, lang := range []string{"ru", "en"} {
+		seen := map[string]Refusal{}
+		for r := NotGenuine; r <= Failure; r++ {
+			words := r.in(bot.SidebarTextsFor(lang))
+			if prev, ok := seen[words]; ok || words == "" {
+				t.Errorf("%s: refusal %d says %q, as %d does", lang, r, words, prev)
+			}
+			seen[words] = r
+		}
+	}
+}

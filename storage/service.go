@@ -17,15 +17,6 @@ const (
 	TimeResolution    = "resolution"     // opened or reopened → resolved or auto-closed
 )
 
-// ServiceTime is one measured interval of a dialog.
-type ServiceTime struct {
-	DialogID int64
-	Kind     string
-	Started  time.Time
-	Ended    time.Time
-	Duration time.Duration
-}
-
 // deriveServiceTimes records the intervals that the dialog's event eventID, just
 // recorded at ms, ends. It reads the dialog's earlier events, in the order they were
 // recorded:
@@ -86,22 +77,6 @@ const serviceTimesSQL = `WITH cycle AS (SELECT id, at FROM dialog_events
 		(SELECT w.at FROM dialog_events w WHERE w.dialog_id = ?1 AND w.kind = 'client_message' AND w.id < ?2
 			AND w.id > CASE WHEN ended.id > answered.id THEN ended.id ELSE answered.id END ORDER BY w.id LIMIT 1)
 	FROM ended, answered`
-
-// ServiceTimes lists a dialog's measured intervals in the order they ended.
-func (tx *Tx) ServiceTimes(dialogID int64) ([]ServiceTime, error) {
-	rows, err := tx.query(`SELECT dialog_id, kind, started_at, ended_at, seconds FROM service_times WHERE dialog_id = ? ORDER BY id`, dialogID)
-	list, err := collect(rows, err, func(r *sql.Rows) (st ServiceTime, err error) {
-		var started, ended sql.NullInt64
-		var seconds float64
-		err = r.Scan(&st.DialogID, &st.Kind, &started, &ended, &seconds)
-		st.Started, st.Ended, st.Duration = fromMillis(started), fromMillis(ended), fromSeconds(seconds)
-		return st, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("service times of dialog %d: %w", dialogID, err)
-	}
-	return list, nil
-}
 
 // TimeSummary sums up the intervals of one kind: how many, and their median and
 // 90th percentile by nearest rank (the value at position ⌈p·n/100⌉ of the sorted

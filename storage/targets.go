@@ -97,18 +97,6 @@ func (tx *Tx) addSubjectEvent(d Dialog, kind string, actorID, subjectID int64) e
 	return nil
 }
 
-// DialogOwner is the dialog's owner, 0 if it has none.
-func (tx *Tx) DialogOwner(dialogID int64) (int64, error) {
-	var owner sql.NullInt64
-	if err := tx.queryRow(`SELECT owner_id FROM dialogs WHERE id = ?`, dialogID).Scan(&owner); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return 0, fmt.Errorf("owner of dialog %d: %w", dialogID, ErrNotFound)
-		}
-		return 0, fmt.Errorf("owner of dialog %d: %w", dialogID, err)
-	}
-	return owner.Int64, nil
-}
-
 // SetOwner gives the dialog to owner (0: nobody) and records who did it; it reports
 // false, recording nothing, when the owner was already that.
 func (tx *Tx) SetOwner(d Dialog, owner, by int64) (bool, error) {

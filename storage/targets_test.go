@@ -126,8 +126,8 @@ func TestOwnerChanges(t *testing.T) {
 			}
 			got = append(got, changed)
 		}
-		var err error
-		owner, err = tx.DialogOwner(d.ID)
+		desk, err := tx.DeskStates(d.PortalID)
+		owner = desk[d.ID].Owner
 		return err
 	})
 	if want := []bool{true, false, true, true, false}; len(got) != len(want) || owner != 0 {
