@@ -346,3 +346,81 @@ func inColumns(t *testing.T, rows []string, columns map[string]any) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestLanesUpgrade: migration 0024 gives the lanes queued before it the names package
+// outbox writes now ("client:27", "chat:5"), on both engines, so that entries queued
+// before and after an upgrade share their lane and keep their order.
+func TestLanesUpgrade(t *testing.T) {
+	lanes := map[string]string{"27": "client:27", "chat5": "chat:5", "dialog:3": "dialog:3", "setup": "setup"}
+	check := func(t *testing.T, s *Store) {
+		t.Helper()
+		p, err := s.PortalByMemberID(t.Context(), "old")
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, err := s.Outbox(t.Context(), p.ID)
+		if err != nil || len(entries) != len(lanes) {
+			t.Fatalf("%d entries after the upgrade (%v)", len(entries), err)
+		}
+		for _, e := range entries {
+			var was string
+			if err := json.Unmarshal(e.Action, &was); err != nil || lanes[was] != e.Lane {
+				t.Errorf("lane %q became %q", was, e.Lane)
+			}
+		}
+	}
+	insert := func(t *testing.T, db *sql.DB, bind func(int) string) {
+		t.Helper()
+		if _, err := db.Exec(`INSERT INTO portals (member_id, created_at, updated_at) VALUES ('old', 0, 0)`); err != nil {
+			t.Fatal(err)
+		}
+		for old := range lanes {
+			action, _ := json.Marshal(old) // the action keeps what the lane was, for the check
+			_, err := db.Exec(`INSERT INTO outbox (portal_id, lane, kind, action, next_attempt_at, created_at)
+				SELECT id, `+bind(1)+`, 'send_message', `+bind(2)+`, 0, 0 FROM portals`, old, string(action))
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Run("sqlite", func(t *testing.T) {
+		names, _ := fs.Glob(migrationFiles, "migrations/*.sql")
+		path := filepath.Join(t.TempDir(), "old.db")
+		old, err := sql.Open("sqlite", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := migrate(t.Context(), old, len(names)-1); err != nil {
+			t.Fatal(err)
+		}
+		insert(t, old, func(int) string { return "?" })
+		old.Close()
+		s, err := Open(t.Context(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		check(t, s)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		base := needPostgres(t)
+		names, _ := fs.Glob(pgMigrationFiles, "migrations/postgres/*.sql")
+		url := testSchema(t, base)
+		old, err := sql.Open("pgx", url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer old.Close()
+		if err := migratePostgres(t.Context(), old, len(names)-1); err != nil {
+			t.Fatal(err)
+		}
+		insert(t, old, func(n int) string { return fmt.Sprint("$", n) })
+		old.Close()
+		s, err := Open(t.Context(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		check(t, s)
+	})
+}
