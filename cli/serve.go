@@ -252,7 +252,7 @@ func portalAccess(ctx context.Context, cfg *config.Config, store *storage.Store,
 		// Fetch mode: events come from the portal's queue; anything posted is refused.
 		log.Info("no bitrix.application_token: events posted to /bitrix/events are refused")
 	}
-	return auth, func(int64) (delivery.Caller, error) { return caller, nil }, nil
+	return auth, delivery.Single(caller), nil
 }
 
 // Serve runs the bot until ctx ends, then shuts down gracefully: it stops taking

@@ -105,7 +105,8 @@ func New(store *storage.Store, callers func(portalID int64) (Caller, error), han
 	}
 }
 
-// Single returns a callers function for one portal's caller (webhook mode).
+// Single returns the callers function of a bot that serves one portal (a webhook,
+// or no portal at all): every portal ID gets its one caller.
 func Single(c Caller) func(int64) (Caller, error) {
 	return func(int64) (Caller, error) { return c, nil }
 }

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"supportbot/bitrix24/b24test"
+)
+
+// TestWalkOneMessage is the walk of one client message that bench/walk measures: a
+// client asks a question and, with SUPPORTBOT_WALK_SECOND set, a second one, each
+// until its chat is created and every reply it caused is delivered and recorded. The
+// code that runs more in the second run than in the first is the code one message
+// crosses, from its POST to its replies' outcomes. With SUPPORTBOT_WALK_PAD (a
+// duration) both runs last that long after the first question, so that the loops
+// that run on a timer tick as often in each.
+func TestWalkOneMessage(t *testing.T) {
+	t.Parallel()
+	portal := b24test.New(t)
+	b := startBot(t, portal, filepath.Join(t.TempDir(), "walk.db"))
+	ask := func(n int, text string) {
+		b.mustPost(privateMessage(client, "en", text))
+		portal.WaitCalls(t, "imbot.chat.add", n, 30*time.Second)
+		waitIdle(t, b.dbPath)
+	}
+	ask(1, "First question")
+	pad, _ := time.ParseDuration(os.Getenv("SUPPORTBOT_WALK_PAD"))
+	until := time.Now().Add(pad)
+	if os.Getenv("SUPPORTBOT_WALK_SECOND") != "" {
+		ask(2, "Second question")
+	}
+	time.Sleep(time.Until(until)) // a measurement's padding; no assertion follows it
+}
