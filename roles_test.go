@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"supportbot/bitrix24/b24test"
 	"supportbot/bot"
@@ -204,5 +205,30 @@ func TestRemovedAgentLeavesTheChats(t *testing.T) {
 	}
 	if calls := portal.CallsTo("imbot.chat.user.delete"); len(calls) != 1 {
 		t.Errorf("%d removals, want the one open dialog's", len(calls))
+	}
+
+	// The second line leaves only the dialogs handed to it; a client removed leaves
+	// nothing.
+	b.mustPost(privateMessage(client, "en", "Question 3")) // open, and not handed to the second line
+	portal.WaitCalls(t, "imbot.chat.add", 3, 10*time.Second)
+	waitIdle(t, b.dbPath)
+	b.mustPost(privateMessage(client, "en", "/tech add 70"))
+	b.waitMessage("27", 0, "Second line (1): #70")
+	b.mustPost(b.groupMessage(51, chats[0], "/escalate"))
+	waitIdle(t, b.dbPath)
+	if c, _ := portal.Chat(chats[0]); !slices.Contains(c.Users, 70) {
+		t.Fatalf("the second line did not join the escalated dialog: %v", c.Users)
+	}
+	b.mustPost(privateMessage(client, "en", "/tech remove 70"))
+	b.mustPost(privateMessage(client, "en", "/clients add 80"))
+	b.mustPost(privateMessage(client, "en", "/clients remove 80"))
+	b.waitMessage("27", 0, "Clients besides the administrators (3): #27, #28, #29")
+	waitIdle(t, b.dbPath)
+	if c, _ := portal.Chat(chats[0]); slices.Contains(c.Users, 70) {
+		t.Errorf("the second line stayed in the escalated dialog's chat: %v", c.Users)
+	}
+	calls := portal.CallsTo("imbot.chat.user.delete")
+	if len(calls) != 2 || calls[1].Params.String("USER_ID") != "70" || calls[1].Params.String("CHAT_ID") != strconv.FormatInt(chats[0], 10) {
+		t.Errorf("removals: %+v, want agent %d's and then the second line's from the escalated chat only", calls, agentID)
 	}
 }

@@ -137,14 +137,17 @@ func (t *turn) changeRole(role string, ids []int64, adding bool) (string, error)
 	if adding {
 		return "", nil
 	}
-	return "", t.leaveDialogs(ids)
+	return "", t.leaveDialogs(role, ids)
 }
 
-// leaveDialogs takes those who lost a role out of the chats of the open dialogs it
-// had put them in: a removed agent no longer reads the clients' questions. They stay
-// where they are the client, and a second-line member stays in the dialogs handed to
-// the second line.
-func (t *turn) leaveDialogs(ids []int64) error {
+// leaveDialogs takes those who lost a role out of the chats of the open dialogs that
+// role had put them in, so that a removed agent no longer reads the clients'
+// questions: an agent is in every dialog's chat, the second line in those handed to
+// it. They stay where they are the client, and where a role they keep holds them.
+func (t *turn) leaveDialogs(role string, ids []int64) error {
+	if role != storage.RoleAgent && role != storage.RoleTech {
+		return nil // clients are in their own dialogs only
+	}
 	dialogs, err := t.tx.Dialogs(t.portal.ID)
 	if err != nil {
 		return err
@@ -158,8 +161,12 @@ func (t *turn) leaveDialogs(ids []int64) error {
 			continue // an agent is in every dialog's chat
 		}
 		for _, d := range dialogs {
-			if !d.Active() || d.ChatID == 0 || d.ClientID == id || (roles.Tech && !d.EscalatedAt.IsZero()) {
+			escalated := !d.EscalatedAt.IsZero()
+			switch {
+			case !d.Active() || d.ChatID == 0 || d.ClientID == id:
 				continue
+			case escalated && roles.Tech, !escalated && role == storage.RoleTech:
+				continue // still the second line there, or never put there
 			}
 			err := t.enqueue(outbox.Entry{Lane: outbox.DialogLane(d.ID)}, bitrix24.RemoveUser{Chat: bitrix24.GroupChat(d.ChatID), User: id})
 			if err != nil {

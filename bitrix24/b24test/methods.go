@@ -113,6 +113,7 @@ var builtins = map[string]method{
 	"imbot.chat.add":           (*Portal).chatAdd,
 	"imbot.chat.get":           (*Portal).chatGet,
 	"imbot.chat.updatetitle":   (*Portal).chatUpdateTitle,
+	"imbot.chat.user.add":      (*Portal).chatUserAdd,
 	"imbot.chat.user.delete":   (*Portal).chatUserDelete,
 	"imbot.message.add":        (*Portal).messageAdd,
 	"imbot.message.update":     (*Portal).messageUpdate,
@@ -263,6 +264,27 @@ func (p *Portal) chatUpdateTitle(_ caller, f bitrix24.Form) (any, *bitrix24.Erro
 		return nil, wrongRequest("WRONG_REQUEST", "This title currently set or chat isn't exists")
 	}
 	c.Title = title
+	return true, nil
+}
+
+// imbot.chat.user.add: CHAT_ID, USERS[] → true; who is in the chat already stays once.
+func (p *Portal) chatUserAdd(_ caller, f bitrix24.Form) (any, *bitrix24.Error) {
+	id, users := intParam(f, "CHAT_ID"), f.Group("USERS")
+	if id <= 0 {
+		return nil, wrongRequest("CHAT_ID_EMPTY", "Chat ID can't be empty")
+	} else if len(users.Keys()) == 0 {
+		return nil, wrongRequest("USERS_EMPTY", "Users can't be empty")
+	}
+	defer p.lock()()
+	c, ok := p.chats[id]
+	if !ok {
+		return nil, wrongRequest("WRONG_REQUEST", "You don't have access or chat isn't exists")
+	}
+	for _, k := range users.Keys() {
+		if u := intParam(users, k); u > 0 && !slices.Contains(c.Users, u) {
+			c.Users = append(c.Users, u)
+		}
+	}
 	return true, nil
 }
 
