@@ -177,8 +177,9 @@ func TestRolesSeededOnce(t *testing.T) {
 }
 
 // TestRemovedAgentLeavesTheChats: an agent the administrator removes is taken out of
-// the chats of the open dialogs, and no longer reads the clients' questions; a
-// resolved dialog's chat, and the removed agent's own dialogs as a client, keep them.
+// the chats of the open dialogs, and no longer reads the clients' questions, and one
+// added joins them; a resolved dialog's chat is left as it is. The second line joins
+// and leaves only the dialogs handed to it, and a client's role moves nobody.
 func TestRemovedAgentLeavesTheChats(t *testing.T) {
 	t.Parallel()
 	portal := b24test.New(t)
@@ -193,9 +194,19 @@ func TestRemovedAgentLeavesTheChats(t *testing.T) {
 			t.Fatalf("agent %d is not in chat %d: %v", agentID, id, c.Users)
 		}
 	}
+	// An agent added now joins the open dialog, whose question they are to answer.
+	b.mustPost(privateMessage(client, "en", "/agents add 52"))
+	b.waitMessage("27", 0, "Support agents (3)")
+	waitIdle(t, b.dbPath)
+	if c, _ := portal.Chat(chats[0]); !slices.Contains(c.Users, 52) {
+		t.Errorf("the new agent is not in the open dialog's chat: %v", c.Users)
+	}
+	if c, _ := portal.Chat(chats[1]); slices.Contains(c.Users, 52) {
+		t.Errorf("the new agent joined a resolved dialog's chat: %v", c.Users)
+	}
 
 	b.mustPost(privateMessage(client, "en", "/agents remove "+strconv.Itoa(agentID)))
-	b.waitMessage("27", 0, "Support agents (1): #51")
+	b.waitMessage("27", 0, "Support agents (2): #51, #52")
 	waitIdle(t, b.dbPath)
 	if c, _ := portal.Chat(chats[0]); slices.Contains(c.Users, agentID) || !slices.Contains(c.Users, 51) {
 		t.Errorf("the open dialog's chat has %v after agent %d was removed", c.Users, agentID)

@@ -125,6 +125,12 @@ func (t *turn) changeRole(role string, ids []int64, adding bool) (string, error)
 	if n > maxMembers[role] {
 		return t.t.RolesFull(maxMembers[role], len(members)), nil
 	}
+	before := make([]storage.Roles, len(ids))
+	for i, id := range ids {
+		if before[i], err = t.tx.RolesOf(t.portal.ID, id); err != nil {
+			return "", err
+		}
+	}
 	if adding {
 		err = t.tx.Grant(t.portal.ID, role, ids, t.from.id)
 	} else {
@@ -134,41 +140,56 @@ func (t *turn) changeRole(role string, ids []int64, adding bool) (string, error)
 		return "", err
 	}
 	t.b.log.Info("roles changed", "portal", t.portal.ID, "role", role, "by", t.from.id, "add", adding, "users", ids)
-	if adding {
-		return "", nil
-	}
-	return "", t.leaveDialogs(role, ids)
+	return "", t.regroup(ids, before)
 }
 
-// leaveDialogs takes those who lost a role out of the chats of the open dialogs that
-// role had put them in, so that a removed agent no longer reads the clients'
-// questions: an agent is in every dialog's chat, the second line in those handed to
-// it. They stay where they are the client, and where a role they keep holds them.
-func (t *turn) leaveDialogs(role string, ids []int64) error {
-	if role != storage.RoleAgent && role != storage.RoleTech {
-		return nil // clients are in their own dialogs only
+// placedIn reports whether roles put a person in a dialog's chat: an agent is in
+// every dialog's chat, the second line in those handed to it.
+func placedIn(r storage.Roles, d storage.Dialog) bool {
+	return r.Agent || (r.Tech && !d.EscalatedAt.IsZero())
+}
+
+// regroup brings the chats of the open dialogs in line with a change of roles: a
+// new agent joins them all, so that every open question reaches them; a removed
+// one leaves them, and no longer reads the clients' questions; the second line
+// likewise in the dialogs handed to it. Nobody leaves a dialog they asked.
+func (t *turn) regroup(ids []int64, before []storage.Roles) error {
+	after := make([]storage.Roles, len(ids))
+	changed := false
+	for i, id := range ids {
+		var err error
+		if after[i], err = t.tx.RolesOf(t.portal.ID, id); err != nil {
+			return err
+		}
+		changed = changed || after[i].Agent != before[i].Agent || after[i].Tech != before[i].Tech
+	}
+	if !changed {
+		return nil // a client's role: clients are in their own dialogs only
 	}
 	dialogs, err := t.tx.Dialogs(t.portal.ID)
 	if err != nil {
 		return err
 	}
-	for _, id := range ids {
-		roles, err := t.tx.RolesOf(t.portal.ID, id)
-		if err != nil {
-			return err
+	for _, d := range dialogs {
+		if !d.Active() || d.ChatID == 0 {
+			continue
 		}
-		if roles.Agent {
-			continue // an agent is in every dialog's chat
-		}
-		for _, d := range dialogs {
-			escalated := !d.EscalatedAt.IsZero()
+		var join []int64
+		for i, id := range ids {
+			was, is := placedIn(before[i], d), placedIn(after[i], d)
 			switch {
-			case !d.Active() || d.ChatID == 0 || d.ClientID == id:
-				continue
-			case escalated && roles.Tech, !escalated && role == storage.RoleTech:
-				continue // still the second line there, or never put there
+			case id == d.ClientID || was == is:
+			case is:
+				join = append(join, id)
+			default:
+				err := t.enqueue(outbox.Entry{Lane: outbox.DialogLane(d.ID)}, bitrix24.RemoveUser{Chat: bitrix24.GroupChat(d.ChatID), User: id})
+				if err != nil {
+					return err
+				}
 			}
-			err := t.enqueue(outbox.Entry{Lane: outbox.DialogLane(d.ID)}, bitrix24.RemoveUser{Chat: bitrix24.GroupChat(d.ChatID), User: id})
+		}
+		if len(join) > 0 {
+			err := t.enqueue(outbox.Entry{Lane: outbox.DialogLane(d.ID)}, bitrix24.AddUsers{Chat: bitrix24.GroupChat(d.ChatID), Users: join})
 			if err != nil {
 				return err
 			}
