@@ -297,6 +297,9 @@ func (r RenameChat) WithChat(chatID int64) Action { r.Chat = GroupChat(chatID); 
 // WithChat adds the people to the created chat.
 func (a AddUsers) WithChat(chatID int64) Action { a.Chat = GroupChat(chatID); return a }
 
+// WithChat takes the person out of the created chat.
+func (r RemoveUser) WithChat(chatID int64) Action { r.Chat = GroupChat(chatID); return r }
+
 // EncodeAction is the action as the outbox stores it.
 func EncodeAction(a Action) (kind string, data []byte, err error) {
 	data, err = marshalJSON(a)

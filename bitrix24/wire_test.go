@@ -50,7 +50,8 @@ func TestActionsRoundTrip(t *testing.T) {
 	if kb.Buttons[0].ActionValue != AwaitedChat {
 		t.Fatal("WithChat changed the keyboard of the action it was called on")
 	}
-	for _, a := range []ChatAwaiter{RenameChat{Chat: AwaitedChat, Title: "x"}, AddUsers{Chat: AwaitedChat, Users: []int64{3}}} {
+	for _, a := range []ChatAwaiter{RenameChat{Chat: AwaitedChat, Title: "x"}, AddUsers{Chat: AwaitedChat, Users: []int64{3}},
+		RemoveUser{Chat: AwaitedChat, User: 3}} {
 		if got := a.WithChat(5); reflect.DeepEqual(got, a) || strings.Contains(fmt.Sprint(got), awaitedMarker) {
 			t.Errorf("%s: awaited chat not filled in: %#v", a.Kind(), got)
 		}

@@ -171,8 +171,14 @@ func (t *turn) regroup(ids []int64, before []storage.Roles) error {
 		return err
 	}
 	for _, d := range dialogs {
-		if !d.Active() || d.ChatID == 0 {
+		if !d.Active() {
 			continue
+		}
+		// A chat still being created was asked for with the people of the roles as they
+		// were: what changes waits for it.
+		chat, awaits := bitrix24.GroupChat(d.ChatID), int64(0)
+		if d.ChatID == 0 {
+			chat, awaits = bitrix24.AwaitedChat, d.ID
 		}
 		var join []int64
 		for i, id := range ids {
@@ -182,14 +188,14 @@ func (t *turn) regroup(ids []int64, before []storage.Roles) error {
 			case is:
 				join = append(join, id)
 			default:
-				err := t.enqueue(outbox.Entry{Lane: outbox.DialogLane(d.ID)}, bitrix24.RemoveUser{Chat: bitrix24.GroupChat(d.ChatID), User: id})
+				err := t.enqueue(outbox.Entry{Lane: outbox.DialogLane(d.ID), Awaits: awaits}, bitrix24.RemoveUser{Chat: chat, User: id})
 				if err != nil {
 					return err
 				}
 			}
 		}
 		if len(join) > 0 {
-			err := t.enqueue(outbox.Entry{Lane: outbox.DialogLane(d.ID)}, bitrix24.AddUsers{Chat: bitrix24.GroupChat(d.ChatID), Users: join})
+			err := t.enqueue(outbox.Entry{Lane: outbox.DialogLane(d.ID), Awaits: awaits}, bitrix24.AddUsers{Chat: chat, Users: join})
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"supportbot/bitrix24"
+	"supportbot/outbox"
 	"supportbot/storage"
 )
 
@@ -163,4 +164,41 @@ func TestRolesAreBounded(t *testing.T) {
 	if len(seen) != 1000 {
 		t.Fatalf("the pages list %d clients", len(seen))
 	}
+}
+
+// TestRolesFollowAChatBeingCreated: an agent added while a dialog's chat is still
+// being created (asked for without them) joins it once it exists: the addition
+// waits for the chat, in its dialog's lane, after the chat's creation.
+func TestRolesFollowAChatBeingCreated(t *testing.T) {
+	h := newHarness(t)
+	h.process(h.private(admin, "How do I export deals?"))
+	h.sent() // the chat's creation, not answered yet
+	h.process(h.private(admin, "/agents add 52"))
+	var add storage.OutboxRow
+	for _, e := range h.rawSent() {
+		if e.Kind == bitrix24.KindAddUsers {
+			add = e
+		}
+	}
+	if add.ID == 0 || add.AwaitsDialog == 0 || add.Lane != outbox.DialogLane(add.AwaitsDialog).String() {
+		t.Fatalf("the new agent's joining: %+v", add)
+	}
+	users := act(t, add).(bitrix24.AddUsers)
+	if users.Chat != bitrix24.AwaitedChat || len(users.Users) != 1 || users.Users[0] != 52 {
+		t.Fatalf("joins %s with %v", users.Chat, users.Users)
+	}
+	chats := h.createChats()
+	due, err := h.store.DueOutbox(context.Background(), h.portal.ID, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range due {
+		if e.ID == add.ID {
+			if got := h.bot.Outbox().Read(e).Action.(bitrix24.AddUsers); got.Chat != bitrix24.GroupChat(chats[1]) {
+				t.Errorf("the joining names %s once the chat is %d", got.Chat, chats[1])
+			}
+			return
+		}
+	}
+	t.Errorf("the joining is not due once the chat exists: %+v", due)
 }
