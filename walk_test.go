@@ -15,15 +15,28 @@ import (
 // code that runs more in the second run than in the first is the code one message
 // crosses, from its POST to its replies' outcomes. With SUPPORTBOT_WALK_PAD (a
 // duration) both runs last that long after the first question, so that the loops
-// that run on a timer tick as often in each.
+// that run on a timer tick as often in each. With SUPPORTBOT_WALK_SOURCE=fetch the
+// message is fetched from the portal's imbot.v2 queue instead of posted to the
+// webhook (v1), and its replies go through imbot.v2.
 func TestWalkOneMessage(t *testing.T) {
 	t.Parallel()
-	portal := b24test.New(t)
-	b := startBot(t, portal, filepath.Join(t.TempDir(), "walk.db"))
-	ask := func(n int, text string) {
-		b.mustPost(privateMessage(client, "en", text))
-		portal.WaitCalls(t, "imbot.chat.add", n, 30*time.Second)
-		waitIdle(t, b.dbPath)
+	var ask func(n int, text string)
+	if os.Getenv("SUPPORTBOT_WALK_SOURCE") == "fetch" {
+		portal, fake, env, _ := fetchPortal(t, t.TempDir())
+		b := startFetch(t, portal, env)
+		ask = func(n int, text string) {
+			fake.Message(client, "27", text)
+			portal.WaitCalls(t, "imbot.v2.Chat.add", n, 30*time.Second)
+			waitIdle(t, b.dbPath)
+		}
+	} else {
+		portal := b24test.New(t)
+		b := startBot(t, portal, filepath.Join(t.TempDir(), "walk.db"))
+		ask = func(n int, text string) {
+			b.mustPost(privateMessage(client, "en", text))
+			portal.WaitCalls(t, "imbot.chat.add", n, 30*time.Second)
+			waitIdle(t, b.dbPath)
+		}
 	}
 	ask(1, "First question")
 	pad, _ := time.ParseDuration(os.Getenv("SUPPORTBOT_WALK_PAD"))

@@ -291,6 +291,16 @@ type countingObserver struct {
 	mu      sync.Mutex
 	dups    int
 	expired int
+	retries map[string]int // by reason
+}
+
+func (c *countingObserver) ObserveRetry(_, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.retries == nil {
+		c.retries = map[string]int{}
+	}
+	c.retries[reason]++
 }
 
 func (c *countingObserver) ObserveMaybeDuplicate(string) { c.mu.Lock(); c.dups++; c.mu.Unlock() }
@@ -518,5 +528,86 @@ func TestTimeoutHalvesTheBatch(t *testing.T) {
 		if e.Lane == outbox.ClientLane(208).String() && (e.State != storage.OutboxPending || e.BatchLimit != 1) {
 			t.Fatalf("the hung entry: %+v", e)
 		}
+	}
+}
+
+// futureEffect is an effect this build's bot does not register, as a newer release
+// may put on an entry.
+type futureEffect int64
+
+func (e futureEffect) Effect() (string, int64) { return "from_a_newer_release", int64(e) }
+
+// TestNewerReleaseEntryWaits: during a rolling upgrade an older replica reads an
+// entry a newer one wrote, with an effect it does not know. It neither sends it nor
+// gives it up: the entry keeps its lane's head, retried with a log line and a
+// metric, until a replica that knows the effect sends it, and what follows it in the
+// lane after it, in order. Past MaxAge it is given up like any entry that keeps
+// failing, and its lane moves on.
+func TestNewerReleaseEntryWaits(t *testing.T) {
+	for _, knownLater := range []bool{true, false} {
+		t.Run(fmt.Sprint("known later: ", knownLater), func(t *testing.T) {
+			f := newFixture(t)
+			obs := &countingObserver{}
+			f.disp = New(f.store, Single(bitrix24.NewClient(f.fake.WebhookURL())), f.bot.Outbox(), nil, obs)
+			f.disp.MaxAge = time.Hour
+			err := f.store.Update(context.Background(), func(tx *storage.Tx) error {
+				kind, data, err := bitrix24.EncodeAction(bitrix24.SendMessage{To: "27", Text: "first"})
+				if err != nil {
+					return err
+				}
+				_, err = tx.Enqueue(storage.OutboxRow{PortalID: f.portal.ID, Lane: outbox.ClientLane(27).String(),
+					Kind: kind, Action: data, Effect: "from_a_newer_release", EffectRef: 9})
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "second"})
+			for range 3 {
+				f.drain()
+				f.advance(3 * time.Minute)
+			}
+			if calls := f.fake.CallsTo("imbot.message.add"); len(calls) != 0 {
+				t.Fatalf("the old replica sent %d messages of a lane whose head it cannot read", len(calls))
+			}
+			list, _ := f.store.Outbox(context.Background(), f.portal.ID)
+			if s := f.states(); s[storage.OutboxPending] != 2 || list[0].Attempts != 3 || !strings.Contains(list[0].LastError, "newer release") {
+				t.Fatalf("after the old replica's tries: %v, head %+v", s, list[0])
+			}
+			if obs.retries[newerRelease] != 3 {
+				t.Errorf("retries counted: %v", obs.retries)
+			}
+
+			if knownLater {
+				h := f.bot.Outbox()
+				var settled []int64
+				outbox.On(h, func(_ *storage.Tx, e futureEffect, r outbox.Result) error {
+					settled = append(settled, int64(e), r.ID)
+					return nil
+				})
+				f.disp = New(f.store, Single(bitrix24.NewClient(f.fake.WebhookURL())), h, nil, obs)
+				f.drain()
+				if len(settled) != 2 || settled[0] != 9 || settled[1] == 0 {
+					t.Errorf("the newer effect settled as %v, want [9 and the message's ID]", settled)
+				}
+			} else {
+				f.advance(time.Hour)
+				f.drain()
+				if obs.expired != 1 {
+					t.Fatalf("%d expired, want the newer release's entry", obs.expired)
+				}
+			}
+			var order []string
+			for _, c := range f.fake.CallsTo("imbot.message.add") {
+				order = append(order, c.Params.String("MESSAGE"))
+			}
+			want := "[first second]"
+			if !knownLater {
+				want = "[second]"
+			}
+			if fmt.Sprint(order) != want {
+				t.Errorf("sent %v, want %s", order, want)
+			}
+		})
 	}
 }

@@ -8,7 +8,9 @@
 # as often in both runs, but one may tick once more: the pair is run three times and
 # only the files every pair names are kept. The fake portal (bitrix24/b24test) and the
 # tests' own helper (testwait) are not the bot's and are left out. With COMMIT, the
-# same test is run on that commit, checked out in a temporary worktree.
+# same test is run on that commit, checked out in a temporary worktree. With
+# SUPPORTBOT_WALK_SOURCE=fetch in the environment, the message is fetched from the
+# portal's imbot.v2 queue (the poller) instead of posted to the webhook.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 tree=$here
