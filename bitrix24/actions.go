@@ -2,6 +2,7 @@ package bitrix24
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -309,11 +310,15 @@ func EncodeAction(a Action) (kind string, data []byte, err error) {
 	return a.Kind(), data, nil
 }
 
+// ErrUnknownAction: DecodeAction was given a kind this build does not know, as one
+// a newer release wrote.
+var ErrUnknownAction = errors.New("unknown action kind")
+
 // DecodeAction reads an action back from the outbox.
 func DecodeAction(kind string, data []byte) (Action, error) {
 	decode, ok := decoders[kind]
 	if !ok {
-		return nil, fmt.Errorf("unknown action kind %q", kind)
+		return nil, fmt.Errorf("%w %q", ErrUnknownAction, kind)
 	}
 	a, err := decode(data)
 	if err != nil {

@@ -66,7 +66,7 @@ func (b *Bot) WriteAnswer(ctx context.Context, store *storage.Store, note string
 		case cmdChats:
 			msg.Text, msg.Keyboard, err = t.chatsAnswer(a.Page)
 		default:
-			err = fmt.Errorf("%w: no answer %q", outbox.ErrUnreadable, a.Command)
+			err = fmt.Errorf("%w: answer %q", outbox.ErrNewer, a.Command)
 		}
 		return err
 	})

@@ -50,8 +50,8 @@ func (d *Dispatcher) choose(ctx context.Context, portalID int64, busy map[string
 		if len(picked) == limit {
 			break
 		}
-		if e.Action != nil && e.Action.AwaitsResult() {
-			passed[row.Lane] = true // the rest of its lane needs its answer first
+		if errors.Is(e.Err, outbox.ErrNewer) || (e.Action != nil && e.Action.AwaitsResult()) {
+			passed[row.Lane] = true // the rest of its lane needs its answer first (or it, sent)
 		}
 	}
 	return picked, nil
@@ -119,6 +119,11 @@ func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []outbox.
 	readErrs := make([]error, len(entries))
 	for i, e := range entries {
 		actions[i], errs[i] = e.Action, e.Err
+		if errors.Is(e.Err, outbox.ErrNewer) {
+			// Not this replica's to give up: it keeps its place for one that knows it.
+			errs[i], readErrs[i] = nil, e.Err
+			continue
+		}
 		if errs[i] != nil {
 			continue
 		}
@@ -145,7 +150,7 @@ func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []outbox.
 		case callerErr != nil:
 			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Row.Kind, err: callerErr})
 			continue
-		case readErrs[i] != nil: // the database could not be read: try again later
+		case readErrs[i] != nil: // the database could not be read, or a newer release wrote it: later
 			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Row.Kind, err: readErrs[i]})
 			held[e.Row.Lane] = true
 			continue
@@ -356,7 +361,11 @@ func (d *Dispatcher) recordOne(tx *storage.Tx, now time.Time, o outcome) error {
 	default:
 		at, reason := d.retryAt(now, e.Attempts, o.err)
 		d.obs.ObserveRetry(o.method, reason)
-		d.log.Warn("call failed; will retry", "method", o.method, "reason", reason, "err", o.err,
+		msg := "call failed; will retry"
+		if reason == newerRelease {
+			msg = "an entry of a newer release; left for a replica that knows it"
+		}
+		d.log.Warn(msg, "method", o.method, "reason", reason, "err", o.err,
 			"attempt", e.Attempts+1, "retry_at", at, "maybe_sent", o.maybeSent, "outbox_id", e.ID)
 		limit := 0
 		if timedOut(o.err) {
@@ -388,6 +397,9 @@ func (d *Dispatcher) settle(tx *storage.Tx, o outcome, id int64, failed bool) er
 // jitter, gentler where the portal asks for it, and never before operating_reset_at.
 func (d *Dispatcher) retryAt(now time.Time, attempts int, err error) (time.Time, string) {
 	base, limit, reason := time.Second, d.MaxBackoff, "transport"
+	if errors.Is(err, outbox.ErrNewer) {
+		reason = newerRelease
+	}
 	var apiErr *bitrix24.Error
 	if errors.As(err, &apiErr) {
 		reason = apiErr.Code
@@ -410,6 +422,10 @@ func (d *Dispatcher) retryAt(now time.Time, attempts int, err error) (time.Time,
 	}
 	return at, reason
 }
+
+// newerRelease is the retries' reason for an entry a newer release wrote
+// (outbox.ErrNewer): during a rolling upgrade it waits for a replica that knows it.
+const newerRelease = "newer_release"
 
 // timedOut reports a call that got no answer in time: the kind that may hang again.
 func timedOut(err error) bool {

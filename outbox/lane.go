@@ -83,5 +83,22 @@ func ParseLane(s string) (Lane, error) {
 			return GroupLane(n), nil
 		}
 	}
+	if wellFormed(name) && (!ok || err == nil) {
+		return Lane{}, fmt.Errorf("%w: lane %q", ErrNewer, s)
+	}
 	return Lane{}, fmt.Errorf("not a lane: %q", s)
+}
+
+// wellFormed: a lane's name as this build writes them, lowercase ASCII letters, so
+// that one it does not know may be a newer release's rather than a damaged row.
+func wellFormed(name string) bool {
+	if name == "" || len(name) > 32 {
+		return false
+	}
+	for _, r := range name {
+		if r < 'a' || r > 'z' {
+			return false
+		}
+	}
+	return true
 }

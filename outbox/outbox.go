@@ -84,9 +84,14 @@ type Result struct {
 type Answers func(ctx context.Context, store *storage.Store, note string, portalID int64, a bitrix24.Action) (bitrix24.Action, error)
 
 // ErrUnreadable: an entry that cannot be made sense of (the database was edited by
-// hand, or the entry is of a version that knew what this one does not); trying again
-// cannot help, so it is given up.
+// hand); trying again cannot help, so it is given up.
 var ErrUnreadable = errors.New("unreadable outbox entry")
+
+// ErrNewer: a well-formed entry that names what this build does not know (a lane, an
+// action kind, an effect, an answer), as a newer release writes during a rolling
+// upgrade. It is not this replica's to give up: it is tried again later, holding its
+// lane, until a replica that knows it sends it (or the dispatcher's MaxAge ends it).
+var ErrNewer = errors.New("outbox entry of a newer release")
 
 // Handlers are what the bot makes of its entries: the handler of each effect, and
 // the writer of answers that only read.
@@ -123,7 +128,8 @@ type Sending struct {
 	Row    storage.OutboxRow
 	Lane   Lane
 	Action bitrix24.Action // nil when Err is set
-	// Err: the row cannot be read (ErrUnreadable); it is given up without a call.
+	// Err: the row cannot be read: ErrUnreadable, given up without a call, or
+	// ErrNewer, left for a replica that knows it.
 	Err error
 }
 
@@ -131,17 +137,23 @@ type Sending struct {
 func (h *Handlers) Read(row storage.OutboxRow) Sending {
 	s := Sending{Row: row}
 	var err error
-	if s.Lane, err = ParseLane(row.Lane); err != nil {
+	if s.Lane, err = ParseLane(row.Lane); errors.Is(err, ErrNewer) {
+		s.Err = err
+		return s
+	} else if err != nil {
 		s.Err = fmt.Errorf("%w: %v", ErrUnreadable, err)
 		return s
 	}
 	a, err := bitrix24.DecodeAction(row.Kind, row.Action)
 	switch {
+	case errors.Is(err, bitrix24.ErrUnknownAction):
+		s.Err = fmt.Errorf("%w: %v", ErrNewer, err)
+		return s
 	case err != nil:
 		s.Err = fmt.Errorf("%w: %v", ErrUnreadable, err)
 		return s
 	case row.Effect != "" && h.effects[row.Effect] == nil:
-		s.Err = fmt.Errorf("%w: unknown effect %q", ErrUnreadable, row.Effect)
+		s.Err = fmt.Errorf("%w: effect %q", ErrNewer, row.Effect)
 		return s
 	case row.Answer != "" && h.answers == nil:
 		s.Err = fmt.Errorf("%w: no writer of answers", ErrUnreadable)

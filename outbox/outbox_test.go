@@ -113,8 +113,10 @@ func TestEntryRoundTrip(t *testing.T) {
 	}
 }
 
-// TestUnreadableEntries: a row that is none of ours — a lane, an action or an effect
-// this version does not know — is read as unreadable, to be given up, not sent.
+// TestUnreadableEntries: a damaged row is read as unreadable, to be given up, not
+// sent; a well-formed one naming a lane, an action, an effect or an answer this build
+// does not know is a newer release's (ErrNewer), to be left for a replica that knows
+// it.
 func TestUnreadableEntries(t *testing.T) {
 	h := outbox.NewHandlers()
 	outbox.On(h, func(*storage.Tx, chatOf, outbox.Result) error { return nil })
@@ -123,21 +125,30 @@ func TestUnreadableEntries(t *testing.T) {
 	if s := h.Read(good); s.Err != nil || s.Action == nil {
 		t.Fatalf("a good row: %v", s.Err)
 	}
-	for name, change := range map[string]func(*storage.OutboxRow){
-		"lane":   func(r *storage.OutboxRow) { r.Lane = "27" },
-		"kind":   func(r *storage.OutboxRow) { r.Kind = "no_such_kind" },
-		"json":   func(r *storage.OutboxRow) { r.Action = []byte("{") },
-		"effect": func(r *storage.OutboxRow) { r.Effect = "no_such_effect" },
-		"answer": func(r *storage.OutboxRow) { r.Answer = `{"command":"queue"}` }, // no writer registered
-		"awaits": func(r *storage.OutboxRow) {
-			r.Kind, r.Action = bitrix24.KindUpdateMessage, []byte(`{"message_id":1}`)
-			r.AwaitsDialog, r.DialogChatID = 3, 4001
-		},
+	for name, c := range map[string]struct {
+		change func(*storage.OutboxRow)
+		want   error
+	}{
+		"lane":    {func(r *storage.OutboxRow) { r.Lane = "27" }, outbox.ErrUnreadable},
+		"lane id": {func(r *storage.OutboxRow) { r.Lane = "dialog:x" }, outbox.ErrUnreadable},
+		"json":    {func(r *storage.OutboxRow) { r.Action = []byte("{") }, outbox.ErrUnreadable},
+		"answer":  {func(r *storage.OutboxRow) { r.Answer = `{"command":"queue"}` }, outbox.ErrUnreadable}, // no writer registered
+		"awaits": {func(r *storage.OutboxRow) {
+			r.Kind, r.Action, r.AwaitsDialog, r.DialogChatID = bitrix24.KindUpdateMessage, []byte(`{"message_id":1}`), 3, 4001
+		}, outbox.ErrUnreadable},
+		"new lane":   {func(r *storage.OutboxRow) { r.Lane = "team:4" }, outbox.ErrNewer},
+		"new lane 2": {func(r *storage.OutboxRow) { r.Lane = "everyone" }, outbox.ErrNewer},
+		"new kind":   {func(r *storage.OutboxRow) { r.Kind = "no_such_kind" }, outbox.ErrNewer},
+		"new effect": {func(r *storage.OutboxRow) { r.Effect = "no_such_effect" }, outbox.ErrNewer},
 	} {
 		row := good
-		change(&row)
-		if s := h.Read(row); !errors.Is(s.Err, outbox.ErrUnreadable) || s.Action != nil {
-			t.Errorf("%s: read as %#v (%v)", name, s.Action, s.Err)
+		c.change(&row)
+		s := h.Read(row)
+		if !errors.Is(s.Err, c.want) || s.Action != nil {
+			t.Errorf("%s: read as %#v (%v), want %v", name, s.Action, s.Err, c.want)
+		}
+		if c.want == outbox.ErrNewer && errors.Is(s.Err, outbox.ErrUnreadable) {
+			t.Errorf("%s: a newer release's entry read as damaged: %v", name, s.Err)
 		}
 	}
 	defer func() {
