@@ -191,3 +191,47 @@ func BenchmarkQueueOtherPortal(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRoleChange: an administrator adds an agent and removes them again, on a
+// portal with 20,000 resolved dialogs (SUPPORTBOT_BENCH_FLOOD sets another number)
+// and 5 open ones: each change moves the person in or out of the open dialogs'
+// chats, in the writer, so it should cost what the open ones cost.
+//
+//	go test -run XXX -bench RoleChange -count 5 ./bot/
+func BenchmarkRoleChange(b *testing.B) {
+	f := &floodDesk{store: storagetest.Open(b), bot: New(Config{Agents: []int64{agent}, Admins: []int64{admin}, MaxActive: 5}, nil),
+		nextID: 1000}
+	ctx := context.Background()
+	p, err := f.store.EnsurePortal(ctx, "roles", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for from := 0; from < floodMessages(); from += 1000 {
+		err := f.store.Update(ctx, func(tx *storage.Tx) error {
+			for i := range min(1000, floodMessages()-from) {
+				d, err := tx.CreateDialog(storage.NewDialog{PortalID: p.ID, ClientID: int64(100000 + from + i), Language: "en",
+					Title: func(n int) string { return fmt.Sprint("Q", n) }})
+				if err != nil {
+					return err
+				}
+				if err := tx.SetDialogChat(d.ID, int64(500000+from+i)); err != nil {
+					return err
+				}
+				if err := tx.SetDialogStatus(d.ID, storage.StatusResolved); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		f.open(b, p, int64(9001+i))
+	}
+	for b.Loop() {
+		f.process(b, p, f.message(admin, "/agents add 77", ""))
+		f.process(b, p, f.message(admin, "/agents remove 77", ""))
+	}
+}

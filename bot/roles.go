@@ -166,14 +166,11 @@ func (t *turn) regroup(ids []int64, before []storage.Roles) error {
 	if !changed {
 		return nil // a client's role: clients are in their own dialogs only
 	}
-	dialogs, err := t.tx.Dialogs(t.portal.ID)
+	dialogs, err := t.tx.OpenDialogs(t.portal.ID)
 	if err != nil {
 		return err
 	}
 	for _, d := range dialogs {
-		if !d.Active() {
-			continue
-		}
 		// A chat still being created was asked for with the people of the roles as they
 		// were: what changes waits for it.
 		chat, awaits := bitrix24.GroupChat(d.ChatID), int64(0)

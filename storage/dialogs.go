@@ -139,7 +139,20 @@ func (tx *Tx) DialogByChat(portalID, chatID int64) (Dialog, error) {
 	return d, nil
 }
 
-// Dialogs lists all of the portal's dialogs, by number.
+// OpenDialogs lists the portal's open dialogs (Dialog.Active: active, the chat not
+// failed), by number. A role change reads them in the writer, so it costs what the
+// open ones cost, not the portal's whole history.
+func (tx *Tx) OpenDialogs(portalID int64) ([]Dialog, error) {
+	rows, err := tx.query(`SELECT `+dialogColumns+` FROM dialogs d
+		WHERE d.portal_id = ? AND d.status = 'active' AND NOT d.chat_failed ORDER BY d.number`, portalID)
+	list, err := collect(rows, err, func(r *sql.Rows) (Dialog, error) { return scanDialog(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list open dialogs of portal %d: %w", portalID, err)
+	}
+	return list, nil
+}
+
+// Dialogs lists all of the portal's dialogs, by number, for tests and tools.
 func (tx *Tx) Dialogs(portalID int64) ([]Dialog, error) {
 	rows, err := tx.query(`SELECT `+dialogColumns+` FROM dialogs d WHERE d.portal_id = ? ORDER BY d.number`, portalID)
 	list, err := collect(rows, err, func(r *sql.Rows) (Dialog, error) { return scanDialog(r) })

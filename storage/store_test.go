@@ -383,3 +383,42 @@ func TestPruneKeepsTheDatabaseSmall(t *testing.T) {
 		t.Fatalf("pruned too much: %v", c)
 	}
 }
+
+// TestOpenDialogs: the open dialogs are the active ones whose chat did not fail, as
+// Dialog.Active says, on either engine; another portal's are not listed.
+func TestOpenDialogs(t *testing.T) {
+	s, _ := openTest(t)
+	p, _ := s.EnsurePortal(context.Background(), "webhook", "")
+	other, _ := s.EnsurePortal(context.Background(), "other", "")
+	var all []Dialog
+	mustUpdate(t, s, func(tx *Tx) error {
+		for i, portal := range []int64{p.ID, p.ID, p.ID, p.ID, other.ID} {
+			d, err := tx.CreateDialog(NewDialog{PortalID: portal, ClientID: int64(27 + i), Language: "en", Title: title})
+			if err != nil {
+				return err
+			}
+			all = append(all, d)
+		}
+		if err := tx.SetDialogStatus(all[1].ID, StatusResolved); err != nil {
+			return err
+		}
+		return tx.MarkDialogChatFailed(all[2].ID)
+	})
+	err := s.View(context.Background(), func(tx *Tx) error {
+		open, err := tx.OpenDialogs(p.ID)
+		var ids []int64
+		for _, d := range open {
+			if !d.Active() {
+				t.Errorf("listed as open: %+v", d)
+			}
+			ids = append(ids, d.ID)
+		}
+		if want := []int64{all[0].ID, all[3].ID}; fmt.Sprint(ids) != fmt.Sprint(want) {
+			t.Errorf("open dialogs %v, want %v", ids, want)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
