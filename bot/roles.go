@@ -143,16 +143,19 @@ func (t *turn) changeRole(role string, ids []int64, adding bool) (string, error)
 	return "", t.regroup(ids, before)
 }
 
-// placedIn reports whether roles put a person in a dialog's chat: an agent is in
-// every dialog's chat, the second line in those handed to it.
-func placedIn(r storage.Roles, d storage.Dialog) bool {
-	return r.Agent || (r.Tech && !d.EscalatedAt.IsZero())
+// placedIn reports whether roles put person id in a dialog's chat: an agent is in
+// every dialog's chat, the second line in those handed to it (escalated, or given to
+// them with /assign).
+func placedIn(id int64, r storage.Roles, d storage.Dialog) bool {
+	return r.Agent || (r.Tech && (!d.EscalatedAt.IsZero() || d.Owner == id))
 }
 
 // regroup brings the chats of the open dialogs in line with a change of roles: a
 // new agent joins them all, so that every open question reaches them; a removed
 // one leaves them, and no longer reads the clients' questions; the second line
-// likewise in the dialogs handed to it. Nobody leaves a dialog they asked.
+// likewise in the dialogs handed to it. Nobody leaves a dialog they asked. Someone
+// left with no support role no longer owns a dialog: it is released, and the dialog
+// told, so that the next agent takes it and no response target waits on them.
 func (t *turn) regroup(ids []int64, before []storage.Roles) error {
 	after := make([]storage.Roles, len(ids))
 	changed := false
@@ -179,7 +182,12 @@ func (t *turn) regroup(ids []int64, before []storage.Roles) error {
 		}
 		var join []int64
 		for i, id := range ids {
-			was, is := placedIn(before[i], d), placedIn(after[i], d)
+			if d.Owner == id && !after[i].Agent && !after[i].Tech {
+				if err := t.releaseOwner(d, chat, awaits); err != nil {
+					return err
+				}
+			}
+			was, is := placedIn(id, before[i], d), placedIn(id, after[i], d)
 			switch {
 			case id == d.ClientID || was == is:
 			case is:
@@ -199,6 +207,17 @@ func (t *turn) regroup(ids []int64, before []storage.Roles) error {
 		}
 	}
 	return nil
+}
+
+// releaseOwner releases a dialog whose owner no longer works in support, and tells
+// the dialog, in its client's language, as its other owner messages are.
+func (t *turn) releaseOwner(d storage.Dialog, chat string, awaits int64) error {
+	changed, err := t.tx.SetOwner(d, 0, t.from.id)
+	if err != nil || !changed {
+		return err
+	}
+	return t.enqueue(outbox.Entry{Lane: outbox.DialogLane(d.ID), Awaits: awaits},
+		bitrix24.SendMessage{To: chat, Text: clientTexts(&d).OwnerLeftSupport(d.Number, ownerName(d.Owner))})
 }
 
 // mentionRE is a mention as Bitrix24 writes it when a user is picked: [USER=50]Name[/USER].

@@ -202,3 +202,85 @@ func TestRolesFollowAChatBeingCreated(t *testing.T) {
 	}
 	t.Errorf("the joining is not due once the chat exists: %+v", due)
 }
+
+// TestOwnerLeavesSupport: someone whose support roles are taken away owns no dialog
+// any more. A second-line engineer given a dialog with /assign (not escalated) is in
+// its chat for that, and leaves it with the role; an agent who took a dialog leaves
+// with theirs. Either way the dialog is released and told, in its client's
+// language. An agent who keeps the second line keeps the dialogs they own.
+func TestOwnerLeavesSupport(t *testing.T) {
+	h := newHarness(t)
+	h.process(h.private(admin, "/tech add 70"))
+	h.process(h.private(admin, "/agents add 52"))
+	h.process(h.private(admin, "First question"))
+	h.process(h.private(admin, "Second question"))
+	h.process(h.private(admin, "Third question"))
+	chats := h.createChats()
+	h.process(h.group(agent, chats[1], "Q1", "/assign 70"))
+	h.process(h.group(52, chats[2], "Q2", "/take"))
+	h.process(h.group(agent, chats[3], "Q3", "/assign 52"))
+	h.process(h.private(admin, "/tech add 52")) // 52 keeps the second line, losing the agents' role below
+	h.sent()
+	owners := func() map[int]int64 {
+		out := map[int]int64{}
+		err := h.store.View(context.Background(), func(tx *storage.Tx) error {
+			for n := range 3 {
+				d, err := tx.DialogByNumber(h.portal.ID, n+1)
+				if err != nil {
+					return err
+				}
+				out[d.Number] = d.Owner
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got := owners(); got[1] != 70 || got[2] != 52 || got[3] != 52 {
+		t.Fatalf("owners before: %v", got)
+	}
+
+	// 70 leaves the second line: out of the dialog given to it, which is released.
+	h.process(h.private(admin, "/tech remove 70"))
+	var removed []string
+	var told []string
+	for _, e := range h.sent() {
+		switch a := act(t, e).(type) {
+		case bitrix24.RemoveUser:
+			removed = append(removed, fmt.Sprint(a.Chat, "-", a.User))
+		case bitrix24.SendMessage:
+			if a.To != "27" {
+				told = append(told, fmt.Sprint(a.To, ": ", a.Text))
+			}
+		}
+	}
+	if fmt.Sprint(removed) != fmt.Sprintf("[chat%d-70]", chats[1]) {
+		t.Errorf("removed %v, want 70 from the dialog given to it", removed)
+	}
+	if len(told) != 1 || !strings.HasPrefix(told[0], fmt.Sprintf("chat%d: #70 no longer works in support: question #1 ", chats[1])) {
+		t.Errorf("the dialog was told %q", told)
+	}
+	// 52 stops being an agent but stays second line: out of the dialog that is not
+	// its own, kept in the two it owns (taken, and given).
+	h.process(h.private(admin, "/agents remove 52"))
+	removed = removed[:0]
+	for _, e := range h.sent() {
+		if a, ok := act(t, e).(bitrix24.RemoveUser); ok {
+			removed = append(removed, fmt.Sprint(a.Chat, "-", a.User))
+		}
+	}
+	if got := owners(); got[1] != 0 || got[2] != 52 || got[3] != 52 {
+		t.Errorf("owners after: %v", got)
+	}
+	if fmt.Sprint(removed) != fmt.Sprintf("[chat%d-52]", chats[1]) {
+		t.Errorf("removed %v: 52 keeps the second line and the dialogs it owns, and leaves the other", removed)
+	}
+	// Out of support altogether: both released.
+	h.process(h.private(admin, "/tech remove 52"))
+	h.sent()
+	if got := owners(); got[2] != 0 || got[3] != 0 {
+		t.Errorf("owners once 52 left support: %v", got)
+	}
+}

@@ -106,15 +106,17 @@ type texts struct {
 	// TargetKind's word for storage.TimeFirstResponse or storage.TimeReply.
 	OwnerSet      func(number int, owner string) string // in the dialog: /take, /assign
 	OwnerReleased func(number int, by string) string
-	AlreadyOwner  func(owner string) string
-	NotOwned      string
-	AssignUsage   string
-	NotAnAgent    func(user string) string
-	QueueOwner    func(owner string) string // appended to a queue line: " · owner #50"
-	QueueUnowned  string
-	QueueNear     string // appended to a queue line whose wait has passed 80 % of its target
-	QueuePast     string // … whose wait has passed its target
-	TargetKind    func(kind string) string
+	// OwnerLeftSupport: the owner's support roles were taken away.
+	OwnerLeftSupport func(number int, owner string) string
+	AlreadyOwner     func(owner string) string
+	NotOwned         string
+	AssignUsage      string
+	NotAnAgent       func(user string) string
+	QueueOwner       func(owner string) string // appended to a queue line: " · owner #50"
+	QueueUnowned     string
+	QueueNear        string // appended to a queue line whose wait has passed 80 % of its target
+	QueuePast        string // … whose wait has passed its target
+	TargetKind       func(kind string) string
 	// TargetReminder mentions the owner (or all agents) at 80 % of the target; left is
 	// the working time left.
 	TargetReminder func(number int, who, kind, left string) string

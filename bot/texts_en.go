@@ -196,6 +196,9 @@ var textsEN = texts{
 	OwnerReleased: func(n int, by string) string {
 		return fmt.Sprintf("%s released question #%d: it has no owner now; the next agent to answer or /take it owns it.", by, n)
 	},
+	OwnerLeftSupport: func(n int, owner string) string {
+		return fmt.Sprintf("%s no longer works in support: question #%d has no owner now; the next agent to answer or /take it owns it.", owner, n)
+	},
 	AlreadyOwner: func(owner string) string { return owner + " already owns this question." },
 	NotOwned:     "This question has no owner.",
 	AssignUsage:  "Use [b]/assign 50[/b] or [b]/assign @name[/b]: the support agent who takes the question.",

@@ -206,6 +206,9 @@ var textsRU = texts{
 	OwnerReleased: func(n int, by string) string {
 		return fmt.Sprintf("%s снял(а) с себя обращение №%d: у него нет ответственного; его возьмёт тот, кто ответит первым или наберёт /take.", by, n)
 	},
+	OwnerLeftSupport: func(n int, owner string) string {
+		return fmt.Sprintf("%s больше не работает в поддержке: у обращения №%d нет ответственного; его возьмёт тот, кто ответит первым или наберёт /take.", owner, n)
+	},
 	AlreadyOwner: func(owner string) string { return owner + " уже ведёт это обращение." },
 	NotOwned:     "У этого обращения нет ответственного.",
 	AssignUsage:  "Наберите [b]/assign 50[/b] или [b]/assign @имя[/b]: агент поддержки, который возьмёт обращение.",

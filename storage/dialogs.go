@@ -27,6 +27,7 @@ type Dialog struct {
 	Status         string
 	EscalatedAt    time.Time
 	EscalatedBy    int64
+	Owner          int64 // 0 = unowned (owners: /take, /assign, the first answer)
 	Language       string
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
@@ -47,7 +48,7 @@ type DialogSummary struct {
 
 const dialogColumns = `d.id, d.portal_id, d.number, d.client_id, d.chat_id, d.chat_failed, d.title, d.title_pending,
 	d.status, d.escalated_at, d.language, d.created_at, d.updated_at, d.last_activity_at, d.resolved_at,
-	d.client_name, COALESCE(d.escalated_by, 0)`
+	d.client_name, COALESCE(d.escalated_by, 0), COALESCE(d.owner_id, 0)`
 
 func scanDialog(row interface{ Scan(...any) error }, extra ...any) (Dialog, error) {
 	var d Dialog
@@ -55,7 +56,7 @@ func scanDialog(row interface{ Scan(...any) error }, extra ...any) (Dialog, erro
 	var escalated, created, updated, activity, resolved sql.NullInt64
 	var titlePending int
 	dest := append([]any{&d.ID, &d.PortalID, &d.Number, &d.ClientID, &chatID, &d.ChatFailed, &d.Title, &titlePending,
-		&d.Status, &escalated, &d.Language, &created, &updated, &activity, &resolved, &d.ClientName, &d.EscalatedBy}, extra...)
+		&d.Status, &escalated, &d.Language, &created, &updated, &activity, &resolved, &d.ClientName, &d.EscalatedBy, &d.Owner}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Dialog{}, ErrNotFound
