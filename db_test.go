@@ -91,7 +91,7 @@ func dialogsAt(t *testing.T, path string) []storage.Dialog {
 	var all []storage.Dialog
 	view(t, path, func(tx *storage.Tx) error {
 		for _, p := range portalsAt(t, path) {
-			list, err := tx.Dialogs(p.ID)
+			list, err := storagetest.Dialogs(tx, p.ID)
 			if err != nil {
 				return err
 			}
@@ -197,7 +197,7 @@ func state(t *testing.T, path string, parts ...string) string {
 				}
 				fmt.Fprintf(&b, "portal %d events %d\n", p.ID, n)
 			}
-			dialogs, err := tx.Dialogs(p.ID)
+			dialogs, err := storagetest.Dialogs(tx, p.ID)
 			if err != nil {
 				return err
 			}

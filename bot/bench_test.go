@@ -81,7 +81,7 @@ func (f *floodDesk) open(b *testing.B, p storage.Portal, chat int64) storage.Dia
 	f.process(b, p, f.message(admin, "Why?", ""))
 	var d storage.Dialog
 	err := f.store.Update(context.Background(), func(tx *storage.Tx) error {
-		list, err := tx.Dialogs(p.ID)
+		list, err := storagetest.Dialogs(tx, p.ID)
 		if err != nil {
 			return err
 		}

@@ -216,7 +216,7 @@ func TestKeptEventGivenUp(t *testing.T) {
 		t.Fatalf("%d kept, %d rejected", n, outcomes["rejected"])
 	}
 	var dialogs []storage.Dialog
-	if err := store.View(context.Background(), func(tx *storage.Tx) (err error) { dialogs, err = tx.Dialogs(1); return err }); err != nil || len(dialogs) != 0 {
+	if err := store.View(context.Background(), func(tx *storage.Tx) (err error) { dialogs, err = storagetest.Dialogs(tx, 1); return err }); err != nil || len(dialogs) != 0 {
 		t.Fatalf("dialogs %v, %v", dialogs, err)
 	}
 }

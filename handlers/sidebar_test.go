@@ -55,7 +55,7 @@ func TestSidebarDemotedAdmin(t *testing.T) {
 		t.Helper()
 		var n int
 		err := store.View(context.Background(), func(tx *storage.Tx) error {
-			list, err := tx.Dialogs(1)
+			list, err := storagetest.Dialogs(tx, 1)
 			n = len(list)
 			return err
 		})

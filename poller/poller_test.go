@@ -162,7 +162,7 @@ func TestPollOncePages(t *testing.T) {
 		t.Fatalf("pending %d, confirmed %d", fake.Pending(), fake.Confirmed())
 	}
 	var dialogs []storage.Dialog
-	err := store.View(t.Context(), func(tx *storage.Tx) (err error) { dialogs, err = tx.Dialogs(portal.ID); return err })
+	err := store.View(t.Context(), func(tx *storage.Tx) (err error) { dialogs, err = storagetest.Dialogs(tx, portal.ID); return err })
 	if err != nil || len(dialogs) != 250 {
 		t.Fatalf("%d dialogs (%v)", len(dialogs), err)
 	}
@@ -209,7 +209,7 @@ func TestPoisonEventSkipped(t *testing.T) {
 		t.Fatalf("tries %d, outcomes %v", proc.tries, obs.outcomes)
 	}
 	var dialogs []storage.Dialog
-	_ = store.View(t.Context(), func(tx *storage.Tx) (err error) { dialogs, err = tx.Dialogs(portal.ID); return err })
+	_ = store.View(t.Context(), func(tx *storage.Tx) (err error) { dialogs, err = storagetest.Dialogs(tx, portal.ID); return err })
 	if len(dialogs) != 2 {
 		t.Fatalf("%d dialogs", len(dialogs))
 	}
@@ -249,7 +249,7 @@ func TestRunFollowsThePortals(t *testing.T) {
 func dialogCount(t *testing.T, store *storage.Store, portalID int64) int {
 	t.Helper()
 	var dialogs []storage.Dialog
-	if err := store.View(t.Context(), func(tx *storage.Tx) (err error) { dialogs, err = tx.Dialogs(portalID); return err }); err != nil {
+	if err := store.View(t.Context(), func(tx *storage.Tx) (err error) { dialogs, err = storagetest.Dialogs(tx, portalID); return err }); err != nil {
 		t.Fatal(err)
 	}
 	return len(dialogs)

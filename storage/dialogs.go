@@ -153,16 +153,6 @@ func (tx *Tx) OpenDialogs(portalID int64) ([]Dialog, error) {
 	return list, nil
 }
 
-// Dialogs lists all of the portal's dialogs, by number, for tests and tools.
-func (tx *Tx) Dialogs(portalID int64) ([]Dialog, error) {
-	rows, err := tx.query(`SELECT `+dialogColumns+` FROM dialogs d WHERE d.portal_id = ? ORDER BY d.number`, portalID)
-	list, err := collect(rows, err, func(r *sql.Rows) (Dialog, error) { return scanDialog(r) })
-	if err != nil {
-		return nil, fmt.Errorf("list dialogs of portal %d: %w", portalID, err)
-	}
-	return list, nil
-}
-
 // ClientDialogs lists a client's dialogs as the list shows them: active first, then
 // resolved, each newest activity first, with unread counts; withdrawn ones are not
 // listed.

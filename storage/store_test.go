@@ -283,9 +283,9 @@ func TestViewReadsWithoutWriting(t *testing.T) {
 		return err
 	})
 	err := s.View(context.Background(), func(tx *Tx) error {
-		list, err := tx.Dialogs(p.ID)
-		if err != nil || len(list) != 1 || list[0].Number != 1 {
-			t.Errorf("dialogs %+v %v", list, err)
+		d, err := tx.DialogByNumber(p.ID, 1)
+		if err != nil || d.ClientID != 27 {
+			t.Errorf("dialog №1 %+v %v", d, err)
 		}
 		if _, err := tx.CreateDialog(NewDialog{PortalID: p.ID, ClientID: 28, Language: "en", Title: title}); err == nil {
 			t.Error("a view wrote")

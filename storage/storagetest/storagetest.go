@@ -8,6 +8,7 @@ package storagetest
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/url"
@@ -147,4 +148,21 @@ func admin(t testing.TB, base string) *sql.DB {
 	db.SetMaxOpenConns(2)
 	admins[base] = db
 	return db
+}
+
+// Dialogs lists every dialog of a portal, by number, withdrawn and resolved ones
+// included, as the bot reads them one by one (Tx.DialogByNumber): numbers run from 1
+// without gaps.
+func Dialogs(tx *storage.Tx, portalID int64) ([]storage.Dialog, error) {
+	var list []storage.Dialog
+	for n := 1; ; n++ {
+		d, err := tx.DialogByNumber(portalID, n)
+		if errors.Is(err, storage.ErrNotFound) {
+			return list, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, d)
+	}
 }
