@@ -67,6 +67,7 @@ func assemble(ctx context.Context, cfg *config.Config, log *slog.Logger, local *
 	m := metrics.New(store)
 	m.WatchServiceTimes(store)
 	m.WatchTargetMisses(store)
+	m.WatchKeptEvents(store)
 	auth, callers, err := portalAccess(ctx, cfg, store, log, m)
 	var fetchedAdmin func(storage.Portal, bitrix24.Event) int64
 	if cfg.AppMode() {

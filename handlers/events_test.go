@@ -190,14 +190,14 @@ func TestKeptEventGivenUp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, _ := store.CountPending(context.Background()); n != 1 || outcomes["given_up"] != 0 {
+	if n, _ := store.KeptEvents(context.Background()); n != 1 || outcomes["given_up"] != 0 {
 		t.Fatalf("%d kept, %d given up within the hour", n, outcomes["given_up"])
 	}
 	advance(time.Hour)
 	if err := events.RetryPending(context.Background(), store); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := store.CountPending(context.Background()); n != 0 || outcomes["given_up"] != 1 {
+	if n, _ := store.KeptEvents(context.Background()); n != 0 || outcomes["given_up"] != 1 {
 		t.Fatalf("%d kept, %d given up after the hour", n, outcomes["given_up"])
 	}
 	// Another, which the portal refuses once it answers (the token is not its own).
@@ -212,7 +212,7 @@ func TestKeptEventGivenUp(t *testing.T) {
 	if err := events.RetryPending(context.Background(), store); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := store.CountPending(context.Background()); n != 0 || outcomes["rejected"] != 1 {
+	if n, _ := store.KeptEvents(context.Background()); n != 0 || outcomes["rejected"] != 1 {
 		t.Fatalf("%d kept, %d rejected", n, outcomes["rejected"])
 	}
 	var dialogs []storage.Dialog

@@ -67,8 +67,9 @@ func (tx *Tx) PostponePending(id int64, next time.Time) error {
 	return nil
 }
 
-// CountPending is how many events are kept awaiting confirmation, on every portal.
-func (s *Store) CountPending(ctx context.Context) (int, error) {
+// KeptEvents is how many events are kept awaiting confirmation, on every portal:
+// the supportbot_kept_events gauge.
+func (s *Store) KeptEvents(ctx context.Context) (int, error) {
 	var n int
 	err := s.readRow(ctx, `SELECT COUNT(*) FROM pending_events`).Scan(&n)
 	return n, err
