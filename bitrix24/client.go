@@ -170,6 +170,34 @@ func (c *Client) Paced(p Pacer) *Client {
 	return &cp
 }
 
+// Reserve waits, under wait, for a place in the portal's bucket and takes it for the
+// next request made under the returned child of ctx, which then does not wait again.
+// A caller that holds something scarce while a request is under way (the
+// dispatcher's slots, shared by every portal) waits for the portal's bucket before
+// taking it, not while holding it. A place reserved and not used is spent, as a
+// request the portal never saw: the bucket is only the more cautious for it.
+func (c *Client) Reserve(wait, ctx context.Context) (context.Context, error) {
+	if c.limiter == nil {
+		return ctx, nil
+	}
+	waited, err := c.limiter.Wait(wait)
+	if err != nil {
+		return ctx, err
+	}
+	if waited > 0 && c.observer != nil {
+		c.observer.ObserveRateLimitWait(waited)
+	}
+	return context.WithValue(ctx, reservedKey{}, new(atomic.Bool)), nil
+}
+
+type reservedKey struct{}
+
+// usesReserved reports that ctx carries a place Reserve took, and spends it.
+func usesReserved(ctx context.Context) bool {
+	used, ok := ctx.Value(reservedKey{}).(*atomic.Bool)
+	return ok && used.CompareAndSwap(false, true)
+}
+
 // AssumeBucketFull makes the client's limiter start from a full bucket: another
 // process (a replica that sent to the portal until a moment ago) may have used it.
 func (c *Client) AssumeBucketFull() {
@@ -366,7 +394,7 @@ func (c *Client) send(ctx context.Context, method string, body []byte, token str
 	if err := ctx.Err(); err != nil {
 		return nil, &TransportError{Method: method, Host: c.host, Err: err}
 	}
-	if c.limiter != nil {
+	if c.limiter != nil && !usesReserved(ctx) {
 		waited, err := c.limiter.Wait(ctx)
 		if err != nil {
 			return nil, &TransportError{Method: method, Host: c.host, Err: err}

@@ -113,3 +113,33 @@ func TestOperatingResetAt(t *testing.T) {
 		t.Fatalf("batch error = %#v", res[1].Err)
 	}
 }
+
+// TestReserve: a place reserved in the portal's bucket is the next request's under
+// the context Reserve returns, which does not wait again, and only that one's: the
+// request after it waits for a place of its own. Reserve waits under its first
+// context and fails if that ends first.
+func TestReserve(t *testing.T) {
+	base := handServer(t, func(w http.ResponseWriter, r *http.Request) {
+		writeBody(w, 200, "application/json", `{"result":true}`)
+	})
+	rec := &recorder{}
+	// 20/s, burst 2: one place, taken at the start (a new limiter starts full).
+	c := bitrix24.NewClient(base, bitrix24.WithLimiter(bitrix24.NewLimiter(20, 2)), bitrix24.WithObserver(rec))
+	waits := func() int { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.waits }
+	ctx, err := c.Reserve(context.Background(), context.Background())
+	if err != nil || waits() != 1 {
+		t.Fatalf("reserve: %v, %d waits, want the one for the full bucket", err, waits())
+	}
+	if _, err := c.Call(ctx, "scope", nil); err != nil || waits() != 1 {
+		t.Fatalf("the request with the reserved place: %v, %d waits", err, waits())
+	}
+	if _, err := c.Call(ctx, "scope", nil); err != nil || waits() != 2 {
+		t.Fatalf("the request after it: %v, %d waits, want a wait of its own", err, waits())
+	}
+	// A reservation whose wait ends fails.
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Reserve(cancelled, context.Background()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a reservation whose wait ended: %v", err)
+	}
+}

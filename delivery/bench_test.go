@@ -338,3 +338,35 @@ func manyPortals(b *testing.B, a api) {
 		b.ReportMetric(float64(rejections), "QUERY_LIMIT_EXCEEDED")
 	}
 }
+
+// BenchmarkBesideSlowPortals: 1,000 portals that take one call a request (imbot.v2
+// refused inside batch) and whose buckets have room for one every 5 s (as when other
+// applications spend them: QUERY_LIMIT_EXCEEDED fills the limiter), 20 replies each;
+// beside them one portal with room, whose one reply is due at the same moment. The
+// slow portals' requests wait for their buckets; the other's reply should not wait
+// for them: its latency, from the dispatcher's start to the reply at the portal.
+//
+//	go test -run XXX -bench BesideSlowPortals -benchtime 1x -count 3 ./delivery/
+func BenchmarkBesideSlowPortals(b *testing.B) {
+	const slow, perPortal = 1000, 20
+	for b.Loop() {
+		store := storagetest.Open(b)
+		clients := map[int64]Caller{}
+		for i := range slow {
+			p, _ := store.EnsurePortal(context.Background(), fmt.Sprint("slow-", i), "")
+			fake := b24test.New(b)
+			fake.SetRateLimit(2, 2)
+			onAPI(b, apis[2], store, p, fake)
+			clients[p.ID] = bitrix24.NewClient(fake.WebhookURL(), bitrix24.WithLimiter(bitrix24.NewLimiter(0.2, 2)))
+			queue(b, store, p.ID, lanes(1, perPortal), 1)
+		}
+		p, _ := store.EnsurePortal(context.Background(), "roomy", "")
+		roomy := b24test.New(b)
+		roomy.SetRateLimit(50, 50)
+		clients[p.ID] = bitrix24.NewClient(roomy.WebhookURL(), bitrix24.WithLimiter(bitrix24.NewShare(50, 50)))
+		queue(b, store, p.ID, lanes(1, 1), 1)
+		d := New(store, func(id int64) (Caller, error) { return clients[id], nil }, settle(), nil, nil)
+		latency := drainUntil(b, d, 5*time.Minute, func() bool { return len(roomy.AllMessages()) == 1 })
+		b.ReportMetric(latency.Seconds(), "s/roomy-reply")
+	}
+}

@@ -195,7 +195,9 @@ func (d *Dispatcher) wakeSender(ctx, hard context.Context, wg *sync.WaitGroup, p
 		}
 		return
 	}
-	s := &sender{portalID: portalID, wake: make(chan struct{}, 1), done: make(chan finished), busy: map[string]bool{}}
+	// done holds every request in flight's ending, so that none waits for the sender
+	// (which may be waiting for the portal's bucket) while holding a slot.
+	s := &sender{portalID: portalID, wake: make(chan struct{}, 1), done: make(chan finished, max(d.PerPortal, 1)), busy: map[string]bool{}}
 	d.senders[portalID] = s
 	wg.Go(func() { d.drain(ctx, hard, s) })
 }
@@ -214,6 +216,12 @@ func (d *Dispatcher) drain(ctx, hard context.Context, s *sender) {
 			}
 			if len(entries) == 0 {
 				break
+			}
+			// The portal's bucket first, then a slot: a request waiting for its
+			// portal's room holds none of the slots every portal shares.
+			reqCtx, err := d.reserve(ctx, hard, s.portalID)
+			if err != nil {
+				continue
 			}
 			select {
 			case d.slots <- struct{}{}:
@@ -236,7 +244,7 @@ func (d *Dispatcher) drain(ctx, hard context.Context, s *sender) {
 			s.inflight++
 			go func() {
 				defer func() { <-d.slots }()
-				s.done <- finished{entries, d.deliverFenced(hard, s.portalID, entries)}
+				s.done <- finished{entries, d.deliverFenced(reqCtx, s.portalID, entries)}
 			}()
 		}
 		if s.inflight == 0 {
@@ -262,6 +270,23 @@ func (d *Dispatcher) drain(ctx, hard context.Context, s *sender) {
 		case <-s.wake:
 		}
 	}
+}
+
+// reserve waits, under ctx, for a place in the portal's bucket for its next request,
+// and returns the context (a child of hard) the request is made under, which holds
+// it. A caller without a bucket of its own is returned hard as it is.
+func (d *Dispatcher) reserve(ctx, hard context.Context, portalID int64) (context.Context, error) {
+	c, err := d.callers(portalID)
+	if err != nil {
+		return hard, nil // the request fails as it would have: send reports it
+	}
+	r, ok := c.(interface {
+		Reserve(wait, ctx context.Context) (context.Context, error)
+	})
+	if !ok {
+		return hard, nil
+	}
+	return r.Reserve(ctx, hard)
 }
 
 // deliverFenced delivers one request, fenced with the portal's claim: asked again

@@ -611,3 +611,33 @@ func TestNewerReleaseEntryWaits(t *testing.T) {
 		})
 	}
 }
+
+// TestBucketWaitHoldsNoSlot: a request waiting for room in its portal's bucket holds
+// none of the slots every portal shares. With one slot, a portal whose bucket is full
+// (its first request waits a second) does not keep another portal's reply waiting:
+// that reply arrives first.
+func TestBucketWaitHoldsNoSlot(t *testing.T) {
+	f := newFixture(t)
+	other := b24test.New(t)
+	otherPortal, _ := f.store.EnsurePortal(context.Background(), "other", "")
+	clients := map[int64]Caller{
+		// 1 request/s, burst 2: one place, which a new limiter takes as spent.
+		f.portal.ID:    bitrix24.NewClient(f.fake.WebhookURL(), bitrix24.WithLimiter(bitrix24.NewLimiter(1, 2))),
+		otherPortal.ID: bitrix24.NewClient(other.WebhookURL(), bitrix24.WithLimiter(bitrix24.NewShare(50, 50))),
+	}
+	f.disp = New(f.store, func(id int64) (Caller, error) { return clients[id], nil }, f.bot.Outbox(), nil, nil)
+	f.disp.Workers = 1
+	f.enqueue("200", bitrix24.SendMessage{To: "200", Text: "waits for its bucket"})
+	f.store.Update(context.Background(), func(tx *storage.Tx) error {
+		return outbox.Put(tx, otherPortal.ID, outbox.Entry{Lane: outbox.ClientLane(300), Action: bitrix24.SendMessage{To: "300", Text: "has room"}})
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.disp.Run(ctx, context.Background()); close(done) }()
+	defer func() { cancel(); <-done }()
+	testwait.For(t, "the reply of the portal with room", func() bool { return len(other.AllMessages()) == 1 })
+	if n := len(f.fake.AllMessages()); n != 0 {
+		t.Errorf("the portal with room was answered after the one waiting for its bucket (%d)", n)
+	}
+	testwait.For(t, "the reply that waited for its bucket", func() bool { return len(f.fake.AllMessages()) == 1 })
+}
