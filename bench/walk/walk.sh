@@ -9,8 +9,9 @@
 # only the files every pair names are kept. The fake portal (bitrix24/b24test) and the
 # tests' own helper (testwait) are not the bot's and are left out. With COMMIT, the
 # same test is run on that commit, checked out in a temporary worktree. With
-# SUPPORTBOT_WALK_SOURCE=fetch in the environment, the message is fetched from the
-# portal's imbot.v2 queue (the poller) instead of posted to the webhook.
+# SUPPORTBOT_WALK_SOURCE=fetch in the environment, the walk is the subtest where the
+# message is fetched from the portal's imbot.v2 queue (the poller), instead of the one
+# where it is posted to the webhook.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 tree=$here
@@ -26,7 +27,7 @@ for pair in 1 2 3; do
 	for run in one two; do
 		second=""
 		[ $run = two ] && second=1
-		SUPPORTBOT_WALK_SECOND=$second SUPPORTBOT_WALK_PAD=5s go test -count=1 -run '^TestWalkOneMessage$' \
+		SUPPORTBOT_WALK_SECOND=$second SUPPORTBOT_WALK_PAD=5s go test -count=1 -run "^TestWalkOneMessage\$/^${SUPPORTBOT_WALK_SOURCE:-webhook}\$" \
 			-covermode=atomic -coverpkg=./... -coverprofile="$out/$run" . >"$out/$run.log" 2>&1 || { cat "$out/$run.log"; exit 1; }
 	done
 	# A block's count is the last field; a block may be listed once per test binary.
