@@ -174,8 +174,12 @@ func (c *Client) Paced(p Pacer) *Client {
 // next request made under the returned child of ctx, which then does not wait again.
 // A caller that holds something scarce while a request is under way (the
 // dispatcher's slots, shared by every portal) waits for the portal's bucket before
-// taking it, not while holding it. A place reserved and not used is spent, as a
-// request the portal never saw: the bucket is only the more cautious for it.
+// taking it, not while holding it. The place is counted when it is reserved, so the
+// request may reach the portal later than the limiter counted it, and closer to the
+// next: a caller reserves for one request at a time (the dispatcher's sender reserves
+// its next only once the last has its slot), so the portal sees at most one more than
+// the limiter, which the place it keeps in reserve covers. A place reserved and not
+// used is spent, as a request the portal never saw.
 func (c *Client) Reserve(wait, ctx context.Context) (context.Context, error) {
 	if c.limiter == nil {
 		return ctx, nil

@@ -67,7 +67,32 @@ func (t *turn) giveTo(to int64) error {
 	if !changed {
 		return t.reply(t.t.AlreadyOwner(mention(to, "")), nil)
 	}
+	if err := t.ownerMoved(to); err != nil {
+		return err
+	}
 	return t.reply(t.t.OwnerSet(t.dialog.Number, mention(to, "")), nil)
+}
+
+// ownerMoved takes the previous owner out of the dialog's chat when only owning it
+// put them there (second line, given a dialog not escalated with /assign): the
+// chat's people follow the one rule, placedIn.
+func (t *turn) ownerMoved(to int64) error {
+	d := *t.dialog
+	prev := d.Owner
+	if prev == 0 || prev == to {
+		return nil
+	}
+	roles, err := t.tx.RolesOf(t.portal.ID, prev)
+	if err != nil {
+		return err
+	}
+	after := d
+	after.Owner = to
+	if prev == d.ClientID || !placedIn(prev, roles, d) || placedIn(prev, roles, after) {
+		return nil
+	}
+	return t.enqueue(outbox.Entry{Lane: outbox.DialogLane(d.ID)},
+		bitrix24.RemoveUser{Chat: bitrix24.GroupChat(d.ChatID), User: prev})
 }
 
 // release: /release leaves the dialog unowned.
@@ -81,6 +106,9 @@ func (t *turn) release() error {
 	}
 	if !changed {
 		return t.reply(t.t.NotOwned, nil)
+	}
+	if err := t.ownerMoved(0); err != nil {
+		return err
 	}
 	return t.reply(t.t.OwnerReleased(t.dialog.Number, mention(t.from.id, t.from.name)), nil)
 }

@@ -284,3 +284,49 @@ func TestOwnerLeavesSupport(t *testing.T) {
 		t.Errorf("owners once 52 left support: %v", got)
 	}
 }
+
+// TestAssignedSecondLineLeavesWithTheDialog: the second line is in a dialog that is
+// not escalated only while it owns it. Given one with /assign it joins its chat; when
+// an agent takes it, or it releases it, it leaves; an agent who owned a dialog stays,
+// being in every dialog's chat anyway.
+func TestAssignedSecondLineLeavesWithTheDialog(t *testing.T) {
+	h := newHarness(t)
+	h.process(h.private(admin, "/tech add 70"))
+	h.process(h.private(admin, "A question"))
+	chat := h.createChats()[1]
+	h.sent()
+	changes := func() (out []string) {
+		for _, e := range h.sent() {
+			switch a := act(t, e).(type) {
+			case bitrix24.AddUsers:
+				out = append(out, fmt.Sprint("add ", a.Users))
+			case bitrix24.RemoveUser:
+				out = append(out, fmt.Sprint("remove ", a.User))
+			}
+		}
+		return out
+	}
+	h.process(h.group(agent, chat, "Q", "/assign 70"))
+	if got := changes(); fmt.Sprint(got) != "[add [70]]" {
+		t.Fatalf("assigned: %v", got)
+	}
+	h.process(h.group(agent, chat, "Q", "/take"))
+	if got := changes(); fmt.Sprint(got) != "[remove 70]" {
+		t.Fatalf("taken by an agent: %v", got)
+	}
+	h.process(h.group(agent, chat, "Q", "/assign 70"))
+	h.sent()
+	h.process(h.group(70, chat, "Q", "/release"))
+	if got := changes(); fmt.Sprint(got) != "[remove 70]" {
+		t.Fatalf("released by the second line: %v", got)
+	}
+	h.process(h.group(agent, chat, "Q", "/take"))
+	h.process(h.group(agent, chat, "Q", "/release"))
+	if got := changes(); len(got) != 0 {
+		t.Errorf("an agent's release moved %v", got)
+	}
+	h.process(h.private(admin, "/tech remove 70"))
+	if got := changes(); len(got) != 0 {
+		t.Errorf("the second line, in no dialog now, was moved: %v", got)
+	}
+}

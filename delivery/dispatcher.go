@@ -221,7 +221,10 @@ func (d *Dispatcher) drain(ctx, hard context.Context, s *sender) {
 			// portal's room holds none of the slots every portal shares.
 			reqCtx, err := d.reserve(ctx, hard, s.portalID)
 			if err != nil {
-				continue
+				if ctx.Err() == nil {
+					d.log.Warn("no place in the portal's bucket: tried again on the next round", "portal", s.portalID, "err", err)
+				}
+				break
 			}
 			select {
 			case d.slots <- struct{}{}:
@@ -310,7 +313,11 @@ func (d *Dispatcher) deliverFenced(hard context.Context, portalID int64, entries
 		}
 		return false
 	}
-	if err := d.store.Update(hard, func(tx *storage.Tx) error { return tx.ReleaseOutbox(idsOf(entries)) }); err != nil && hard.Err() == nil {
+	rows := make([]storage.OutboxRow, len(entries))
+	for i, e := range entries {
+		rows[i] = e.Row
+	}
+	if err := d.store.Update(hard, func(tx *storage.Tx) error { return tx.ReleaseOutbox(rows) }); err != nil && hard.Err() == nil {
 		d.log.Error("outbox: putting back a request that was not sent", "portal", portalID, "err", err)
 	}
 	return true

@@ -541,8 +541,9 @@ func (e futureEffect) Effect() (string, int64) { return "from_a_newer_release", 
 // entry a newer one wrote, with an effect it does not know. It neither sends it nor
 // gives it up: the entry keeps its lane's head, retried with a log line and a
 // metric, until a replica that knows the effect sends it, and what follows it in the
-// lane after it, in order. Past MaxAge it is given up like any entry that keeps
-// failing, and its lane moves on.
+// lane after it, in order; as one that may have run, if the newer replica died with
+// it under way. Past MaxAge it is given up like any entry that keeps failing, and its
+// lane moves on.
 func TestNewerReleaseEntryWaits(t *testing.T) {
 	for _, knownLater := range []bool{true, false} {
 		t.Run(fmt.Sprint("known later: ", knownLater), func(t *testing.T) {
@@ -555,9 +556,13 @@ func TestNewerReleaseEntryWaits(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				_, err = tx.Enqueue(storage.OutboxRow{PortalID: f.portal.ID, Lane: outbox.ClientLane(27).String(),
+				id, err := tx.Enqueue(storage.OutboxRow{PortalID: f.portal.ID, Lane: outbox.ClientLane(27).String(),
 					Kind: kind, Action: data, Effect: "from_a_newer_release", EffectRef: 9})
-				return err
+				if err != nil {
+					return err
+				}
+				// The newer replica died with it under way: it may have run.
+				return tx.MarkInFlight([]int64{id})
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -571,7 +576,8 @@ func TestNewerReleaseEntryWaits(t *testing.T) {
 				t.Fatalf("the old replica sent %d messages of a lane whose head it cannot read", len(calls))
 			}
 			list, _ := f.store.Outbox(context.Background(), f.portal.ID)
-			if s := f.states(); s[storage.OutboxPending] != 2 || list[0].Attempts != 3 || !strings.Contains(list[0].LastError, "newer release") {
+			if s := f.states(); s[storage.OutboxPending] != 2 || list[0].Attempts != 3 || !strings.Contains(list[0].LastError, "newer release") ||
+				!list[0].MaybeSent {
 				t.Fatalf("after the old replica's tries: %v, head %+v", s, list[0])
 			}
 			if obs.retries[newerRelease] != 3 {
@@ -589,6 +595,9 @@ func TestNewerReleaseEntryWaits(t *testing.T) {
 				f.drain()
 				if len(settled) != 2 || settled[0] != 9 || settled[1] == 0 {
 					t.Errorf("the newer effect settled as %v, want [9 and the message's ID]", settled)
+				}
+				if obs.dups != 1 {
+					t.Errorf("%d sent as may-have-run, want the one the dead replica had under way", obs.dups)
 				}
 			} else {
 				f.advance(time.Hour)
@@ -612,32 +621,61 @@ func TestNewerReleaseEntryWaits(t *testing.T) {
 	}
 }
 
+// gate is a portal's pacer that holds every request until it is opened, and says
+// when one waits: a bucket with no room, for as long as the test wants.
+type gate struct {
+	waiting chan struct{}
+	open    chan struct{}
+}
+
+func (g *gate) Wait(ctx context.Context) (time.Duration, error) {
+	select {
+	case g.waiting <- struct{}{}:
+	default:
+	}
+	select {
+	case <-g.open:
+		return 0, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (g *gate) Fill() {}
+
 // TestBucketWaitHoldsNoSlot: a request waiting for room in its portal's bucket holds
-// none of the slots every portal shares. With one slot, a portal whose bucket is full
-// (its first request waits a second) does not keep another portal's reply waiting:
-// that reply arrives first.
+// none of the slots every portal shares. With one slot, a portal whose bucket has no
+// room does not keep another portal's reply waiting: that reply is delivered while
+// the first still waits.
 func TestBucketWaitHoldsNoSlot(t *testing.T) {
 	f := newFixture(t)
 	other := b24test.New(t)
 	otherPortal, _ := f.store.EnsurePortal(context.Background(), "other", "")
+	full := &gate{waiting: make(chan struct{}, 1), open: make(chan struct{})}
 	clients := map[int64]Caller{
-		// 1 request/s, burst 2: one place, which a new limiter takes as spent.
-		f.portal.ID:    bitrix24.NewClient(f.fake.WebhookURL(), bitrix24.WithLimiter(bitrix24.NewLimiter(1, 2))),
+		f.portal.ID:    bitrix24.NewClient(f.fake.WebhookURL(), bitrix24.WithPacer(full)),
 		otherPortal.ID: bitrix24.NewClient(other.WebhookURL(), bitrix24.WithLimiter(bitrix24.NewShare(50, 50))),
 	}
 	f.disp = New(f.store, func(id int64) (Caller, error) { return clients[id], nil }, f.bot.Outbox(), nil, nil)
 	f.disp.Workers = 1
 	f.enqueue("200", bitrix24.SendMessage{To: "200", Text: "waits for its bucket"})
-	f.store.Update(context.Background(), func(tx *storage.Tx) error {
-		return outbox.Put(tx, otherPortal.ID, outbox.Entry{Lane: outbox.ClientLane(300), Action: bitrix24.SendMessage{To: "300", Text: "has room"}})
-	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { f.disp.Run(ctx, context.Background()); close(done) }()
-	defer func() { cancel(); <-done }()
-	testwait.For(t, "the reply of the portal with room", func() bool { return len(other.AllMessages()) == 1 })
-	if n := len(f.fake.AllMessages()); n != 0 {
-		t.Errorf("the portal with room was answered after the one waiting for its bucket (%d)", n)
+	var opened sync.Once
+	openGate := func() { opened.Do(func() { close(full.open) }) }
+	defer func() { openGate(); cancel(); <-done }()
+	select {
+	case <-full.waiting:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first portal's request never waited for its bucket")
 	}
+	f.store.Update(context.Background(), func(tx *storage.Tx) error {
+		return outbox.Put(tx, otherPortal.ID, outbox.Entry{Lane: outbox.ClientLane(300), Action: bitrix24.SendMessage{To: "300", Text: "has room"}})
+	})
+	testwait.Within(t, 10*time.Second, "the other portal's reply, while the first waits for its bucket", func() bool {
+		return len(other.AllMessages()) == 1
+	})
+	openGate()
 	testwait.For(t, "the reply that waited for its bucket", func() bool { return len(f.fake.AllMessages()) == 1 })
 }

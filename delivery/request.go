@@ -151,7 +151,8 @@ func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []outbox.
 			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Row.Kind, err: callerErr})
 			continue
 		case readErrs[i] != nil: // the database could not be read, or a newer release wrote it: later
-			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Row.Kind, err: readErrs[i]})
+			// Not tried now: what an earlier attempt may have done stays said.
+			outcomes = append(outcomes, outcome{entry: e, action: a, method: e.Row.Kind, err: readErrs[i], maybeSent: e.Row.MaybeSent})
 			held[e.Row.Lane] = true
 			continue
 		case held[e.Row.Lane]: // behind an answer that waits: keeps its place, as a halted batch's
@@ -326,7 +327,7 @@ func (d *Dispatcher) recordOne(tx *storage.Tx, now time.Time, o outcome) error {
 	var apiErr *bitrix24.Error
 	switch {
 	case o.skipped:
-		return tx.ReleaseOutbox([]int64{e.ID})
+		return tx.ReleaseOutbox([]storage.OutboxRow{e})
 	case o.merged:
 		d.obs.ObserveDelivery(o.method, "merged")
 		if err := tx.CompleteOutbox(e.ID, json.RawMessage(`"superseded by a later action"`)); err != nil {

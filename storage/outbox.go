@@ -224,11 +224,15 @@ func (tx *Tx) RetryOutbox(id int64, at time.Time, reason string, maybeSent bool,
 }
 
 // ReleaseOutbox puts back entries whose attempt surely did not run (a batch halted
-// before them): no attempt is counted and nothing says they may have run.
-func (tx *Tx) ReleaseOutbox(ids []int64) error {
-	for _, id := range ids {
-		if _, err := tx.exec(`UPDATE outbox SET in_flight = FALSE WHERE id = ? AND state = 'pending'`, id); err != nil {
-			return fmt.Errorf("release outbox %d: %w", id, err)
+// before them, a request the claim's fence stopped): no attempt is counted. Each is
+// given as it was read before the attempt: one that an earlier attempt may have run
+// (MaybeSent: a process that died with it in flight) keeps that mark, which this
+// attempt's in-flight mark would otherwise take with it.
+func (tx *Tx) ReleaseOutbox(rows []OutboxRow) error {
+	for _, r := range rows {
+		if _, err := tx.exec(`UPDATE outbox SET maybe_sent = maybe_sent OR ?, in_flight = FALSE WHERE id = ? AND state = 'pending'`,
+			r.MaybeSent, r.ID); err != nil {
+			return fmt.Errorf("release outbox %d: %w", r.ID, err)
 		}
 	}
 	return nil

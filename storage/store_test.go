@@ -422,3 +422,36 @@ func TestOpenDialogs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReleaseKeepsMaybeSent: an entry put back without its attempt having run keeps
+// what an earlier attempt may have done (one in flight when its process died), and
+// gains nothing from this attempt's own in-flight mark; on either engine.
+func TestReleaseKeepsMaybeSent(t *testing.T) {
+	s, _ := openTest(t)
+	p, _ := s.EnsurePortal(context.Background(), "webhook", "")
+	ctx := context.Background()
+	var earlier, fresh int64
+	mustUpdate(t, s, func(tx *Tx) (err error) {
+		if earlier, err = tx.Enqueue(OutboxRow{PortalID: p.ID, Lane: "client:27", Kind: "send_message", Action: []byte(`{}`)}); err != nil {
+			return err
+		}
+		if fresh, err = tx.Enqueue(OutboxRow{PortalID: p.ID, Lane: "client:28", Kind: "send_message", Action: []byte(`{}`)}); err != nil {
+			return err
+		}
+		return tx.MarkInFlight([]int64{earlier}) // a process died with it under way
+	})
+	rows, err := s.Outbox(ctx, p.ID)
+	if err != nil || len(rows) != 2 || !rows[0].MaybeSent || rows[1].MaybeSent {
+		t.Fatalf("as read: %+v %v", rows, err)
+	}
+	mustUpdate(t, s, func(tx *Tx) error {
+		if err := tx.MarkInFlight([]int64{earlier, fresh}); err != nil { // this attempt
+			return err
+		}
+		return tx.ReleaseOutbox(rows) // which did not run them
+	})
+	after, err := s.Outbox(ctx, p.ID)
+	if err != nil || !after[0].MaybeSent || after[0].InFlight || after[1].MaybeSent || after[1].InFlight {
+		t.Fatalf("after the release: %+v %v", after, err)
+	}
+}
