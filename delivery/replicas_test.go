@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -165,23 +164,6 @@ func newShared(tb testing.TB, name string, rate float64, burst, replies int) *sh
 	return sh
 }
 
-// terminateClaims ends the session holding a's claims, as an operator's
-// pg_terminate_backend would, and waits until it is gone.
-func (sh *shared) terminateClaims(tb testing.TB) {
-	pid, err := sh.a.ClaimSessionPID(context.Background())
-	if err != nil || pid == 0 {
-		tb.Fatalf("a's claim session: %d, %v", pid, err)
-	}
-	admin, err := sql.Open("pgx", sh.url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := admin.Exec(`SELECT pg_terminate_backend($1, 5000)`, pid); err != nil {
-		tb.Fatal(err)
-	}
-}
-
 // TestTerminatedHolderStopsAtOnce: the session holding a portal's claim is
 // terminated mid-drain (pg_terminate_backend; the rest of the replica's pool lives
 // on). The other replica takes the portal over; the first sends nothing more, not
@@ -195,7 +177,7 @@ func TestTerminatedHolderStopsAtOnce(t *testing.T) {
 	testwait.For(t, "the first replica's first sends", func() bool { return log.sent() >= 3 })
 	replica(t, b, fake, rate, burst) // finds the portal a's
 	testwait.For(t, "12 sends", func() bool { return log.sent() >= 12 })
-	sh.terminateClaims(t)
+	storagetest.TerminateClaims(t, sh.a, sh.url)
 	testwait.For(t, "every reply", func() bool { return log.distinct() == replies })
 	log.check(t, fake, rate, burst)
 	if err := b.Ping(t.Context()); err != nil {
@@ -319,7 +301,7 @@ func takeover(b *testing.B, how string) (first, all time.Duration, twice int) {
 	testwait.For(b, "15 sends", func() bool { return log.sent() >= 15 })
 	switch how {
 	case "terminated":
-		sh.terminateClaims(b)
+		storagetest.TerminateClaims(b, sh.a, sh.url)
 	case "closed":
 		stopA()
 		a.Close()

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -20,20 +19,6 @@ var keptEventsDesc = prometheus.NewDesc("supportbot_kept_events",
 // one that keeps growing is a portal that cannot confirm its users, whose questions
 // wait (at most 1,000 a portal are kept; beyond that they are answered 503).
 func (m *Metrics) WatchKeptEvents(st KeptEvents) {
-	m.registry.MustRegister(&keptCollector{st: st})
-}
-
-type keptCollector struct{ st KeptEvents }
-
-func (c *keptCollector) Describe(ch chan<- *prometheus.Desc) { ch <- keptEventsDesc }
-
-func (c *keptCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	n, err := c.st.KeptEvents(ctx)
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(keptEventsDesc, err)
-		return
-	}
-	ch <- prometheus.MustNewConstMetric(keptEventsDesc, prometheus.GaugeValue, float64(n))
+	m.registry.MustRegister(&fromStore{desc: keptEventsDesc, kind: prometheus.GaugeValue,
+		read: func(ctx context.Context) (float64, error) { n, err := st.KeptEvents(ctx); return float64(n), err }})
 }

@@ -19,20 +19,26 @@ var targetMissesDesc = prometheus.NewDesc("supportbot_response_target_misses_tot
 // at each scrape: like the service times, it agrees with the database on every
 // replica and survives restarts.
 func (m *Metrics) WatchTargetMisses(st TargetMisses) {
-	m.registry.MustRegister(&missesCollector{st: st})
+	m.registry.MustRegister(&fromStore{desc: targetMissesDesc, kind: prometheus.CounterValue,
+		read: func(ctx context.Context) (float64, error) { n, err := st.TargetMisses(ctx); return float64(n), err }})
 }
 
-type missesCollector struct{ st TargetMisses }
+// fromStore is one number the database holds, read at each scrape (within 2 s).
+type fromStore struct {
+	desc *prometheus.Desc
+	kind prometheus.ValueType
+	read func(context.Context) (float64, error)
+}
 
-func (c *missesCollector) Describe(ch chan<- *prometheus.Desc) { ch <- targetMissesDesc }
+func (c *fromStore) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
-func (c *missesCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *fromStore) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	n, err := c.st.TargetMisses(ctx)
+	v, err := c.read(ctx)
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(targetMissesDesc, err)
+		ch <- prometheus.NewInvalidMetric(c.desc, err)
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(targetMissesDesc, prometheus.CounterValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(c.desc, c.kind, v)
 }

@@ -1,7 +1,6 @@
 package poller_test
 
 import (
-	"database/sql"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -44,18 +43,7 @@ func TestTakeoverMovesThePolling(t *testing.T) {
 		t.Fatalf("the second replica polled a portal the first holds %d times", got)
 	}
 
-	pid, err := a.ClaimSessionPID(t.Context())
-	if err != nil || pid == 0 {
-		t.Fatalf("the first replica's claim session: %d, %v", pid, err)
-	}
-	admin, err := sql.Open("pgx", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := admin.Exec(`SELECT pg_terminate_backend($1, 5000)`, pid); err != nil {
-		t.Fatal(err)
-	}
+	storagetest.TerminateClaims(t, a, url)
 	// The claim is asked after at most a second, and the loops follow on the next
 	// rescan; then one of the two polls and the other does not.
 	both := func() (int, int) { return obsA.polled(portal.ID), obsB.polled(portal.ID) }

@@ -166,3 +166,22 @@ func Dialogs(tx *storage.Tx, portalID int64) ([]storage.Dialog, error) {
 		list = append(list, d)
 	}
 }
+
+// TerminateClaims ends the session holding store's claims on the PostgreSQL database
+// at url, as an operator's pg_terminate_backend would, and waits until it is gone;
+// the rest of the store's pool lives on.
+func TerminateClaims(tb testing.TB, store *storage.Store, url string) {
+	tb.Helper()
+	pid, err := store.ClaimSessionPID(context.Background())
+	if err != nil || pid == 0 {
+		tb.Fatalf("the claim session: %d, %v", pid, err)
+	}
+	admin, err := sql.Open("pgx", url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.Exec(`SELECT pg_terminate_backend($1, 5000)`, pid); err != nil {
+		tb.Fatal(err)
+	}
+}
