@@ -36,10 +36,12 @@ type desk struct {
 	now time.Time
 
 	store    *storage.Store
+	location string // the database store opened, for storagetest.Rows
 	portalID int64
 	bot      *bot.Bot
 	config   func(*bot.Config) // changes the bot's configuration before each start
 	disp     *delivery.Dispatcher
+	stopDisp func()
 	srv      *httptest.Server
 }
 
@@ -90,7 +92,7 @@ func (d *desk) start() {
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	d.store, d.portalID = store, portal.ID
+	d.store, d.location, d.portalID = store, location, portal.ID
 	cfg := bot.Config{Agents: []int64{agentID}, Admins: []int64{client}, MaxActive: 10, Language: "ru",
 		AutoCloseAfter: closeAfter, AutoCloseWarning: closeWarning}
 	if d.config != nil {
@@ -98,6 +100,7 @@ func (d *desk) start() {
 	}
 	d.bot = bot.New(cfg, nil)
 	d.disp = delivery.New(store, delivery.Single(bitrix24.NewClient(d.portal.WebhookURL())), d.bot.Outbox(), nil, nil)
+	d.stopDisp = runDispatcher(d.t, d.disp)
 	d.srv = httptest.NewServer(handlers.NewServer(handlers.Routes{
 		Events: &handlers.Events{Store: store, Bot: d.bot, Auth: portals.Webhook{PortalID: portal.ID, Token: testToken}, Log: quiet},
 		DB:     store, Log: quiet,
@@ -109,6 +112,7 @@ func (d *desk) stop() {
 		return
 	}
 	d.srv.Close()
+	d.stopDisp()
 	if err := d.store.Close(); err != nil {
 		d.t.Error(err)
 	}
@@ -130,7 +134,7 @@ func (d *desk) post(body []byte) {
 // deliver sends everything due to the fake portal.
 func (d *desk) deliver() {
 	d.t.Helper()
-	drainOutbox(d.t, d.disp)
+	drainOutbox(d.t, d.store)
 }
 
 // sweep runs the scheduled auto-close once, at the clock's time, and delivers.
@@ -286,15 +290,7 @@ func TestAutoCloseWarnsThenCloses(t *testing.T) {
 			}
 		}
 	}
-	var life []string
-	id := d.dialog(1).ID
-	d.store.View(context.Background(), func(tx *storage.Tx) error {
-		events, err := tx.DialogEvents(id)
-		for _, e := range events {
-			life = append(life, e.Kind)
-		}
-		return err
-	})
+	life := storagetest.Rows(t, d.location, `SELECT kind FROM dialog_events WHERE dialog_id = $1 ORDER BY id`, d.dialog(1).ID)
 	// The answer also made its author the dialog's owner (issue 22).
 	if want := "opened client_message agent_answer owner auto_closed"; strings.Join(life, " ") != want {
 		t.Errorf("life %v, want %s", life, want)

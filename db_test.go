@@ -191,10 +191,7 @@ func state(t *testing.T, path string, parts ...string) string {
 				fmt.Fprintf(&b, "portal %+v\n", p)
 			}
 			if want["events"] {
-				n, err := tx.CountProcessedEvents(p.ID)
-				if err != nil {
-					return err
-				}
+				n := storagetest.Count(t, storagetest.Location(t, path), `SELECT COUNT(*) FROM processed_events WHERE portal_id = $1`, p.ID)
 				fmt.Fprintf(&b, "portal %d events %d\n", p.ID, n)
 			}
 			dialogs, err := storagetest.Dialogs(tx, p.ID)
@@ -220,11 +217,8 @@ func state(t *testing.T, path string, parts ...string) string {
 					fmt.Fprintf(&b, "unread %d %d\n", d.ID, n)
 				}
 				if want["access"] {
-					list, err := tx.AccessRequests(d.ID)
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(&b, "access %d %+v\n", d.ID, list)
+					list := storagetest.Rows(t, storagetest.Location(t, path), `SELECT * FROM access_requests WHERE dialog_id = $1 ORDER BY id`, d.ID)
+					fmt.Fprintf(&b, "access %d %q\n", d.ID, list)
 				}
 				if want["ratings"] {
 					list, err := tx.Ratings(d.ID)
@@ -245,36 +239,36 @@ func state(t *testing.T, path string, parts ...string) string {
 	return b.String()
 }
 
-// drainOutbox runs the dispatcher a step at a time until nothing is due, for the
-// tests that move the clock themselves.
-func drainOutbox(t *testing.T, d *delivery.Dispatcher) {
+// runDispatcher sends the outbox as serve does, until stop (or the test's end): for
+// the tests that move the clock themselves and wait with drainOutbox.
+func runDispatcher(t *testing.T, d *delivery.Dispatcher) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); d.Run(ctx, ctx) }()
+	stop = sync.OnceFunc(func() { cancel(); <-done })
+	t.Cleanup(stop)
+	return stop
+}
+
+// drainOutbox waits until nothing is due at the store's clock: every entry sent,
+// given up, or put off past the clock (a retry the test reaches by moving it). The
+// outcomes and whatever they queue are written together, so a store with nothing
+// due has recorded them all.
+func drainOutbox(t *testing.T, store *storage.Store) {
 	t.Helper()
-	for range 20 {
-		n, err := d.RunOnce(context.Background())
+	testwait.For(t, "the outbox to drain", func() bool {
+		due, err := store.DuePortals(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n == 0 {
-			return
-		}
-	}
-	t.Fatal("the outbox does not drain")
+		return len(due) == 0
+	})
 }
 
 // processedEvents is how many event keys every portal has recorded.
-func processedEvents(t *testing.T, path string) (n int) {
+func processedEvents(t *testing.T, path string) int {
 	t.Helper()
-	view(t, path, func(tx *storage.Tx) error {
-		for _, p := range portalsAt(t, path) {
-			c, err := tx.CountProcessedEvents(p.ID)
-			if err != nil {
-				return err
-			}
-			n += c
-		}
-		return nil
-	})
-	return n
+	return storagetest.Count(t, storagetest.Location(t, path), `SELECT COUNT(*) FROM processed_events`)
 }
 
 // chatsByNumber are the chats of a portal's dialogs (every portal's, for 0), by

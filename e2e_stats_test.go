@@ -51,6 +51,7 @@ func startClockedBot(t *testing.T, portal *b24test.Portal, start time.Time) *clo
 	m := metrics.New(b.store)
 	m.WatchServiceTimes(b.store)
 	b.disp = delivery.New(b.store, delivery.Single(bitrix24.NewClient(portal.WebhookURL())), brain.Outbox(), log, m)
+	runDispatcher(t, b.disp)
 	srv := httptest.NewServer(handlers.NewServer(handlers.Routes{
 		Events: &handlers.Events{Store: b.store, Bot: brain, Auth: portals.Webhook{PortalID: p.ID, Token: testToken}, Log: log},
 		DB:     b.store, Log: log, Metrics: m.Handler(),
@@ -71,7 +72,7 @@ func (b *clockedBot) do(events ...[]byte) {
 	for _, ev := range events {
 		b.mustPost(ev)
 	}
-	drainOutbox(b.t, b.disp)
+	drainOutbox(b.t, b.store)
 }
 
 // last is the newest bot message in dialogID, which must contain want.

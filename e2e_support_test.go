@@ -10,6 +10,7 @@ import (
 
 	"supportbot/bitrix24/b24test"
 	"supportbot/storage"
+	"supportbot/storage/storagetest"
 )
 
 // press is ONIMCOMMANDADD for a keyboard button pressed by user on message msgID in
@@ -144,7 +145,7 @@ func TestEscalateAccessRequest(t *testing.T) {
 	// The client grants.
 	b.mustPost(press(client, "27", request.ID, grant.Command, grant.CommandParams))
 	waitIdle(t, b.dbPath)
-	if r := accessRequests(t, b.dbPath, 3); len(r) != 1 || r[0].Status != storage.AccessGranted || r[0].DecidedBy != 27 || r[0].DecidedAt.IsZero() {
+	if r := accessRequests(t, b.dbPath, 3); len(r) != 1 || r[0] != storage.AccessGranted+" 27 decided" {
 		t.Fatal("the decision is not recorded with who and when")
 	}
 	b.waitMessage(d3, before3, "granted technical support access")
@@ -271,15 +272,13 @@ func TestCloseRateReopen(t *testing.T) {
 	b.waitMessage(chatDialog(chats[4]), 0, "Question #5 is active again")
 }
 
-// accessRequests lists dialog №n's access requests.
-func accessRequests(t *testing.T, path string, n int) []storage.AccessRequest {
+// accessRequests lists dialog №n's access requests, oldest first, as "status
+// decided_by decided|undecided".
+func accessRequests(t *testing.T, path string, n int) []string {
 	t.Helper()
-	var list []storage.AccessRequest
-	view(t, path, func(tx *storage.Tx) (err error) {
-		list, err = tx.AccessRequests(dialogNumbered(t, path, n).ID)
-		return err
-	})
-	return list
+	return storagetest.Rows(t, storagetest.Location(t, path), `SELECT status, COALESCE(decided_by, 0),
+		CASE WHEN decided_at IS NULL THEN 'undecided' ELSE 'decided' END FROM access_requests WHERE dialog_id = $1 ORDER BY id`,
+		dialogNumbered(t, path, n).ID)
 }
 
 func indexOf(msgs []b24test.Message, id int64) int {

@@ -64,18 +64,11 @@ func (d *desk) owner(n int) int64 {
 func (d *desk) life(n int, kinds ...string) []string {
 	d.t.Helper()
 	var out []string
-	id := d.dialog(n).ID
-	err := d.store.View(context.Background(), func(tx *storage.Tx) error {
-		events, err := tx.DialogEvents(id)
-		for _, e := range events {
-			if slices.Contains(kinds, e.Kind) {
-				out = append(out, e.Kind+":"+strconv.FormatInt(e.ActorID, 10))
-			}
+	for _, row := range storagetest.Rows(d.t, d.location, `SELECT kind, actor_id FROM dialog_events WHERE dialog_id = $1 ORDER BY id`, d.dialog(n).ID) {
+		kind, actor, _ := strings.Cut(row, " ")
+		if slices.Contains(kinds, kind) {
+			out = append(out, kind+":"+actor)
 		}
-		return err
-	})
-	if err != nil {
-		d.t.Fatal(err)
 	}
 	return out
 }

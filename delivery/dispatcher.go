@@ -374,28 +374,6 @@ func (d *Dispatcher) chooseOwn(ctx context.Context, s *sender) ([]outbox.Sending
 	}
 }
 
-// RunOnce sends one request to every portal with due work, one after another, and
-// records the outcomes: the dispatcher without goroutines, for tests that step time.
-// It returns how many entries it handled.
-func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
-	portals, err := d.store.DuePortals(ctx)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, p := range portals {
-		entries, err := d.choose(ctx, p, nil)
-		if err != nil {
-			return n, err
-		}
-		if err := d.deliver(ctx, p, entries); err != nil {
-			return n, err
-		}
-		n += len(entries)
-	}
-	return n, nil
-}
-
 // sleep is how long to wait for new work: until the next retry is due, at most Poll.
 func (d *Dispatcher) sleep(ctx context.Context) time.Duration {
 	next, err := d.store.NextOutboxAttempt(ctx)

@@ -91,11 +91,33 @@ func (f *fixture) enqueue(chat string, a bitrix24.Action) {
 	}
 }
 
+// runOnce sends one request to every portal with due work, one after another, and
+// records the outcomes: the dispatcher without goroutines, for tests that step time.
+// It returns how many entries it handled.
+func (d *Dispatcher) runOnce(ctx context.Context) (int, error) {
+	portals, err := d.store.DuePortals(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, p := range portals {
+		entries, err := d.choose(ctx, p, nil)
+		if err != nil {
+			return n, err
+		}
+		if err := d.deliver(ctx, p, entries); err != nil {
+			return n, err
+		}
+		n += len(entries)
+	}
+	return n, nil
+}
+
 // drain runs the dispatcher until nothing more is due.
 func (f *fixture) drain() {
 	f.t.Helper()
 	for range 20 {
-		n, err := f.disp.RunOnce(context.Background())
+		n, err := f.disp.runOnce(context.Background())
 		if err != nil {
 			f.t.Fatal(err)
 		}
@@ -511,7 +533,7 @@ func TestTimeoutHalvesTheBatch(t *testing.T) {
 		f.enqueue(fmt.Sprint(201+i), bitrix24.SendMessage{To: fmt.Sprint(201 + i), Text: "x"})
 	}
 	for range 6 {
-		if _, err := f.disp.RunOnce(context.Background()); err != nil {
+		if _, err := f.disp.runOnce(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		f.advance(10 * time.Minute)

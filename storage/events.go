@@ -16,12 +16,3 @@ func (tx *Tx) MarkProcessed(portalID int64, key, eventType string) (bool, error)
 	}
 	return n == 1, nil
 }
-
-// CountProcessedEvents is how many event keys the portal has recorded.
-func (tx *Tx) CountProcessedEvents(portalID int64) (int, error) {
-	var n int
-	if err := tx.queryRow(`SELECT COUNT(*) FROM processed_events WHERE portal_id = ?`, portalID).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count events of portal %d: %w", portalID, err)
-	}
-	return n, nil
-}

@@ -48,3 +48,24 @@ func (tx *Tx) ServiceTimes(dialogID int64) ([]ServiceTime, error) {
 	}
 	return list, nil
 }
+
+// dialogEvent is one moment of a dialog's life.
+type dialogEvent struct {
+	ID       int64
+	PortalID int64
+	DialogID int64
+	Kind     string
+	ActorID  int64 // who; 0 for the bot
+	At       time.Time
+}
+
+// dialogEvents lists a dialog's life, oldest first.
+func (tx *Tx) dialogEvents(dialogID int64) ([]dialogEvent, error) {
+	rows, err := tx.query(`SELECT id, portal_id, dialog_id, kind, actor_id, at FROM dialog_events WHERE dialog_id = ? ORDER BY id`, dialogID)
+	return collect(rows, err, func(r *sql.Rows) (e dialogEvent, err error) {
+		var at sql.NullInt64
+		err = r.Scan(&e.ID, &e.PortalID, &e.DialogID, &e.Kind, &e.ActorID, &at)
+		e.At = fromMillis(at)
+		return e, err
+	})
+}

@@ -1,10 +1,6 @@
 package storage
 
-import (
-	"database/sql"
-	"fmt"
-	"time"
-)
+import "fmt"
 
 // Kinds of dialog events: a dialog's life, from which the service figures come.
 const (
@@ -16,16 +12,6 @@ const (
 	LifeEscalated     = "escalated"
 	LifeAutoClosed    = "auto_closed"
 )
-
-// DialogEvent is one moment of a dialog's life.
-type DialogEvent struct {
-	ID       int64
-	PortalID int64
-	DialogID int64
-	Kind     string
-	ActorID  int64 // who; 0 for the bot
-	At       time.Time
-}
 
 // AddDialogEvent records a moment of the dialog's life at the transaction's time,
 // and the service times it ends.
@@ -42,15 +28,4 @@ func (tx *Tx) AddDialogEvent(d Dialog, kind string, actorID int64) error {
 		return err
 	}
 	return tx.trackWait(d, kind, actorID, at)
-}
-
-// DialogEvents lists a dialog's life, oldest first.
-func (tx *Tx) DialogEvents(dialogID int64) ([]DialogEvent, error) {
-	rows, err := tx.query(`SELECT id, portal_id, dialog_id, kind, actor_id, at FROM dialog_events WHERE dialog_id = ? ORDER BY id`, dialogID)
-	return collect(rows, err, func(r *sql.Rows) (e DialogEvent, err error) {
-		var at sql.NullInt64
-		err = r.Scan(&e.ID, &e.PortalID, &e.DialogID, &e.Kind, &e.ActorID, &at)
-		e.At = fromMillis(at)
-		return e, err
-	})
 }

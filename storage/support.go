@@ -60,16 +60,6 @@ func (tx *Tx) AccessRequest(id int64) (AccessRequest, error) {
 	return r, nil
 }
 
-// AccessRequests lists a dialog's access requests, oldest first.
-func (tx *Tx) AccessRequests(dialogID int64) ([]AccessRequest, error) {
-	rows, err := tx.query(`SELECT `+accessColumns+` FROM access_requests WHERE dialog_id = ? ORDER BY id`, dialogID)
-	list, err := collect(rows, err, func(r *sql.Rows) (AccessRequest, error) { return scanAccess(r) })
-	if err != nil {
-		return nil, fmt.Errorf("access requests of dialog %d: %w", dialogID, err)
-	}
-	return list, nil
-}
-
 // PendingAccessRequest returns the dialog's request still waiting for an answer.
 func (tx *Tx) PendingAccessRequest(dialogID int64) (AccessRequest, error) {
 	r, err := scanAccess(tx.queryRow(`SELECT `+accessColumns+` FROM access_requests WHERE dialog_id = ? AND status = 'pending'`, dialogID))

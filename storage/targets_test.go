@@ -67,7 +67,7 @@ func TestWaitFollowsLife(t *testing.T) {
 
 	var owners []int64
 	l.at(9*time.Minute, func(tx *Tx) error {
-		events, err := tx.DialogEvents(d.ID)
+		events, err := tx.dialogEvents(d.ID)
 		for _, e := range events {
 			if e.Kind == LifeOwner {
 				owners = append(owners, e.ActorID)

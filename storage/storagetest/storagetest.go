@@ -14,6 +14,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -165,6 +167,75 @@ func Dialogs(tx *storage.Tx, portalID int64) ([]storage.Dialog, error) {
 		}
 		list = append(list, d)
 	}
+}
+
+// Rows reads the database at location (a SQLite file, or a schema's URL as Location
+// gives it) with a connection and SQL of the test's own, so that what a test finds
+// on disk is not read by the code under test. Parameters are written $1, $2…, which
+// both engines take. Each row is its columns printed with %v and joined by spaces,
+// NULL as "NULL".
+func Rows(tb testing.TB, location, query string, args ...any) []string {
+	tb.Helper()
+	driver, dsn := "pgx", location
+	if !storage.IsPostgres(location) {
+		// Beside a running bot: wait for its writer, and never write.
+		driver, dsn = "sqlite", location+"?_pragma=busy_timeout(10000)&_pragma=query_only(ON)"
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(query, args...)
+	if err != nil {
+		tb.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			tb.Fatal(err)
+		}
+		words := make([]string, len(vals))
+		for i, v := range vals {
+			switch v := v.(type) {
+			case nil:
+				words[i] = "NULL"
+			case []byte:
+				words[i] = string(v)
+			default:
+				words[i] = fmt.Sprint(v)
+			}
+		}
+		out = append(out, strings.Join(words, " "))
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// Count is the single number query reads, as Rows reads it.
+func Count(tb testing.TB, location, query string, args ...any) int {
+	tb.Helper()
+	rows := Rows(tb, location, query, args...)
+	if len(rows) != 1 {
+		tb.Fatalf("%s: %d rows, want one number", query, len(rows))
+	}
+	n, err := strconv.Atoi(rows[0])
+	if err != nil {
+		tb.Fatalf("%s: %v", query, err)
+	}
+	return n
 }
 
 // TerminateClaims ends the session holding store's claims on the PostgreSQL database
