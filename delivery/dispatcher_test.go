@@ -191,6 +191,26 @@ func TestPermanentErrorGivesUpDependents(t *testing.T) {
 	})
 }
 
+// TestErrorTextWithNUL: a portal's error description with a NUL byte (JSON's \u0000)
+// is recorded like any other, on both engines: the entry is given up after one call,
+// not left pending and sent again because PostgreSQL refused the text.
+func TestErrorTextWithNUL(t *testing.T) {
+	f := newFixture(t)
+	f.fake.Handle("imbot.message.add", func(bitrix24.Form) (any, *bitrix24.Error) {
+		return nil, &bitrix24.Error{Code: "ACCESS_DENIED", Description: "no\x00", HTTPStatus: 403}
+	})
+	f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "hello"})
+	for range 3 {
+		if _, err := f.disp.runOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		f.advance(time.Minute)
+	}
+	if s, n := f.states(), len(f.fake.CallsTo("imbot.message.add")); s[storage.OutboxFailed] != 1 || n != 1 {
+		t.Fatalf("states %v after %d calls", s, n)
+	}
+}
+
 func TestTemporaryErrorRetriedLater(t *testing.T) {
 	f := newFixture(t)
 	var mu sync.Mutex

@@ -137,6 +137,9 @@ func pendingBackoff(attempts int) time.Duration {
 // the portal now confirms are applied, as if just posted, in the transaction that
 // drops them; those it refuses are dropped; the others wait longer, until their
 // author's token has surely expired, and are then given up (logged and counted).
+// One that is confirmed but cannot be applied waits too, and is given up as late,
+// so that it holds up neither the rest nor its portal's room for kept events. Only
+// a failure of the database itself ends the run early.
 func (h *Events) RetryPending(ctx context.Context, store *storage.Store) error {
 	due, err := store.DuePending(ctx, 100)
 	if err != nil {
@@ -184,7 +187,20 @@ func (h *Events) retry(ctx context.Context, store *storage.Store, p storage.Pend
 	})
 	if err != nil {
 		h.observe(p.Type, bot.Failed)
-		return fmt.Errorf("apply a kept event: %w", err)
+		if ctx.Err() != nil || errors.Is(err, storage.ErrClosed) || storage.Transient(err) {
+			return fmt.Errorf("apply a kept event: %w", err)
+		}
+		if store.Now().Sub(p.ReceivedAt) >= cmp.Or(h.PendingFor, time.Hour) {
+			h.observe(p.Type, bot.GivenUp)
+			h.Log.Error("a kept event is given up: it cannot be applied", "event", p.Type, "portal", p.PortalID,
+				"kept_since", p.ReceivedAt, "attempts", p.Attempts+1, "err", err)
+			return store.Update(ctx, func(tx *storage.Tx) error { _, err := tx.DropPending(p.ID); return err })
+		}
+		h.Log.Error("a kept event cannot be applied: it will be tried again", "event", p.Type, "portal", p.PortalID,
+			"attempts", p.Attempts+1, "err", err)
+		return store.Update(ctx, func(tx *storage.Tx) error {
+			return tx.PostponePending(p.ID, tx.Now().Add(pendingBackoff(p.Attempts+1)))
+		})
 	}
 	if applied {
 		h.observe(p.Type, outcome)

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"supportbot/bitrix24"
 	"supportbot/bitrix24/b24test"
 	"supportbot/bot"
 	"supportbot/portals"
@@ -146,31 +148,48 @@ func TestReadyzTellsTheTruth(t *testing.T) {
 	}
 }
 
+// keeping is an app portal whose installation went through, a bot with an agent
+// behind the events route, and a clock the test moves: for the tests of kept events.
+type keeping struct {
+	portal   *b24test.Portal
+	store    *storage.Store
+	events   *Events
+	srv      *httptest.Server
+	outcomes map[string]int // guarded by mu, as Observe counts them
+	mu       sync.Mutex
+	now      time.Time
+}
+
+func newKeeping(t *testing.T, processor func(*bot.Bot) Processor) *keeping {
+	const clientID, secret = "local.6741a1b2c3d4e5.12345678", "Xy7secretOfTheApplication0123456789abcdefGHIJ"
+	k := &keeping{now: time.Now(), outcomes: map[string]int{}}
+	o := b24test.NewOAuth(t, clientID, secret)
+	k.portal = b24test.NewAppPortal(t, o)
+	k.portal.SetAdmins(1, 27)
+	k.store = storagetest.Open(t, storage.WithClock(func() time.Time { k.mu.Lock(); defer k.mu.Unlock(); return k.now }))
+	log := slog.New(slog.DiscardHandler)
+	app := portals.OAuthApp{ClientID: clientID, ClientSecret: secret, URL: o.URL() + "/"}
+	auth := &portals.App{Store: k.store, OAuth: app, Connections: portals.NewConnections(k.store, app, 50, 250, nil, nil),
+		CheckTimeout: 100 * time.Millisecond}
+	k.events = &Events{Store: k.store, Bot: processor(bot.New(bot.Config{Agents: []int64{50}, MaxActive: 5}, log)), Auth: auth, Log: log,
+		Observe: func(_, outcome string) { k.mu.Lock(); k.outcomes[outcome]++; k.mu.Unlock() }}
+	k.srv = httptest.NewServer(NewServer(Routes{Events: k.events, DB: k.store, Log: log}))
+	t.Cleanup(k.srv.Close)
+	if status, body, _ := b24test.Post(context.Background(), k.srv.URL+"/bitrix/events", k.portal.InstallEvent()); status != http.StatusOK {
+		t.Fatalf("installation: %d %s", status, body)
+	}
+	return k
+}
+
+func (k *keeping) advance(d time.Duration) { k.mu.Lock(); k.now = k.now.Add(d); k.mu.Unlock() }
+
 // TestKeptEventGivenUp: an event whose author the portal never confirms is kept, and
 // checked again, until its author's token has surely expired (an hour); then it is
 // given up — counted and dropped — and has changed nothing. One the portal then
 // refuses is dropped at once.
 func TestKeptEventGivenUp(t *testing.T) {
-	const clientID, secret = "local.6741a1b2c3d4e5.12345678", "Xy7secretOfTheApplication0123456789abcdefGHIJ"
-	o := b24test.NewOAuth(t, clientID, secret)
-	p := b24test.NewAppPortal(t, o)
-	p.SetAdmins(1, 27)
-	var mu sync.Mutex
-	now := time.Now()
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	store := storagetest.Open(t, storage.WithClock(clock))
-	log := slog.New(slog.DiscardHandler)
-	app := portals.OAuthApp{ClientID: clientID, ClientSecret: secret, URL: o.URL() + "/"}
-	auth := &portals.App{Store: store, OAuth: app, Connections: portals.NewConnections(store, app, 50, 250, nil, nil),
-		CheckTimeout: 100 * time.Millisecond}
-	outcomes := map[string]int{}
-	events := &Events{Store: store, Bot: bot.New(bot.Config{}, log), Auth: auth, Log: log,
-		Observe: func(_, outcome string) { mu.Lock(); outcomes[outcome]++; mu.Unlock() }}
-	srv := httptest.NewServer(NewServer(Routes{Events: events, DB: store, Log: log}))
-	t.Cleanup(srv.Close)
-	if status, body, _ := b24test.Post(context.Background(), srv.URL+"/bitrix/events", p.InstallEvent()); status != http.StatusOK {
-		t.Fatalf("installation: %d %s", status, body)
-	}
+	k := newKeeping(t, func(b *bot.Bot) Processor { return b })
+	p, store, events, srv, outcomes, advance := k.portal, k.store, k.events, k.srv, k.outcomes, k.advance
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) }) // before the portal closes
 	p.HandleHTTP("batch", func(w http.ResponseWriter, r *http.Request) {
@@ -183,7 +202,6 @@ func TestKeptEventGivenUp(t *testing.T) {
 	if status, body, _ := b24test.Post(context.Background(), srv.URL+"/bitrix/events", question); status != http.StatusOK || !strings.Contains(body, "kept") {
 		t.Fatalf("the question: %d %s, want 200 kept", status, body)
 	}
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	for range 3 { // checked again, in vain, while the token may live
 		advance(5 * time.Minute)
 		if err := events.RetryPending(context.Background(), store); err != nil {
@@ -218,5 +236,71 @@ func TestKeptEventGivenUp(t *testing.T) {
 	var dialogs []storage.Dialog
 	if err := store.View(context.Background(), func(tx *storage.Tx) (err error) { dialogs, err = storagetest.Dialogs(tx, 1); return err }); err != nil || len(dialogs) != 0 {
 		t.Fatalf("dialogs %v, %v", dialogs, err)
+	}
+}
+
+// refusing is the real bot, except that it cannot apply one message's event: an
+// event that breaks on something of its own, as a bug would make it.
+type refusing struct {
+	*bot.Bot
+	msg int64
+}
+
+func (r refusing) Take(tx *storage.Tx, a bot.Arrival) (bot.Outcome, error) {
+	if m, ok := a.Event.(*bitrix24.MessageAdd); ok && m.Message.ID == r.msg {
+		return 0, errors.New("this event cannot be applied")
+	}
+	return r.Bot.Take(tx, a)
+}
+
+// TestKeptEventThatCannotBeApplied: of two kept events whose author the portal then
+// confirms, the first cannot be applied. It waits, as one the portal cannot confirm
+// does, and is given up after the hour; the second is applied at the first run,
+// not held up behind it.
+func TestKeptEventThatCannotBeApplied(t *testing.T) {
+	k := newKeeping(t, func(b *bot.Bot) Processor { return refusing{Bot: b, msg: 5001} })
+	p, store, events, srv, outcomes, advance := k.portal, k.store, k.events, k.srv, k.outcomes, k.advance
+	release := make(chan struct{})
+	p.HandleHTTP("batch", func(w http.ResponseWriter, r *http.Request) {
+		select { // the portal does not answer in time
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	for _, id := range []string{"5001", "5002"} {
+		ev := p.AppEvent("v1/onimbotmessageadd-private.form", 27, map[string]string{"data[PARAMS][MESSAGE_ID]": id, "data[PARAMS][MESSAGE]": "open new question " + id})
+		if status, body, _ := b24test.Post(context.Background(), srv.URL+"/bitrix/events", ev); status != http.StatusOK || !strings.Contains(body, "kept") {
+			t.Fatalf("question %s: %d %s, want 200 kept", id, status, body)
+		}
+	}
+	close(release)
+	p.HandleHTTP("batch", nil) // the portal answers again
+	dialogs := func() int {
+		var list []storage.Dialog
+		if err := store.View(context.Background(), func(tx *storage.Tx) (err error) { list, err = storagetest.Dialogs(tx, 1); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return len(list)
+	}
+	advance(5 * time.Minute)
+	err := events.RetryPending(context.Background(), store)
+	if n, _ := store.KeptEvents(context.Background()); err != nil || n != 1 || dialogs() != 1 {
+		t.Fatalf("after the first run: %v, %d kept, %d dialogs, outcomes %v; want the second question applied and the first kept", err, n, dialogs(), outcomes)
+	}
+	for range 3 { // tried again while the hour lasts
+		advance(10 * time.Minute)
+		if err := events.RetryPending(context.Background(), store); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := store.KeptEvents(context.Background()); n != 1 || outcomes["given_up"] != 0 || outcomes["failed"] < 2 {
+		t.Fatalf("within the hour: %d kept, outcomes %v", n, outcomes)
+	}
+	advance(time.Hour)
+	if err := events.RetryPending(context.Background(), store); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := store.KeptEvents(context.Background()); n != 0 || outcomes["given_up"] != 1 || dialogs() != 1 {
+		t.Fatalf("after the hour: %d kept, outcomes %v, %d dialogs", n, outcomes, dialogs())
 	}
 }

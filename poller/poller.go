@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -210,7 +211,8 @@ func (p *Poller) PollOnce(ctx context.Context, portalID int64) (more bool, err e
 		return false, err
 	}
 	caller, err := p.Callers(portalID)
-	if err != nil {
+	if err != nil { // e.g. an app portal whose OAuth tokens cannot be renewed
+		p.Obs.ObservePoll(portalID, false, 0)
 		return false, err
 	}
 	// Replies go first through the portal's limiter, but this poll yields for no more
@@ -242,16 +244,20 @@ func (p *Poller) PollOnce(ctx context.Context, portalID int64) (more bool, err e
 			lag = max(time.Since(t), 0)
 		}
 	}
-	p.Obs.ObservePoll(portalID, true, lag)
 	if len(page.Events) == 0 {
 		// Nothing new, whatever nextOffset says (missing, null, 0, or ahead): an
 		// offset moved over an empty page could confirm events not yet seen.
+		p.Obs.ObservePoll(portalID, true, lag)
 		return false, nil
 	}
 	next, stuck := p.nextOffset(portal, sent, page)
+	// A poll succeeds when its page is stored: one fetched again and again because
+	// the database refuses it is a failing poll, not a healthy one.
 	if err := p.apply(ctx, portal, page.Events, next); err != nil {
+		p.Obs.ObservePoll(portalID, false, 0)
 		return false, err
 	}
+	p.Obs.ObservePoll(portalID, true, lag)
 	if stuck {
 		return false, ErrOffsetStuck
 	}
@@ -260,22 +266,23 @@ func (p *Poller) PollOnce(ctx context.Context, portalID int64) (more bool, err e
 
 // nextOffset is the offset that confirms a page of events: the portal's nextOffset,
 // unless it lies beyond the page's last event + 1 (it would confirm events never
-// seen) or does not move past the offset sent (the same page would come again: the
-// page's own events then say how far it goes, and the poller backs off). Each is
-// logged and counted.
+// seen: so too when no event carries a readable ID, and the page's last is 0) or
+// does not move past the offset sent (the same page would come again: the page's
+// own events then say how far it goes, never back, and the poller backs off). Each
+// is logged and counted.
 func (p *Poller) nextOffset(portal storage.Portal, sent int64, page bitrix24.Fetched) (next int64, stuck bool) {
 	var last int64
 	for _, ev := range page.Events {
 		last = max(last, ev.Head().ID)
 	}
 	next = page.NextOffset
-	switch {
-	case last > 0 && next > last+1:
+	if next > last+1 {
 		p.Log.Error("the portal's nextOffset lies beyond the events it answered: confirming only those", "portal", portal.ID,
 			"next_offset", next, "last_event", last)
 		p.Obs.ObserveOffsetAnomaly(portal.ID, "beyond")
 		next = last + 1
-	case next <= sent:
+	}
+	if next <= sent {
 		p.Log.Error("the portal's nextOffset does not move past a page of events", "portal", portal.ID,
 			"next_offset", next, "sent", sent, "last_event", last)
 		p.Obs.ObserveOffsetAnomaly(portal.ID, "stuck")
@@ -285,9 +292,12 @@ func (p *Poller) nextOffset(portal storage.Portal, sent int64, page bitrix24.Fet
 }
 
 // apply handles a page in one transaction with its offset. If that fails, the
-// events go one by one, each with the offset just past it, so that one event that
-// cannot be stored does not hold up the others; an event that fails Attempts times
-// is skipped (logged and counted) rather than stall the queue for ever.
+// events go one by one, in the order of their IDs, each with the offset just past it
+// (never back), so that one event that cannot be stored does not hold up the others;
+// an event that fails Attempts times is skipped (logged and counted) rather than
+// stall the queue for ever. A failure of the database itself (storage.Transient: a
+// restart, a failover, a conflict lost again and again) skips nothing: the page
+// stays unconfirmed, to be fetched again once the database is back.
 func (p *Poller) apply(ctx context.Context, portal storage.Portal, events []bitrix24.Event, next int64) error {
 	outcomes, err := p.commit(ctx, portal, events, next)
 	if err == nil {
@@ -296,26 +306,29 @@ func (p *Poller) apply(ctx context.Context, portal storage.Portal, events []bitr
 		}
 		return nil
 	}
-	if ctx.Err() != nil || errors.Is(err, storage.ErrClosed) {
+	if ctx.Err() != nil || errors.Is(err, storage.ErrClosed) || storage.Transient(err) {
 		return err
 	}
 	p.Log.Warn("a page of fetched events could not be stored: storing them one by one", "portal", portal.ID, "err", err)
+	// Confirming an event confirms every lower ID: the lower ones go first.
+	events = slices.SortedStableFunc(slices.Values(events), func(a, b bitrix24.Event) int { return cmp.Compare(a.Head().ID, b.Head().ID) })
+	sent := portal.Offset()
 	for _, ev := range events {
-		id := ev.Head().ID
+		past := max(ev.Head().ID+1, sent)
 		var outcomes []string
 		var err error
 		for attempt := 1; ; attempt++ {
-			if outcomes, err = p.commit(ctx, portal, []bitrix24.Event{ev}, id+1); err == nil {
+			if outcomes, err = p.commit(ctx, portal, []bitrix24.Event{ev}, past); err == nil {
 				break
 			}
-			if ctx.Err() != nil || errors.Is(err, storage.ErrClosed) {
+			if ctx.Err() != nil || errors.Is(err, storage.ErrClosed) || storage.Transient(err) {
 				return err
 			}
 			if attempt >= cmp.Or(p.Attempts, 5) {
 				p.Log.Error("a fetched event cannot be stored: skipped", "portal", portal.ID, "event", ev.Head().Type,
-					"event_id", id, "attempts", attempt, "err", err)
+					"event_id", ev.Head().ID, "attempts", attempt, "err", err)
 				outcomes = []string{bot.Failed.String()}
-				if _, err := p.commit(ctx, portal, nil, id+1); err != nil {
+				if _, err := p.commit(ctx, portal, nil, past); err != nil {
 					return err
 				}
 				break

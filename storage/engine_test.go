@@ -352,8 +352,11 @@ func TestTransient(t *testing.T) {
 		{fmt.Errorf("record: %w", syscall.ECONNRESET), true},
 		{fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
 		{driver.ErrBadConn, true},
-		{&pgconn.PgError{Code: "40001"}, false}, // serialization: Update retries it itself
-		{&pgconn.PgError{Code: "23505"}, false},
+		// Lost more often than Update tries again: the database is too busy for now;
+		// an event that met it must not be skipped as if it could never be stored.
+		{&pgconn.PgError{Code: "40001"}, true},  // serialization_failure
+		{&pgconn.PgError{Code: "40P01"}, true},  // deadlock_detected
+		{&pgconn.PgError{Code: "23505"}, false}, // a key taken for good stays taken
 		{&pgconn.PgError{Code: "22021"}, false}, // bad text: the same work fails again
 		{sql.ErrNoRows, false},
 		{errors.New("fn failed"), false},

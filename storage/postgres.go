@@ -50,6 +50,13 @@ const outboxChannel = "supportbot_outbox"
 // the backoff below that is a few seconds at most, under the heaviest contention.
 const pgRetries = 50
 
+// uniqueRetries bounds the tries of a transaction that breaks a unique key. A key a
+// concurrent transaction took first is seen at the next try, which then goes another
+// way (the next dialog number); only a burst of such transactions needs a few. A key
+// taken again and again is taken for good: 50 tries would make the caller wait
+// seconds for the same error (SQLite, one writer, reports it at once).
+const uniqueRetries = 5
+
 func openPostgres(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	db, err := sql.Open("pgx", url)
 	if err != nil {
@@ -182,7 +189,7 @@ func (s *Store) updatePostgres(ctx context.Context, fn func(*Tx) error) error {
 			s.signalOutbox(enqueued)
 			return nil
 		}
-		if !retryable(err) || attempt >= pgRetries {
+		if !retryable(err) || attempt >= pgRetries || attempt >= uniqueRetries && uniqueViolation(err) {
 			return err
 		}
 		select {
@@ -225,17 +232,25 @@ func retryable(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01" || pe.Code == "23505")
 }
 
-// Transient reports an error of the database connection, not of the work: the
-// server shutting down or restarting (57P01 admin_shutdown, 57P02, 57P03), a lost or
-// refused connection (class 08, ECONNREFUSED, ECONNRESET, EOF). The same work may be
-// tried again once the database is back. SQLite, in-process, has none.
+func uniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// Transient reports an error of the database, not of the work: the server shutting
+// down or restarting (57P01 admin_shutdown, 57P02, 57P03), a lost or refused
+// connection (class 08, ECONNREFUSED, ECONNRESET, EOF), or a serialization failure or
+// deadlock (40001, 40P01) lost more times than Update tries again. The same work may be tried
+// again once the database is back; it must not be given up as bad. SQLite,
+// in-process, has none.
 func Transient(err error) bool {
 	if err == nil {
 		return false
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		return pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" || strings.HasPrefix(pe.Code, "08")
+		return pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" || strings.HasPrefix(pe.Code, "08") ||
+			pe.Code == "40001" || pe.Code == "40P01" // not 23505: a key taken for good stays taken
 	}
 	var ce *pgconn.ConnectError
 	var ne net.Error

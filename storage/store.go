@@ -15,11 +15,13 @@ import (
 	"math"
 	"net/url"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver, registered as "sqlite"
 )
@@ -271,6 +273,7 @@ func (tx *Tx) Now() time.Time { return tx.now }
 // context (see runInSavepoint). Statements are prepared once on the writer's single
 // connection and reused: parsing SQL was the largest cost of an event.
 func (tx *Tx) exec(q string, args ...any) (sql.Result, error) {
+	args = texts(args)
 	if tx.pg { // pgx prepares and caches statements itself
 		return tx.tx.ExecContext(context.Background(), rebind(q), args...)
 	}
@@ -282,6 +285,7 @@ func (tx *Tx) exec(q string, args ...any) (sql.Result, error) {
 }
 
 func (tx *Tx) query(q string, args ...any) (*sql.Rows, error) {
+	args = texts(args)
 	if tx.pg {
 		return tx.tx.QueryContext(context.Background(), rebind(q), args...)
 	}
@@ -293,6 +297,7 @@ func (tx *Tx) query(q string, args ...any) (*sql.Rows, error) {
 }
 
 func (tx *Tx) queryRow(q string, args ...any) *sql.Row {
+	args = texts(args)
 	if tx.pg {
 		return tx.tx.QueryRowContext(context.Background(), rebind(q), args...)
 	}
@@ -545,6 +550,7 @@ func (tx *Tx) insert(q string, args ...any) (id int64, inserted bool, err error)
 // readRow and readRows query the read pool outside a transaction, in the engine's
 // placeholders.
 func (s *Store) readRow(ctx context.Context, q string, args ...any) *sql.Row {
+	args = texts(args)
 	if s.pg {
 		q = rebind(q)
 	}
@@ -552,6 +558,7 @@ func (s *Store) readRow(ctx context.Context, q string, args ...any) *sql.Row {
 }
 
 func (s *Store) readRows(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	args = texts(args)
 	if s.pg {
 		q = rebind(q)
 	}
@@ -583,4 +590,27 @@ func fromMillis(ms sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(ms.Int64).UTC()
+}
+
+// texts makes every string parameter text both engines hold alike: PostgreSQL
+// refuses a NUL byte or invalid UTF-8 in text (SQLSTATE 22021), which SQLite
+// stores as given. Events are cleaned as they are decoded (bitrix24), but not
+// what else reaches a row from outside: a portal's error description, a call's
+// result. Refused there, an outcome could never be recorded, and its entry would
+// be sent again and again. NULs are dropped, invalid bytes become U+FFFD; []byte
+// parameters are binary columns and left alone. A lookup gets the same cleaning,
+// so that it finds what was stored.
+func texts(args []any) []any {
+	cloned := false
+	for i, a := range args {
+		s, ok := a.(string)
+		if !ok || strings.IndexByte(s, 0) < 0 && utf8.ValidString(s) {
+			continue
+		}
+		if !cloned { // the caller's slice is not ours to change
+			args, cloned = slices.Clone(args), true
+		}
+		args[i] = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+	}
+	return args
 }

@@ -455,3 +455,69 @@ func TestReleaseKeepsMaybeSent(t *testing.T) {
 		t.Fatalf("after the release: %+v %v", after, err)
 	}
 }
+
+// TestTextFromOutsideIsStored: a portal's error description or a call's result may
+// carry a NUL byte or invalid UTF-8, which PostgreSQL refuses in text (SQLSTATE
+// 22021) and SQLite keeps. Both engines store them cleaned, the same way, so that an
+// outcome is always recorded: refused, its entry would be sent again for ever. A
+// lookup by such a text finds what was stored.
+func TestTextFromOutsideIsStored(t *testing.T) {
+	s, _ := openTest(t)
+	p, _ := s.EnsurePortal(context.Background(), "webhook", "")
+	ctx := context.Background()
+	var failed, retried, done int64
+	mustUpdate(t, s, func(tx *Tx) (err error) {
+		for i, id := range []*int64{&failed, &retried, &done} {
+			if *id, err = tx.Enqueue(OutboxRow{PortalID: p.ID, Lane: fmt.Sprint("client:", 27+i), Kind: "send_message", Action: []byte(`{}`)}); err != nil {
+				return err
+			}
+		}
+		if err := tx.FailOutbox(failed, "ACCESS_DENIED: no\x00pe"); err != nil {
+			return err
+		}
+		if err := tx.RetryOutbox(retried, tx.Now(), "QUERY_LIMIT_EXCEEDED: sl\xffow", true, 0); err != nil {
+			return err
+		}
+		return tx.CompleteOutbox(done, json.RawMessage("{\"id\":\"7\x00\xff\"}"))
+	})
+	rows, err := s.Outbox(ctx, p.ID)
+	if err != nil || len(rows) != 3 {
+		t.Fatalf("%+v %v", rows, err)
+	}
+	if rows[0].State != OutboxFailed || rows[0].LastError != "ACCESS_DENIED: nope" ||
+		rows[1].LastError != "QUERY_LIMIT_EXCEEDED: sl\uFFFDow" || !rows[1].MaybeSent ||
+		rows[2].State != OutboxDone || string(rows[2].Result) != "{\"id\":\"7\uFFFD\"}" {
+		t.Fatalf("stored %q %q %q %q", rows[0].State, rows[0].LastError, rows[1].LastError, rows[2].Result)
+	}
+	var n int
+	if err := s.readRow(ctx, `SELECT COUNT(*) FROM outbox WHERE last_error = ?`, "ACCESS_DENIED: no\x00pe").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("found by its text: %d, %v", n, err)
+	}
+}
+
+// TestKeyTakenForGood: a transaction that always breaks a unique key fails at once
+// on SQLite; on PostgreSQL it is run a few times more (the key may have been a
+// concurrent transaction's, which the next snapshot shows), not as often as a
+// transaction that lost a serialization conflict.
+func TestKeyTakenForGood(t *testing.T) {
+	s, _ := openTest(t)
+	p, _ := s.EnsurePortal(context.Background(), "webhook", "")
+	var d Dialog
+	mustUpdate(t, s, func(tx *Tx) (err error) {
+		d, err = tx.CreateDialog(NewDialog{PortalID: p.ID, ClientID: 27, Language: "en", Title: func(n int) string { return fmt.Sprint("№", n) }})
+		if err != nil {
+			return err
+		}
+		_, err = tx.CreateAccessRequest(d.ID, 27, 50)
+		return err
+	})
+	runs := 0
+	err := s.Update(context.Background(), func(tx *Tx) error {
+		runs++
+		_, err := tx.CreateAccessRequest(d.ID, 27, 50) // a second pending request of the dialog
+		return err
+	})
+	if err == nil || runs > uniqueRetries {
+		t.Fatalf("run %d times: %v", runs, err)
+	}
+}
