@@ -386,16 +386,18 @@ func (t *turn) inMainChat(m bitrix24.Message, cmd *command) error {
 // and may reopen a resolved dialog; a rename in the Bitrix24 UI is picked up.
 func (t *turn) inDialog(m bitrix24.Message, cmd *command) error {
 	d := t.dialog
-	// A rename with the pencil: capped like a title from a command.
-	if title := bitrix24.Shorten(cleanTitle(m.ChatTitle), maxTitle); title != "" && title != d.Title && !d.TitlePending {
+	role, err := t.b.record(t.tx, *d, m.ID, t.from.id, m.Text)
+	if err != nil {
+		return err
+	}
+	// A rename with the pencil: capped like a title from a command. Taken only from
+	// the chat's own people, the client and support: an event proves its author, not
+	// that they are in the chat it names, so anyone else's title proves nothing.
+	if title := bitrix24.Shorten(cleanTitle(m.ChatTitle), maxTitle); role != storage.RoleOther && title != "" && title != d.Title && !d.TitlePending {
 		if err := t.tx.RenameDialog(d.ID, title, false); err != nil {
 			return err
 		}
 		d.Title = title
-	}
-	role, err := t.b.record(t.tx, *d, m.ID, t.from.id, m.Text)
-	if err != nil {
-		return err
 	}
 	if cmd != nil {
 		return t.run(*cmd, m)

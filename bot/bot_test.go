@@ -144,7 +144,7 @@ func (h *harness) createChats() map[int]int64 {
 				return err
 			}
 			chat := 2000 + int64(d.Number)
-			if err := tx.CompleteOutbox(e.ID, json.RawMessage(fmt.Sprint(chat))); err != nil {
+			if _, err := tx.CompleteOutbox(e.ID, json.RawMessage(fmt.Sprint(chat))); err != nil {
 				return err
 			}
 			if err := tx.SetDialogChat(d.ID, chat); err != nil {
@@ -528,5 +528,25 @@ func TestBotDeleteStopsSending(t *testing.T) {
 	due, err := h.store.DuePortals(context.Background())
 	if err != nil || len(due) != 0 {
 		t.Fatalf("due after bot deletion: %d %v", len(due), err)
+	}
+}
+
+// TestPencilRenameOnlyByTheChatsPeople: a title that comes with a message (the
+// pencil) is the dialog's new title only when the client or support wrote it: an
+// event proves who wrote it, not that they are in the chat it names.
+func TestPencilRenameOnlyByTheChatsPeople(t *testing.T) {
+	h := newHarness(t)
+	h.process(h.private(admin, "first"))
+	chats := h.createChats()
+	h.sent()
+	h.process(h.group(stranger, chats[1], "Pay at evil.example", "your account is suspended"))
+	h.process(h.private(admin, "all chats"))
+	if list := text(t, h.sent()[0]); strings.Contains(list, "evil.example") {
+		t.Fatalf("a stranger renamed the dialog: %s", list)
+	}
+	h.process(h.group(admin, chats[1], "Printing invoices", "thanks"))
+	h.process(h.private(admin, "all chats"))
+	if list := text(t, h.sent()[0]); !strings.Contains(list, "Printing invoices") {
+		t.Fatalf("the client's rename was not taken: %s", list)
 	}
 }

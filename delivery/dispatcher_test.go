@@ -721,3 +721,87 @@ func TestBucketWaitHoldsNoSlot(t *testing.T) {
 	openGate()
 	testwait.For(t, "the reply that waited for its bucket", func() bool { return len(f.fake.AllMessages()) == 1 })
 }
+
+// TestResetAtFarAway: an operating_reset_at years away (a clock gone wrong, a hostile
+// answer) holds the entry no longer than maxResetWait: it is tried again, and sent
+// once the portal lets it.
+func TestResetAtFarAway(t *testing.T) {
+	f := newFixture(t)
+	f.fake.BlockMethod("imbot.message.add", time.Now().Add(10*365*24*time.Hour))
+	f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "one"})
+	f.drain()
+	if list, _ := f.store.Outbox(context.Background(), f.portal.ID); list[0].NextAttemptAt.After(f.clock().Add(maxResetWait + time.Second)) {
+		t.Fatalf("next attempt %v, %v from now", list[0].NextAttemptAt, list[0].NextAttemptAt.Sub(f.clock()))
+	}
+	f.fake.BlockMethod("imbot.message.add", time.Time{}) // the portal is fine again
+	f.advance(f.disp.MaxAge + time.Hour)
+	f.drain()
+	list, _ := f.store.Outbox(context.Background(), f.portal.ID)
+	for _, e := range list {
+		if e.State == storage.OutboxPending {
+			t.Errorf("entry %d still pending %v after it was queued (attempts %d, next attempt %v): no retry bound, no MaxAge",
+				e.ID, f.clock().Sub(e.CreatedAt), e.Attempts, e.NextAttemptAt)
+		}
+	}
+}
+
+// TestLateOutcomeOfATakenOverCall: replica A's chat creation hangs; B takes the
+// portal over, creates the chat again and sends the greeting there. When A's call
+// ends at last, its outcome changes nothing: the entry is B's, and so is the chat.
+func TestLateOutcomeOfATakenOverCall(t *testing.T) {
+	f := newFixture(t)
+	if err := f.store.Update(context.Background(), func(tx *storage.Tx) error {
+		return tx.SetBotV2(f.portal.ID, 1, "token", storage.EventsHook)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	release, called := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	chats := 0
+	f.fake.Handle("imbot.v2.Chat.add", func(bitrix24.Form) (any, *bitrix24.Error) {
+		mu.Lock()
+		chats++
+		n := chats
+		mu.Unlock()
+		if n == 1 {
+			close(called)
+			<-release // A's call hangs
+		}
+		return map[string]any{"chat": map[string]any{"id": 1000 + n}}, nil
+	})
+	sentTo := map[string]int{}
+	f.fake.Handle("imbot.v2.Chat.Message.send", func(p bitrix24.Form) (any, *bitrix24.Error) {
+		mu.Lock()
+		defer mu.Unlock()
+		sentTo[p.String("dialogId")]++
+		return map[string]any{"id": 5000 + len(sentTo)}, nil
+	})
+	d := f.newDialog()
+	ctx := context.Background()
+	a := f.disp // replica A
+	entries, err := a.choose(ctx, f.portal.ID, nil)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("A chose %d: %v", len(entries), err)
+	}
+	doneA := make(chan error)
+	go func() { doneA <- a.deliver(ctx, f.portal.ID, entries) }()
+	<-called
+	// B has taken the portal over, and TakeoverGrace is over: it sends A's lane again.
+	b := New(f.store, Single(bitrix24.NewClient(f.fake.WebhookURL())), f.bot.Outbox(), nil, nil)
+	for range 10 {
+		if n, err := b.runOnce(ctx); err != nil || n == 0 {
+			break
+		}
+	}
+	close(release)
+	if err := <-doneA; err != nil {
+		t.Fatal(err)
+	}
+	f.store.Update(ctx, func(tx *storage.Tx) error {
+		got, _ := tx.Dialog(d.ID)
+		if got.ChatID != 1002 {
+			t.Errorf("the dialog's chat is %d, not 1002 where its greeting went (messages sent to %v)", got.ChatID, sentTo)
+		}
+		return nil
+	})
+}

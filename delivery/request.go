@@ -329,19 +329,25 @@ func (d *Dispatcher) recordOne(tx *storage.Tx, now time.Time, o outcome) error {
 	case o.skipped:
 		return tx.ReleaseOutbox([]storage.OutboxRow{e})
 	case o.merged:
-		d.obs.ObserveDelivery(o.method, "merged")
-		if err := tx.CompleteOutbox(e.ID, json.RawMessage(`"superseded by a later action"`)); err != nil {
+		if done, err := tx.CompleteOutbox(e.ID, json.RawMessage(`"superseded by a later action"`)); err != nil || !done {
 			return err
 		}
+		d.obs.ObserveDelivery(o.method, "merged")
 		return d.settle(tx, o, 0, false)
 	case o.giveUp != "":
 		d.log.Error("giving an action up", "method", o.method, "reason", o.giveUp, "outbox_id", e.ID)
 		return d.fail(tx, o, "failed", o.giveUp)
 	case o.err == nil:
-		d.obs.ObserveDelivery(o.method, "delivered")
-		if err := tx.CompleteOutbox(e.ID, o.result); err != nil {
+		// Recorded already by the replica that took the portal over while this call
+		// hung: its outcome is the one the bot acted on, and this one changes nothing.
+		if done, err := tx.CompleteOutbox(e.ID, o.result); err != nil || !done {
+			if err == nil {
+				d.log.Warn("a call ended after another replica had recorded its entry; its result is left alone",
+					"method", o.method, "outbox_id", e.ID)
+			}
 			return err
 		}
+		d.obs.ObserveDelivery(o.method, "delivered")
 		id := o.found
 		if id == 0 {
 			id = bitrix24.WireFor(e.PortalAPI).ResultID(o.action, o.result)
@@ -379,10 +385,10 @@ func (d *Dispatcher) recordOne(tx *storage.Tx, now time.Time, o outcome) error {
 // fail gives an entry up for good ("failed", or "expired" after MaxAge) and tells the
 // bot.
 func (d *Dispatcher) fail(tx *storage.Tx, o outcome, how, reason string) error {
-	d.obs.ObserveDelivery(o.method, how)
-	if err := tx.FailOutbox(o.entry.Row.ID, reason); err != nil {
-		return err
+	if failed, err := tx.FailOutbox(o.entry.Row.ID, reason); err != nil || !failed {
+		return err // !failed: recorded already (see recordOne)
 	}
+	d.obs.ObserveDelivery(o.method, how)
 	return d.settle(tx, o, 0, true)
 }
 
@@ -419,10 +425,21 @@ func (d *Dispatcher) retryAt(now time.Time, attempts int, err error) (time.Time,
 	wait = wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1))
 	at := now.Add(wait)
 	if apiErr != nil && at.Before(apiErr.ResetAt) {
-		at = apiErr.ResetAt.Add(time.Duration(rand.Int64N(int64(time.Second))))
+		// The portal's word, but never farther than maxResetWait: a reset time years
+		// away (a clock gone wrong, a hostile answer) would hold the lane for good,
+		// and an entry never tried again is never given up either.
+		at = apiErr.ResetAt
+		if latest := now.Add(maxResetWait); at.After(latest) {
+			at = latest
+		}
+		at = at.Add(time.Duration(rand.Int64N(int64(time.Second))))
 	}
 	return at, reason
 }
+
+// maxResetWait bounds the wait for an operating_reset_at: the portal blocks a method
+// that used too much time for 10 minutes.
+const maxResetWait = 15 * time.Minute
 
 // newerRelease is the retries' reason for an entry a newer release wrote
 // (outbox.ErrNewer): during a rolling upgrade it waits for a replica that knows it.

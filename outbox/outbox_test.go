@@ -179,7 +179,7 @@ func read(t *testing.T, store *storage.Store, h *outbox.Handlers, portalID int64
 func settle(t *testing.T, store *storage.Store, h *outbox.Handlers, s outbox.Sending, id int64) {
 	t.Helper()
 	err := store.Update(context.Background(), func(tx *storage.Tx) error {
-		if err := tx.CompleteOutbox(s.Row.ID, nil); err != nil {
+		if _, err := tx.CompleteOutbox(s.Row.ID, nil); err != nil {
 			return err
 		}
 		return h.Settle(tx, s, id, false)

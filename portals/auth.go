@@ -133,8 +133,32 @@ type App struct {
 	// Clock is the time the cache is kept by; nil: time.Now.
 	Clock func() time.Time
 
-	mu     sync.Mutex
-	tokens map[tokenKey]tokenEntry
+	mu       sync.Mutex
+	tokens   map[tokenKey]tokenEntry
+	installs *bitrix24.Limiter // guarded by mu until made; see installChecks
+}
+
+// Installations checked at the OAuth server, for every portal together. An
+// ONAPPINSTALL is a claim anyone can post, and each check sends the application's
+// secret to Bitrix24's OAuth server: a stranger must not decide how often, as a
+// server that throttles the application would stop every portal's token renewals.
+// Installations are rare; past this the claim is answered 503 without a request.
+const (
+	installChecksPerSecond = 0.5
+	installChecksBurst     = 10
+)
+
+// ErrInstallsBusy: more installations were claimed lately than are checked; the
+// portal (or the stranger) may post again later.
+var ErrInstallsBusy = errors.New("too many installations to check now")
+
+func (a *App) installChecks() *bitrix24.Limiter {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.installs == nil {
+		a.installs = bitrix24.NewShare(installChecksPerSecond, installChecksBurst)
+	}
+	return a.installs
 }
 
 // maxRightsTTL is the stalest an answer about rights may be.
@@ -391,6 +415,9 @@ func (a *App) install(ctx context.Context, ev *bitrix24.AppInstall) (int64, erro
 		return 0, fmt.Errorf("installation replacing a live one: %w", bitrix24.ErrNotGenuine)
 	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return 0, err
+	}
+	if !a.installChecks().TryTake() { // logged and counted by the route, answered 503
+		return 0, ErrInstallsBusy
 	}
 	hc := a.HTTP
 	if hc == nil {

@@ -3,9 +3,15 @@ package portals_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +20,7 @@ import (
 	"supportbot/portals"
 	"supportbot/storage"
 	"supportbot/storage/storagetest"
+	"supportbot/testwait"
 )
 
 const (
@@ -191,6 +198,63 @@ func TestForgedInstallations(t *testing.T) {
 	if _, err := store.PortalByMemberID(context.Background(), pb.MemberID()); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("a refused installation was stored: %v", err)
 	}
+}
+
+// TestForgedInstallationsFlood: anyone may post ONAPPINSTALL, and each one checked
+// sends the application's secret to the OAuth server. A flood of made-up ones is
+// checked no faster than installations come (about 10 at once, then one each 2 s): the
+// rest are answered "busy", not sent on, and a genuine one gets through once the
+// flood has passed.
+func TestForgedInstallationsFlood(t *testing.T) {
+	o := b24test.NewOAuth(t, clientID, clientSecret)
+	var asked atomic.Int64
+	target, err := url.Parse(o.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	counting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
+	}))
+	t.Cleanup(counting.Close)
+	auth := &portals.App{Store: openStore(t), OAuth: portals.OAuthApp{ClientID: clientID, ClientSecret: clientSecret, URL: counting.URL + "/"}}
+	p := b24test.NewAppPortal(t, o)
+	var wg sync.WaitGroup
+	var busy atomic.Int64
+	start := time.Now()
+	for i := range 300 {
+		wg.Go(func() {
+			ev, err := bitrix24.Decode(b24test.Event("app/onappinstall.form", map[string]string{
+				"auth[member_id]": fmt.Sprintf("member%05d", i), "auth[refresh_token]": fmt.Sprintf("refresh%05d", i),
+				"auth[application_token]": "x", "auth[domain]": p.Domain()}))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := auth.Authenticate(context.Background(), ev); errors.Is(err, portals.ErrInstallsBusy) {
+				busy.Add(1)
+			} else if !errors.Is(err, bitrix24.ErrNotGenuine) {
+				t.Errorf("a forged installation: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	// About ten at once, and one more for each 2 s the flood lasted (a slow machine).
+	most := 10 + int64(time.Since(start)/(2*time.Second))
+	if n := asked.Load(); n < 1 || n > most || busy.Load() != 300-n {
+		t.Fatalf("300 forged installations: %d sent to the OAuth server (at most %d), %d answered busy", n, most, busy.Load())
+	}
+	testwait.For(t, "a genuine installation to be checked", func() bool {
+		ev, err := bitrix24.Decode(p.InstallEvent())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = auth.Authenticate(context.Background(), ev)
+		if err != nil && !errors.Is(err, portals.ErrInstallsBusy) {
+			t.Fatal(err)
+		}
+		return err == nil
+	})
 }
 
 // TestAdminsFromUserAdmin: in app mode user.admin, asked with the author's own token,

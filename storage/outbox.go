@@ -186,28 +186,33 @@ func (s *Store) OutboxStats(ctx context.Context) (pending int, oldest time.Time,
 	return pending, fromMillis(first), nil
 }
 
-// CompleteOutbox records a successful call and its result.
-func (tx *Tx) CompleteOutbox(id int64, result json.RawMessage) error {
+// CompleteOutbox records a successful call and its result. It reports false, changing
+// nothing, when the entry was no longer pending: another replica recorded its own
+// attempt first (a takeover while this one's call hung), and that outcome stands.
+func (tx *Tx) CompleteOutbox(id int64, result json.RawMessage) (bool, error) {
 	var res any
 	if len(result) > 0 {
 		res = string(result)
 	}
-	_, err := tx.exec(`UPDATE outbox SET state = 'done', attempts = attempts + 1, result = ?, last_error = '', done_at = ?,
+	r, err := tx.exec(`UPDATE outbox SET state = 'done', attempts = attempts + 1, result = ?, last_error = '', done_at = ?,
 		in_flight = FALSE WHERE id = ? AND state = 'pending'`, res, millis(tx.now), id)
 	if err != nil {
-		return fmt.Errorf("complete outbox %d: %w", id, err)
+		return false, fmt.Errorf("complete outbox %d: %w", id, err)
 	}
-	return nil
+	n, err := r.RowsAffected()
+	return n == 1, err
 }
 
-// FailOutbox gives an entry up for good: the error is permanent.
-func (tx *Tx) FailOutbox(id int64, reason string) error {
-	_, err := tx.exec(`UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?, done_at = ?,
+// FailOutbox gives an entry up for good: the error is permanent. Like CompleteOutbox,
+// it reports false when the entry was no longer pending.
+func (tx *Tx) FailOutbox(id int64, reason string) (bool, error) {
+	r, err := tx.exec(`UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?, done_at = ?,
 		in_flight = FALSE WHERE id = ? AND state = 'pending'`, reason, millis(tx.now), id)
 	if err != nil {
-		return fmt.Errorf("fail outbox %d: %w", id, err)
+		return false, fmt.Errorf("fail outbox %d: %w", id, err)
 	}
-	return nil
+	n, err := r.RowsAffected()
+	return n == 1, err
 }
 
 // RetryOutbox schedules another attempt; the entry keeps its place in its lane.

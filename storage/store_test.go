@@ -239,7 +239,7 @@ func TestOutboxLanes(t *testing.T) {
 		t.Fatalf("due = %v", got)
 	}
 	mustUpdate(t, s, func(tx *Tx) error {
-		if err := tx.CompleteOutbox(ids[0], json.RawMessage("1001")); err != nil {
+		if _, err := tx.CompleteOutbox(ids[0], json.RawMessage("1001")); err != nil {
 			return err
 		}
 		if err := tx.RetryOutbox(ids[4], now.Add(time.Minute), "later", false, 0); err != nil {
@@ -364,7 +364,7 @@ func TestPruneKeepsTheDatabaseSmall(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				if err := tx.CompleteOutbox(id, json.RawMessage("1")); err != nil {
+				if _, err := tx.CompleteOutbox(id, json.RawMessage("1")); err != nil {
 					return err
 				}
 			}
@@ -472,13 +472,14 @@ func TestTextFromOutsideIsStored(t *testing.T) {
 				return err
 			}
 		}
-		if err := tx.FailOutbox(failed, "ACCESS_DENIED: no\x00pe"); err != nil {
+		if _, err := tx.FailOutbox(failed, "ACCESS_DENIED: no\x00pe"); err != nil {
 			return err
 		}
 		if err := tx.RetryOutbox(retried, tx.Now(), "QUERY_LIMIT_EXCEEDED: sl\xffow", true, 0); err != nil {
 			return err
 		}
-		return tx.CompleteOutbox(done, json.RawMessage("{\"id\":\"7\x00\xff\"}"))
+		_, err = tx.CompleteOutbox(done, json.RawMessage("{\"id\":\"7\x00\xff\"}"))
+		return err
 	})
 	rows, err := s.Outbox(ctx, p.ID)
 	if err != nil || len(rows) != 3 {
