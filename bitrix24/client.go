@@ -339,16 +339,22 @@ func (c *Client) Batch(ctx context.Context, cmds []BatchCommand, halt bool) ([]B
 		ResultError json.RawMessage `json:"result_error"`
 		ResultTime  json.RawMessage `json:"result_time"`
 	}
+	// The portal answered, so the commands may have run, whatever the answer's shape:
+	// one it cannot be read is a transport error that may have been sent.
+	unreadable := func(what string, err error) error {
+		return &TransportError{Method: "batch", Host: c.host, HTTPStatus: http.StatusOK, MaybeSent: true,
+			Err: fmt.Errorf("unexpected %s: %w", what, err)}
+	}
 	if err := json.Unmarshal(raw, &env); err != nil {
-		return nil, fmt.Errorf("bitrix24 batch: unexpected answer: %w", err)
+		return nil, unreadable("answer", err)
 	}
 	results, err := phpArray(env.Result)
 	if err != nil {
-		return nil, fmt.Errorf("bitrix24 batch: unexpected result: %w", err)
+		return nil, unreadable("result", err)
 	}
 	failures, err := phpArray(env.ResultError)
 	if err != nil {
-		return nil, fmt.Errorf("bitrix24 batch: unexpected result_error: %w", err)
+		return nil, unreadable("result_error", err)
 	}
 	times, _ := phpArray(env.ResultTime) // only for operating_reset_at; optional
 	out := make([]BatchResult, len(cmds))

@@ -805,3 +805,52 @@ func TestLateOutcomeOfATakenOverCall(t *testing.T) {
 		return nil
 	})
 }
+
+// TestUnreadableBatchAnswerMayHaveRun: a batch the portal answered 200 in a shape that
+// cannot be read may have run: its entries are retried as possibly sent (so a chat's
+// creation is looked up first, and a repeat is counted), not as surely not run.
+func TestUnreadableBatchAnswerMayHaveRun(t *testing.T) {
+	f := newFixture(t)
+	f.fake.HandleHTTP("batch", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"result":{"result":["o1","o2"],"result_error":"none"},"time":{}}`))
+	})
+	f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "one"})
+	f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "two"})
+	if _, err := f.disp.runOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	list, _ := f.store.Outbox(context.Background(), f.portal.ID)
+	for _, e := range list {
+		if !e.MaybeSent || e.Attempts != 1 {
+			t.Errorf("entry %d (%d attempts): a request the portal answered 200 is recorded as surely not run: %s", e.ID, e.Attempts, e.LastError)
+		}
+	}
+}
+
+// TestBatchAnswerSayingNothing: a batch answered with neither a result nor an error
+// for any of its v1 commands is a failed attempt of the first, which may have run:
+// it backs off and is given up after MaxAge, and the lane then moves on. It used to
+// be put back uncounted and sent again at once, for ever.
+func TestBatchAnswerSayingNothing(t *testing.T) {
+	f := newFixture(t)
+	f.fake.SetClock(f.clock)
+	f.fake.HandleHTTP("batch", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"result":{"result":[],"result_error":[],"result_total":[],"result_next":[],"result_time":[]},"time":{}}`))
+	})
+	f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "one"})
+	f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "two"})
+	for range 100 {
+		if _, err := f.disp.runOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		f.advance(time.Hour)
+	}
+	list, _ := f.store.Outbox(context.Background(), f.portal.ID)
+	for _, e := range list {
+		if e.State == storage.OutboxPending {
+			t.Errorf("entry %d still pending after %d batches and %v: never counted, never given up", e.ID, len(f.fake.CallsTo("batch")), f.clock().Sub(e.CreatedAt))
+		}
+	}
+}

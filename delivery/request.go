@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -210,6 +211,15 @@ func (d *Dispatcher) send(ctx context.Context, portalID int64, entries []outbox.
 			outcomes = append(outcomes, outcome{entry: p.entry, action: p.action, method: p.call.Method, skipped: true, refused: true})
 		case err != nil:
 			o := d.outcomeOf(p, nil, err)
+			o.sent = len(toSend)
+			outcomes = append(outcomes, o)
+		case i == 0 && errors.Is(results[i].Err, bitrix24.ErrBatchSkipped):
+			// Nothing run and nothing said of the first command of a v1 request, which
+			// no error halted: an answer the portal should not give. A failed attempt
+			// that may have run, so that it backs off and ends with MaxAge rather than
+			// go again at once for ever; the rest are put back.
+			o := d.outcomeOf(p, nil, &bitrix24.TransportError{Method: p.call.Method, HTTPStatus: http.StatusOK, MaybeSent: true,
+				Err: errors.New("the portal's answer to the batch has neither a result nor an error for it")})
 			o.sent = len(toSend)
 			outcomes = append(outcomes, o)
 		case errors.Is(results[i].Err, bitrix24.ErrBatchSkipped):
