@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -852,5 +853,49 @@ func TestBatchAnswerSayingNothing(t *testing.T) {
 		if e.State == storage.OutboxPending {
 			t.Errorf("entry %d still pending after %d batches and %v: never counted, never given up", e.ID, len(f.fake.CallsTo("batch")), f.clock().Sub(e.CreatedAt))
 		}
+	}
+}
+
+// TestDependentsOfAChatGivenUpUnread: a dialog's chat creation given up without
+// being read (a damaged row, or a newer release's kind that expired) still tells the
+// bot it failed: what waited for the chat is given up, and the client's main chat
+// goes on. It used to wait for ever, never tried and so never given up.
+func TestDependentsOfAChatGivenUpUnread(t *testing.T) {
+	for name, damage := range map[string]string{
+		"damaged":       `UPDATE outbox SET action = '{damaged' WHERE id = (SELECT MIN(id) FROM outbox)`,
+		"newer release": `UPDATE outbox SET kind = 'create_space' WHERE id = (SELECT MIN(id) FROM outbox)`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			f.newDialog()
+			loc := storagetest.Location(t, f.path)
+			driver := "sqlite"
+			if storage.IsPostgres(loc) {
+				driver = "pgx"
+			}
+			db, err := sql.Open(driver, loc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, err := db.Exec(damage); err != nil {
+				t.Fatal(err)
+			}
+			f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "later in the client's chat"})
+			f.drain()
+			for range 30 {
+				f.advance(f.disp.MaxAge / 10)
+				f.drain()
+			}
+			list, _ := f.store.Outbox(context.Background(), f.portal.ID)
+			for _, e := range list {
+				if e.State == storage.OutboxPending {
+					t.Errorf("entry %d (%s %s) still pending after %d attempts", e.ID, e.Lane, e.Kind, e.Attempts)
+				}
+			}
+			if len(f.fake.Messages("27")) == 0 {
+				t.Error("nothing reached the client's main chat")
+			}
+		})
 	}
 }

@@ -185,10 +185,12 @@ func (h *Handlers) Write(ctx context.Context, store *storage.Store, s Sending) (
 }
 
 // Settle tells the entry's effect's handler how its action ended: done, with the ID
-// its call answered, or failed for good. An entry that could not be read, or has
-// no effect, means nothing more.
+// its call answered, or failed for good. An entry given up unread (damaged, or a
+// newer release's kind that expired) is told as failed, with no action: what waits
+// on its effect (a dialog's greeting waits for its chat) must learn it will not come,
+// or it would wait for ever, never tried and so never given up.
 func (h *Handlers) Settle(tx *storage.Tx, s Sending, id int64, failed bool) error {
-	if s.Action == nil || s.Row.Effect == "" {
+	if s.Row.Effect == "" || s.Action == nil && !failed {
 		return nil
 	}
 	fn := h.effects[s.Row.Effect]
