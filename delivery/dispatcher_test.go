@@ -899,3 +899,43 @@ func TestDependentsOfAChatGivenUpUnread(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxAgeCountsFromTheFirstFailure: the head of a lane fails for MaxAge and is
+// given up; the replies behind it, queued as long ago, then meet one refused request
+// (QUERY_LIMIT_EXCEEDED: the portal ran none of it). They have not been failing for
+// MaxAge, only waiting: they are tried again and arrive.
+func TestMaxAgeCountsFromTheFirstFailure(t *testing.T) {
+	f := newFixture(t)
+	f.fake.SetClock(f.clock) // the portal's bucket drains with the test's time
+	f.fake.Handle("imbot.message.add", func(p bitrix24.Form) (any, *bitrix24.Error) {
+		if p.String("MESSAGE") == "head" {
+			return nil, &bitrix24.Error{Code: "INTERNAL_SERVER_ERROR", HTTPStatus: 500}
+		}
+		return 77, nil
+	})
+	for _, text := range []string{"head", "one", "two", "three"} {
+		f.enqueue("27", bitrix24.SendMessage{To: "27", Text: text})
+	}
+	ctx := context.Background()
+	for range 2000 {
+		if _, err := f.disp.runOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		list, _ := f.store.Outbox(ctx, f.portal.ID)
+		if list[0].State != storage.OutboxPending {
+			break
+		}
+		f.advance(time.Minute)
+	}
+	f.fake.InjectFaults(b24test.FaultPlan{Share: 1, Kinds: []b24test.Fault{b24test.FaultQueryLimit}})
+	f.disp.runOnce(ctx)
+	f.fake.InjectFaults(b24test.FaultPlan{})
+	f.advance(time.Minute) // past their retry
+	f.drain()
+	list, _ := f.store.Outbox(ctx, f.portal.ID)
+	for _, e := range list[1:] {
+		if e.State != storage.OutboxDone {
+			t.Errorf("entry %d, queued behind the head, %s after %d attempts: %s", e.ID, e.State, e.Attempts, e.LastError)
+		}
+	}
+}

@@ -367,13 +367,15 @@ func (d *Dispatcher) recordOne(tx *storage.Tx, now time.Time, o outcome) error {
 		d.log.Error("the portal refused a call; giving it up", "method", o.method, "code", apiErr.Code,
 			"description", apiErr.Description, "outbox_id", e.ID, "lane", e.Lane)
 		return d.fail(tx, o, "failed", apiErr.Code+": "+apiErr.Description)
-	case d.MaxAge > 0 && now.Sub(e.CreatedAt) >= d.MaxAge:
+	// Failing for MaxAge, since its own first failure: the time it waited behind its
+	// lane's head, or through an outage, is not failure.
+	case d.MaxAge > 0 && !e.FailingSince.IsZero() && now.Sub(e.FailingSince) >= d.MaxAge:
 		code := "transport"
 		if errors.As(o.err, &apiErr) {
 			code = apiErr.Code
 		}
 		d.log.Error("an action kept failing; giving it up", "method", o.method, "code", code, "err", o.err,
-			"attempts", e.Attempts+1, "since", e.CreatedAt, "outbox_id", e.ID, "lane", e.Lane)
+			"attempts", e.Attempts+1, "failing_since", e.FailingSince, "queued", e.CreatedAt, "outbox_id", e.ID, "lane", e.Lane)
 		return d.fail(tx, o, "expired", fmt.Sprintf("given up after %v of failures: %v", d.MaxAge, o.err))
 	default:
 		at, reason := d.retryAt(now, e.Attempts, o.err)

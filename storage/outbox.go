@@ -56,6 +56,7 @@ type OutboxRow struct {
 	Result        json.RawMessage
 	CreatedAt     time.Time
 	DoneAt        time.Time
+	FailingSince  time.Time // its first failed attempt; zero until one (MaxAge counts from it)
 
 	// Answer is the bot's note of an answer that only reads: Action says where it
 	// goes, and its text is written from a read snapshot just before it is sent
@@ -95,15 +96,17 @@ func (tx *Tx) Enqueue(e OutboxRow) (int64, error) {
 }
 
 const outboxColumns = `o.id, o.portal_id, o.lane, o.kind, o.action, o.awaits_dialog, o.effect, o.effect_ref,
-	o.state, o.attempts, o.next_attempt_at, o.last_error, o.result, o.created_at, o.done_at, o.maybe_sent OR o.in_flight, o.batch_limit, o.in_flight, o.answer`
+	o.state, o.attempts, o.next_attempt_at, o.last_error, o.result, o.created_at, o.done_at, o.maybe_sent OR o.in_flight, o.batch_limit, o.in_flight, o.answer,
+	o.failing_since`
 
 func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxRow, error) {
 	var e OutboxRow
 	var action string
-	var awaits, next, created, done sql.NullInt64
+	var awaits, next, created, done, failing sql.NullInt64
 	var result sql.NullString
 	dest := append([]any{&e.ID, &e.PortalID, &e.Lane, &e.Kind, &action, &awaits, &e.Effect, &e.EffectRef,
-		&e.State, &e.Attempts, &next, &e.LastError, &result, &created, &done, &e.MaybeSent, &e.BatchLimit, &e.InFlight, &e.Answer}, extra...)
+		&e.State, &e.Attempts, &next, &e.LastError, &result, &created, &done, &e.MaybeSent, &e.BatchLimit, &e.InFlight, &e.Answer,
+		&failing}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return OutboxRow{}, err
 	}
@@ -115,6 +118,7 @@ func scanOutbox(row interface{ Scan(...any) error }, extra ...any) (OutboxRow, e
 	}
 	e.CreatedAt = fromMillis(created)
 	e.DoneAt = fromMillis(done)
+	e.FailingSince = fromMillis(failing)
 	return e, nil
 }
 
@@ -220,8 +224,9 @@ func (tx *Tx) FailOutbox(id int64, reason string) (bool, error) {
 // 0, is the largest request the entry may go in from now on.
 func (tx *Tx) RetryOutbox(id int64, at time.Time, reason string, maybeSent bool, batchLimit int) error {
 	_, err := tx.exec(`UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,
+		failing_since = COALESCE(failing_since, ?),
 		maybe_sent = maybe_sent OR ?, batch_limit = CASE WHEN ? > 0 THEN ? ELSE batch_limit END, in_flight = FALSE
-		WHERE id = ? AND state = 'pending'`, millis(at), reason, maybeSent, batchLimit, batchLimit, id)
+		WHERE id = ? AND state = 'pending'`, millis(at), reason, millis(tx.now), maybeSent, batchLimit, batchLimit, id)
 	if err != nil {
 		return fmt.Errorf("retry outbox %d: %w", id, err)
 	}
