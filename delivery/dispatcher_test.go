@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -937,5 +938,41 @@ func TestMaxAgeCountsFromTheFirstFailure(t *testing.T) {
 		if e.State != storage.OutboxDone {
 			t.Errorf("entry %d, queued behind the head, %s after %d attempts: %s", e.ID, e.State, e.Attempts, e.LastError)
 		}
+	}
+}
+
+// poisoning fails every batch that holds a "poison" message as a whole (a PHP fatal
+// error in one command: the portal answers an HTML 500 page), as a portal does.
+type poisoning struct{ *bitrix24.Client }
+
+func (p poisoning) Batch(ctx context.Context, cmds []bitrix24.BatchCommand, halt bool) ([]bitrix24.BatchResult, error) {
+	for _, c := range cmds {
+		if c.Params["MESSAGE"] == "poison" {
+			return nil, &bitrix24.TransportError{Method: "batch", HTTPStatus: 500, MaybeSent: true,
+				Err: errors.New("answer is not a Bitrix24 envelope (text/html, 120 bytes)")}
+		}
+	}
+	return p.Client.Batch(ctx, cmds, halt)
+}
+
+// TestOneCommandBreakingItsBatch: a command that breaks its whole request (an HTML
+// 500, not a timeout) no longer takes the other chats of that request with it until
+// MaxAge gives them all up: the request is split in halves, and the other chat's
+// reply arrives, once.
+func TestOneCommandBreakingItsBatch(t *testing.T) {
+	f := newFixture(t)
+	f.fake.SetClock(f.clock)
+	f.disp = New(f.store, Single(poisoning{bitrix24.NewClient(f.fake.WebhookURL())}), f.bot.Outbox(), nil, nil)
+	f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "poison"})
+	f.enqueue("28", bitrix24.SendMessage{To: "28", Text: "fine"})
+	ctx := context.Background()
+	for range 10 {
+		if _, err := f.disp.runOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		f.advance(2 * time.Minute)
+	}
+	if n := len(f.fake.Messages("28")); n != 1 {
+		t.Errorf("chat 28's reply arrived %d times: held up by chat 27's failing call", n)
 	}
 }

@@ -387,7 +387,7 @@ func (d *Dispatcher) recordOne(tx *storage.Tx, now time.Time, o outcome) error {
 		d.log.Warn(msg, "method", o.method, "reason", reason, "err", o.err,
 			"attempt", e.Attempts+1, "retry_at", at, "maybe_sent", o.maybeSent, "outbox_id", e.ID)
 		limit := 0
-		if timedOut(o.err) {
+		if timedOut(o.err) || o.sent > 1 && unanswered(o.err) {
 			limit = max(o.sent/2, 1)
 		}
 		return tx.RetryOutbox(e.ID, at, o.err.Error(), o.maybeSent, limit)
@@ -456,6 +456,18 @@ const maxResetWait = 15 * time.Minute
 // newerRelease is the retries' reason for an entry a newer release wrote
 // (outbox.ErrNewer): during a rolling upgrade it waits for a replica that knows it.
 const newerRelease = "newer_release"
+
+// unanswered reports a request the portal answered with no Bitrix24 answer, in a way
+// one command can cause: a 500 page (a PHP fatal error), 413 (too large), or a 200
+// that cannot be read. Like a timeout, it splits the request in halves on the next
+// attempts, so that the command goes alone and the others get through, rather than
+// all fail together until MaxAge. Not 502-504: a portal down or in maintenance
+// answers those to any request, and splitting would only slow the drain after it.
+func unanswered(err error) bool {
+	var te *bitrix24.TransportError
+	return errors.As(err, &te) && (te.HTTPStatus == http.StatusInternalServerError ||
+		te.HTTPStatus == http.StatusRequestEntityTooLarge || te.HTTPStatus == http.StatusOK)
+}
 
 // timedOut reports a call that got no answer in time: the kind that may hang again.
 func timedOut(err error) bool {
