@@ -30,6 +30,19 @@ type answer struct {
 	Args    string `json:"args,omitempty"` // /queue: "mine" or nothing
 }
 
+// answerAgent answers an agent's command about the whole desk (the queue, the
+// figures) where it was typed, except in a dialog, whose client reads along: there it
+// goes to the agent's own chat with the bot, and sent says so in the dialog.
+func (t *turn) answerAgent(a answer, sent string) error {
+	if t.dialog == nil {
+		return t.answerLater(t.replyLane(), t.chat, a)
+	}
+	if err := t.answerLater(outbox.ClientLane(t.from.id), bitrix24.UserChat(t.from.id), a); err != nil {
+		return err
+	}
+	return t.reply(sent, nil)
+}
+
 // answerLater queues the message that will carry the answer, to the chat to in lane.
 // The caller has checked that the author may have it.
 func (t *turn) answerLater(lane outbox.Lane, to string, a answer) error {

@@ -386,6 +386,11 @@ func (t *turn) inMainChat(m bitrix24.Message, cmd *command) error {
 // and may reopen a resolved dialog; a rename in the Bitrix24 UI is picked up.
 func (t *turn) inDialog(m bitrix24.Message, cmd *command) error {
 	d := t.dialog
+	if cmd != nil && cmd.phrase && cmd.name == cmdNew && t.from.id != d.ClientID {
+		// "Open new tab and reload", an agent's answer: support opens a dialog for
+		// the client with /new, and the phrase is the client's.
+		cmd = nil
+	}
 	role, err := t.b.record(t.tx, *d, m.ID, t.from.id, m.Text)
 	if err != nil {
 		return err
@@ -560,7 +565,7 @@ func (t *turn) run(cmd command, m bitrix24.Message) error {
 		if !t.from.agent {
 			return t.reply(t.t.AgentsOnly, nil)
 		}
-		return t.answerLater(t.replyLane(), t.chat, answer{Command: cmdQueue, Args: cmd.args})
+		return t.answerAgent(answer{Command: cmdQueue, Args: cmd.args}, t.t.QueueSentPrivately)
 	case cmdAccess:
 		return t.answerAccess(cmd.args, t.keyboardMessageID)
 	case cmdRate:

@@ -533,7 +533,8 @@ func TestBotDeleteStopsSending(t *testing.T) {
 
 // TestPencilRenameOnlyByTheChatsPeople: a title that comes with a message (the
 // pencil) is the dialog's new title only when the client or support wrote it: an
-// event proves who wrote it, not that they are in the chat it names.
+// event proves who wrote it, not that they are in the chat it names. And "/rename"
+// in a dialog takes a title that begins with a number.
 func TestPencilRenameOnlyByTheChatsPeople(t *testing.T) {
 	h := newHarness(t)
 	h.process(h.private(admin, "first"))
@@ -548,5 +549,69 @@ func TestPencilRenameOnlyByTheChatsPeople(t *testing.T) {
 	h.process(h.private(admin, "all chats"))
 	if list := text(t, h.sent()[0]); !strings.Contains(list, "Printing invoices") {
 		t.Fatalf("the client's rename was not taken: %s", list)
+	}
+	// Inside a dialog the number may be left out, so a number that names none of the
+	// author's dialogs is the title's first word.
+	h.process(h.group(admin, chats[1], "", "/rename 2024 budget report"))
+	h.sent()
+	h.process(h.private(admin, "all chats"))
+	if list := text(t, h.sent()[0]); !strings.Contains(list, "2024 budget report") {
+		t.Fatalf("a title beginning with a number: %s", list)
+	}
+}
+
+// TestQueueInADialogGoesToTheAgent: /queue names other clients and their questions.
+// Typed in a dialog, whose client reads along, it goes to the agent's own chat with
+// the bot, as /stats does; the dialog only hears where it went.
+func TestQueueInADialogGoesToTheAgent(t *testing.T) {
+	h := newHarness(t)
+	for _, q := range []struct { // №1 the integrator's, №2 the administrator's
+		who  int64
+		text string
+	}{{integrator, "Secret merger: how to hide deals from staff?"}, {admin, "my question"}} {
+		h.process(h.private(q.who, q.text))
+	}
+	chats := h.createChats()
+	h.process(h.private(integrator, "rename 1 Merger with ACME"))
+	h.sent()
+	h.process(h.group(agent, chats[2], "", "/queue"))
+	toAgent := false
+	for _, e := range h.sent() {
+		if e.Kind != "send_message" {
+			continue
+		}
+		switch to, msg := sentTo(t, e), text(t, e); {
+		case to == bitrix24.GroupChat(chats[2]) && strings.Contains(msg, "ACME"):
+			t.Errorf("the queue went into client %d's dialog: %q", admin, msg)
+		case to == bitrix24.UserChat(agent) && strings.Contains(msg, "ACME"):
+			toAgent = true
+		}
+	}
+	if !toAgent {
+		t.Error("the queue did not reach the agent's own chat")
+	}
+}
+
+// TestSentencesThatBeginLikeACommand: "rename" and "open new" are also words people
+// begin sentences with. A question "Rename of a deal stage fails…" opens a dialog; an
+// agent's answer "Open new tab…" is a message, not a new dialog for the client; a
+// client's "rename button is missing…" in their dialog renames nothing.
+func TestSentencesThatBeginLikeACommand(t *testing.T) {
+	h := newHarness(t)
+	h.process(h.private(admin, "Rename of a deal stage fails with an error, what do I do?"))
+	if got := kinds(h.sent()); !strings.Contains(got, "create_chat") {
+		t.Fatalf("the question opened no dialog: %s", got)
+	}
+	chats := h.createChats()
+	h.sent()
+	h.process(h.group(agent, chats[1], "", "Open new tab in the browser and reload the report"))
+	if got := kinds(h.sent()); strings.Contains(got, "create_chat") {
+		t.Errorf("an agent's answer opened a new dialog for the client: %s", got)
+	}
+	h.process(h.group(admin, chats[1], "", "rename button is missing in the report too"))
+	h.sent()
+	h.process(h.private(admin, "all chats"))
+	if list := text(t, h.sent()[0]); strings.Contains(list, "button is missing") {
+		t.Errorf("the client's sentence renamed the dialog: %s", list)
 	}
 }

@@ -34,26 +34,32 @@ const (
 	cmdRelease = "release"
 )
 
-// command is a parsed command: its name and the rest of the text as typed.
+// command is a parsed command: its name and the rest of the text as typed. phrase is
+// set for the plain-text forms, which are also ordinary words someone may begin a
+// sentence with.
 type command struct {
-	name string
-	args string
+	name   string
+	args   string
+	phrase bool
 }
 
-// phrases are the plain-text forms, matched as whole leading words.
+// phrases are the plain-text forms, matched as whole leading words. A rename's phrase
+// needs its number ("rename 2 CRM"): "Rename of a deal stage fails" is a question, and
+// "rename button is missing" in a dialog a message; only "/rename" may leave it out.
 var phrases = []struct {
 	text     string
 	name     string
 	takesArg bool
+	numbered bool
 }{
-	{"все чаты", cmdChats, false},
-	{"all chats", cmdChats, false},
-	{"открыть новый", cmdNew, true},
-	{"open new", cmdNew, true},
-	{"переименовать", cmdRename, true},
-	{"rename", cmdRename, true},
-	{"помощь", cmdHelp, false},
-	{"help", cmdHelp, false},
+	{"все чаты", cmdChats, false, false},
+	{"all chats", cmdChats, false, false},
+	{"открыть новый", cmdNew, true, false},
+	{"open new", cmdNew, true, false},
+	{"переименовать", cmdRename, true, true},
+	{"rename", cmdRename, true, true},
+	{"помощь", cmdHelp, false, false},
+	{"help", cmdHelp, false, false},
 }
 
 // knownSlash lists the slash commands; any other "/word" is not ours and is plain text.
@@ -94,13 +100,17 @@ func parseCommand(text string) (command, bool) {
 			continue
 		}
 		rest := s[len(head):]
-		if strings.TrimSpace(rest) == "." || rest == "" {
-			return command{name: p.name}, true
+		if strings.TrimSpace(rest) == "." || rest == "" { // "rename" alone asks how
+			return command{name: p.name, phrase: true}, true
 		}
-		if !p.takesArg || !unicode.IsSpace(rune(rest[0])) {
+		if !p.takesArg || rest == "" || !unicode.IsSpace(rune(rest[0])) {
 			continue
 		}
-		return command{name: p.name, args: strings.TrimSpace(rest)}, true
+		args := strings.TrimSpace(rest)
+		if n, _, _ := strings.Cut(args, " "); p.numbered && strings.Trim(n, "0123456789") != "" {
+			continue
+		}
+		return command{name: p.name, args: args, phrase: true}, true
 	}
 	return command{}, false
 }

@@ -295,22 +295,30 @@ func (t *turn) rename(args string) error {
 	var d storage.Dialog
 	title := args
 	first, rest, _ := strings.Cut(strings.TrimSpace(args), " ")
+	found := false
 	if n, err := strconv.Atoi(first); err == nil && strings.TrimSpace(rest) != "" {
-		title = rest
 		d, err = t.tx.DialogByNumber(t.portal.ID, n)
-		if errors.Is(err, storage.ErrNotFound) || (err == nil && !t.from.agent && d.ClientID != t.from.id) {
-			return t.reply(t.t.DialogNotFound(n), nil)
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
-	} else if t.dialog != nil {
+		found = err == nil && (t.from.agent || d.ClientID == t.from.id)
+		// Inside a dialog, a number that names none of theirs ("/rename 2024 budget
+		// report") is the title's first word, and this dialog is the one renamed.
+		if !found && t.dialog == nil {
+			return t.reply(t.t.DialogNotFound(n), nil)
+		}
+		if found {
+			title = rest
+		}
+	}
+	if !found {
+		if t.dialog == nil {
+			return t.reply(t.t.RenameUsage, nil)
+		}
 		d = *t.dialog
 		if !t.from.agent && d.ClientID != t.from.id {
 			return t.reply(t.t.NotAllowed, nil)
 		}
-	} else {
-		return t.reply(t.t.RenameUsage, nil)
 	}
 	title, refusal, err := t.renameTo(d, title)
 	switch {

@@ -5,8 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"supportbot/bitrix24"
-	"supportbot/outbox"
 	"supportbot/storage"
 )
 
@@ -33,14 +31,7 @@ func (t *turn) stats(args string) error {
 		}
 		days = min(n, statsMaxDays)
 	}
-	figures := answer{Command: cmdStats, Days: days}
-	if t.dialog == nil {
-		return t.answerLater(t.replyLane(), t.chat, figures)
-	}
-	if err := t.answerLater(outbox.ClientLane(t.from.id), bitrix24.UserChat(t.from.id), figures); err != nil {
-		return err
-	}
-	return t.reply(t.t.StatsSentPrivately, nil)
+	return t.answerAgent(answer{Command: cmdStats, Days: days}, t.t.StatsSentPrivately)
 }
 
 // statsAnswer is the figures of the last days.

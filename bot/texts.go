@@ -145,8 +145,10 @@ type texts struct {
 	StatsNoQueue  string
 	Seconds       func(n int) string // a duration under a minute
 	// StatsSentPrivately answers /stats in a dialog, whose client reads along: the
-	// figures went to the agent's own chat with the bot.
+	// figures went to the agent's own chat with the bot. QueueSentPrivately is the
+	// same for /queue, which names other clients and their questions.
 	StatsSentPrivately string
+	QueueSentPrivately string
 	// Auto-close.
 	// AutoCloseWarning tells the client, in the dialog, that it closes in left unless
 	// they answer or press BtnKeepOpen; client is a mention.

@@ -264,6 +264,7 @@ var textsEN = texts{
 	StatsNoQueue:       "Now waiting for an answer: none",
 	Seconds:            func(n int) string { return fmt.Sprintf("%d s", n) },
 	StatsSentPrivately: "The service figures are in your chat with the bot.",
+	QueueSentPrivately: "The queue is in your chat with the bot.",
 	AutoCloseWarning: func(n int, client, left string) string {
 		return fmt.Sprintf("%s, support is waiting for your reply in question #%d. If nothing is left, "+
 			"the question closes automatically in %s. To keep it open, press “Keep it open” or write here.", client, n, left)

@@ -278,6 +278,7 @@ var textsRU = texts{
 	StatsNoQueue:       "Сейчас ждут ответа: никто",
 	Seconds:            func(n int) string { return fmt.Sprintf("%d с", n) },
 	StatsSentPrivately: "Показатели поддержки отправлены вам в чат с ботом.",
+	QueueSentPrivately: "Очередь отправлена вам в чат с ботом.",
 	AutoCloseWarning: func(n int, client, left string) string {
 		return fmt.Sprintf("%s, поддержка ждёт вашего ответа по обращению №%d. Если вопросов не осталось, "+
 			"обращение закроется автоматически через %s. Чтобы оставить его открытым, "+
