@@ -130,6 +130,20 @@ func (h *harness) rawSent() []storage.OutboxRow {
 }
 
 // createChats plays the portal's side: every pending imbot.chat.add gets a chat.
+// oneDialog opens a dialog for client with question and gives it its chat, the outbox
+// read: the chat's ID.
+func (h *harness) oneDialog(client int64, question string) int64 {
+	h.t.Helper()
+	h.process(h.private(client, question))
+	chats := h.createChats()
+	h.sent()
+	for _, c := range chats {
+		return c
+	}
+	h.t.Fatal("no dialog opened")
+	return 0
+}
+
 func (h *harness) createChats() map[int]int64 {
 	h.t.Helper()
 	chats := map[int]int64{}
@@ -537,9 +551,7 @@ func TestBotDeleteStopsSending(t *testing.T) {
 // in a dialog takes a title that begins with a number.
 func TestPencilRenameOnlyByTheChatsPeople(t *testing.T) {
 	h := newHarness(t)
-	h.process(h.private(admin, "first"))
-	chats := h.createChats()
-	h.sent()
+	chats := map[int]int64{1: h.oneDialog(admin, "first")}
 	h.process(h.group(stranger, chats[1], "Pay at evil.example", "your account is suspended"))
 	h.process(h.private(admin, "all chats"))
 	if list := text(t, h.sent()[0]); strings.Contains(list, "evil.example") {
@@ -549,6 +561,20 @@ func TestPencilRenameOnlyByTheChatsPeople(t *testing.T) {
 	h.process(h.private(admin, "all chats"))
 	if list := text(t, h.sent()[0]); !strings.Contains(list, "Printing invoices") {
 		t.Fatalf("the client's rename was not taken: %s", list)
+	}
+	// An agent renames another dialog from inside this one: its client does not see
+	// the other dialog's title; the agent hears it in their own chat.
+	h.process(h.private(integrator, "theirs"))
+	theirs := h.createChats()[2]
+	h.sent()
+	h.process(h.group(agent, chats[1], "", "rename 2 Merger with ACME"))
+	for _, e := range h.sent() {
+		if e.Kind != bitrix24.KindSendMessage {
+			continue
+		}
+		if to := sentTo(t, e); strings.Contains(text(t, e), "ACME") && to != bitrix24.UserChat(agent) {
+			t.Errorf("dialog 2's new title went to %s (dialog 1 is %s, 2 is %s)", to, bitrix24.GroupChat(chats[1]), bitrix24.GroupChat(theirs))
+		}
 	}
 	// Inside a dialog the number may be left out, so a number that names none of the
 	// author's dialogs is the title's first word.

@@ -327,7 +327,13 @@ func (t *turn) rename(args string) error {
 	case refusal != "":
 		return t.reply(refusal, nil)
 	}
-	return t.reply(t.t.Renamed(d.Number, bitrix24.EscapeLine(title)), nil)
+	done := t.t.Renamed(d.Number, bitrix24.EscapeLine(title))
+	if t.dialog != nil && d.ID != t.dialog.ID {
+		// Another dialog, renamed from inside this one, whose client reads along: its
+		// title is not theirs to see, and the author hears it in their own chat.
+		return t.send(outbox.ClientLane(t.from.id), bitrix24.UserChat(t.from.id), done, nil, 0)
+	}
+	return t.reply(done, nil)
 }
 
 // renameTo gives dialog d the title, if the rules take it: the title as stored, or

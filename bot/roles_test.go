@@ -330,3 +330,15 @@ func TestAssignedSecondLineLeavesWithTheDialog(t *testing.T) {
 		t.Errorf("the second line, in no dialog now, was moved: %v", got)
 	}
 }
+
+// TestRolesInADialogAnswerPrivately: /agents is the main chat's command. Typed in a
+// dialog, whose client reads along, the list of people goes to the administrator's
+// own chat with the bot.
+func TestRolesInADialogAnswerPrivately(t *testing.T) {
+	h := newHarness(t)
+	h.process(h.group(admin, h.oneDialog(admin, "a question"), "", "/agents"))
+	sent := h.sent()
+	if len(sent) != 1 || sentTo(t, sent[0]) != bitrix24.UserChat(admin) || !strings.Contains(text(t, sent[0]), "#50") {
+		t.Fatalf("the agents' list went to %s: %s", sentTo(t, sent[0]), text(t, sent[0]))
+	}
+}
