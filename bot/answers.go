@@ -37,7 +37,8 @@ func (t *turn) answerAgent(a answer, sent string) error {
 	if t.dialog == nil {
 		return t.answerLater(t.replyLane(), t.chat, a)
 	}
-	if err := t.answerLater(outbox.ClientLane(t.from.id), bitrix24.UserChat(t.from.id), a); err != nil {
+	own := t.own()
+	if err := own.answerLater(own.replyLane(), own.chat, a); err != nil {
 		return err
 	}
 	return t.reply(sent, nil)

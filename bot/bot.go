@@ -299,6 +299,14 @@ type turn struct {
 	keyboardMessageID int64
 }
 
+// own is the turn answered in its author's own chat with the bot instead: for what a
+// dialog's client, who reads along there, need not see.
+func (t *turn) own() *turn {
+	o := *t
+	o.dialog, o.chat = nil, bitrix24.UserChat(t.from.id)
+	return &o
+}
+
 func (b *Bot) newTurn(tx *storage.Tx, portal storage.Portal, from who, lang, chat string) *turn {
 	l := b.lang(lang)
 	return &turn{b: b, tx: tx, portal: portal, from: from, lang: l, t: textsFor(l), chat: chat}

@@ -103,7 +103,7 @@ func parseCommand(text string) (command, bool) {
 		if strings.TrimSpace(rest) == "." || rest == "" { // "rename" alone asks how
 			return command{name: p.name, phrase: true}, true
 		}
-		if !p.takesArg || rest == "" || !unicode.IsSpace(rune(rest[0])) {
+		if !p.takesArg || !unicode.IsSpace(rune(rest[0])) {
 			continue
 		}
 		args := strings.TrimSpace(rest)

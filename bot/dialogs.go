@@ -331,7 +331,7 @@ func (t *turn) rename(args string) error {
 	if t.dialog != nil && d.ID != t.dialog.ID {
 		// Another dialog, renamed from inside this one, whose client reads along: its
 		// title is not theirs to see, and the author hears it in their own chat.
-		return t.send(outbox.ClientLane(t.from.id), bitrix24.UserChat(t.from.id), done, nil, 0)
+		return t.own().reply(done, nil)
 	}
 	return t.reply(done, nil)
 }

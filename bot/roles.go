@@ -63,9 +63,7 @@ func (t *turn) manageRoles(name, args string) error {
 		// The main chat's command (SPEC.md): the lists name people, which is no
 		// business of the dialog's client, who reads along. Typed in a dialog, it is
 		// answered in the administrator's own chat with the bot.
-		own := *t
-		own.dialog, own.chat = nil, bitrix24.UserChat(t.from.id)
-		return own.manageRoles(name, args)
+		return t.own().manageRoles(name, args)
 	}
 	role := roleOfCommand[name]
 	verb, rest, _ := strings.Cut(strings.TrimSpace(args), " ")

@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"database/sql"
 	"strings"
 	"testing"
 	"time"
@@ -38,21 +37,9 @@ func TestAnswerThatCannotBeReadWaits(t *testing.T) {
 	f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "after the list"})
 
 	// The transcript cannot be read: the list's unread counts need it.
-	loc := storagetest.Location(t, f.path)
-	driver := "sqlite"
-	if storage.IsPostgres(loc) {
-		driver = "pgx"
-	}
-	db, err := sql.Open(driver, loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	rename := func(from, to string) {
 		t.Helper()
-		if _, err := db.Exec("ALTER TABLE " + from + " RENAME TO " + to); err != nil {
-			t.Fatal(err)
-		}
+		storagetest.Exec(t, storagetest.Location(t, f.path), "ALTER TABLE "+from+" RENAME TO "+to)
 	}
 	rename("messages", "messages_away")
 	f.drain()

@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"net/http"
@@ -869,19 +868,7 @@ func TestDependentsOfAChatGivenUpUnread(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t)
 			f.newDialog()
-			loc := storagetest.Location(t, f.path)
-			driver := "sqlite"
-			if storage.IsPostgres(loc) {
-				driver = "pgx"
-			}
-			db, err := sql.Open(driver, loc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			if _, err := db.Exec(damage); err != nil {
-				t.Fatal(err)
-			}
+			storagetest.Exec(t, storagetest.Location(t, f.path), damage)
 			f.enqueue("27", bitrix24.SendMessage{To: "27", Text: "later in the client's chat"})
 			f.drain()
 			for range 30 {

@@ -176,15 +176,7 @@ func Dialogs(tx *storage.Tx, portalID int64) ([]storage.Dialog, error) {
 // NULL as "NULL".
 func Rows(tb testing.TB, location, query string, args ...any) []string {
 	tb.Helper()
-	driver, dsn := "pgx", location
-	if !storage.IsPostgres(location) {
-		// Beside a running bot: wait for its writer, and never write.
-		driver, dsn = "sqlite", location+"?_pragma=busy_timeout(10000)&_pragma=query_only(ON)"
-	}
-	db, err := sql.Open(driver, dsn)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	db := own(tb, location, true)
 	defer db.Close()
 	rows, err := db.Query(query, args...)
 	if err != nil {
@@ -222,6 +214,35 @@ func Rows(tb testing.TB, location, query string, args ...any) []string {
 		tb.Fatal(err)
 	}
 	return out
+}
+
+// Exec changes the database at location behind the store's back, as Rows reads it:
+// for the tests of what the store must survive (a damaged row, a missing table).
+func Exec(tb testing.TB, location, query string, args ...any) {
+	tb.Helper()
+	db := own(tb, location, false)
+	defer db.Close()
+	if _, err := db.Exec(query, args...); err != nil {
+		tb.Fatalf("%s: %v", query, err)
+	}
+}
+
+// own is a connection of the test's own to the database at location; beside a running
+// bot it waits for the bot's writer, and, readOnly, never writes.
+func own(tb testing.TB, location string, readOnly bool) *sql.DB {
+	tb.Helper()
+	driver, dsn := "pgx", location
+	if !storage.IsPostgres(location) {
+		driver, dsn = "sqlite", location+"?_pragma=busy_timeout(10000)"
+		if readOnly {
+			dsn += "&_pragma=query_only(ON)"
+		}
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return db
 }
 
 // Count is the single number query reads, as Rows reads it.
